@@ -1,0 +1,14 @@
+//! OTLP on the wire: decompression under a cap, protobuf and JSON decoding, cheap validation of
+//! protobuf payloads without a full decode, and the mapping of spans to [`spanflow_model::SpanRow`].
+//!
+//! Invariant: this crate does no network IO; receivers hand it bytes and get bytes or rows back.
+
+pub mod decompress;
+pub mod json;
+pub mod map;
+pub mod scan;
+pub mod status;
+
+pub use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
