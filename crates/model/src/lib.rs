@@ -3,6 +3,7 @@
 //! Invariant: this crate knows no wire format and does no IO. OTLP, JSON and storage encodings
 //! live in the crates that speak them.
 
+pub mod metric_names;
 mod ids;
 mod row;
 

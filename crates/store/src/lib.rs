@@ -1,1 +1,35 @@
+//! Where span rows live: the [`SpanStore`] trait the server writes through and the query layer
+//! reads through, a bounded in-memory store, and the conformance suite every backend runs.
+//!
+//! Invariant: a store knows rows, never OTLP or HTTP.
 
+pub mod conformance;
+mod error;
+mod memory;
+mod query;
+
+pub use error::{ErrorKind, StoreError};
+pub use memory::MemoryStore;
+pub use query::{AttributeFilter, SpanQuery};
+
+use spanflow_model::{SpanRow, TraceId};
+
+/// A backend that keeps span rows.
+///
+/// Rows are keyed by (trace id, span id): writing a row whose key is already stored replaces
+/// it, so an agent that sends a batch again after a lost acknowledgement stores nothing twice.
+#[async_trait::async_trait]
+pub trait SpanStore: Send + Sync + 'static {
+    /// Stores the rows; returns once they are as durable as this backend makes them.
+    async fn write(&self, rows: Vec<SpanRow>) -> Result<(), StoreError>;
+
+    /// Every stored span of a trace, ordered by start time; empty when the trace is unknown.
+    /// No time range is needed: a trace id is found however old it is.
+    async fn trace(&self, trace_id: TraceId) -> Result<Vec<SpanRow>, StoreError>;
+
+    /// Spans matching the query, newest start first, at most `query.limit`.
+    async fn search(&self, query: &SpanQuery) -> Result<Vec<SpanRow>, StoreError>;
+
+    /// A short backend name for logs and `/healthz` (`memory`, `embedded`, `clickhouse`).
+    fn backend(&self) -> &'static str;
+}

@@ -1,0 +1,139 @@
+//! Every metric spanflow exports, named in one place: `spanflow_<name>_<unit>_total` for
+//! counters. Crates record with these constants; the binary describes them from [`ALL`].
+
+/// Counter: OTLP requests received by the agent, by `transport` and `outcome`.
+pub const AGENT_REQUESTS: &str = "spanflow_agent_requests_total";
+/// Counter: spans the agent accepted (answered with success) and queued for the server.
+pub const AGENT_SPANS_ACCEPTED: &str = "spanflow_agent_spans_accepted_total";
+/// Counter: spans the agent rejected one by one (partial success), by `reason`.
+pub const AGENT_SPANS_REJECTED: &str = "spanflow_agent_spans_rejected_total";
+/// Counter: request body bytes received by the agent, before decompression.
+pub const AGENT_RECEIVED_BYTES: &str = "spanflow_agent_received_bytes_total";
+/// Counter: requests refused because the forward queue was full (answered 503/UNAVAILABLE).
+pub const AGENT_REQUESTS_THROTTLED: &str = "spanflow_agent_requests_throttled_total";
+/// Gauge: bytes of OTLP payloads waiting in the agent for a server acknowledgement.
+pub const AGENT_QUEUE_BYTES: &str = "spanflow_agent_queue_bytes";
+/// Counter: batches the agent sent and a server acknowledged.
+pub const AGENT_BATCHES_ACKED: &str = "spanflow_agent_batches_acked_total";
+/// Counter: spans a server acknowledged as stored.
+pub const AGENT_SPANS_FORWARDED: &str = "spanflow_agent_spans_forwarded_total";
+/// Counter: failed attempts to send a batch (the batch is kept and sent again).
+pub const AGENT_FORWARD_RETRIES: &str = "spanflow_agent_forward_retries_total";
+/// Counter: batches a server refused as malformed; they cannot succeed on a resend.
+pub const AGENT_BATCHES_REFUSED: &str = "spanflow_agent_batches_refused_total";
+/// Counter: spans lost inside a batch a server refused as malformed.
+pub const AGENT_SPANS_REFUSED: &str = "spanflow_agent_spans_refused_total";
+
+/// Counter: batches the server received from agents, by `outcome`.
+pub const SERVER_BATCHES: &str = "spanflow_server_batches_total";
+/// Counter: spans the server mapped to rows and stored.
+pub const SERVER_SPANS_STORED: &str = "spanflow_server_spans_stored_total";
+/// Counter: spans the server could not map (bad ids that slipped past an agent).
+pub const SERVER_SPANS_REJECTED: &str = "spanflow_server_spans_rejected_total";
+/// Counter: payloads inside a batch that were not decodable OTLP.
+pub const SERVER_PAYLOADS_REJECTED: &str = "spanflow_server_payloads_rejected_total";
+
+/// Counter: spans the store dropped to stay within its bounds (oldest first).
+pub const STORE_SPANS_EVICTED: &str = "spanflow_store_spans_evicted_total";
+/// Gauge: spans the store holds.
+pub const STORE_SPANS: &str = "spanflow_store_spans";
+
+/// Counter: query API requests, by `route` and `status`.
+pub const API_REQUESTS: &str = "spanflow_api_requests_total";
+
+/// How a metric is shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter,
+    Gauge,
+}
+
+/// Every metric with its kind and help text.
+pub const ALL: &[(&str, MetricKind, &str)] = &[
+    (
+        AGENT_REQUESTS,
+        MetricKind::Counter,
+        "OTLP requests received by the agent, by transport and outcome",
+    ),
+    (
+        AGENT_SPANS_ACCEPTED,
+        MetricKind::Counter,
+        "spans the agent accepted and queued for the server",
+    ),
+    (
+        AGENT_SPANS_REJECTED,
+        MetricKind::Counter,
+        "spans the agent rejected one by one (partial success)",
+    ),
+    (
+        AGENT_RECEIVED_BYTES,
+        MetricKind::Counter,
+        "request body bytes received by the agent before decompression",
+    ),
+    (
+        AGENT_REQUESTS_THROTTLED,
+        MetricKind::Counter,
+        "requests refused because the forward queue was full",
+    ),
+    (
+        AGENT_QUEUE_BYTES,
+        MetricKind::Gauge,
+        "bytes waiting in the agent for a server acknowledgement",
+    ),
+    (
+        AGENT_BATCHES_ACKED,
+        MetricKind::Counter,
+        "batches a server acknowledged as stored",
+    ),
+    (
+        AGENT_SPANS_FORWARDED,
+        MetricKind::Counter,
+        "spans a server acknowledged as stored",
+    ),
+    (
+        AGENT_FORWARD_RETRIES,
+        MetricKind::Counter,
+        "failed attempts to send a batch; the batch is sent again",
+    ),
+    (
+        AGENT_BATCHES_REFUSED,
+        MetricKind::Counter,
+        "batches a server refused as malformed",
+    ),
+    (
+        AGENT_SPANS_REFUSED,
+        MetricKind::Counter,
+        "spans lost in batches a server refused as malformed",
+    ),
+    (
+        SERVER_BATCHES,
+        MetricKind::Counter,
+        "batches the server received from agents, by outcome",
+    ),
+    (
+        SERVER_SPANS_STORED,
+        MetricKind::Counter,
+        "spans the server stored",
+    ),
+    (
+        SERVER_SPANS_REJECTED,
+        MetricKind::Counter,
+        "spans the server could not map to rows",
+    ),
+    (
+        SERVER_PAYLOADS_REJECTED,
+        MetricKind::Counter,
+        "payloads in agent batches that were not decodable OTLP",
+    ),
+    (
+        STORE_SPANS_EVICTED,
+        MetricKind::Counter,
+        "spans the store dropped to stay within its bounds",
+    ),
+    (STORE_SPANS, MetricKind::Gauge, "spans the store holds"),
+    (
+        API_REQUESTS,
+        MetricKind::Counter,
+        "query API requests, by route and status",
+    ),
+];

@@ -1,0 +1,342 @@
+//! The conformance suite every [`SpanStore`] backend runs, so that they agree on what a store
+//! means: what is written reads back whole, trace-by-id needs no time range, searches filter the
+//! same way, and a resent span is stored once.
+//!
+//! A backend calls [`run_all`] from its tests with a factory that makes an empty store.
+
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use spanflow_model::{
+    AttrValue, Attribute, Event, L7Protocol, Link, ObservationPoint, ResourceTags, ResponseStatus,
+    SpanId, SpanKind, SpanRow, TraceId,
+};
+
+use crate::{AttributeFilter, SpanQuery, SpanStore};
+
+/// A trace id whose bytes spell `n`.
+pub fn trace_id(n: u8) -> TraceId {
+    let mut bytes = [0u8; 16];
+    bytes[0] = 0xab;
+    bytes[15] = n;
+    TraceId(bytes)
+}
+
+/// A span id whose bytes spell `n`.
+pub fn span_id(n: u8) -> SpanId {
+    SpanId([0xcd, 0, 0, 0, 0, 0, 0, n])
+}
+
+/// A plain server span starting at `start_time` µs, lasting 1 ms.
+pub fn row(trace: u8, span: u8, service: &str, operation: &str, start_time: i64) -> SpanRow {
+    SpanRow {
+        time: (start_time + 1_000) / 1_000_000,
+        start_time,
+        end_time: start_time + 1_000,
+        trace_id: trace_id(trace),
+        span_id: span_id(span),
+        span_kind: SpanKind::Server,
+        observation_point: ObservationPoint::ServerApp,
+        endpoint: operation.to_string(),
+        app_service: service.to_string(),
+        response_duration: 1_000,
+        response_status: ResponseStatus::Ok,
+        protocol: 6,
+        signal_source: spanflow_model::SIGNAL_SOURCE_OTEL,
+        ..SpanRow::default()
+    }
+}
+
+/// A span with every column set to something other than its default.
+pub fn full_row() -> SpanRow {
+    SpanRow {
+        time: 1_700_000_001,
+        start_time: 1_700_000_000_250_000,
+        end_time: 1_700_000_001_000_000,
+        trace_id: trace_id(200),
+        span_id: span_id(2),
+        parent_span_id: Some(span_id(1)),
+        span_kind: SpanKind::Client,
+        observation_point: ObservationPoint::ClientApp,
+        trace_state: "vendor=1".into(),
+        flags: 0x101,
+        endpoint: "SELECT orders".into(),
+        app_service: "checkout".into(),
+        app_instance: "checkout-1".into(),
+        signal_source: spanflow_model::SIGNAL_SOURCE_OTEL,
+        agent_id: "node-a".into(),
+        l7_protocol: L7Protocol::PostgreSql,
+        l7_protocol_str: "postgresql".into(),
+        version: "3".into(),
+        is_tls: true,
+        protocol: 6,
+        request_type: "SELECT".into(),
+        request_domain: "shop".into(),
+        request_resource: "SELECT * FROM orders WHERE id = $1".into(),
+        request_length: Some(120),
+        response_length: Some(4096),
+        response_code: Some(-1),
+        response_status: ResponseStatus::ServerError,
+        response_exception: "connection reset".into(),
+        status_code: 2,
+        status_message: "connection reset".into(),
+        response_duration: 750_000,
+        ip_0: Some(IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3))),
+        ip_1: Some(IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 7))),
+        client_port: 51234,
+        server_port: 5432,
+        scope_name: "sqlalchemy".into(),
+        scope_version: "2.0".into(),
+        resource: ResourceTags {
+            host_name: "host-a".into(),
+            container_id: "c0ffee".into(),
+            k8s_cluster_name: "prod".into(),
+            k8s_namespace_name: "shop".into(),
+            k8s_node_name: "node-a".into(),
+            k8s_pod_name: "checkout-7d9f8-abcde".into(),
+            k8s_pod_uid: "uid-1".into(),
+            k8s_workload_kind: "deployment".into(),
+            k8s_workload_name: "checkout".into(),
+            service_namespace: "shop".into(),
+            service_version: "1.4.2".into(),
+            deployment_environment: "production".into(),
+        },
+        attributes: vec![
+            Attribute::new("db.system.name", AttrValue::String("postgresql".into())),
+            Attribute::new("rows", AttrValue::Int(-3)),
+            Attribute::new("ratio", AttrValue::Double(0.25)),
+            Attribute::new("cached", AttrValue::Bool(false)),
+            Attribute::new("blob", AttrValue::Bytes(vec![0, 255, 7])),
+            Attribute::new(
+                "tags",
+                AttrValue::Array(vec![AttrValue::String("a".into()), AttrValue::Int(2)]),
+            ),
+            Attribute::new(
+                "nested",
+                AttrValue::KeyValueList(vec![Attribute::new("inner", AttrValue::Bool(true))]),
+            ),
+            Attribute::new("nothing", AttrValue::Empty),
+        ],
+        resource_attributes: vec![
+            Attribute::new("service.name", AttrValue::String("checkout".into())),
+            Attribute::new("app.host.ip", AttrValue::String("10.1.2.3".into())),
+        ],
+        events: vec![Event {
+            time_us: 1_700_000_000_500_000,
+            name: "exception".into(),
+            attributes: vec![Attribute::new(
+                "exception.message",
+                AttrValue::String("connection reset".into()),
+            )],
+            dropped_attributes_count: 1,
+        }],
+        links: vec![Link {
+            trace_id: trace_id(201),
+            span_id: span_id(9),
+            trace_state: "other=2".into(),
+            attributes: vec![Attribute::new(
+                "link.kind",
+                AttrValue::String("retry".into()),
+            )],
+            dropped_attributes_count: 2,
+            flags: 1,
+        }],
+        dropped_attributes_count: 3,
+        dropped_events_count: 4,
+        dropped_links_count: 5,
+    }
+}
+
+/// Runs every case against fresh stores from `make_store`.
+pub async fn run_all<S, F, Fut>(make_store: F)
+where
+    S: SpanStore,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    a_written_row_reads_back_whole(make_store().await).await;
+    trace_by_id_spans_time_and_ignores_other_traces(make_store().await).await;
+    an_unknown_trace_is_empty(make_store().await).await;
+    a_resent_span_is_stored_once(make_store().await).await;
+    searches_filter_and_limit(make_store().await).await;
+}
+
+async fn a_written_row_reads_back_whole(store: impl SpanStore) {
+    let row = full_row();
+    store.write(vec![row.clone()]).await.unwrap();
+    let read = store.trace(row.trace_id).await.unwrap();
+    assert_eq!(
+        read,
+        vec![row],
+        "{}: row read back differs",
+        store.backend()
+    );
+}
+
+async fn trace_by_id_spans_time_and_ignores_other_traces(store: impl SpanStore) {
+    let hour_us = 3_600_000_000i64;
+    let base = 1_700_000_000_000_000i64;
+    // One trace whose spans lie days apart, written in three batches, out of order.
+    store
+        .write(vec![
+            row(1, 3, "a", "late", base + 50 * hour_us),
+            row(2, 1, "b", "x", base),
+        ])
+        .await
+        .unwrap();
+    store
+        .write(vec![row(1, 1, "a", "early", base)])
+        .await
+        .unwrap();
+    store
+        .write(vec![row(1, 2, "a", "middle", base + hour_us)])
+        .await
+        .unwrap();
+    let spans = store.trace(trace_id(1)).await.unwrap();
+    let names: Vec<&str> = spans.iter().map(|span| span.endpoint.as_str()).collect();
+    assert_eq!(names, ["early", "middle", "late"], "{}", store.backend());
+}
+
+async fn an_unknown_trace_is_empty(store: impl SpanStore) {
+    store
+        .write(vec![row(1, 1, "a", "x", 1_000_000)])
+        .await
+        .unwrap();
+    assert!(store.trace(trace_id(99)).await.unwrap().is_empty());
+}
+
+async fn a_resent_span_is_stored_once(store: impl SpanStore) {
+    let batch = vec![
+        row(1, 1, "a", "x", 1_000_000),
+        row(1, 2, "a", "y", 2_000_000),
+    ];
+    store.write(batch.clone()).await.unwrap();
+    store.write(batch).await.unwrap();
+    assert_eq!(
+        store.trace(trace_id(1)).await.unwrap().len(),
+        2,
+        "{}",
+        store.backend()
+    );
+    let all = store.search(&SpanQuery::default()).await.unwrap();
+    assert_eq!(all.len(), 2, "{}", store.backend());
+}
+
+async fn searches_filter_and_limit(store: impl SpanStore) {
+    let mut slow = row(1, 1, "checkout", "GET /orders", 10_000_000);
+    slow.response_duration = 900_000;
+    slow.attributes = vec![Attribute::new(
+        "http.response.status_code",
+        AttrValue::Int(500),
+    )];
+    slow.response_status = ResponseStatus::ServerError;
+    let mut fast = row(2, 1, "checkout", "GET /cart", 20_000_000);
+    fast.response_duration = 3_000;
+    fast.resource_attributes = vec![Attribute::new(
+        "k8s.pod.name",
+        AttrValue::String("checkout-1".into()),
+    )];
+    let other = row(3, 1, "payments", "charge", 30_000_000);
+    store
+        .write(vec![slow.clone(), fast.clone(), other.clone()])
+        .await
+        .unwrap();
+
+    check(&store, SpanQuery::default(), vec![&other, &fast, &slow]).await;
+    check(
+        &store,
+        SpanQuery {
+            service: Some("checkout".into()),
+            ..SpanQuery::default()
+        },
+        vec![&fast, &slow],
+    )
+    .await;
+    check(
+        &store,
+        SpanQuery {
+            operation: Some("charge".into()),
+            ..SpanQuery::default()
+        },
+        vec![&other],
+    )
+    .await;
+    check(
+        &store,
+        SpanQuery {
+            min_duration_us: Some(100_000),
+            ..SpanQuery::default()
+        },
+        vec![&slow],
+    )
+    .await;
+    check(
+        &store,
+        SpanQuery {
+            max_duration_us: Some(1_000),
+            ..SpanQuery::default()
+        },
+        vec![&other],
+    )
+    .await;
+    check(
+        &store,
+        SpanQuery {
+            start_time_min_us: Some(15_000_000),
+            start_time_max_us: Some(25_000_000),
+            ..SpanQuery::default()
+        },
+        vec![&fast],
+    )
+    .await;
+    check(
+        &store,
+        SpanQuery {
+            response_status: Some(ResponseStatus::ServerError),
+            ..SpanQuery::default()
+        },
+        vec![&slow],
+    )
+    .await;
+    // Attribute equality compares text, so an integer attribute matches "500".
+    check(
+        &store,
+        SpanQuery {
+            attributes: vec![AttributeFilter {
+                key: "http.response.status_code".into(),
+                value: "500".into(),
+            }],
+            ..SpanQuery::default()
+        },
+        vec![&slow],
+    )
+    .await;
+    check(
+        &store,
+        SpanQuery {
+            attributes: vec![AttributeFilter {
+                key: "k8s.pod.name".into(),
+                value: "checkout-1".into(),
+            }],
+            ..SpanQuery::default()
+        },
+        vec![&fast],
+    )
+    .await;
+    check(
+        &store,
+        SpanQuery {
+            limit: 1,
+            ..SpanQuery::default()
+        },
+        vec![&other],
+    )
+    .await;
+}
+
+async fn check(store: &impl SpanStore, query: SpanQuery, expected: Vec<&SpanRow>) {
+    let found = store.search(&query).await.unwrap();
+    let found: Vec<&str> = found.iter().map(|row| row.endpoint.as_str()).collect();
+    let expected: Vec<&str> = expected.iter().map(|row| row.endpoint.as_str()).collect();
+    assert_eq!(found, expected, "{}: {query:?}", store.backend());
+}

@@ -1,0 +1,102 @@
+//! Span search criteria shared by every backend.
+
+use spanflow_model::{ResponseStatus, SpanRow};
+
+/// An equality filter on an attribute, span or resource, compared on the value's text form.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttributeFilter {
+    pub key: String,
+    pub value: String,
+}
+
+/// Which spans a search returns. Every field narrows; an empty query matches every span.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SpanQuery {
+    pub service: Option<String>,
+    /// The span name (`endpoint`).
+    pub operation: Option<String>,
+    pub attributes: Vec<AttributeFilter>,
+    pub min_duration_us: Option<u64>,
+    pub max_duration_us: Option<u64>,
+    /// Inclusive lower bound on the start time, µs since the epoch.
+    pub start_time_min_us: Option<i64>,
+    /// Inclusive upper bound on the start time, µs since the epoch.
+    pub start_time_max_us: Option<i64>,
+    pub response_status: Option<ResponseStatus>,
+    pub limit: usize,
+}
+
+impl Default for SpanQuery {
+    fn default() -> Self {
+        SpanQuery {
+            service: None,
+            operation: None,
+            attributes: Vec::new(),
+            min_duration_us: None,
+            max_duration_us: None,
+            start_time_min_us: None,
+            start_time_max_us: None,
+            response_status: None,
+            limit: 100,
+        }
+    }
+}
+
+impl SpanQuery {
+    /// Whether a row matches; the reference semantics every backend must agree with.
+    pub fn matches(&self, row: &SpanRow) -> bool {
+        if self
+            .service
+            .as_ref()
+            .is_some_and(|service| &row.app_service != service)
+        {
+            return false;
+        }
+        if self
+            .operation
+            .as_ref()
+            .is_some_and(|operation| &row.endpoint != operation)
+        {
+            return false;
+        }
+        if self
+            .min_duration_us
+            .is_some_and(|min| row.response_duration < min)
+        {
+            return false;
+        }
+        if self
+            .max_duration_us
+            .is_some_and(|max| row.response_duration > max)
+        {
+            return false;
+        }
+        if self
+            .start_time_min_us
+            .is_some_and(|min| row.start_time < min)
+        {
+            return false;
+        }
+        if self
+            .start_time_max_us
+            .is_some_and(|max| row.start_time > max)
+        {
+            return false;
+        }
+        if self
+            .response_status
+            .is_some_and(|status| row.response_status != status)
+        {
+            return false;
+        }
+        self.attributes.iter().all(|filter| {
+            row.attributes
+                .iter()
+                .chain(&row.resource_attributes)
+                .any(|attribute| {
+                    attribute.key == filter.key
+                        && attribute.value.to_text().as_deref() == Some(filter.value.as_str())
+                })
+        })
+    }
+}
