@@ -8,6 +8,7 @@ pub mod json;
 pub mod map;
 pub mod scan;
 pub mod status;
+pub mod validate;
 
 pub use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,

@@ -1,0 +1,214 @@
+//! The forwarder: cuts batches from the queue, sends them to the server, and keeps each batch
+//! until the server acknowledges it as stored. A batch that fails to send is sent again with
+//! backoff, for as long as it takes; only a batch the server refuses as malformed (which no
+//! resend can fix) is dropped, and counted.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use spanflow_model::metric_names;
+use spanflow_transport::{AgentBatch, Payload, CONTENT_TYPE, INGEST_PATH, VERSION};
+use tokio_util::sync::CancellationToken;
+
+use crate::queue::ForwardQueue;
+
+/// Who the agent is, sent with every batch.
+#[derive(Clone, Debug, Default)]
+pub struct AgentIdentity {
+    pub agent_id: String,
+    pub host_name: String,
+    pub host_ip: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct ForwardConfig {
+    /// Base URL of the server's ingest port, e.g. `http://127.0.0.1:30033`.
+    pub server_url: String,
+    pub max_batch_bytes: usize,
+    pub flush_interval: Duration,
+    pub request_timeout: Duration,
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+    /// How long to keep trying to send what is queued once shutdown starts.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ForwardConfig {
+    fn default() -> Self {
+        ForwardConfig {
+            server_url: "http://127.0.0.1:30033".to_string(),
+            max_batch_bytes: 4 << 20,
+            flush_interval: Duration::from_millis(200),
+            request_timeout: Duration::from_secs(30),
+            min_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+pub struct Forwarder {
+    queue: Arc<ForwardQueue>,
+    config: ForwardConfig,
+    identity: AgentIdentity,
+    client: reqwest::Client,
+    url: String,
+    next_seq: u64,
+}
+
+/// What became of one send attempt.
+enum Sent {
+    Acknowledged,
+    /// The server says the batch itself is wrong; a resend would get the same answer.
+    Refused(String),
+    /// Try again, after at least this long if the server said so.
+    Failed(String, Option<Duration>),
+}
+
+impl Forwarder {
+    pub fn new(
+        queue: Arc<ForwardQueue>,
+        config: ForwardConfig,
+        identity: AgentIdentity,
+    ) -> Forwarder {
+        let url = format!("{}{}", config.server_url.trim_end_matches('/'), INGEST_PATH);
+        let client = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .build()
+            .expect("an HTTP client without TLS always builds");
+        Forwarder {
+            queue,
+            config,
+            identity,
+            client,
+            url,
+            next_seq: 0,
+        }
+    }
+
+    /// Runs until `shutdown`, then sends what is queued for up to the shutdown grace period.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        tracing::info!(
+            server = self.url,
+            agent_id = self.identity.agent_id,
+            "forwarding to the server"
+        );
+        loop {
+            let payloads = tokio::select! {
+                payloads = self.queue.next_batch(self.config.max_batch_bytes, self.config.flush_interval) => payloads,
+                _ = shutdown.cancelled() => break,
+            };
+            self.deliver(payloads, None).await;
+        }
+        let deadline = tokio::time::Instant::now() + self.config.shutdown_grace;
+        loop {
+            let payloads = self.queue.take_all();
+            if payloads.is_empty() {
+                return;
+            }
+            if !self.deliver(payloads, Some(deadline)).await {
+                let lost = self.queue.queued_bytes();
+                tracing::error!(
+                    queued_bytes = lost,
+                    "shutdown grace period over; queued spans were not delivered"
+                );
+                return;
+            }
+        }
+    }
+
+    /// Sends one batch until it is acknowledged or refused (or the deadline passes: false).
+    async fn deliver(
+        &mut self,
+        payloads: Vec<Payload>,
+        deadline: Option<tokio::time::Instant>,
+    ) -> bool {
+        let n_bytes: usize = payloads.iter().map(|payload| payload.otlp.len()).sum();
+        let batch = AgentBatch {
+            version: VERSION,
+            agent_id: self.identity.agent_id.clone(),
+            agent_host_name: self.identity.host_name.clone(),
+            agent_host_ip: self.identity.host_ip.clone(),
+            batch_seq: self.next_seq,
+            payloads,
+        };
+        self.next_seq += 1;
+        let n_spans = batch.n_spans();
+        let body = bytes::Bytes::from(batch.encode_compressed(1));
+        drop(batch);
+        let mut backoff = self.config.min_backoff;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            match self.send(body.clone()).await {
+                Sent::Acknowledged => {
+                    metrics::counter!(metric_names::AGENT_BATCHES_ACKED).increment(1);
+                    metrics::counter!(metric_names::AGENT_SPANS_FORWARDED).increment(n_spans);
+                    self.queue.release(n_bytes);
+                    return true;
+                }
+                Sent::Refused(reason) => {
+                    metrics::counter!(metric_names::AGENT_BATCHES_REFUSED).increment(1);
+                    metrics::counter!(metric_names::AGENT_SPANS_REFUSED).increment(n_spans);
+                    tracing::error!(
+                        n_spans,
+                        reason,
+                        "server refused a batch as malformed; its spans are lost"
+                    );
+                    self.queue.release(n_bytes);
+                    return true;
+                }
+                Sent::Failed(reason, retry_after) => {
+                    metrics::counter!(metric_names::AGENT_FORWARD_RETRIES).increment(1);
+                    let wait = retry_after.unwrap_or(backoff).min(self.config.max_backoff);
+                    if attempt == 1 || attempt % 10 == 0 {
+                        tracing::warn!(
+                            attempt,
+                            n_spans,
+                            reason,
+                            wait_ms = wait.as_millis() as u64,
+                            "sending a batch failed; it is kept and sent again"
+                        );
+                    }
+                    if deadline
+                        .is_some_and(|deadline| tokio::time::Instant::now() + wait > deadline)
+                    {
+                        return false;
+                    }
+                    tokio::time::sleep(wait).await;
+                    backoff = (backoff * 2).min(self.config.max_backoff);
+                }
+            }
+        }
+    }
+
+    async fn send(&self, body: bytes::Bytes) -> Sent {
+        let response = self
+            .client
+            .post(&self.url)
+            .header(http::header::CONTENT_TYPE, CONTENT_TYPE)
+            .body(body)
+            .send()
+            .await;
+        let response = match response {
+            Ok(response) => response,
+            Err(error) => return Sent::Failed(error.to_string(), None),
+        };
+        let status = response.status();
+        if status.is_success() {
+            return Sent::Acknowledged;
+        }
+        let retry_after = response
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let text = response.text().await.unwrap_or_default();
+        let reason = format!("{status}: {}", text.chars().take(500).collect::<String>());
+        match status.as_u16() {
+            400 | 413 | 415 => Sent::Refused(reason),
+            _ => Sent::Failed(reason, retry_after),
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! What every receiver does with a request body, whatever the transport: decode or validate it,
+//! drop the spans that are bad one by one, and queue the rest for the server. Also the one
+//! mapping from a receive error to an HTTP status and a gRPC code, because OTLP clients decide
+//! whether to retry from those.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use prost::Message;
+use spanflow_model::metric_names;
+use spanflow_otlp::{json, scan, validate};
+use spanflow_transport::Payload;
+
+use crate::queue::ForwardQueue;
+
+/// How long a throttled client should wait before sending again.
+pub const RETRY_AFTER_SECONDS: u32 = 1;
+
+/// The body's encoding, from `Content-Type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContentKind {
+    Protobuf,
+    Json,
+}
+
+impl ContentKind {
+    /// Parses a `Content-Type` header, ignoring parameters such as `charset`.
+    pub fn from_content_type(value: &str) -> Option<ContentKind> {
+        let media_type = value
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        match media_type.as_str() {
+            "application/x-protobuf" | "application/protobuf" => Some(ContentKind::Protobuf),
+            "application/json" => Some(ContentKind::Json),
+            _ => None,
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            ContentKind::Protobuf => "application/x-protobuf",
+            ContentKind::Json => "application/json",
+        }
+    }
+}
+
+/// What was accepted from one request.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Accepted {
+    pub n_spans: usize,
+    pub n_rejected: usize,
+    pub rejected_message: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiveErrorKind {
+    /// Undecodable or invalid data; resending cannot help.
+    BadRequest,
+    /// The body is over the cap after decompression.
+    TooLarge,
+    /// The forward queue is full; the client should retry later.
+    Unavailable,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiveError {
+    pub kind: ReceiveErrorKind,
+    pub message: String,
+}
+
+impl ReceiveError {
+    pub fn new(kind: ReceiveErrorKind, message: impl Into<String>) -> ReceiveError {
+        ReceiveError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn http_status(&self) -> http::StatusCode {
+        match self.kind {
+            ReceiveErrorKind::BadRequest => http::StatusCode::BAD_REQUEST,
+            ReceiveErrorKind::TooLarge => http::StatusCode::PAYLOAD_TOO_LARGE,
+            ReceiveErrorKind::Unavailable => http::StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    pub fn grpc_code(&self) -> tonic::Code {
+        match self.kind {
+            ReceiveErrorKind::BadRequest => tonic::Code::InvalidArgument,
+            // Over the cap is permanent: RESOURCE_EXHAUSTED without RetryInfo is not retried.
+            ReceiveErrorKind::TooLarge => tonic::Code::ResourceExhausted,
+            ReceiveErrorKind::Unavailable => tonic::Code::Unavailable,
+        }
+    }
+
+    /// The `google.rpc.Code` for the `Status` body of an HTTP error.
+    pub fn rpc_code(&self) -> i32 {
+        self.grpc_code() as i32
+    }
+
+    /// A short label for metrics.
+    pub fn outcome(&self) -> &'static str {
+        match self.kind {
+            ReceiveErrorKind::BadRequest => "bad_request",
+            ReceiveErrorKind::TooLarge => "too_large",
+            ReceiveErrorKind::Unavailable => "throttled",
+        }
+    }
+}
+
+/// Validates request bodies and queues them for the server.
+pub struct Receiver {
+    queue: Arc<ForwardQueue>,
+    max_body_bytes: usize,
+}
+
+impl Receiver {
+    pub fn new(queue: Arc<ForwardQueue>, max_body_bytes: usize) -> Receiver {
+        Receiver {
+            queue,
+            max_body_bytes,
+        }
+    }
+
+    pub fn max_body_bytes(&self) -> usize {
+        self.max_body_bytes
+    }
+
+    /// Accepts one decompressed OTLP body from `peer`.
+    pub fn accept(
+        &self,
+        kind: ContentKind,
+        body: Bytes,
+        peer: IpAddr,
+    ) -> Result<Accepted, ReceiveError> {
+        let (otlp, accepted) = match kind {
+            ContentKind::Protobuf => Self::protobuf(body)?,
+            ContentKind::Json => Self::json(&body)?,
+        };
+        if accepted.n_rejected > 0 {
+            metrics::counter!(metric_names::AGENT_SPANS_REJECTED)
+                .increment(accepted.n_rejected as u64);
+        }
+        if accepted.n_spans == 0 {
+            return Ok(accepted);
+        }
+        let payload = Payload {
+            peer_ip: peer.to_canonical().to_string(),
+            n_spans: u32::try_from(accepted.n_spans).unwrap_or(u32::MAX),
+            otlp,
+        };
+        if let Err(full) = self.queue.push(payload) {
+            metrics::counter!(metric_names::AGENT_REQUESTS_THROTTLED).increment(1);
+            tracing::debug!(
+                queued_bytes = full.queued_bytes,
+                "forward queue full; asking the client to retry"
+            );
+            return Err(ReceiveError::new(
+                ReceiveErrorKind::Unavailable,
+                format!(
+                    "the agent's forward queue is full ({} bytes waiting for the server); retry later",
+                    full.queued_bytes
+                ),
+            ));
+        }
+        metrics::counter!(metric_names::AGENT_SPANS_ACCEPTED).increment(accepted.n_spans as u64);
+        Ok(accepted)
+    }
+
+    /// Protobuf is forwarded as received: only walked, never decoded, unless spans must be cut.
+    fn protobuf(body: Bytes) -> Result<(Bytes, Accepted), ReceiveError> {
+        let scanned = scan::scan_request(&body).map_err(|error| {
+            ReceiveError::new(
+                ReceiveErrorKind::BadRequest,
+                format!("undecodable OTLP protobuf: {error}"),
+            )
+        })?;
+        let otlp = if scanned.n_rejected > 0 {
+            scan::without_rejected_spans(&body)
+                .map_err(|error| {
+                    ReceiveError::new(ReceiveErrorKind::BadRequest, error.to_string())
+                })?
+                .into()
+        } else {
+            body
+        };
+        Ok((
+            otlp,
+            Accepted {
+                n_spans: scanned.n_spans,
+                n_rejected: scanned.n_rejected,
+                rejected_message: scanned.rejected_message,
+            },
+        ))
+    }
+
+    /// JSON is decoded once and forwarded as protobuf.
+    fn json(body: &[u8]) -> Result<(Bytes, Accepted), ReceiveError> {
+        let mut request = json::decode_request(body).map_err(|error| {
+            ReceiveError::new(
+                ReceiveErrorKind::BadRequest,
+                format!("undecodable OTLP JSON: {error}"),
+            )
+        })?;
+        let validated = validate::remove_invalid_spans(&mut request);
+        Ok((
+            request.encode_to_vec().into(),
+            Accepted {
+                n_spans: validated.n_spans,
+                n_rejected: validated.n_rejected,
+                rejected_message: validated.rejected_message,
+            },
+        ))
+    }
+}

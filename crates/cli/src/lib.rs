@@ -1,0 +1,5 @@
+//! The `spanflow` binary's library half: settings and serving, so that tests can start a whole
+//! spanflow in-process.
+
+pub mod serve;
+pub mod settings;

@@ -1,0 +1,277 @@
+//! Binding the listeners and running the agent, the server, or both in one process.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::routing::get;
+use axum::Router;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use spanflow_agent::{Agent, AgentIdentity, ForwardConfig, TraceService};
+use spanflow_store::{MemoryStore, SpanStore};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::settings::{Resolved, StoreKind};
+
+/// Which parts run in this process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Agent,
+    Server,
+    Both,
+}
+
+/// A running spanflow: the addresses it listens on, and a way to stop it.
+pub struct Running {
+    pub agent_http: Option<SocketAddr>,
+    pub agent_otlp_http: Option<SocketAddr>,
+    pub agent_otlp_grpc: Option<SocketAddr>,
+    pub server_ingest: Option<SocketAddr>,
+    pub server_query: Option<SocketAddr>,
+    shutdown: CancellationToken,
+    tasks: JoinSet<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Stops listening, lets the agent send what it holds, and waits for every task.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+
+    /// Waits until every task ends (after a stop, or when one fails).
+    pub async fn wait(&mut self) -> anyhow::Result<()> {
+        while let Some(joined) = self.tasks.join_next().await {
+            match joined {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    self.shutdown.cancel();
+                    return Err(error);
+                }
+                Err(join_error) => {
+                    self.shutdown.cancel();
+                    return Err(join_error.into());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+}
+
+/// The process-wide Prometheus recorder, installed on first use.
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            // Fails only if another recorder is installed, in which case ours stays empty.
+            let _ = metrics::set_global_recorder(recorder);
+            for (name, kind, help) in spanflow_model::metric_names::ALL {
+                match kind {
+                    spanflow_model::metric_names::MetricKind::Counter => {
+                        metrics::describe_counter!(*name, *help)
+                    }
+                    spanflow_model::metric_names::MetricKind::Gauge => {
+                        metrics::describe_gauge!(*name, *help)
+                    }
+                }
+            }
+            handle
+        })
+        .clone()
+}
+
+/// `/healthz` and `/metrics`, on the agent's main port and the server's query port.
+fn ops_router(role: &'static str, store: Option<&'static str>) -> Router {
+    let handle = metrics_handle();
+    Router::new()
+        .route(
+            "/healthz",
+            get(move || async move {
+                axum::Json(serde_json::json!({ "status": "ok", "role": role, "store": store }))
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let handle = handle.clone();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4",
+                        )],
+                        handle.render(),
+                    )
+                }
+            }),
+        )
+}
+
+async fn bind(address: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address)
+        .await
+        .with_context(|| format!("binding the {what} port {address}"))
+}
+
+fn spawn_http(
+    tasks: &mut JoinSet<anyhow::Result<()>>,
+    listener: TcpListener,
+    router: Router,
+    shutdown: &CancellationToken,
+    what: &'static str,
+) {
+    let shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+        .with_context(|| format!("serving the {what} port"))
+    });
+}
+
+fn open_store(settings: &Resolved) -> Arc<dyn SpanStore> {
+    match settings.store {
+        StoreKind::Memory => Arc::new(MemoryStore::new(settings.memory_max_spans)),
+    }
+}
+
+/// Binds every listener of `role` and starts serving; returns once all ports are bound.
+pub async fn start(role: Role, settings: Resolved) -> anyhow::Result<Running> {
+    let shutdown = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    let mut running_server_ingest = None;
+    let mut running_server_query = None;
+
+    if matches!(role, Role::Server | Role::Both) {
+        let store = open_store(&settings);
+        let ingest = bind(settings.ingest_listen, "server ingest").await?;
+        let query = bind(settings.query_listen, "query API").await?;
+        running_server_ingest = Some(ingest.local_addr()?);
+        running_server_query = Some(query.local_addr()?);
+        tracing::info!(
+            ingest = %ingest.local_addr()?,
+            query = %query.local_addr()?,
+            store = store.backend(),
+            "server listening"
+        );
+        let ingest_router = spanflow_server::ingest_router(store.clone(), Default::default());
+        spawn_http(
+            &mut tasks,
+            ingest,
+            ingest_router,
+            &shutdown,
+            "server ingest",
+        );
+        let query_router = spanflow_api::api_router(store.clone())
+            .merge(ops_router("server", Some(store.backend())));
+        spawn_http(&mut tasks, query, query_router, &shutdown, "query API");
+    }
+
+    let mut running_agent = (None, None, None);
+    if matches!(role, Role::Agent | Role::Both) {
+        let server_url = match (&settings.server_url, running_server_ingest) {
+            (Some(url), _) => url.clone(),
+            (None, Some(ingest)) => format!("http://127.0.0.1:{}", ingest.port()),
+            (None, None) => "http://127.0.0.1:30033".to_string(),
+        };
+        let agent = Agent::new(settings.max_body_bytes, settings.max_queue_bytes);
+        let http = bind(settings.agent_http_listen, "agent OTLP/HTTP (DeepFlow)").await?;
+        let otlp_http = bind(settings.agent_otlp_http_listen, "agent OTLP/HTTP").await?;
+        let grpc = bind(settings.agent_otlp_grpc_listen, "agent OTLP/gRPC").await?;
+        running_agent = (
+            Some(http.local_addr()?),
+            Some(otlp_http.local_addr()?),
+            Some(grpc.local_addr()?),
+        );
+        tracing::info!(
+            http = %http.local_addr()?,
+            otlp_http = %otlp_http.local_addr()?,
+            otlp_grpc = %grpc.local_addr()?,
+            "agent listening"
+        );
+        let identity = AgentIdentity {
+            agent_id: settings.agent_id.clone(),
+            host_name: gethostname::gethostname().to_string_lossy().into_owned(),
+            host_ip: local_ip_towards(&server_url).unwrap_or_default(),
+        };
+        let forward_config = ForwardConfig {
+            server_url,
+            max_batch_bytes: settings.batch_max_bytes,
+            flush_interval: Duration::from_millis(settings.flush_interval_ms),
+            ..ForwardConfig::default()
+        };
+        let forwarder = agent.forwarder(forward_config, identity);
+        let forwarder_shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            forwarder.run(forwarder_shutdown).await;
+            Ok(())
+        });
+        let deepflow = spanflow_agent::deepflow_router(agent.receiver.clone())
+            .merge(ops_router("agent", None));
+        spawn_http(
+            &mut tasks,
+            http,
+            deepflow,
+            &shutdown,
+            "agent OTLP/HTTP (DeepFlow)",
+        );
+        spawn_http(
+            &mut tasks,
+            otlp_http,
+            spanflow_agent::otlp_router(agent.receiver.clone()),
+            &shutdown,
+            "agent OTLP/HTTP",
+        );
+        let grpc_service = TraceService::new(agent.receiver.clone());
+        let grpc_shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(grpc_service)
+                .serve_with_incoming_shutdown(
+                    tonic::transport::server::TcpIncoming::from(grpc),
+                    grpc_shutdown.cancelled_owned(),
+                )
+                .await
+                .context("serving the agent OTLP/gRPC port")
+        });
+    }
+
+    Ok(Running {
+        agent_http: running_agent.0,
+        agent_otlp_http: running_agent.1,
+        agent_otlp_grpc: running_agent.2,
+        server_ingest: running_server_ingest,
+        server_query: running_server_query,
+        shutdown,
+        tasks,
+    })
+}
+
+/// The local address this host would use to reach the server: the agent's host IP as the
+/// server sees it. Connecting a UDP socket sends nothing.
+fn local_ip_towards(server_url: &str) -> Option<String> {
+    let authority = server_url.split("://").nth(1)?.split('/').next()?;
+    let target = std::net::ToSocketAddrs::to_socket_addrs(authority)
+        .ok()?
+        .next()?;
+    let bind_address: SocketAddr = if target.is_ipv4() {
+        "0.0.0.0:0".parse().ok()?
+    } else {
+        "[::]:0".parse().ok()?
+    };
+    let socket = std::net::UdpSocket::bind(bind_address).ok()?;
+    socket.connect(target).ok()?;
+    Some(socket.local_addr().ok()?.ip().to_string())
+}

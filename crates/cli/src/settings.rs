@@ -1,0 +1,183 @@
+//! Settings: every key can come from the YAML file given with `--config`, from an environment
+//! variable `SPANFLOW_<KEY>`, or from a flag `--<key>`; a flag beats the environment, which beats
+//! the file, which beats the default. No key is required.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use serde::Deserialize;
+
+/// Defines the settings struct once, so that flags, environment variables, YAML keys and the
+/// merge all come from the same list.
+macro_rules! settings {
+    ($( $(#[doc = $doc:expr])* $field:ident : $type:ty = $env:literal ),* $(,)?) => {
+        #[derive(clap::Args, Deserialize, Debug, Clone, Default)]
+        #[serde(deny_unknown_fields)]
+        pub struct Settings {
+            $(
+                $(#[doc = $doc])*
+                #[arg(long, env = $env)]
+                pub $field: Option<$type>,
+            )*
+        }
+
+        impl Settings {
+            /// Fills every unset key from `other`.
+            pub fn or(self, other: Settings) -> Settings {
+                Settings { $( $field: self.$field.or(other.$field), )* }
+            }
+        }
+    };
+}
+
+settings! {
+    /// Agent: address of the DeepFlow-compatible OTLP/HTTP port, with /healthz and /metrics.
+    agent_http_listen: SocketAddr = "SPANFLOW_AGENT_HTTP_LISTEN",
+    /// Agent: address of the standard OTLP/HTTP port.
+    agent_otlp_http_listen: SocketAddr = "SPANFLOW_AGENT_OTLP_HTTP_LISTEN",
+    /// Agent: address of the OTLP/gRPC port.
+    agent_otlp_grpc_listen: SocketAddr = "SPANFLOW_AGENT_OTLP_GRPC_LISTEN",
+    /// Agent: base URL of the server's ingest port.
+    server_url: String = "SPANFLOW_SERVER_URL",
+    /// Agent: the name this agent reports (default: the host name).
+    agent_id: String = "SPANFLOW_AGENT_ID",
+    /// Agent: cap on a request body after decompression, in bytes.
+    max_body_bytes: usize = "SPANFLOW_MAX_BODY_BYTES",
+    /// Agent: cap on bytes waiting for the server; past it, clients are told to retry later.
+    max_queue_bytes: usize = "SPANFLOW_MAX_QUEUE_BYTES",
+    /// Agent: a batch is sent once this many bytes are waiting.
+    batch_max_bytes: usize = "SPANFLOW_BATCH_MAX_BYTES",
+    /// Agent: a batch is sent once its oldest payload has waited this long.
+    flush_interval_ms: u64 = "SPANFLOW_FLUSH_INTERVAL_MS",
+    /// Server: address of the ingest port agents send to.
+    ingest_listen: SocketAddr = "SPANFLOW_INGEST_LISTEN",
+    /// Server: address of the query API, with /healthz and /metrics.
+    query_listen: SocketAddr = "SPANFLOW_QUERY_LISTEN",
+    /// Server: where stores keep their files.
+    data_dir: PathBuf = "SPANFLOW_DATA_DIR",
+    /// Server: the store backend (`memory`).
+    store: StoreKind = "SPANFLOW_STORE",
+    /// Server: the most spans the memory store holds; the oldest are dropped past it.
+    memory_max_spans: usize = "SPANFLOW_MEMORY_MAX_SPANS",
+    /// Log filter, e.g. `info` or `spanflow_agent=debug,info` (RUST_LOG also works).
+    log: String = "SPANFLOW_LOG",
+}
+
+#[derive(clap::ValueEnum, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// Spans in memory, bounded by `memory_max_spans`; nothing survives a restart.
+    Memory,
+}
+
+impl StoreKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreKind::Memory => "memory",
+        }
+    }
+}
+
+/// Settings with every key decided.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub agent_http_listen: SocketAddr,
+    pub agent_otlp_http_listen: SocketAddr,
+    pub agent_otlp_grpc_listen: SocketAddr,
+    pub server_url: Option<String>,
+    pub agent_id: String,
+    pub max_body_bytes: usize,
+    pub max_queue_bytes: usize,
+    pub batch_max_bytes: usize,
+    pub flush_interval_ms: u64,
+    pub ingest_listen: SocketAddr,
+    pub query_listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub store: StoreKind,
+    pub memory_max_spans: usize,
+    pub log: String,
+}
+
+impl Settings {
+    /// Reads a YAML settings file.
+    pub fn from_file(path: &std::path::Path) -> anyhow::Result<Settings> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        if text.trim().is_empty() {
+            return Ok(Settings::default());
+        }
+        serde_yaml::from_str(&text)
+            .with_context(|| format!("parsing config file {}", path.display()))
+    }
+
+    pub fn resolve(self) -> Resolved {
+        let address = |text: &str| text.parse().expect("default addresses parse");
+        Resolved {
+            agent_http_listen: self
+                .agent_http_listen
+                .unwrap_or_else(|| address("0.0.0.0:38086")),
+            agent_otlp_http_listen: self
+                .agent_otlp_http_listen
+                .unwrap_or_else(|| address("0.0.0.0:4318")),
+            agent_otlp_grpc_listen: self
+                .agent_otlp_grpc_listen
+                .unwrap_or_else(|| address("0.0.0.0:4317")),
+            server_url: self.server_url,
+            agent_id: self
+                .agent_id
+                .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned()),
+            max_body_bytes: self.max_body_bytes.unwrap_or(64 << 20),
+            max_queue_bytes: self.max_queue_bytes.unwrap_or(128 << 20),
+            batch_max_bytes: self.batch_max_bytes.unwrap_or(4 << 20),
+            flush_interval_ms: self.flush_interval_ms.unwrap_or(200),
+            ingest_listen: self
+                .ingest_listen
+                .unwrap_or_else(|| address("0.0.0.0:30033")),
+            query_listen: self
+                .query_listen
+                .unwrap_or_else(|| address("0.0.0.0:20416")),
+            data_dir: self
+                .data_dir
+                .unwrap_or_else(|| PathBuf::from("./spanflow-data")),
+            store: self.store.unwrap_or(StoreKind::Memory),
+            memory_max_spans: self.memory_max_spans.unwrap_or(1_000_000),
+            log: self.log.unwrap_or_else(|| "info".to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        settings: Settings,
+    }
+
+    #[test]
+    fn a_flag_beats_the_file_and_the_file_beats_the_default() {
+        let file: Settings =
+            serde_yaml::from_str("query_listen: 127.0.0.1:1\nmemory_max_spans: 5\n").unwrap();
+        let flags = Cli::parse_from(["spanflow", "--memory-max-spans", "7"]).settings;
+        let resolved = flags.or(file).resolve();
+        assert_eq!(resolved.memory_max_spans, 7);
+        assert_eq!(resolved.query_listen, "127.0.0.1:1".parse().unwrap());
+        assert_eq!(resolved.ingest_listen, "0.0.0.0:30033".parse().unwrap());
+        assert_eq!(resolved.agent_http_listen.port(), 38086);
+        assert_eq!(resolved.agent_otlp_http_listen.port(), 4318);
+        assert_eq!(resolved.agent_otlp_grpc_listen.port(), 4317);
+    }
+
+    #[test]
+    fn unknown_file_keys_are_errors() {
+        let error = serde_yaml::from_str::<Settings>("query_lisen: 127.0.0.1:1\n").unwrap_err();
+        assert!(
+            error.to_string().contains("unknown field `query_lisen`"),
+            "{error}"
+        );
+    }
+}

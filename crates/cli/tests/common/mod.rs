@@ -1,0 +1,160 @@
+//! Shared helpers for end-to-end tests: a whole spanflow on loopback ports, and polling the
+//! query API until a trace is stored.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{
+    span, status, ResourceSpans, ScopeSpans, Span, Status,
+};
+use serde_json::Value;
+use spanflow_cli::serve::{self, Role, Running};
+use spanflow_cli::settings::Settings;
+
+pub fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+/// Settings with every port on loopback, chosen by the OS, and a short flush interval.
+pub fn test_settings() -> Settings {
+    Settings {
+        agent_http_listen: Some(loopback()),
+        agent_otlp_http_listen: Some(loopback()),
+        agent_otlp_grpc_listen: Some(loopback()),
+        ingest_listen: Some(loopback()),
+        query_listen: Some(loopback()),
+        flush_interval_ms: Some(20),
+        agent_id: Some("test-agent".into()),
+        ..Settings::default()
+    }
+}
+
+pub async fn start(role: Role, settings: Settings) -> Running {
+    serve::start(role, settings.resolve())
+        .await
+        .expect("spanflow starts")
+}
+
+/// Agent and server in one process, as `spanflow up` runs them.
+pub async fn start_up() -> Running {
+    start(Role::Both, test_settings()).await
+}
+
+/// Polls `GET /api/v1/traces/{id}` until it answers 200 with `n_spans` spans (10 s at most).
+pub async fn fetch_trace(query: SocketAddr, trace_id: &str, n_spans: usize) -> Value {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let url = format!("http://{query}/api/v1/traces/{trace_id}");
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        let response = client.get(&url).send().await.expect("query API answers");
+        let status = response.status();
+        let body: Value = response.json().await.expect("query API answers JSON");
+        if status == 200 && body["spans"].as_array().map(Vec::len) == Some(n_spans) {
+            return body;
+        }
+        last = format!("{status} {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("trace {trace_id} did not reach {n_spans} spans within 10 s; last answer: {last}");
+}
+
+/// The span of a fetched trace with this `endpoint` (span name).
+pub fn span<'a>(trace: &'a Value, name: &str) -> &'a Value {
+    trace["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|span| span["endpoint"] == name)
+        .unwrap_or_else(|| panic!("no span named {name:?} in {trace}"))
+}
+
+pub fn string(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+pub fn int(key: &str, value: i64) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::IntValue(value)),
+        }),
+        ..Default::default()
+    }
+}
+
+/// Nanoseconds since the epoch, a second ago: recent, and the same for both ends of a test.
+pub fn recent_ns() -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    (now.as_secs() - 1) * 1_000_000_000
+}
+
+/// A server span with HTTP attributes, in a resource named `service`.
+pub fn server_span(trace_id: [u8; 16], span_id: [u8; 8], name: &str) -> Span {
+    let start = recent_ns();
+    Span {
+        trace_id: trace_id.to_vec(),
+        span_id: span_id.to_vec(),
+        name: name.into(),
+        kind: span::SpanKind::Server as i32,
+        start_time_unix_nano: start,
+        end_time_unix_nano: start + 12_345_000,
+        attributes: vec![
+            string("http.request.method", "POST"),
+            string("url.path", "/api/pay"),
+            int("http.response.status_code", 201),
+        ],
+        status: Some(Status {
+            code: status::StatusCode::Ok as i32,
+            message: String::new(),
+        }),
+        ..Default::default()
+    }
+}
+
+pub fn request(resource_attributes: Vec<KeyValue>, spans: Vec<Span>) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: resource_attributes,
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                scope: Some(InstrumentationScope {
+                    name: "test-scope".into(),
+                    version: "0.1".into(),
+                    ..Default::default()
+                }),
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+/// A trace id unique to the calling test.
+pub fn unique_trace_id(seed: u8) -> [u8; 16] {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&(nanos as u64).to_be_bytes());
+    id[8] = seed;
+    id[15] = 1;
+    id
+}
