@@ -570,7 +570,7 @@ fn walk_span(mut c: Cur<'_>, t: &mut Tally) -> Result<(), Fail> {
             3 => c.string(wt, "Span.trace_state")?,
             4 => c.bytes(wt, "Span.parent_span_id").map(drop)?,
             5 => c.string(wt, "Span.name")?,
-            6 => c.skip(wt, tag, M)?,
+            6 => c.int(wt, "Span.kind")?,
             7 => c.fixed64(wt, "Span.start_time_unix_nano")?,
             8 => c.fixed64(wt, "Span.end_time_unix_nano")?,
             9 => walk_key_value(c.message(wt, "Span.attributes")?)?,
@@ -1791,11 +1791,28 @@ mod tests {
             Just(vec![0; 8]),
             prop::collection::vec(any::<u8>(), 0..18),
         ];
-        let span_field = prop_oneof![
-            3 => (1..3u32, id).prop_map(|(t, b)| Raw::Bytes(t, b)),
-            2 => arb_raw_field(),
+        let good_or = |good: &[u8]| prop_oneof![3 => Just(good.to_vec()), 1 => id.clone()];
+        // Known span fields with the right wire types, and fields no message uses.
+        let well_typed = prop_oneof![
+            (1..3u32, id.clone()).prop_map(|(t, b)| Raw::Bytes(t, b)),
+            Just(Raw::Bytes(5, b"name".to_vec())),
+            Just(Raw::Varint(6, 2)),
+            Just(Raw::I64(7)),
+            Just(Raw::I32(16)),
+            Just(Raw::Message(15, vec![Raw::Bytes(2, b"ok".to_vec())])),
+            (17..30u32).prop_map(Raw::I32),
+            (17..30u32, prop::collection::vec(arb_raw_field(), 0..3))
+                .prop_map(|(t, f)| Raw::Group(t, f)),
         ];
-        let span = prop::collection::vec(span_field, 0..6).prop_map(|f| Raw::Message(2, f));
+        let span = (
+            good_or(&TRACE),
+            good_or(&SPAN),
+            prop::collection::vec(prop_oneof![3 => well_typed, 1 => arb_raw_field()], 0..4),
+        )
+            .prop_map(|(trace_id, span_id, rest)| {
+                let ids = [Raw::Bytes(1, trace_id), Raw::Bytes(2, span_id)];
+                Raw::Message(2, ids.into_iter().chain(rest).collect())
+            });
         let nested = |child: BoxedStrategy<Raw>, tag: u32| {
             prop::collection::vec(prop_oneof![4 => child, 1 => arb_raw_field()], 0..4)
                 .prop_map(move |f| Raw::Message(tag, f))
@@ -1804,6 +1821,45 @@ mod tests {
         let scope_spans = nested(span.boxed(), 2);
         let resource_spans = nested(scope_spans, 1);
         prop::collection::vec(prop_oneof![4 => resource_spans, 1 => arb_raw_field()], 0..3)
+    }
+
+    #[test]
+    fn tmp_stats() {
+        use proptest::strategy::ValueTree;
+        use proptest::test_runner::TestRunner;
+        let mut runner = TestRunner::default();
+        for (name, strat) in [
+            ("raw", arb_raw().boxed()),
+            ("raw_request", arb_raw_request().boxed()),
+        ] {
+            let (mut ok, mut spans, mut bad) = (0, 0, 0);
+            for _ in 0..5000 {
+                let raw = strat.new_tree(&mut runner).unwrap().current();
+                let mut bytes = Vec::new();
+                encode_raw(&raw, &mut bytes);
+                if let Ok(s) = scan_request(&bytes) {
+                    ok += 1;
+                    spans += s.n_spans;
+                    bad += s.n_rejected;
+                }
+            }
+            println!("{name}: valid {ok}/5000 spans {spans} rejected {bad}");
+        }
+        let strat = arb_request();
+        let mut ok = 0;
+        for _ in 0..2000 {
+            let req = strat.new_tree(&mut runner).unwrap().current();
+            let mut bytes = req.encode_to_vec();
+            let muts = prop::collection::vec(arb_mutation(), 1..4)
+                .new_tree(&mut runner)
+                .unwrap()
+                .current();
+            for m in &muts {
+                mutate(&mut bytes, m);
+            }
+            ok += scan_request(&bytes).is_ok() as usize;
+        }
+        println!("mutated (1..4 mutations): valid {ok}/2000");
     }
 
     proptest! {
