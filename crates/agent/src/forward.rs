@@ -161,7 +161,7 @@ impl Forwarder {
                 Sent::Failed(reason, retry_after) => {
                     metrics::counter!(metric_names::AGENT_FORWARD_RETRIES).increment(1);
                     let wait = retry_after.unwrap_or(backoff).min(self.config.max_backoff);
-                    if attempt == 1 || attempt % 10 == 0 {
+                    if attempt == 1 || attempt.is_multiple_of(10) {
                         tracing::warn!(
                             attempt,
                             n_spans,

@@ -177,11 +177,9 @@ async fn bad_spans_are_rejected_one_by_one_with_partial_success() {
     span(&trace, "good");
 
     // The same through JSON.
-    let json = format!(
-        r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"traceId":"0011","spanId":"0102030405060708","name":"x"}}]}}]}}]}}"#
-    );
+    let json = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"0011","spanId":"0102030405060708","name":"x"}]}]}]}"#;
     let url = format!("http://{}/v1/traces", running.agent_otlp_http.unwrap());
-    let response = post(url, "application/json", None, json.into_bytes()).await;
+    let response = post(url, "application/json", None, json.as_bytes().to_vec()).await;
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["partialSuccess"]["rejectedSpans"], "1");

@@ -3,8 +3,8 @@
 //! Invariant: this crate knows no wire format and does no IO. OTLP, JSON and storage encodings
 //! live in the crates that speak them.
 
-pub mod metric_names;
 mod ids;
+pub mod metric_names;
 mod row;
 
 pub use ids::{AgentId, IdError, SpanId, TraceId};

@@ -132,7 +132,7 @@ impl SpanStore for MemoryStore {
             .cloned()
             .collect();
         drop(inner);
-        rows.sort_by(|a, b| b.start_time.cmp(&a.start_time));
+        rows.sort_by_key(|row| std::cmp::Reverse(row.start_time));
         rows.truncate(query.limit);
         Ok(rows)
     }
