@@ -57,7 +57,7 @@ pub struct Scan {
 /// Walks the payload; Err if prost would fail to decode it.
 pub fn scan_request(payload: &[u8]) -> Result<Scan, ScanError> {
     let mut tally = Tally::default();
-    walk_request(Cur::new(payload, 0, RECURSION_LIMIT), &mut tally).map_err(Fail::into_error)?;
+    walk_request(Cur::new(payload, 0, RECURSION_LIMIT), &mut tally).map_err(|f| f.into_error())?;
     Ok(tally.into_scan())
 }
 
@@ -79,7 +79,7 @@ pub fn without_rejected_spans(payload: &[u8]) -> Result<Vec<u8>, ScanError> {
         Level::Request,
         &mut out,
     )
-    .map_err(Fail::into_error)?;
+    .map_err(|f| f.into_error())?;
     Ok(out)
 }
 
@@ -101,8 +101,11 @@ enum Why {
     UnexpectedEndGroup,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Fail {
+/// Boxed so that the `Result`s of the walk stay small; only the error path allocates.
+type Fail = Box<Failure>;
+
+#[derive(Debug)]
+struct Failure {
     /// Byte offset in the payload.
     at: usize,
     why: Why,
@@ -122,8 +125,8 @@ fn wire_type_name(wt: u8) -> &'static str {
     }
 }
 
-impl Fail {
-    fn into_error(self) -> ScanError {
+impl Failure {
+    fn into_error(&self) -> ScanError {
         let what = match self.why {
             Why::VarintTruncated => "truncated varint".to_string(),
             Why::VarintOverflow => "varint longer than 10 bytes or over 64 bits".to_string(),
@@ -156,7 +159,7 @@ impl Fail {
 #[cold]
 #[inline(never)]
 fn fail(at: usize, why: Why, loc: &'static str) -> Fail {
-    Fail { at, why, loc }
+    Box::new(Failure { at, why, loc })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -165,16 +168,21 @@ fn fail(at: usize, why: Why, loc: &'static str) -> Fail {
 /// Reads a varint at `p`: the value and the position after it. Same rules as prost: at most 10
 /// bytes, and a 10th byte of 0 or 1 (the value must fit in 64 bits); non-minimal encodings are
 /// fine.
-#[inline]
+#[inline(always)]
 fn read_varint(m: &[u8], p: usize) -> Result<(u64, usize), Why> {
-    match m.get(p) {
-        Some(&b) if b < 0x80 => Ok((u64::from(b), p + 1)),
-        Some(_) => read_varint_long(m, p),
-        None => Err(Why::VarintTruncated),
+    let Some(&b0) = m.get(p) else {
+        return Err(Why::VarintTruncated);
+    };
+    if b0 < 0x80 {
+        return Ok((u64::from(b0), p + 1));
+    }
+    match m.get(p + 1) {
+        Some(&b1) if b1 < 0x80 => Ok((u64::from(b0 & 0x7f) | u64::from(b1) << 7, p + 2)),
+        _ => read_varint_long(m, p),
     }
 }
 
-#[inline]
+#[inline(never)]
 fn read_varint_long(m: &[u8], p: usize) -> Result<(u64, usize), Why> {
     let mut value = 0u64;
     for i in 0..10 {
@@ -190,6 +198,24 @@ fn read_varint_long(m: &[u8], p: usize) -> Result<(u64, usize), Why> {
         }
     }
     Err(Why::VarintOverflow)
+}
+
+/// Checks UTF-8 like `str::from_utf8`, with a fast path for ASCII; Err has the offset of the
+/// first invalid byte.
+#[inline]
+fn check_utf8(b: &[u8]) -> Result<(), usize> {
+    let mut high = 0u64;
+    let mut chunks = b.chunks_exact(8);
+    for chunk in &mut chunks {
+        high |= u64::from_le_bytes(chunk.try_into().unwrap());
+    }
+    for &byte in chunks.remainder() {
+        high |= u64::from(byte);
+    }
+    if high & 0x8080_8080_8080_8080 == 0 {
+        return Ok(());
+    }
+    str::from_utf8(b).map(drop).map_err(|e| e.valid_up_to())
 }
 
 fn write_varint(mut value: u64, out: &mut Vec<u8>) {
@@ -214,7 +240,7 @@ struct Cur<'a> {
 }
 
 impl<'a> Cur<'a> {
-    #[inline]
+    #[inline(always)]
     fn new(m: &'a [u8], base: usize, ctx: u32) -> Self {
         Cur {
             m,
@@ -225,12 +251,12 @@ impl<'a> Cur<'a> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn more(&self) -> bool {
         self.p < self.m.len()
     }
 
-    #[inline]
+    #[inline(always)]
     fn varint(&mut self, loc: &'static str) -> Result<u64, Fail> {
         match read_varint(self.m, self.p) {
             Ok((value, p)) => {
@@ -242,7 +268,7 @@ impl<'a> Cur<'a> {
     }
 
     /// Reads a field key (prost's `decode_key`): the field number and the wire type.
-    #[inline]
+    #[inline(always)]
     fn key(&mut self, msg: &'static str) -> Result<(u32, u8), Fail> {
         self.f = self.p;
         let key = self.varint(msg)?;
@@ -261,7 +287,7 @@ impl<'a> Cur<'a> {
         Ok((tag, wt))
     }
 
-    #[inline]
+    #[inline(always)]
     fn want(&self, wt: u8, want: u8, loc: &'static str) -> Result<(), Fail> {
         if wt == want {
             Ok(())
@@ -274,7 +300,7 @@ impl<'a> Cur<'a> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn advance(&mut self, n: u64, loc: &'static str) -> Result<usize, Fail> {
         let have = self.m.len() - self.p;
         if n > have as u64 {
@@ -290,50 +316,50 @@ impl<'a> Cur<'a> {
     }
 
     /// A varint scalar (integers, bools, enums).
-    #[inline]
+    #[inline(always)]
     fn int(&mut self, wt: u8, loc: &'static str) -> Result<(), Fail> {
         self.want(wt, VARINT, loc)?;
         self.varint(loc).map(drop)
     }
 
-    #[inline]
+    #[inline(always)]
     fn fixed32(&mut self, wt: u8, loc: &'static str) -> Result<(), Fail> {
         self.want(wt, I32, loc)?;
         self.advance(4, loc).map(drop)
     }
 
-    #[inline]
+    #[inline(always)]
     fn fixed64(&mut self, wt: u8, loc: &'static str) -> Result<(), Fail> {
         self.want(wt, I64, loc)?;
         self.advance(8, loc).map(drop)
     }
 
     /// A length-delimited value, without checking the wire type: its bytes and their offset.
-    #[inline]
+    #[inline(always)]
     fn delimited(&mut self, loc: &'static str) -> Result<(&'a [u8], usize), Fail> {
         let len = self.varint(loc)?;
         let start = self.advance(len, loc)?;
         Ok((&self.m[start..self.p], self.base + start))
     }
 
-    #[inline]
+    #[inline(always)]
     fn bytes(&mut self, wt: u8, loc: &'static str) -> Result<&'a [u8], Fail> {
         self.want(wt, LEN, loc)?;
         self.delimited(loc).map(|(b, _)| b)
     }
 
-    #[inline]
+    #[inline(always)]
     fn string(&mut self, wt: u8, loc: &'static str) -> Result<(), Fail> {
         self.want(wt, LEN, loc)?;
         let (b, at) = self.delimited(loc)?;
-        match str::from_utf8(b) {
-            Ok(_) => Ok(()),
-            Err(e) => Err(fail(at + e.valid_up_to(), Why::Utf8, loc)),
+        match check_utf8(b) {
+            Ok(()) => Ok(()),
+            Err(valid_up_to) => Err(fail(at + valid_up_to, Why::Utf8, loc)),
         }
     }
 
     /// A nested message (prost's `message::merge`): a cursor over its body.
-    #[inline]
+    #[inline(always)]
     fn message(&mut self, wt: u8, loc: &'static str) -> Result<Cur<'a>, Fail> {
         self.want(wt, LEN, loc)?;
         if self.ctx == 0 {
@@ -647,6 +673,7 @@ fn walk_key_value(mut c: Cur<'_>) -> Result<(), Fail> {
     Ok(())
 }
 
+#[inline]
 fn walk_any_value(mut c: Cur<'_>) -> Result<(), Fail> {
     const M: &str = "AnyValue";
     while c.more() {
