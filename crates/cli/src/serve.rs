@@ -75,12 +75,15 @@ pub fn metrics_handle() -> PrometheusHandle {
             // Fails only if another recorder is installed, in which case ours stays empty.
             let _ = metrics::set_global_recorder(recorder);
             for (name, kind, help) in spanflow_model::metric_names::ALL {
+                // Registered at zero, so every series is there from the first scrape.
                 match kind {
                     spanflow_model::metric_names::MetricKind::Counter => {
-                        metrics::describe_counter!(*name, *help)
+                        metrics::describe_counter!(*name, *help);
+                        metrics::counter!(*name).increment(0);
                     }
                     spanflow_model::metric_names::MetricKind::Gauge => {
-                        metrics::describe_gauge!(*name, *help)
+                        metrics::describe_gauge!(*name, *help);
+                        metrics::gauge!(*name).set(0.0);
                     }
                 }
             }

@@ -356,7 +356,15 @@ async fn health_and_metrics_answer_on_the_agent_and_query_ports() {
             .await
             .unwrap();
         assert_eq!(response.status(), 200);
-        assert!(response.text().await.unwrap().contains("# TYPE"));
+        let text = response.text().await.unwrap();
+        assert!(
+            text.contains("# TYPE spanflow_agent_spans_accepted_total counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains("spanflow_store_spans_evicted_total 0"),
+            "{text}"
+        );
     }
     running.stop().await.unwrap();
 }

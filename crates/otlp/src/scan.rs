@@ -57,7 +57,7 @@ pub struct Scan {
 /// Walks the payload; Err if prost would fail to decode it.
 pub fn scan_request(payload: &[u8]) -> Result<Scan, ScanError> {
     let mut tally = Tally::default();
-    walk_request(Cur::new(payload, 0, RECURSION_LIMIT), &mut tally).map_err(|f| f.into_error())?;
+    walk_request(Cur::new(payload, 0, RECURSION_LIMIT), &mut tally).map_err(|f| f.to_error())?;
     Ok(tally.into_scan())
 }
 
@@ -79,14 +79,14 @@ pub fn without_rejected_spans(payload: &[u8]) -> Result<Vec<u8>, ScanError> {
         Level::Request,
         &mut out,
     )
-    .map_err(|f| f.into_error())?;
+    .map_err(|f| f.to_error())?;
     Ok(out)
 }
 
 // ---------------------------------------------------------------------------------------------
 // Errors
 
-/// Why a payload is invalid; kept `Copy` and allocation-free until it becomes a [`ScanError`].
+/// Why a payload is invalid.
 #[derive(Debug, Clone, Copy)]
 enum Why {
     VarintTruncated,
@@ -126,7 +126,7 @@ fn wire_type_name(wt: u8) -> &'static str {
 }
 
 impl Failure {
-    fn into_error(&self) -> ScanError {
+    fn to_error(&self) -> ScanError {
         let what = match self.why {
             Why::VarintTruncated => "truncated varint".to_string(),
             Why::VarintOverflow => "varint longer than 10 bytes or over 64 bits".to_string(),
@@ -1868,7 +1868,17 @@ mod tests {
         #![proptest_config(config())]
 
         #[test]
-        fn agrees_with_prost_on_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+        fn utf8_check_agrees_with_std(
+            bytes in prop::collection::vec(prop_oneof![8 => 0..0x80u8, 1 => any::<u8>()], 0..40),
+        ) {
+            let std = str::from_utf8(&bytes).map(drop).map_err(|e| e.valid_up_to());
+            prop_assert_eq!(check_utf8(&bytes), std);
+        }
+
+        #[test]
+        fn agrees_with_prost_on_arbitrary_bytes(
+            bytes in prop::collection::vec(any::<u8>(), 0..256),
+        ) {
             check(&bytes).ok();
         }
 
