@@ -10,6 +10,7 @@ use axum::Router;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use spanflow_agent::{Agent, AgentIdentity, ForwardConfig, TraceService};
 use spanflow_store::{MemoryStore, SpanStore};
+use spanflow_store_embedded::{EmbeddedConfig, EmbeddedStore};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -144,10 +145,28 @@ fn spawn_http(
     });
 }
 
-fn open_store(settings: &Resolved) -> Arc<dyn SpanStore> {
-    match settings.store {
+async fn open_store(settings: &Resolved) -> anyhow::Result<Arc<dyn SpanStore>> {
+    Ok(match settings.store {
         StoreKind::Memory => Arc::new(MemoryStore::new(settings.memory_max_spans)),
-    }
+        StoreKind::Embedded => {
+            let config = EmbeddedConfig {
+                partition_seconds: settings.partition_seconds,
+                flush_rows: settings.flush_rows,
+                flush_interval: Duration::from_millis(settings.store_flush_interval_ms),
+                retention: Duration::from_secs(settings.retention_hours.saturating_mul(3600)),
+                max_disk_bytes: settings.max_disk_bytes,
+                query_memory_bytes: settings.query_memory_bytes,
+                ..EmbeddedConfig::new(&settings.data_dir)
+            };
+            let store = EmbeddedStore::open(config).await.with_context(|| {
+                format!(
+                    "opening the embedded store in {}",
+                    settings.data_dir.display()
+                )
+            })?;
+            Arc::new(store)
+        }
+    })
 }
 
 /// Binds every listener of `role` and starts serving; returns once all ports are bound.
@@ -158,7 +177,7 @@ pub async fn start(role: Role, settings: Resolved) -> anyhow::Result<Running> {
     let mut running_server_query = None;
 
     if matches!(role, Role::Server | Role::Both) {
-        let store = open_store(&settings);
+        let store = open_store(&settings).await?;
         let ingest = bind(settings.ingest_listen, "server ingest").await?;
         let query = bind(settings.query_listen, "query API").await?;
         running_server_ingest = Some(ingest.local_addr()?);

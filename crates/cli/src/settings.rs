@@ -56,8 +56,20 @@ settings! {
     query_listen: SocketAddr = "SPANFLOW_QUERY_LISTEN",
     /// Server: where stores keep their files.
     data_dir: PathBuf = "SPANFLOW_DATA_DIR",
-    /// Server: the store backend (`memory`).
+    /// Server: the store backend: `embedded` (default) or `memory`.
     store: StoreKind = "SPANFLOW_STORE",
+    /// Embedded store: partitions whose spans ended longer ago than this are dropped.
+    retention_hours: u64 = "SPANFLOW_RETENTION_HOURS",
+    /// Embedded store: past this many bytes on disk, the oldest partitions are dropped.
+    max_disk_bytes: u64 = "SPANFLOW_MAX_DISK_BYTES",
+    /// Embedded store: width of a time partition.
+    partition_seconds: i64 = "SPANFLOW_PARTITION_SECONDS",
+    /// Embedded store: spans buffered in memory (and the WAL) before a Parquet file is written.
+    flush_rows: usize = "SPANFLOW_FLUSH_ROWS",
+    /// Embedded store: the longest spans wait in the buffer before a Parquet file is written.
+    store_flush_interval_ms: u64 = "SPANFLOW_STORE_FLUSH_INTERVAL_MS",
+    /// Embedded store: memory one query may use; past it the query fails with an error.
+    query_memory_bytes: usize = "SPANFLOW_QUERY_MEMORY_BYTES",
     /// Server: the most spans the memory store holds; the oldest are dropped past it.
     memory_max_spans: usize = "SPANFLOW_MEMORY_MAX_SPANS",
     /// Log filter, e.g. `info` or `spanflow_agent=debug,info` (RUST_LOG also works).
@@ -67,16 +79,10 @@ settings! {
 #[derive(clap::ValueEnum, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum StoreKind {
+    /// A write-ahead log and Parquet files under `data_dir`; survives restarts and crashes.
+    Embedded,
     /// Spans in memory, bounded by `memory_max_spans`; nothing survives a restart.
     Memory,
-}
-
-impl StoreKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StoreKind::Memory => "memory",
-        }
-    }
 }
 
 /// Settings with every key decided.
@@ -95,6 +101,12 @@ pub struct Resolved {
     pub query_listen: SocketAddr,
     pub data_dir: PathBuf,
     pub store: StoreKind,
+    pub retention_hours: u64,
+    pub max_disk_bytes: Option<u64>,
+    pub partition_seconds: i64,
+    pub flush_rows: usize,
+    pub store_flush_interval_ms: u64,
+    pub query_memory_bytes: usize,
     pub memory_max_spans: usize,
     pub log: String,
 }
@@ -140,7 +152,13 @@ impl Settings {
             data_dir: self
                 .data_dir
                 .unwrap_or_else(|| PathBuf::from("./spanflow-data")),
-            store: self.store.unwrap_or(StoreKind::Memory),
+            store: self.store.unwrap_or(StoreKind::Embedded),
+            retention_hours: self.retention_hours.unwrap_or(72),
+            max_disk_bytes: self.max_disk_bytes,
+            partition_seconds: self.partition_seconds.unwrap_or(3600).max(1),
+            flush_rows: self.flush_rows.unwrap_or(256 * 1024).max(1),
+            store_flush_interval_ms: self.store_flush_interval_ms.unwrap_or(30_000),
+            query_memory_bytes: self.query_memory_bytes.unwrap_or(512 << 20),
             memory_max_spans: self.memory_max_spans.unwrap_or(1_000_000),
             log: self.log.unwrap_or_else(|| "info".to_string()),
         }

@@ -35,6 +35,10 @@ pub const SERVER_PAYLOADS_REJECTED: &str = "spanflow_server_payloads_rejected_to
 
 /// Counter: spans the store dropped to stay within its bounds (oldest first).
 pub const STORE_SPANS_EVICTED: &str = "spanflow_store_spans_evicted_total";
+/// Counter: rows the embedded store moved from its buffer into Parquet files.
+pub const STORE_ROWS_FLUSHED: &str = "spanflow_store_rows_flushed_total";
+/// Counter: rows dropped because their partition passed the retention age.
+pub const STORE_ROWS_EXPIRED: &str = "spanflow_store_rows_expired_total";
 /// Gauge: spans the store holds.
 pub const STORE_SPANS: &str = "spanflow_store_spans";
 
@@ -129,6 +133,16 @@ pub const ALL: &[(&str, MetricKind, &str)] = &[
         STORE_SPANS_EVICTED,
         MetricKind::Counter,
         "spans the store dropped to stay within its bounds",
+    ),
+    (
+        STORE_ROWS_FLUSHED,
+        MetricKind::Counter,
+        "rows moved from the buffer into Parquet files",
+    ),
+    (
+        STORE_ROWS_EXPIRED,
+        MetricKind::Counter,
+        "rows dropped because their partition passed the retention age",
     ),
     (STORE_SPANS, MetricKind::Gauge, "spans the store holds"),
     (

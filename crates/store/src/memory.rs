@@ -45,6 +45,11 @@ impl MemoryStore {
         self.len() == 0
     }
 
+    /// A copy of every row, oldest first.
+    pub fn rows(&self) -> Vec<SpanRow> {
+        self.lock().rows.iter().cloned().collect()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding the lock leaves consistent data behind (every mutation below
         // completes before it could panic), so a poisoned lock is still usable.

@@ -1,0 +1,158 @@
+//! Writing one Parquet file of rows: sorted so that searches by service, endpoint and time read
+//! little, zstd, dictionary encoding, page statistics, a bloom filter on `trace_id`; written to a
+//! temporary name, fsynced, then renamed, with its trace-id index beside it.
+
+use std::path::Path;
+
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+use spanflow_model::SpanRow;
+
+use crate::manifest::{sync_dir, write_durably, FileEntry};
+use crate::trace_index::TraceIndex;
+use crate::{schema, EmbeddedError};
+
+/// Rows per row group: small enough that a bloom filter per group prunes well.
+const ROW_GROUP_ROWS: usize = 64 * 1024;
+
+fn writer_properties(n_traces: usize) -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).expect("level 3 is valid"),
+        ))
+        .set_dictionary_enabled(true)
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_column_bloom_filter_enabled(ColumnPath::from("trace_id"), true)
+        .set_column_bloom_filter_fpp(ColumnPath::from("trace_id"), 0.01)
+        .set_column_bloom_filter_max_ndv(
+            ColumnPath::from("trace_id"),
+            n_traces.clamp(1, ROW_GROUP_ROWS) as u64,
+        )
+        .build()
+}
+
+/// Sorts `rows` and writes them as file `id` of `partition`; returns the manifest entry and
+/// the file's trace-id index. Blocking.
+pub fn write_file(
+    data_dir: &Path,
+    id: u64,
+    partition: i64,
+    mut rows: Vec<SpanRow>,
+) -> Result<(FileEntry, TraceIndex), EmbeddedError> {
+    rows.sort_by(|a, b| {
+        (&a.app_service, &a.endpoint, a.start_time).cmp(&(
+            &b.app_service,
+            &b.endpoint,
+            b.start_time,
+        ))
+    });
+    let index = TraceIndex::build(&rows);
+    let mut entry = FileEntry {
+        id,
+        partition,
+        n_rows: rows.len() as u64,
+        n_bytes: 0,
+        min_start_time: rows.iter().map(|row| row.start_time).min().unwrap_or(0),
+        max_start_time: rows.iter().map(|row| row.start_time).max().unwrap_or(0),
+    };
+    let path = data_dir.join(entry.relative_path());
+    let dir = path.parent().expect("file paths have a parent");
+    std::fs::create_dir_all(dir)
+        .map_err(|error| EmbeddedError::io(format!("creating {}", dir.display()), error))?;
+    let temporary = path.with_extension("parquet.tmp");
+    let file = std::fs::File::create(&temporary)
+        .map_err(|error| EmbeddedError::io(format!("creating {}", temporary.display()), error))?;
+    let mut writer = ArrowWriter::try_new(
+        file,
+        schema::schema(),
+        Some(writer_properties(index.n_traces())),
+    )
+    .map_err(|error| EmbeddedError::parquet(&temporary, error))?;
+    for chunk in rows.chunks(ROW_GROUP_ROWS) {
+        let batch = schema::rows_to_batch(chunk);
+        writer
+            .write(&batch)
+            .map_err(|error| EmbeddedError::parquet(&temporary, error))?;
+    }
+    let file = writer
+        .into_inner()
+        .map_err(|error| EmbeddedError::parquet(&temporary, error))?;
+    file.sync_all()
+        .map_err(|error| EmbeddedError::io(format!("syncing {}", temporary.display()), error))?;
+    entry.n_bytes = file
+        .metadata()
+        .map_err(|error| EmbeddedError::io(format!("reading {}", temporary.display()), error))?
+        .len();
+    drop(file);
+    write_durably(
+        &data_dir.join(entry.relative_index_path()),
+        &index.to_bytes(),
+    )?;
+    std::fs::rename(&temporary, &path)
+        .map_err(|error| EmbeddedError::io(format!("renaming {}", temporary.display()), error))?;
+    sync_dir(dir)?;
+    Ok((entry, index))
+}
+
+/// Removes a file and its index; a file already gone is not an error.
+pub fn remove_file(data_dir: &Path, entry: &FileEntry) -> Result<(), EmbeddedError> {
+    for relative in [entry.relative_path(), entry.relative_index_path()] {
+        let path = data_dir.join(relative);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                return Err(EmbeddedError::io(
+                    format!("removing {}", path.display()),
+                    error,
+                ))
+            }
+        }
+    }
+    let dir = data_dir.join(entry.relative_path());
+    if let Some(partition_dir) = dir.parent() {
+        // Removing an emptied partition folder is tidiness, not correctness.
+        let _ = std::fs::remove_dir(partition_dir);
+    }
+    Ok(())
+}
+
+/// Reads a file's trace-id index, rebuilding it from the file if the index is missing or bad.
+pub fn load_index(data_dir: &Path, entry: &FileEntry) -> Result<TraceIndex, EmbeddedError> {
+    let index_path = data_dir.join(entry.relative_index_path());
+    if let Some(index) = std::fs::read(&index_path)
+        .ok()
+        .and_then(|bytes| TraceIndex::from_bytes(&bytes))
+    {
+        return Ok(index);
+    }
+    tracing::warn!(path = %index_path.display(), "trace-id index missing or damaged; rebuilding it from the file");
+    let rows = read_file(data_dir, entry)?;
+    let index = TraceIndex::build(&rows);
+    write_durably(&index_path, &index.to_bytes())?;
+    Ok(index)
+}
+
+/// Every row of a file. Blocking.
+pub fn read_file(data_dir: &Path, entry: &FileEntry) -> Result<Vec<SpanRow>, EmbeddedError> {
+    let path = data_dir.join(entry.relative_path());
+    let file = std::fs::File::open(&path)
+        .map_err(|error| EmbeddedError::io(format!("opening {}", path.display()), error))?;
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|builder| builder.build())
+        .map_err(|error| EmbeddedError::parquet(&path, error))?;
+    let mut rows = Vec::with_capacity(entry.n_rows as usize);
+    for batch in reader {
+        let batch = batch.map_err(|error| {
+            EmbeddedError::corrupt(format!("reading {}: {error}", path.display()))
+        })?;
+        rows.extend(
+            schema::batch_to_rows(&batch)
+                .map_err(|error| EmbeddedError::corrupt(format!("{}: {error}", path.display())))?,
+        );
+    }
+    Ok(rows)
+}

@@ -1,0 +1,92 @@
+//! The embedded store: every batch goes to a write-ahead log (fsynced before the write returns),
+//! then to an in-memory buffer, then to Parquet files per time partition; DataFusion reads the
+//! files and the buffer as one table, `l7_flow_log`.
+//!
+//! ```text
+//! write -> wal (fsync) -> buffer --flush--> parts/<partition>/<id>.parquet (+ .tids index)
+//!                                                   manifest.json names the files and the
+//!                                                   last WAL entry they hold
+//! ```
+//!
+//! Invariant: knows rows and files, never OTLP or HTTP.
+
+mod files;
+mod manifest;
+mod query;
+pub mod schema;
+mod store;
+mod trace_index;
+pub mod wal;
+
+pub use store::{EmbeddedConfig, EmbeddedStore};
+
+use spanflow_store::{ErrorKind, StoreError};
+
+/// Errors inside the embedded store, turned into [`StoreError`] at the trait boundary.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbeddedError {
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Corrupt(String),
+    #[error("parquet file {path}: {source}")]
+    Parquet {
+        path: String,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+    #[error("write-ahead log: {0}")]
+    Wal(#[from] wal::WalError),
+    #[error("query: {0}")]
+    Query(#[from] datafusion::error::DataFusionError),
+    #[error("{0}")]
+    BadQuery(String),
+}
+
+impl EmbeddedError {
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> EmbeddedError {
+        EmbeddedError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub fn corrupt(message: impl Into<String>) -> EmbeddedError {
+        EmbeddedError::Corrupt(message.into())
+    }
+
+    pub fn parquet(path: &std::path::Path, source: parquet::errors::ParquetError) -> EmbeddedError {
+        EmbeddedError::Parquet {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
+impl From<EmbeddedError> for StoreError {
+    fn from(error: EmbeddedError) -> StoreError {
+        let kind = match &error {
+            EmbeddedError::BadQuery(_) => ErrorKind::BadRequest,
+            EmbeddedError::Query(datafusion::error::DataFusionError::ResourcesExhausted(_)) => {
+                ErrorKind::BadRequest
+            }
+            EmbeddedError::Query(datafusion::error::DataFusionError::Plan(_))
+            | EmbeddedError::Query(datafusion::error::DataFusionError::SQL(..)) => {
+                ErrorKind::BadRequest
+            }
+            EmbeddedError::Io { .. } | EmbeddedError::Wal(_) => ErrorKind::Unavailable,
+            _ => ErrorKind::Internal,
+        };
+        let message = match &error {
+            EmbeddedError::Query(datafusion::error::DataFusionError::ResourcesExhausted(cause)) => {
+                format!("the query needs more memory than the store allows for queries (query_memory_bytes): {cause}")
+            }
+            other => other.to_string(),
+        };
+        StoreError::new(kind, message).with_source(error)
+    }
+}

@@ -1,0 +1,166 @@
+//! Reads through DataFusion: trace by id over the files the trace-id index picked, span search
+//! with its filters pushed down into the Parquet scan, and read-only SQL over `l7_flow_log`.
+
+use arrow::record_batch::RecordBatch;
+use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{array_position, cast, col, lit, DataFrame, Expr, ParquetReadOptions};
+use spanflow_model::{SpanRow, TraceId};
+use spanflow_store::SpanQuery;
+
+use crate::store::EmbeddedConfig;
+use crate::{schema, EmbeddedError};
+
+/// The table name SQL sees, DeepFlow's.
+pub const TABLE: &str = "l7_flow_log";
+
+fn session(config: &EmbeddedConfig) -> Result<SessionContext, EmbeddedError> {
+    let mut session_config = SessionConfig::new().with_target_partitions(2);
+    let parquet = &mut session_config.options_mut().execution.parquet;
+    parquet.pushdown_filters = true;
+    parquet.reorder_filters = true;
+    parquet.bloom_filter_on_read = true;
+    // The row schema uses Utf8; keep it, so file and buffer rows share one schema.
+    parquet.schema_force_view_types = false;
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_limit(config.query_memory_bytes, 1.0)
+        .build_arc()?;
+    Ok(SessionContext::new_with_config_rt(session_config, runtime))
+}
+
+async fn read_files(
+    context: &SessionContext,
+    paths: Vec<String>,
+) -> Result<DataFrame, EmbeddedError> {
+    let row_schema = schema::schema();
+    let options = ParquetReadOptions {
+        schema: Some(row_schema.as_ref()),
+        ..ParquetReadOptions::default()
+    };
+    Ok(context.read_parquet(paths, options).await?)
+}
+
+async fn collect_rows(frame: DataFrame) -> Result<Vec<SpanRow>, EmbeddedError> {
+    let batches = frame.collect().await?;
+    let mut rows = Vec::new();
+    for batch in &batches {
+        rows.extend(
+            schema::batch_to_rows(batch)
+                .map_err(|error| EmbeddedError::corrupt(error.to_string()))?,
+        );
+    }
+    Ok(rows)
+}
+
+/// Every row of `trace_id` in the given files.
+pub async fn trace_rows(
+    config: &EmbeddedConfig,
+    paths: Vec<String>,
+    trace_id: &TraceId,
+) -> Result<Vec<SpanRow>, EmbeddedError> {
+    let context = session(config)?;
+    let frame = read_files(&context, paths)
+        .await?
+        .filter(col("trace_id").eq(lit(trace_id.to_hex())))?;
+    collect_rows(frame).await
+}
+
+/// The filter of a span query as a DataFusion expression.
+fn search_filter(query: &SpanQuery) -> Option<Expr> {
+    let mut filters: Vec<Expr> = Vec::new();
+    if let Some(service) = &query.service {
+        filters.push(col("app_service").eq(lit(service.clone())));
+    }
+    if let Some(operation) = &query.operation {
+        filters.push(col("endpoint").eq(lit(operation.clone())));
+    }
+    if let Some(min) = query.min_duration_us {
+        filters.push(col("response_duration").gt_eq(lit(min)));
+    }
+    if let Some(max) = query.max_duration_us {
+        filters.push(col("response_duration").lt_eq(lit(max)));
+    }
+    let micros = |value: i64| {
+        lit(datafusion::scalar::ScalarValue::TimestampMicrosecond(
+            Some(value),
+            Some("UTC".into()),
+        ))
+    };
+    if let Some(min) = query.start_time_min_us {
+        filters.push(col("start_time").gt_eq(micros(min)));
+    }
+    if let Some(max) = query.start_time_max_us {
+        filters.push(col("start_time").lt_eq(micros(max)));
+    }
+    if let Some(status) = query.response_status {
+        filters.push(col("response_status").eq(lit(status.as_u8())));
+    }
+    for filter in &query.attributes {
+        let matches = |names: &str, values: &str| {
+            let position = cast(
+                array_position(col(names), lit(filter.key.clone()), lit(1i64)),
+                arrow::datatypes::DataType::Int64,
+            );
+            datafusion::functions_nested::expr_fn::array_element(col(values), position)
+                .eq(lit(filter.value.clone()))
+        };
+        filters.push(matches("attribute_names", "attribute_values").or(matches(
+            "resource_attribute_names",
+            "resource_attribute_values",
+        )));
+    }
+    filters.into_iter().reduce(Expr::and)
+}
+
+/// The newest `query.limit` matching rows of the given files.
+pub async fn search_rows(
+    config: &EmbeddedConfig,
+    paths: Vec<String>,
+    query: &SpanQuery,
+) -> Result<Vec<SpanRow>, EmbeddedError> {
+    let context = session(config)?;
+    let mut frame = read_files(&context, paths).await?;
+    if let Some(filter) = search_filter(query) {
+        frame = frame.filter(filter)?;
+    }
+    let frame = frame
+        .sort(vec![col("start_time").sort(false, true)])?
+        .limit(0, Some(query.limit))?;
+    collect_rows(frame).await
+}
+
+/// Read-only SQL over `l7_flow_log`: the files and the buffered rows as one table.
+pub async fn sql(
+    config: &EmbeddedConfig,
+    paths: Vec<String>,
+    buffered: RecordBatch,
+    sql: &str,
+) -> Result<Vec<RecordBatch>, EmbeddedError> {
+    let context = session(config)?;
+    let buffered = context.read_batch(buffered)?;
+    let table = if paths.is_empty() {
+        buffered
+    } else {
+        read_files(&context, paths).await?.union(buffered)?
+    };
+    context.register_table(TABLE, table.into_view())?;
+    let options = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    let frame = context
+        .sql_with_options(sql, options)
+        .await
+        .map_err(|error| match error {
+            datafusion::error::DataFusionError::Plan(message)
+                if message.contains("not supported")
+                    || message.contains("Statement")
+                    || message.contains("DDL")
+                    || message.contains("DML") =>
+            {
+                EmbeddedError::BadQuery(format!("only read-only queries are allowed: {message}"))
+            }
+            other => EmbeddedError::Query(other),
+        })?;
+    Ok(frame.collect().await?)
+}

@@ -1,0 +1,1692 @@
+//! The span row as Arrow: the `l7_flow_log` schema and conversions both ways.
+//!
+//! One [`SpanRow`] is one Arrow row. Column names are the row's field names (DeepFlow's
+//! `l7_flow_log` names), with the resource tags flattened under their own names (`host_name`,
+//! `k8s_pod_name`, ...). Types are chosen so that SQL reads as DeepFlow users write it: times are
+//! UTC timestamps, ids are lowercase hex strings (`WHERE trace_id = '5b8e...'`), a root span's
+//! `parent_span_id` is `''`.
+//!
+//! # Attributes
+//!
+//! Span and resource attributes are three parallel lists each, DeepFlow style, so that
+//! `attribute_values[array_position(attribute_names, 'http.route')]` works:
+//! `attribute_names` (`List<Utf8>`), `attribute_values` (`List<Utf8>`, the value as text) and
+//! `attribute_types` (`List<UInt8>`, the value's type). Same for `resource_attribute_*`.
+//!
+//! | type | variant        | text in `*_values`                                            |
+//! |------|----------------|---------------------------------------------------------------|
+//! | 0    | `String`       | the string as it is                                           |
+//! | 1    | `Bool`         | `true` / `false`                                              |
+//! | 2    | `Int`          | decimal                                                       |
+//! | 3    | `Double`       | Rust `{}` formatting (shortest text that parses back to the same `f64`; `NaN`, `inf`, `-inf`, `-0`) |
+//! | 4    | `Bytes`        | base64, standard alphabet, padded                             |
+//! | 5    | `Array`        | JSON array of tagged values (below)                           |
+//! | 6    | `KeyValueList` | JSON array of `[key, tagged value]` pairs (below)             |
+//! | 7    | `Empty`        | empty string                                                  |
+//!
+//! # The JSON encoding of composites
+//!
+//! Inside arrays, key/value lists, events and links, a value is a JSON object with exactly one
+//! key, its type tag, so that types survive exactly:
+//! `{"s":"text"}`, `{"b":true}`, `{"i":-3}` (a JSON integer, read back exactly as `i64`),
+//! `{"d":"0.25"}` (a string in the Rust formatting above, since JSON numbers cannot carry NaN or
+//! infinities and are not read back bit-exactly), `{"y":"AP8H"}` (base64 bytes),
+//! `{"a":[...values]}`, `{"k":[["key",value],...]}`, `{"e":null}` (empty).
+//! A key/value list is a JSON array of pairs, not an object, so key order and duplicate keys are
+//! kept. Example: the array `["a", 2]` is `[{"s":"a"},{"i":2}]`; the list `{inner: true}` is
+//! `[["inner",{"b":true}]]`.
+//!
+//! `events` and `links` are JSON strings (DeepFlow keeps events as JSON text), `[]` when there
+//! are none:
+//! `[{"time_us":1700000000500000,"name":"exception","attributes":[["k",{"s":"v"}]],"dropped_attributes_count":1}]`
+//! and
+//! `[{"trace_id":"ab..c9","span_id":"cd..09","trace_state":"other=2","attributes":[...],"dropped_attributes_count":2,"flags":1}]`.
+//!
+//! Nesting is limited by the JSON reader's recursion limit (128): about 60 levels of arrays or 40
+//! of key/value lists, more than OTLP's protobuf decoder lets through.
+
+use std::fmt::{Display, Write as _};
+use std::net::IpAddr;
+use std::ops::Range;
+use std::sync::{Arc, LazyLock};
+
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, Int32Array, Int64Array, ListArray, ListBuilder, StringArray,
+    StringBuilder, TimestampMicrosecondArray, TimestampSecondArray, UInt16Array, UInt32Array,
+    UInt64Array, UInt8Array, UInt8Builder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use base64::display::Base64Display;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use datafusion::logical_expr::{
+    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+};
+use serde::{Deserialize, Serialize, Serializer};
+use spanflow_model::{
+    AttrValue, Attribute, Event, L7Protocol, Link, ObservationPoint, ResourceTags, ResponseStatus,
+    SpanId, SpanKind, SpanRow, TraceId,
+};
+
+/// The table name DataFusion queries see, as DeepFlow names it.
+pub const TABLE_NAME: &str = "l7_flow_log";
+
+/// Why a record batch does not decode into span rows.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SchemaError(pub String);
+
+const UTC: &str = "UTC";
+
+const TYPE_STRING: u8 = 0;
+const TYPE_BOOL: u8 = 1;
+const TYPE_INT: u8 = 2;
+const TYPE_DOUBLE: u8 = 3;
+const TYPE_BYTES: u8 = 4;
+const TYPE_ARRAY: u8 = 5;
+const TYPE_KVLIST: u8 = 6;
+const TYPE_EMPTY: u8 = 7;
+
+static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let utf8 = |name: &str| Field::new(name, DataType::Utf8, false);
+    let seconds = DataType::Timestamp(TimeUnit::Second, Some(UTC.into()));
+    let micros = DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into()));
+    let list = |name: &str, item: DataType| {
+        Field::new_list(name, Field::new_list_field(item, true), false)
+    };
+    Arc::new(Schema::new(vec![
+        Field::new("time", seconds, false),
+        Field::new("start_time", micros.clone(), false),
+        Field::new("end_time", micros, false),
+        utf8("trace_id"),
+        utf8("span_id"),
+        utf8("parent_span_id"),
+        Field::new("span_kind", DataType::UInt8, false),
+        utf8("observation_point"),
+        utf8("trace_state"),
+        Field::new("flags", DataType::UInt32, false),
+        utf8("endpoint"),
+        utf8("app_service"),
+        utf8("app_instance"),
+        Field::new("signal_source", DataType::UInt16, false),
+        utf8("agent_id"),
+        Field::new("l7_protocol", DataType::UInt8, false),
+        utf8("l7_protocol_str"),
+        utf8("version"),
+        Field::new("is_tls", DataType::Boolean, false),
+        Field::new("protocol", DataType::UInt8, false),
+        utf8("request_type"),
+        utf8("request_domain"),
+        utf8("request_resource"),
+        Field::new("request_length", DataType::Int64, true),
+        Field::new("response_length", DataType::Int64, true),
+        Field::new("response_code", DataType::Int32, true),
+        Field::new("response_status", DataType::UInt8, false),
+        utf8("response_exception"),
+        Field::new("status_code", DataType::UInt8, false),
+        utf8("status_message"),
+        Field::new("response_duration", DataType::UInt64, false),
+        Field::new("ip_0", DataType::Utf8, true),
+        Field::new("ip_1", DataType::Utf8, true),
+        Field::new("client_port", DataType::UInt16, false),
+        Field::new("server_port", DataType::UInt16, false),
+        utf8("scope_name"),
+        utf8("scope_version"),
+        utf8("host_name"),
+        utf8("container_id"),
+        utf8("k8s_cluster_name"),
+        utf8("k8s_namespace_name"),
+        utf8("k8s_node_name"),
+        utf8("k8s_pod_name"),
+        utf8("k8s_pod_uid"),
+        utf8("k8s_workload_kind"),
+        utf8("k8s_workload_name"),
+        utf8("service_namespace"),
+        utf8("service_version"),
+        utf8("deployment_environment"),
+        list("attribute_names", DataType::Utf8),
+        list("attribute_values", DataType::Utf8),
+        list("attribute_types", DataType::UInt8),
+        list("resource_attribute_names", DataType::Utf8),
+        list("resource_attribute_values", DataType::Utf8),
+        list("resource_attribute_types", DataType::UInt8),
+        utf8("events"),
+        utf8("links"),
+        Field::new("dropped_attributes_count", DataType::UInt32, false),
+        Field::new("dropped_events_count", DataType::UInt32, false),
+        Field::new("dropped_links_count", DataType::UInt32, false),
+    ]))
+});
+
+/// The `l7_flow_log` schema; every call returns the same shared `Arc`.
+pub fn schema() -> SchemaRef {
+    SCHEMA.clone()
+}
+
+/// SQL functions to register in any DataFusion session that queries `l7_flow_log`, so that
+/// DeepFlow-style attribute lookups work:
+/// `attribute_values[array_position(attribute_names, 'http.route')]`.
+///
+/// DataFusion 55's `array_position` returns `UInt64`, and its `array_element` (the `[]`
+/// operator) only takes an `Int64` index and will not coerce `UInt64` to it, so that expression
+/// fails to plan. This replaces `array_position` (and its aliases) with the same function
+/// returning `Int64`. Register with `SessionContext::register_udf` for each, or
+/// `SessionStateBuilder::with_scalar_functions`.
+pub fn sql_functions() -> Vec<ScalarUDF> {
+    vec![ScalarUDF::new_from_impl(ArrayPositionInt64 {
+        inner: datafusion::functions_nested::position::array_position_udf(),
+    })]
+}
+
+/// `array_position` returning `Int64`, usable as an index.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ArrayPositionInt64 {
+    inner: Arc<ScalarUDF>,
+}
+
+impl ScalarUDFImpl for ArrayPositionInt64 {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn aliases(&self) -> &[String] {
+        self.inner.aliases()
+    }
+
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(DataType::Int64)
+    }
+
+    fn invoke_with_args(
+        &self,
+        mut args: ScalarFunctionArgs,
+    ) -> datafusion::common::Result<ColumnarValue> {
+        args.return_field = Arc::new(
+            args.return_field
+                .as_ref()
+                .clone()
+                .with_data_type(DataType::UInt64),
+        );
+        self.inner
+            .invoke_with_args(args)?
+            .cast_to(&DataType::Int64, None)
+    }
+
+    fn documentation(&self) -> Option<&Documentation> {
+        self.inner.documentation()
+    }
+}
+
+/// A resource tag's field.
+type ResourceTag = fn(&ResourceTags) -> &String;
+
+/// The resource tag columns, in schema order, with their field in [`ResourceTags`].
+const RESOURCE_COLUMNS: [(&str, ResourceTag); 12] = [
+    ("host_name", |tags| &tags.host_name),
+    ("container_id", |tags| &tags.container_id),
+    ("k8s_cluster_name", |tags| &tags.k8s_cluster_name),
+    ("k8s_namespace_name", |tags| &tags.k8s_namespace_name),
+    ("k8s_node_name", |tags| &tags.k8s_node_name),
+    ("k8s_pod_name", |tags| &tags.k8s_pod_name),
+    ("k8s_pod_uid", |tags| &tags.k8s_pod_uid),
+    ("k8s_workload_kind", |tags| &tags.k8s_workload_kind),
+    ("k8s_workload_name", |tags| &tags.k8s_workload_name),
+    ("service_namespace", |tags| &tags.service_namespace),
+    ("service_version", |tags| &tags.service_version),
+    ("deployment_environment", |tags| {
+        &tags.deployment_environment
+    }),
+];
+
+// ---------------------------------------------------------------------------------------------
+// Rows to a batch.
+
+/// The rows as one record batch of [`schema()`]. Never fails.
+pub fn rows_to_batch(rows: &[SpanRow]) -> RecordBatch {
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(SCHEMA.fields().len());
+    columns.push(Arc::new(
+        TimestampSecondArray::from_iter_values(rows.iter().map(|row| row.time)).with_timezone(UTC),
+    ));
+    columns.push(Arc::new(
+        TimestampMicrosecondArray::from_iter_values(rows.iter().map(|row| row.start_time))
+            .with_timezone(UTC),
+    ));
+    columns.push(Arc::new(
+        TimestampMicrosecondArray::from_iter_values(rows.iter().map(|row| row.end_time))
+            .with_timezone(UTC),
+    ));
+    columns.push(hex_column(rows, 32, |row| Some(&row.trace_id.0[..])));
+    columns.push(hex_column(rows, 16, |row| Some(&row.span_id.0[..])));
+    columns.push(hex_column(rows, 16, |row| {
+        row.parent_span_id.as_ref().map(|id| &id.0[..])
+    }));
+    columns.push(Arc::new(UInt8Array::from_iter_values(
+        rows.iter().map(|row| row.span_kind.as_u8()),
+    )));
+    columns.push(str_column(rows, |row| row.observation_point.as_str()));
+    columns.push(str_column(rows, |row| &row.trace_state));
+    columns.push(Arc::new(UInt32Array::from_iter_values(
+        rows.iter().map(|row| row.flags),
+    )));
+    columns.push(str_column(rows, |row| &row.endpoint));
+    columns.push(str_column(rows, |row| &row.app_service));
+    columns.push(str_column(rows, |row| &row.app_instance));
+    columns.push(Arc::new(UInt16Array::from_iter_values(
+        rows.iter().map(|row| row.signal_source),
+    )));
+    columns.push(str_column(rows, |row| &row.agent_id));
+    columns.push(Arc::new(UInt8Array::from_iter_values(
+        rows.iter().map(|row| row.l7_protocol.as_u8()),
+    )));
+    columns.push(str_column(rows, |row| &row.l7_protocol_str));
+    columns.push(str_column(rows, |row| &row.version));
+    columns.push(Arc::new(BooleanArray::from_iter(
+        rows.iter().map(|row| Some(row.is_tls)),
+    )));
+    columns.push(Arc::new(UInt8Array::from_iter_values(
+        rows.iter().map(|row| row.protocol),
+    )));
+    columns.push(str_column(rows, |row| &row.request_type));
+    columns.push(str_column(rows, |row| &row.request_domain));
+    columns.push(str_column(rows, |row| &row.request_resource));
+    columns.push(Arc::new(Int64Array::from_iter(
+        rows.iter().map(|row| row.request_length),
+    )));
+    columns.push(Arc::new(Int64Array::from_iter(
+        rows.iter().map(|row| row.response_length),
+    )));
+    columns.push(Arc::new(Int32Array::from_iter(
+        rows.iter().map(|row| row.response_code),
+    )));
+    columns.push(Arc::new(UInt8Array::from_iter_values(
+        rows.iter().map(|row| row.response_status.as_u8()),
+    )));
+    columns.push(str_column(rows, |row| &row.response_exception));
+    columns.push(Arc::new(UInt8Array::from_iter_values(
+        rows.iter().map(|row| row.status_code),
+    )));
+    columns.push(str_column(rows, |row| &row.status_message));
+    columns.push(Arc::new(UInt64Array::from_iter_values(
+        rows.iter().map(|row| row.response_duration),
+    )));
+    columns.push(ip_column(rows, |row| row.ip_0));
+    columns.push(ip_column(rows, |row| row.ip_1));
+    columns.push(Arc::new(UInt16Array::from_iter_values(
+        rows.iter().map(|row| row.client_port),
+    )));
+    columns.push(Arc::new(UInt16Array::from_iter_values(
+        rows.iter().map(|row| row.server_port),
+    )));
+    columns.push(str_column(rows, |row| &row.scope_name));
+    columns.push(str_column(rows, |row| &row.scope_version));
+    for (_, field) in RESOURCE_COLUMNS {
+        columns.push(str_column(rows, |row| field(&row.resource)));
+    }
+    let mut json = Vec::new();
+    attribute_columns(&mut columns, rows, |row| &row.attributes, &mut json);
+    attribute_columns(
+        &mut columns,
+        rows,
+        |row| &row.resource_attributes,
+        &mut json,
+    );
+    columns.push(json_column(rows, &mut json, |row, json| {
+        if row.events.is_empty() {
+            return false;
+        }
+        serde_json::to_writer(json, &EventsJson(&row.events)).expect("writes to a Vec");
+        true
+    }));
+    columns.push(json_column(rows, &mut json, |row, json| {
+        if row.links.is_empty() {
+            return false;
+        }
+        serde_json::to_writer(json, &LinksJson(&row.links)).expect("writes to a Vec");
+        true
+    }));
+    columns.push(Arc::new(UInt32Array::from_iter_values(
+        rows.iter().map(|row| row.dropped_attributes_count),
+    )));
+    columns.push(Arc::new(UInt32Array::from_iter_values(
+        rows.iter().map(|row| row.dropped_events_count),
+    )));
+    columns.push(Arc::new(UInt32Array::from_iter_values(
+        rows.iter().map(|row| row.dropped_links_count),
+    )));
+    RecordBatch::try_new(schema(), columns).expect("the columns are built to match the schema")
+}
+
+fn str_column(rows: &[SpanRow], get: impl Fn(&SpanRow) -> &str) -> ArrayRef {
+    let bytes = rows.iter().map(|row| get(row).len()).sum();
+    let mut builder = StringBuilder::with_capacity(rows.len(), bytes);
+    for row in rows {
+        builder.append_value(get(row));
+    }
+    Arc::new(builder.finish())
+}
+
+/// Lowercase hex of an id, `""` for `None`.
+fn hex_column(
+    rows: &[SpanRow],
+    hex_len: usize,
+    get: impl Fn(&SpanRow) -> Option<&[u8]>,
+) -> ArrayRef {
+    let mut builder = StringBuilder::with_capacity(rows.len(), rows.len() * hex_len);
+    let mut buffer = [0u8; 32];
+    for row in rows {
+        match get(row) {
+            Some(bytes) => builder.append_value(hex_str(bytes, &mut buffer)),
+            None => builder.append_value(""),
+        }
+    }
+    Arc::new(builder.finish())
+}
+
+/// `bytes` (at most 16) as lowercase hex, in `buffer`.
+fn hex_str<'b>(bytes: &[u8], buffer: &'b mut [u8; 32]) -> &'b str {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let out = &mut buffer[..bytes.len() * 2];
+    for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0xf)];
+    }
+    std::str::from_utf8(out).expect("hex digits are ASCII")
+}
+
+fn ip_column(rows: &[SpanRow], get: impl Fn(&SpanRow) -> Option<IpAddr>) -> ArrayRef {
+    let mut builder = StringBuilder::with_capacity(rows.len(), rows.len() * 15);
+    for row in rows {
+        match get(row) {
+            Some(ip) => {
+                write!(builder, "{ip}").expect("writes to a builder");
+                builder.append_value("");
+            }
+            None => builder.append_null(),
+        }
+    }
+    Arc::new(builder.finish())
+}
+
+/// A JSON column: `write` writes a row's JSON into the buffer, or returns false for `[]`.
+fn json_column(
+    rows: &[SpanRow],
+    json: &mut Vec<u8>,
+    write: impl Fn(&SpanRow, &mut Vec<u8>) -> bool,
+) -> ArrayRef {
+    let mut builder = StringBuilder::with_capacity(rows.len(), rows.len() * 2);
+    for row in rows {
+        json.clear();
+        if write(row, json) {
+            builder.append_value(std::str::from_utf8(json).expect("JSON is UTF-8"));
+        } else {
+            builder.append_value("[]");
+        }
+    }
+    Arc::new(builder.finish())
+}
+
+/// Pushes the names, values and types columns of one attribute set.
+fn attribute_columns(
+    columns: &mut Vec<ArrayRef>,
+    rows: &[SpanRow],
+    get: impl Fn(&SpanRow) -> &[Attribute],
+    json: &mut Vec<u8>,
+) {
+    let (mut count, mut key_bytes, mut value_bytes) = (0, 0, 0);
+    for row in rows {
+        let attributes = get(row);
+        count += attributes.len();
+        for attribute in attributes {
+            key_bytes += attribute.key.len();
+            value_bytes += match &attribute.value {
+                AttrValue::String(text) => text.len(),
+                AttrValue::Bytes(bytes) => bytes.len().div_ceil(3) * 4,
+                _ => 8,
+            };
+        }
+    }
+    let mut names =
+        ListBuilder::with_capacity(StringBuilder::with_capacity(count, key_bytes), rows.len());
+    let mut values =
+        ListBuilder::with_capacity(StringBuilder::with_capacity(count, value_bytes), rows.len());
+    let mut types = ListBuilder::with_capacity(UInt8Builder::with_capacity(count), rows.len());
+    for row in rows {
+        for attribute in get(row) {
+            names.values().append_value(&attribute.key);
+            let code = append_value_text(values.values(), &attribute.value, json);
+            types.values().append_value(code);
+        }
+        names.append(true);
+        values.append(true);
+        types.append(true);
+    }
+    columns.push(Arc::new(names.finish()));
+    columns.push(Arc::new(values.finish()));
+    columns.push(Arc::new(types.finish()));
+}
+
+/// Appends the text form of `value`; returns its type code.
+fn append_value_text(builder: &mut StringBuilder, value: &AttrValue, json: &mut Vec<u8>) -> u8 {
+    match value {
+        AttrValue::String(text) => {
+            builder.append_value(text);
+            TYPE_STRING
+        }
+        AttrValue::Bool(value) => {
+            builder.append_value(if *value { "true" } else { "false" });
+            TYPE_BOOL
+        }
+        AttrValue::Int(value) => {
+            write!(builder, "{value}").expect("writes to a builder");
+            builder.append_value("");
+            TYPE_INT
+        }
+        AttrValue::Double(value) => {
+            write!(builder, "{value}").expect("writes to a builder");
+            builder.append_value("");
+            TYPE_DOUBLE
+        }
+        AttrValue::Bytes(bytes) => {
+            write!(builder, "{}", Base64Display::new(bytes, &STANDARD))
+                .expect("writes to a builder");
+            builder.append_value("");
+            TYPE_BYTES
+        }
+        AttrValue::Array(items) => {
+            json.clear();
+            serde_json::to_writer(&mut *json, &ArrayJson(items)).expect("writes to a Vec");
+            builder.append_value(std::str::from_utf8(json).expect("JSON is UTF-8"));
+            TYPE_ARRAY
+        }
+        AttrValue::KeyValueList(attributes) => {
+            json.clear();
+            serde_json::to_writer(&mut *json, &AttrsJson(attributes)).expect("writes to a Vec");
+            builder.append_value(std::str::from_utf8(json).expect("JSON is UTF-8"));
+            TYPE_KVLIST
+        }
+        AttrValue::Empty => {
+            builder.append_value("");
+            TYPE_EMPTY
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON out: borrowed views serialized without copying the row.
+
+/// Serializes through `Display`, as a JSON string.
+struct AsText<T>(T);
+
+impl<T: Display> Serialize for AsText<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
+}
+
+/// An id as lowercase hex.
+struct HexJson<'a>(&'a [u8]);
+
+impl Serialize for HexJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(hex_str(self.0, &mut [0u8; 32]))
+    }
+}
+
+/// One value as a one-key object, its type tag.
+struct ValueJson<'a>(&'a AttrValue);
+
+impl Serialize for ValueJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        const NAME: &str = "Value";
+        match self.0 {
+            AttrValue::String(text) => serializer.serialize_newtype_variant(NAME, 0, "s", text),
+            AttrValue::Bool(value) => serializer.serialize_newtype_variant(NAME, 1, "b", value),
+            AttrValue::Int(value) => serializer.serialize_newtype_variant(NAME, 2, "i", value),
+            AttrValue::Double(value) => {
+                serializer.serialize_newtype_variant(NAME, 3, "d", &AsText(value))
+            }
+            AttrValue::Bytes(bytes) => serializer.serialize_newtype_variant(
+                NAME,
+                4,
+                "y",
+                &AsText(Base64Display::new(bytes, &STANDARD)),
+            ),
+            AttrValue::Array(items) => {
+                serializer.serialize_newtype_variant(NAME, 5, "a", &ArrayJson(items))
+            }
+            AttrValue::KeyValueList(attributes) => {
+                serializer.serialize_newtype_variant(NAME, 6, "k", &AttrsJson(attributes))
+            }
+            AttrValue::Empty => serializer.serialize_newtype_variant(NAME, 7, "e", &()),
+        }
+    }
+}
+
+struct ArrayJson<'a>(&'a [AttrValue]);
+
+impl Serialize for ArrayJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(ValueJson))
+    }
+}
+
+/// Attributes as `[[key, value], ...]`: order and duplicate keys kept.
+struct AttrsJson<'a>(&'a [Attribute]);
+
+impl Serialize for AttrsJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(
+            self.0
+                .iter()
+                .map(|attribute| (attribute.key.as_str(), ValueJson(&attribute.value))),
+        )
+    }
+}
+
+#[derive(Serialize)]
+struct EventJson<'a> {
+    time_us: i64,
+    name: &'a str,
+    attributes: AttrsJson<'a>,
+    dropped_attributes_count: u32,
+}
+
+struct EventsJson<'a>(&'a [Event]);
+
+impl Serialize for EventsJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|event| EventJson {
+            time_us: event.time_us,
+            name: &event.name,
+            attributes: AttrsJson(&event.attributes),
+            dropped_attributes_count: event.dropped_attributes_count,
+        }))
+    }
+}
+
+#[derive(Serialize)]
+struct LinkJson<'a> {
+    trace_id: HexJson<'a>,
+    span_id: HexJson<'a>,
+    trace_state: &'a str,
+    attributes: AttrsJson<'a>,
+    dropped_attributes_count: u32,
+    flags: u32,
+}
+
+struct LinksJson<'a>(&'a [Link]);
+
+impl Serialize for LinksJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|link| LinkJson {
+            trace_id: HexJson(&link.trace_id.0),
+            span_id: HexJson(&link.span_id.0),
+            trace_state: &link.trace_state,
+            attributes: AttrsJson(&link.attributes),
+            dropped_attributes_count: link.dropped_attributes_count,
+            flags: link.flags,
+        }))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON in.
+
+#[derive(Deserialize)]
+enum ValueIn {
+    #[serde(rename = "s")]
+    String(String),
+    #[serde(rename = "b")]
+    Bool(bool),
+    #[serde(rename = "i")]
+    Int(i64),
+    #[serde(rename = "d")]
+    Double(String),
+    #[serde(rename = "y")]
+    Bytes(String),
+    #[serde(rename = "a")]
+    Array(Vec<ValueIn>),
+    #[serde(rename = "k")]
+    KeyValueList(Vec<(String, ValueIn)>),
+    #[serde(rename = "e")]
+    Empty(()),
+}
+
+impl ValueIn {
+    fn into_value(self) -> Result<AttrValue, String> {
+        Ok(match self {
+            ValueIn::String(text) => AttrValue::String(text),
+            ValueIn::Bool(value) => AttrValue::Bool(value),
+            ValueIn::Int(value) => AttrValue::Int(value),
+            ValueIn::Double(text) => AttrValue::Double(parse_double(&text)?),
+            ValueIn::Bytes(text) => AttrValue::Bytes(decode_base64(&text)?),
+            ValueIn::Array(items) => AttrValue::Array(
+                items
+                    .into_iter()
+                    .map(ValueIn::into_value)
+                    .collect::<Result<_, _>>()?,
+            ),
+            ValueIn::KeyValueList(pairs) => AttrValue::KeyValueList(attributes_in(pairs)?),
+            ValueIn::Empty(()) => AttrValue::Empty,
+        })
+    }
+}
+
+fn attributes_in(pairs: Vec<(String, ValueIn)>) -> Result<Vec<Attribute>, String> {
+    pairs
+        .into_iter()
+        .map(|(key, value)| {
+            Ok(Attribute {
+                key,
+                value: value.into_value()?,
+            })
+        })
+        .collect()
+}
+
+#[derive(Deserialize)]
+struct EventIn {
+    time_us: i64,
+    name: String,
+    #[serde(default)]
+    attributes: Vec<(String, ValueIn)>,
+    #[serde(default)]
+    dropped_attributes_count: u32,
+}
+
+#[derive(Deserialize)]
+struct LinkIn {
+    trace_id: String,
+    span_id: String,
+    #[serde(default)]
+    trace_state: String,
+    #[serde(default)]
+    attributes: Vec<(String, ValueIn)>,
+    #[serde(default)]
+    dropped_attributes_count: u32,
+    #[serde(default)]
+    flags: u32,
+}
+
+fn parse_double(text: &str) -> Result<f64, String> {
+    text.parse()
+        .map_err(|_| format!("`{text}` is not a double"))
+}
+
+fn decode_base64(text: &str) -> Result<Vec<u8>, String> {
+    STANDARD
+        .decode(text)
+        .map_err(|error| format!("`{text}` is not base64: {error}"))
+}
+
+fn parse_events(text: &str) -> Result<Vec<Event>, String> {
+    if text.is_empty() || text == "[]" {
+        return Ok(Vec::new());
+    }
+    let events: Vec<EventIn> = serde_json::from_str(text).map_err(|error| error.to_string())?;
+    events
+        .into_iter()
+        .map(|event| {
+            Ok(Event {
+                time_us: event.time_us,
+                name: event.name,
+                attributes: attributes_in(event.attributes)?,
+                dropped_attributes_count: event.dropped_attributes_count,
+            })
+        })
+        .collect()
+}
+
+fn parse_links(text: &str) -> Result<Vec<Link>, String> {
+    if text.is_empty() || text == "[]" {
+        return Ok(Vec::new());
+    }
+    let links: Vec<LinkIn> = serde_json::from_str(text).map_err(|error| error.to_string())?;
+    links
+        .into_iter()
+        .map(|link| {
+            Ok(Link {
+                trace_id: link
+                    .trace_id
+                    .parse()
+                    .map_err(|error| format!("link trace id `{}`: {error}", link.trace_id))?,
+                span_id: link
+                    .span_id
+                    .parse()
+                    .map_err(|error| format!("link span id `{}`: {error}", link.span_id))?,
+                trace_state: link.trace_state,
+                attributes: attributes_in(link.attributes)?,
+                dropped_attributes_count: link.dropped_attributes_count,
+                flags: link.flags,
+            })
+        })
+        .collect()
+}
+
+/// A top-level attribute value from its text and type code.
+fn parse_value(text: &str, code: u8) -> Result<AttrValue, String> {
+    Ok(match code {
+        TYPE_STRING => AttrValue::String(text.to_owned()),
+        TYPE_BOOL => match text {
+            "true" => AttrValue::Bool(true),
+            "false" => AttrValue::Bool(false),
+            _ => return Err(format!("`{text}` is not a bool")),
+        },
+        TYPE_INT => AttrValue::Int(
+            text.parse()
+                .map_err(|_| format!("`{text}` is not an integer"))?,
+        ),
+        TYPE_DOUBLE => AttrValue::Double(parse_double(text)?),
+        TYPE_BYTES => AttrValue::Bytes(decode_base64(text)?),
+        TYPE_ARRAY => {
+            let items: Vec<ValueIn> =
+                serde_json::from_str(text).map_err(|error| format!("array: {error}"))?;
+            AttrValue::Array(
+                items
+                    .into_iter()
+                    .map(ValueIn::into_value)
+                    .collect::<Result<_, _>>()?,
+            )
+        }
+        TYPE_KVLIST => {
+            let pairs: Vec<(String, ValueIn)> =
+                serde_json::from_str(text).map_err(|error| format!("key/value list: {error}"))?;
+            AttrValue::KeyValueList(attributes_in(pairs)?)
+        }
+        TYPE_EMPTY => AttrValue::Empty,
+        other => return Err(format!("unknown attribute type {other}")),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// A batch to rows.
+
+/// A column by name, of the array type `T`; non-nullable columns must hold no nulls.
+fn column<'a, T: Array + 'static>(
+    batch: &'a RecordBatch,
+    name: &str,
+) -> Result<&'a T, SchemaError> {
+    let array = batch
+        .column_by_name(name)
+        .ok_or_else(|| SchemaError(format!("missing column `{name}`")))?;
+    let field = SCHEMA
+        .field_with_name(name)
+        .expect("only schema columns are looked up");
+    let typed = array.as_any().downcast_ref::<T>().ok_or_else(|| {
+        SchemaError(format!(
+            "column `{name}` is {}, expected {}",
+            array.data_type(),
+            field.data_type()
+        ))
+    })?;
+    if !field.is_nullable() && array.null_count() > 0 {
+        return Err(SchemaError(format!("column `{name}` holds nulls")));
+    }
+    Ok(typed)
+}
+
+/// A `List<T>` column: the list array and its values.
+fn list_column<'a, T: Array + 'static>(
+    batch: &'a RecordBatch,
+    name: &str,
+) -> Result<(&'a ListArray, &'a T), SchemaError> {
+    let list = column::<ListArray>(batch, name)?;
+    let values = list.values().as_any().downcast_ref::<T>().ok_or_else(|| {
+        SchemaError(format!(
+            "column `{name}` is {}, expected {}",
+            list.data_type(),
+            SCHEMA
+                .field_with_name(name)
+                .expect("a schema column")
+                .data_type()
+        ))
+    })?;
+    Ok((list, values))
+}
+
+fn list_range(list: &ListArray, row: usize) -> Range<usize> {
+    let offsets = list.value_offsets();
+    offsets[row] as usize..offsets[row + 1] as usize
+}
+
+/// The three columns of one attribute set.
+struct AttributeColumns<'a> {
+    prefix: &'static str,
+    names: (&'a ListArray, &'a StringArray),
+    values: (&'a ListArray, &'a StringArray),
+    types: (&'a ListArray, &'a UInt8Array),
+}
+
+impl<'a> AttributeColumns<'a> {
+    fn get(batch: &'a RecordBatch, prefix: &'static str) -> Result<Self, SchemaError> {
+        Ok(AttributeColumns {
+            prefix,
+            names: list_column(batch, &format!("{prefix}_names"))?,
+            values: list_column(batch, &format!("{prefix}_values"))?,
+            types: list_column(batch, &format!("{prefix}_types"))?,
+        })
+    }
+
+    fn row(&self, row: usize) -> Result<Vec<Attribute>, SchemaError> {
+        let names = list_range(self.names.0, row);
+        let values = list_range(self.values.0, row);
+        let types = list_range(self.types.0, row);
+        if names.len() != values.len() || names.len() != types.len() {
+            return Err(SchemaError(format!(
+                "row {row}: {} has {} names, {} values and {} types",
+                self.prefix,
+                names.len(),
+                values.len(),
+                types.len()
+            )));
+        }
+        names
+            .zip(values)
+            .zip(types)
+            .map(|((name, value), code)| {
+                let key = self.names.1.value(name);
+                let value = parse_value(self.values.1.value(value), self.types.1.value(code))
+                    .map_err(|error| {
+                        SchemaError(format!("row {row}: {} `{key}`: {error}", self.prefix))
+                    })?;
+                Ok(Attribute {
+                    key: key.to_owned(),
+                    value,
+                })
+            })
+            .collect()
+    }
+}
+
+fn span_id_at(array: &StringArray, name: &str, row: usize) -> Result<SpanId, SchemaError> {
+    let text = array.value(row);
+    text.parse()
+        .map_err(|error| SchemaError(format!("row {row}: {name} `{text}`: {error}")))
+}
+
+fn ip_at(array: &StringArray, name: &str, row: usize) -> Result<Option<IpAddr>, SchemaError> {
+    if array.is_null(row) {
+        return Ok(None);
+    }
+    let text = array.value(row);
+    text.parse()
+        .map(Some)
+        .map_err(|_| SchemaError(format!("row {row}: {name} `{text}` is not an IP address")))
+}
+
+fn nullable<T: arrow::array::ArrowPrimitiveType>(
+    array: &arrow::array::PrimitiveArray<T>,
+    row: usize,
+) -> Option<T::Native> {
+    array.is_valid(row).then(|| array.value(row))
+}
+
+/// The rows of a batch of [`schema()`]; columns are found by name, so their order is free.
+pub fn batch_to_rows(batch: &RecordBatch) -> Result<Vec<SpanRow>, SchemaError> {
+    let time = column::<TimestampSecondArray>(batch, "time")?;
+    let start_time = column::<TimestampMicrosecondArray>(batch, "start_time")?;
+    let end_time = column::<TimestampMicrosecondArray>(batch, "end_time")?;
+    let trace_id = column::<StringArray>(batch, "trace_id")?;
+    let span_id = column::<StringArray>(batch, "span_id")?;
+    let parent_span_id = column::<StringArray>(batch, "parent_span_id")?;
+    let span_kind = column::<UInt8Array>(batch, "span_kind")?;
+    let observation_point = column::<StringArray>(batch, "observation_point")?;
+    let trace_state = column::<StringArray>(batch, "trace_state")?;
+    let flags = column::<UInt32Array>(batch, "flags")?;
+    let endpoint = column::<StringArray>(batch, "endpoint")?;
+    let app_service = column::<StringArray>(batch, "app_service")?;
+    let app_instance = column::<StringArray>(batch, "app_instance")?;
+    let signal_source = column::<UInt16Array>(batch, "signal_source")?;
+    let agent_id = column::<StringArray>(batch, "agent_id")?;
+    let l7_protocol = column::<UInt8Array>(batch, "l7_protocol")?;
+    let l7_protocol_str = column::<StringArray>(batch, "l7_protocol_str")?;
+    let version = column::<StringArray>(batch, "version")?;
+    let is_tls = column::<BooleanArray>(batch, "is_tls")?;
+    let protocol = column::<UInt8Array>(batch, "protocol")?;
+    let request_type = column::<StringArray>(batch, "request_type")?;
+    let request_domain = column::<StringArray>(batch, "request_domain")?;
+    let request_resource = column::<StringArray>(batch, "request_resource")?;
+    let request_length = column::<Int64Array>(batch, "request_length")?;
+    let response_length = column::<Int64Array>(batch, "response_length")?;
+    let response_code = column::<Int32Array>(batch, "response_code")?;
+    let response_status = column::<UInt8Array>(batch, "response_status")?;
+    let response_exception = column::<StringArray>(batch, "response_exception")?;
+    let status_code = column::<UInt8Array>(batch, "status_code")?;
+    let status_message = column::<StringArray>(batch, "status_message")?;
+    let response_duration = column::<UInt64Array>(batch, "response_duration")?;
+    let ip_0 = column::<StringArray>(batch, "ip_0")?;
+    let ip_1 = column::<StringArray>(batch, "ip_1")?;
+    let client_port = column::<UInt16Array>(batch, "client_port")?;
+    let server_port = column::<UInt16Array>(batch, "server_port")?;
+    let scope_name = column::<StringArray>(batch, "scope_name")?;
+    let scope_version = column::<StringArray>(batch, "scope_version")?;
+    let resource = RESOURCE_COLUMNS
+        .iter()
+        .map(|(name, _)| column::<StringArray>(batch, name))
+        .collect::<Result<Vec<_>, _>>()?;
+    let attributes = AttributeColumns::get(batch, "attribute")?;
+    let resource_attributes = AttributeColumns::get(batch, "resource_attribute")?;
+    let events = column::<StringArray>(batch, "events")?;
+    let links = column::<StringArray>(batch, "links")?;
+    let dropped_attributes_count = column::<UInt32Array>(batch, "dropped_attributes_count")?;
+    let dropped_events_count = column::<UInt32Array>(batch, "dropped_events_count")?;
+    let dropped_links_count = column::<UInt32Array>(batch, "dropped_links_count")?;
+
+    let text = |array: &StringArray, row: usize| array.value(row).to_owned();
+    let mut rows = Vec::with_capacity(batch.num_rows());
+    for i in 0..batch.num_rows() {
+        let trace_text = trace_id.value(i);
+        let trace: TraceId = trace_text
+            .parse()
+            .map_err(|error| SchemaError(format!("row {i}: trace_id `{trace_text}`: {error}")))?;
+        let parent = match parent_span_id.value(i) {
+            "" => None,
+            _ => Some(span_id_at(parent_span_id, "parent_span_id", i)?),
+        };
+        let point_text = observation_point.value(i);
+        let point = ObservationPoint::parse(point_text).ok_or_else(|| {
+            SchemaError(format!(
+                "row {i}: observation_point `{point_text}` is not c-app, s-app or app"
+            ))
+        })?;
+        let tags = |column: usize| text(resource[column], i);
+        rows.push(SpanRow {
+            time: time.value(i),
+            start_time: start_time.value(i),
+            end_time: end_time.value(i),
+            trace_id: trace,
+            span_id: span_id_at(span_id, "span_id", i)?,
+            parent_span_id: parent,
+            span_kind: SpanKind::from_i32(i32::from(span_kind.value(i))),
+            observation_point: point,
+            trace_state: text(trace_state, i),
+            flags: flags.value(i),
+            endpoint: text(endpoint, i),
+            app_service: text(app_service, i),
+            app_instance: text(app_instance, i),
+            signal_source: signal_source.value(i),
+            agent_id: text(agent_id, i),
+            l7_protocol: L7Protocol::from_u8(l7_protocol.value(i)),
+            l7_protocol_str: text(l7_protocol_str, i),
+            version: text(version, i),
+            is_tls: is_tls.value(i),
+            protocol: protocol.value(i),
+            request_type: text(request_type, i),
+            request_domain: text(request_domain, i),
+            request_resource: text(request_resource, i),
+            request_length: nullable(request_length, i),
+            response_length: nullable(response_length, i),
+            response_code: nullable(response_code, i),
+            response_status: ResponseStatus::from_u8(response_status.value(i)),
+            response_exception: text(response_exception, i),
+            status_code: status_code.value(i),
+            status_message: text(status_message, i),
+            response_duration: response_duration.value(i),
+            ip_0: ip_at(ip_0, "ip_0", i)?,
+            ip_1: ip_at(ip_1, "ip_1", i)?,
+            client_port: client_port.value(i),
+            server_port: server_port.value(i),
+            scope_name: text(scope_name, i),
+            scope_version: text(scope_version, i),
+            resource: ResourceTags {
+                host_name: tags(0),
+                container_id: tags(1),
+                k8s_cluster_name: tags(2),
+                k8s_namespace_name: tags(3),
+                k8s_node_name: tags(4),
+                k8s_pod_name: tags(5),
+                k8s_pod_uid: tags(6),
+                k8s_workload_kind: tags(7),
+                k8s_workload_name: tags(8),
+                service_namespace: tags(9),
+                service_version: tags(10),
+                deployment_environment: tags(11),
+            },
+            attributes: attributes.row(i)?,
+            resource_attributes: resource_attributes.row(i)?,
+            events: parse_events(events.value(i))
+                .map_err(|error| SchemaError(format!("row {i}: events: {error}")))?,
+            links: parse_links(links.value(i))
+                .map_err(|error| SchemaError(format!("row {i}: links: {error}")))?,
+            dropped_attributes_count: dropped_attributes_count.value(i),
+            dropped_events_count: dropped_events_count.value(i),
+            dropped_links_count: dropped_links_count.value(i),
+        });
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use datafusion::arrow::array::AsArray;
+    use datafusion::datasource::MemTable;
+    use datafusion::prelude::SessionContext;
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+    use spanflow_store::conformance::{full_row, row, span_id, trace_id};
+
+    use super::*;
+
+    fn round_trip(rows: &[SpanRow]) -> Vec<SpanRow> {
+        let batch = rows_to_batch(rows);
+        assert_eq!(batch.num_rows(), rows.len());
+        batch_to_rows(&batch).unwrap()
+    }
+
+    #[test]
+    fn schema_round_trips_the_full_row() {
+        let rows = vec![full_row()];
+        assert_eq!(round_trip(&rows), rows);
+    }
+
+    #[test]
+    fn schema_round_trips_default_and_mixed_rows() {
+        assert_eq!(round_trip(&[]), Vec::<SpanRow>::new());
+        let rows = vec![SpanRow::default()];
+        assert_eq!(round_trip(&rows), rows);
+        let rows = vec![
+            row(1, 1, "a", "GET /", 1_700_000_000_000_000),
+            full_row(),
+            SpanRow::default(),
+            row(2, 7, "b", "", 0),
+            full_row(),
+        ];
+        assert_eq!(round_trip(&rows), rows);
+    }
+
+    #[test]
+    fn schema_values_read_as_deepflow_writes_them() {
+        let batch = rows_to_batch(&[full_row(), SpanRow::default()]);
+        let text = |name: &str, row: usize| {
+            batch
+                .column_by_name(name)
+                .unwrap()
+                .as_string::<i32>()
+                .value(row)
+                .to_owned()
+        };
+        assert_eq!(text("trace_id", 0), "ab0000000000000000000000000000c8");
+        assert_eq!(text("span_id", 0), "cd00000000000002");
+        assert_eq!(text("parent_span_id", 0), "cd00000000000001");
+        assert_eq!(text("parent_span_id", 1), "");
+        assert_eq!(text("observation_point", 0), "c-app");
+        assert_eq!(text("ip_0", 0), "10.1.2.3");
+        assert_eq!(text("ip_1", 0), "fd00::7");
+        assert!(batch.column_by_name("ip_0").unwrap().is_null(1));
+        assert_eq!(text("events", 1), "[]");
+        assert_eq!(text("links", 1), "[]");
+        assert_eq!(
+            text("events", 0),
+            r#"[{"time_us":1700000000500000,"name":"exception","attributes":[["exception.message",{"s":"connection reset"}]],"dropped_attributes_count":1}]"#
+        );
+        assert_eq!(
+            text("links", 0),
+            r#"[{"trace_id":"ab0000000000000000000000000000c9","span_id":"cd00000000000009","trace_state":"other=2","attributes":[["link.kind",{"s":"retry"}]],"dropped_attributes_count":2,"flags":1}]"#
+        );
+        let values = batch
+            .column_by_name("attribute_values")
+            .unwrap()
+            .as_list::<i32>();
+        let values = values.value(0);
+        let values: Vec<&str> = values.as_string::<i32>().iter().flatten().collect();
+        assert_eq!(
+            values,
+            [
+                "postgresql",
+                "-3",
+                "0.25",
+                "false",
+                "AP8H",
+                r#"[{"s":"a"},{"i":2}]"#,
+                r#"[["inner",{"b":true}]]"#,
+                ""
+            ]
+        );
+        let types = batch
+            .column_by_name("attribute_types")
+            .unwrap()
+            .as_list::<i32>();
+        let types = types.value(0);
+        let types: Vec<u8> = types
+            .as_primitive::<arrow::datatypes::UInt8Type>()
+            .values()
+            .to_vec();
+        assert_eq!(types, [0, 2, 3, 1, 4, 5, 6, 7]);
+    }
+
+    #[test]
+    fn schema_special_doubles_and_duplicate_keys_round_trip() {
+        let mut row = full_row();
+        let doubles = [
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            -0.0,
+            f64::MIN_POSITIVE,
+            5e-324,
+            f64::MAX,
+            0.1 + 0.2,
+        ];
+        row.attributes = doubles
+            .iter()
+            .map(|value| Attribute::new("d", AttrValue::Double(*value)))
+            .collect();
+        row.attributes.push(Attribute::new(
+            "list",
+            AttrValue::KeyValueList(vec![
+                Attribute::new("k", AttrValue::Int(i64::MIN)),
+                Attribute::new(
+                    "k",
+                    AttrValue::Array(doubles.map(AttrValue::Double).to_vec()),
+                ),
+                Attribute::new("", AttrValue::Empty),
+            ]),
+        ));
+        let back = round_trip(std::slice::from_ref(&row));
+        assert_eq!(canonical(back), canonical(vec![row.clone()]));
+        let mut nan = row.clone();
+        nan.attributes = vec![Attribute::new("nan", AttrValue::Double(f64::NAN))];
+        let back = round_trip(&[nan]);
+        assert!(matches!(back[0].attributes[0].value, AttrValue::Double(value) if value.is_nan()));
+    }
+
+    #[test]
+    fn schema_decodes_columns_in_another_order() {
+        let rows = vec![full_row(), row(3, 4, "c", "op", 42)];
+        let batch = rows_to_batch(&rows);
+        let reversed = batch.schema().fields().len();
+        let indices: Vec<usize> = (0..reversed).rev().collect();
+        let shuffled = batch.project(&indices).unwrap();
+        assert_eq!(shuffled.schema().field(0).name(), "dropped_links_count");
+        assert_eq!(batch_to_rows(&shuffled).unwrap(), rows);
+        // A slice decodes too.
+        assert_eq!(batch_to_rows(&batch.slice(1, 1)).unwrap(), rows[1..]);
+    }
+
+    #[test]
+    fn schema_rejects_a_missing_column_or_a_wrong_type() {
+        let batch = rows_to_batch(&[full_row()]);
+        let without_links: Vec<usize> = (0..batch.num_columns())
+            .filter(|index| batch.schema().field(*index).name() != "links")
+            .collect();
+        let error = batch_to_rows(&batch.project(&without_links).unwrap()).unwrap_err();
+        assert!(error.0.contains("links"), "{error}");
+
+        let mut columns = batch.columns().to_vec();
+        let mut fields: Vec<Field> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|field| field.as_ref().clone())
+            .collect();
+        let index = batch.schema().index_of("flags").unwrap();
+        columns[index] = Arc::new(Int64Array::from(vec![1]));
+        fields[index] = Field::new("flags", DataType::Int64, false);
+        let wrong = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+        let error = batch_to_rows(&wrong).unwrap_err();
+        assert!(error.0.contains("flags"), "{error}");
+    }
+
+    #[test]
+    fn schema_has_the_deepflow_columns() {
+        let schema = schema();
+        assert!(Arc::ptr_eq(&schema, &super::schema()));
+        let utc = || Some(Arc::<str>::from("UTC"));
+        let utf8_list = DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true)));
+        let u8_list = DataType::List(Arc::new(Field::new_list_field(DataType::UInt8, true)));
+        let mut expected: Vec<(&str, DataType, bool)> = vec![
+            ("time", DataType::Timestamp(TimeUnit::Second, utc()), false),
+            (
+                "start_time",
+                DataType::Timestamp(TimeUnit::Microsecond, utc()),
+                false,
+            ),
+            (
+                "end_time",
+                DataType::Timestamp(TimeUnit::Microsecond, utc()),
+                false,
+            ),
+            ("trace_id", DataType::Utf8, false),
+            ("span_id", DataType::Utf8, false),
+            ("parent_span_id", DataType::Utf8, false),
+            ("span_kind", DataType::UInt8, false),
+            ("observation_point", DataType::Utf8, false),
+            ("trace_state", DataType::Utf8, false),
+            ("flags", DataType::UInt32, false),
+            ("endpoint", DataType::Utf8, false),
+            ("app_service", DataType::Utf8, false),
+            ("app_instance", DataType::Utf8, false),
+            ("signal_source", DataType::UInt16, false),
+            ("agent_id", DataType::Utf8, false),
+            ("l7_protocol", DataType::UInt8, false),
+            ("l7_protocol_str", DataType::Utf8, false),
+            ("version", DataType::Utf8, false),
+            ("is_tls", DataType::Boolean, false),
+            ("protocol", DataType::UInt8, false),
+            ("request_type", DataType::Utf8, false),
+            ("request_domain", DataType::Utf8, false),
+            ("request_resource", DataType::Utf8, false),
+            ("request_length", DataType::Int64, true),
+            ("response_length", DataType::Int64, true),
+            ("response_code", DataType::Int32, true),
+            ("response_status", DataType::UInt8, false),
+            ("response_exception", DataType::Utf8, false),
+            ("status_code", DataType::UInt8, false),
+            ("status_message", DataType::Utf8, false),
+            ("response_duration", DataType::UInt64, false),
+            ("ip_0", DataType::Utf8, true),
+            ("ip_1", DataType::Utf8, true),
+            ("client_port", DataType::UInt16, false),
+            ("server_port", DataType::UInt16, false),
+            ("scope_name", DataType::Utf8, false),
+            ("scope_version", DataType::Utf8, false),
+        ];
+        for name in [
+            "host_name",
+            "container_id",
+            "k8s_cluster_name",
+            "k8s_namespace_name",
+            "k8s_node_name",
+            "k8s_pod_name",
+            "k8s_pod_uid",
+            "k8s_workload_kind",
+            "k8s_workload_name",
+            "service_namespace",
+            "service_version",
+            "deployment_environment",
+        ] {
+            expected.push((name, DataType::Utf8, false));
+        }
+        expected.extend([
+            ("attribute_names", utf8_list.clone(), false),
+            ("attribute_values", utf8_list.clone(), false),
+            ("attribute_types", u8_list.clone(), false),
+            ("resource_attribute_names", utf8_list.clone(), false),
+            ("resource_attribute_values", utf8_list, false),
+            ("resource_attribute_types", u8_list, false),
+            ("events", DataType::Utf8, false),
+            ("links", DataType::Utf8, false),
+            ("dropped_attributes_count", DataType::UInt32, false),
+            ("dropped_events_count", DataType::UInt32, false),
+            ("dropped_links_count", DataType::UInt32, false),
+        ]);
+        let actual: Vec<(&str, DataType, bool)> = schema
+            .fields()
+            .iter()
+            .map(|field| {
+                (
+                    field.name().as_str(),
+                    field.data_type().clone(),
+                    field.is_nullable(),
+                )
+            })
+            .collect();
+        assert_eq!(actual, expected);
+        assert_eq!(*rows_to_batch(&[]).schema(), *schema);
+    }
+
+    #[tokio::test]
+    async fn schema_answers_deepflow_style_sql() {
+        let other = trace_id(7);
+        let rows = vec![
+            full_row(),
+            row(200, 3, "checkout", "GET /cart", 1_700_000_000_000_000),
+            row(7, 1, "cart", "GET /", 1_700_000_000_000_000),
+            SpanRow {
+                trace_id: other,
+                span_id: span_id(9),
+                endpoint: "INSERT carts".into(),
+                attributes: vec![Attribute::new(
+                    "db.system.name",
+                    AttrValue::String("mysql".into()),
+                )],
+                ..SpanRow::default()
+            },
+        ];
+        let table =
+            Arc::new(MemTable::try_new(schema(), vec![vec![rows_to_batch(&rows)]]).unwrap());
+        // Canary: DataFusion alone cannot index with `array_position`'s UInt64. When this
+        // starts to plan, `sql_functions` is no longer needed.
+        let plain = SessionContext::new();
+        plain.register_table(TABLE_NAME, table.clone()).unwrap();
+        let planned = plain
+            .sql(
+                "SELECT endpoint FROM l7_flow_log \
+                 WHERE attribute_values[array_position(attribute_names, 'x')] = 'y'",
+            )
+            .await;
+        let error = match planned {
+            Ok(frame) => frame.collect().await.unwrap_err(),
+            Err(error) => error,
+        };
+        assert!(error.to_string().contains("array_element"), "{error}");
+
+        let context = SessionContext::new();
+        for function in sql_functions() {
+            context.register_udf(function);
+        }
+        context.register_table(TABLE_NAME, table).unwrap();
+
+        let batches = context
+            .sql(
+                "SELECT endpoint FROM l7_flow_log \
+                 WHERE attribute_values[array_position(attribute_names, 'db.system.name')] \
+                 = 'postgresql'",
+            )
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let endpoints: Vec<String> = batches
+            .iter()
+            .flat_map(|batch| {
+                let column = arrow::compute::cast(batch.column(0), &DataType::Utf8).unwrap();
+                column
+                    .as_string::<i32>()
+                    .iter()
+                    .map(|value| value.unwrap().to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(endpoints, ["SELECT orders"]);
+
+        let sql = format!(
+            "SELECT count(*) FROM l7_flow_log WHERE trace_id = '{}' \
+             AND time > to_timestamp_seconds(0)",
+            trace_id(200).to_hex()
+        );
+        let batches = context.sql(&sql).await.unwrap().collect().await.unwrap();
+        let count = batches[0]
+            .column(0)
+            .as_primitive::<arrow::datatypes::Int64Type>()
+            .value(0);
+        assert_eq!(count, 2);
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Generated rows.
+
+    /// Doubles replaced by their bit pattern (one pattern for every NaN), so rows compare exactly.
+    fn canonical(mut rows: Vec<SpanRow>) -> Vec<SpanRow> {
+        fn canon(value: &mut AttrValue) {
+            match value {
+                AttrValue::Double(double) => {
+                    let bits = if double.is_nan() {
+                        u64::MAX
+                    } else {
+                        double.to_bits()
+                    };
+                    *value = AttrValue::String(format!("\u{0}f64:{bits:016x}"));
+                }
+                AttrValue::Array(items) => items.iter_mut().for_each(canon),
+                AttrValue::KeyValueList(attributes) => attrs(attributes),
+                _ => {}
+            }
+        }
+        fn attrs(attributes: &mut [Attribute]) {
+            for attribute in attributes {
+                canon(&mut attribute.value);
+            }
+        }
+        for row in &mut rows {
+            attrs(&mut row.attributes);
+            attrs(&mut row.resource_attributes);
+            row.events
+                .iter_mut()
+                .for_each(|event| attrs(&mut event.attributes));
+            row.links
+                .iter_mut()
+                .for_each(|link| attrs(&mut link.attributes));
+        }
+        rows
+    }
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![".*", "[a-z._]{0,12}"]
+    }
+
+    fn double() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            any::<f64>(),
+            Just(f64::NAN),
+            Just(-f64::NAN),
+            Just(f64::INFINITY),
+            Just(f64::NEG_INFINITY),
+            Just(-0.0),
+            Just(1e300),
+            Just(1e-300),
+        ]
+    }
+
+    fn attr_value() -> impl Strategy<Value = AttrValue> {
+        let leaf = prop_oneof![
+            text().prop_map(AttrValue::String),
+            any::<bool>().prop_map(AttrValue::Bool),
+            any::<i64>().prop_map(AttrValue::Int),
+            double().prop_map(AttrValue::Double),
+            vec(any::<u8>(), 0..10).prop_map(AttrValue::Bytes),
+            Just(AttrValue::Empty),
+        ];
+        leaf.prop_recursive(4, 32, 4, |inner| {
+            prop_oneof![
+                vec(inner.clone(), 0..4).prop_map(AttrValue::Array),
+                vec((text(), inner), 0..4).prop_map(|pairs| {
+                    AttrValue::KeyValueList(
+                        pairs
+                            .into_iter()
+                            .map(|(key, value)| Attribute::new(key, value))
+                            .collect(),
+                    )
+                }),
+            ]
+        })
+    }
+
+    fn attributes() -> impl Strategy<Value = Vec<Attribute>> {
+        vec(
+            (text(), attr_value()).prop_map(|(key, value)| Attribute::new(key, value)),
+            0..5,
+        )
+    }
+
+    fn ip() -> impl Strategy<Value = Option<IpAddr>> {
+        proptest::option::of(prop_oneof![
+            any::<[u8; 4]>().prop_map(|bytes| IpAddr::V4(Ipv4Addr::from(bytes))),
+            any::<[u8; 16]>().prop_map(|bytes| IpAddr::V6(Ipv6Addr::from(bytes))),
+        ])
+    }
+
+    fn event() -> impl Strategy<Value = Event> {
+        (any::<i64>(), text(), attributes(), any::<u32>()).prop_map(
+            |(time_us, name, attributes, dropped_attributes_count)| Event {
+                time_us,
+                name,
+                attributes,
+                dropped_attributes_count,
+            },
+        )
+    }
+
+    fn link() -> impl Strategy<Value = Link> {
+        (
+            any::<[u8; 16]>(),
+            any::<[u8; 8]>(),
+            text(),
+            attributes(),
+            any::<u32>(),
+            any::<u32>(),
+        )
+            .prop_map(
+                |(trace, span, trace_state, attributes, dropped_attributes_count, flags)| Link {
+                    trace_id: TraceId(trace),
+                    span_id: SpanId(span),
+                    trace_state,
+                    attributes,
+                    dropped_attributes_count,
+                    flags,
+                },
+            )
+    }
+
+    fn resource() -> impl Strategy<Value = ResourceTags> {
+        vec(text(), 12).prop_map(|tags| {
+            let mut tags = tags.into_iter();
+            let mut next = || tags.next().unwrap();
+            ResourceTags {
+                host_name: next(),
+                container_id: next(),
+                k8s_cluster_name: next(),
+                k8s_namespace_name: next(),
+                k8s_node_name: next(),
+                k8s_pod_name: next(),
+                k8s_pod_uid: next(),
+                k8s_workload_kind: next(),
+                k8s_workload_name: next(),
+                service_namespace: next(),
+                service_version: next(),
+                deployment_environment: next(),
+            }
+        })
+    }
+
+    fn span_row() -> impl Strategy<Value = SpanRow> {
+        let ids = (
+            any::<i64>(),
+            any::<i64>(),
+            any::<i64>(),
+            any::<[u8; 16]>(),
+            any::<[u8; 8]>(),
+            proptest::option::of(any::<[u8; 8]>()),
+            0..7i32,
+            prop_oneof![
+                Just(ObservationPoint::ClientApp),
+                Just(ObservationPoint::ServerApp),
+                Just(ObservationPoint::App),
+            ],
+            text(),
+            any::<u32>(),
+        );
+        let names = (text(), text(), text(), any::<u16>(), text(), any::<u8>());
+        let request = (
+            text(),
+            text(),
+            any::<bool>(),
+            any::<u8>(),
+            text(),
+            text(),
+            text(),
+            any::<Option<i64>>(),
+            any::<Option<i64>>(),
+            any::<Option<i32>>(),
+            0..6u8,
+        );
+        let response = (text(), any::<u8>(), text(), any::<u64>());
+        let network = (ip(), ip(), any::<u16>(), any::<u16>(), text(), text());
+        let nested = (
+            resource(),
+            attributes(),
+            attributes(),
+            vec(event(), 0..3),
+            vec(link(), 0..3),
+            any::<[u32; 3]>(),
+        );
+        (ids, names, request, response, network, nested).prop_map(
+            |(ids, names, request, response, network, nested)| SpanRow {
+                time: ids.0,
+                start_time: ids.1,
+                end_time: ids.2,
+                trace_id: TraceId(ids.3),
+                span_id: SpanId(ids.4),
+                parent_span_id: ids.5.map(SpanId),
+                span_kind: SpanKind::from_i32(ids.6),
+                observation_point: ids.7,
+                trace_state: ids.8,
+                flags: ids.9,
+                endpoint: names.0,
+                app_service: names.1,
+                app_instance: names.2,
+                signal_source: names.3,
+                agent_id: names.4,
+                l7_protocol: L7Protocol::from_u8(names.5),
+                l7_protocol_str: request.0,
+                version: request.1,
+                is_tls: request.2,
+                protocol: request.3,
+                request_type: request.4,
+                request_domain: request.5,
+                request_resource: request.6,
+                request_length: request.7,
+                response_length: request.8,
+                response_code: request.9,
+                response_status: ResponseStatus::from_u8(request.10),
+                response_exception: response.0,
+                status_code: response.1,
+                status_message: response.2,
+                response_duration: response.3,
+                ip_0: network.0,
+                ip_1: network.1,
+                client_port: network.2,
+                server_port: network.3,
+                scope_name: network.4,
+                scope_version: network.5,
+                resource: nested.0,
+                attributes: nested.1,
+                resource_attributes: nested.2,
+                events: nested.3,
+                links: nested.4,
+                dropped_attributes_count: nested.5[0],
+                dropped_events_count: nested.5[1],
+                dropped_links_count: nested.5[2],
+            },
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn schema_round_trips_generated_rows(rows in vec(span_row(), 0..6)) {
+            let back = batch_to_rows(&rows_to_batch(&rows)).unwrap();
+            prop_assert_eq!(canonical(back), canonical(rows));
+        }
+    }
+}
+
+#[cfg(test)]
+mod throwaway_bench {
+    use super::*;
+    #[test]
+    fn schema_bench_throwaway() {
+        for batch_size in [100usize, 1024, 8192] {
+            let rows: Vec<SpanRow> = (0..batch_size)
+                .map(|i| {
+                    let mut row = spanflow_store::conformance::full_row();
+                    row.span_id.0[0] = i as u8;
+                    row
+                })
+                .collect();
+            let total = 400_000usize;
+            let start = std::time::Instant::now();
+            let mut n = 0;
+            while n < total {
+                let batch = rows_to_batch(&rows);
+                n += batch.num_rows();
+                std::hint::black_box(batch);
+            }
+            let encode = n as f64 / start.elapsed().as_secs_f64();
+            let batch = rows_to_batch(&rows);
+            let start = std::time::Instant::now();
+            let mut m = 0;
+            while m < total / 4 {
+                m += std::hint::black_box(batch_to_rows(&batch).unwrap()).len();
+            }
+            let decode = m as f64 / start.elapsed().as_secs_f64();
+            println!("batch {batch_size}: rows_to_batch {encode:.0} rows/s, batch_to_rows {decode:.0} rows/s, {} bytes/row", batch.get_array_memory_size() / batch_size);
+        }
+    }
+}

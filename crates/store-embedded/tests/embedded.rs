@@ -1,0 +1,356 @@
+//! The embedded store against the conformance suite, and what only a durable store must do:
+//! keep everything across restarts, compact without losing or duplicating, drop whole
+//! partitions by age and by disk use, and answer SQL.
+
+use std::time::Duration;
+
+use arrow::array::{Array, Int64Array, StringArray};
+use spanflow_model::SpanRow;
+use spanflow_store::conformance::{self, row, trace_id};
+use spanflow_store::{SpanQuery, SpanStore};
+use spanflow_store_embedded::{EmbeddedConfig, EmbeddedStore};
+
+fn config(dir: &std::path::Path) -> EmbeddedConfig {
+    EmbeddedConfig {
+        // Upkeep runs only when a test asks for it.
+        upkeep_interval: Duration::from_secs(3600),
+        flush_interval: Duration::from_secs(3600),
+        ..EmbeddedConfig::new(dir)
+    }
+}
+
+const HOUR_US: i64 = 3_600_000_000;
+
+/// Now, rounded down to the hour, in µs: recent enough that retention keeps it.
+fn this_hour_us() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64;
+    now - now % HOUR_US
+}
+
+#[tokio::test]
+async fn conformance_suite_on_the_buffer() {
+    let dirs: std::sync::Mutex<Vec<tempfile::TempDir>> = Default::default();
+    conformance::run_all(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(config(dir.path())).await.unwrap();
+        dirs.lock().unwrap().push(dir);
+        store
+    })
+    .await;
+}
+
+/// A store whose every write is flushed to Parquet at once, so the suite reads from files.
+struct FlushingStore(EmbeddedStore);
+
+#[async_trait::async_trait]
+impl SpanStore for FlushingStore {
+    async fn write(&self, rows: Vec<SpanRow>) -> Result<(), spanflow_store::StoreError> {
+        self.0.write(rows).await?;
+        self.0.flush().await.map_err(Into::into)
+    }
+    async fn trace(
+        &self,
+        id: spanflow_model::TraceId,
+    ) -> Result<Vec<SpanRow>, spanflow_store::StoreError> {
+        self.0.trace(id).await
+    }
+    async fn search(&self, query: &SpanQuery) -> Result<Vec<SpanRow>, spanflow_store::StoreError> {
+        self.0.search(query).await
+    }
+    fn backend(&self) -> &'static str {
+        "embedded (flushed)"
+    }
+}
+
+#[tokio::test]
+async fn conformance_suite_on_parquet_files() {
+    let dirs: std::sync::Mutex<Vec<tempfile::TempDir>> = Default::default();
+    conformance::run_all(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(config(dir.path())).await.unwrap();
+        dirs.lock().unwrap().push(dir);
+        FlushingStore(store)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn everything_written_is_there_after_a_restart_flushed_or_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = this_hour_us();
+    {
+        let store = EmbeddedStore::open(config(dir.path())).await.unwrap();
+        store
+            .write(vec![
+                row(1, 1, "a", "flushed", base),
+                row(1, 2, "a", "flushed too", base + 5),
+            ])
+            .await
+            .unwrap();
+        store.flush().await.unwrap();
+        store
+            .write(vec![row(1, 3, "a", "only in the wal", base + 10)])
+            .await
+            .unwrap();
+        // Dropped without a flush or close, as a crash would leave it.
+    }
+    let store = EmbeddedStore::open(config(dir.path())).await.unwrap();
+    let names: Vec<String> = store
+        .trace(trace_id(1))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| row.endpoint)
+        .collect();
+    assert_eq!(names, ["flushed", "flushed too", "only in the wal"]);
+    assert_eq!(
+        store.n_buffered_rows(),
+        1,
+        "only the unflushed row is replayed"
+    );
+    store.flush().await.unwrap();
+    drop(store);
+    let store = EmbeddedStore::open(config(dir.path())).await.unwrap();
+    assert_eq!(
+        store.n_buffered_rows(),
+        0,
+        "a flushed WAL entry is not replayed again"
+    );
+    assert_eq!(store.trace(trace_id(1)).await.unwrap().len(), 3);
+    let total: u64 = store.files().iter().map(|file| file.n_rows).sum();
+    assert_eq!(total, 3, "no row is in the files twice");
+}
+
+#[tokio::test]
+async fn compaction_merges_files_without_losing_or_duplicating_spans() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(EmbeddedConfig {
+        compaction_min_files: 3,
+        ..config(dir.path())
+    })
+    .await
+    .unwrap();
+    let base = this_hour_us();
+    for n in 0..4u8 {
+        store
+            .write(vec![
+                row(n, 1, "svc", "op", base + i64::from(n)),
+                row(n, 2, "svc", "op", base + i64::from(n)),
+            ])
+            .await
+            .unwrap();
+        store.flush().await.unwrap();
+    }
+    // The same span again (a resend), in its own file.
+    store
+        .write(vec![row(0, 1, "svc", "op", base)])
+        .await
+        .unwrap();
+    store.flush().await.unwrap();
+    assert_eq!(store.files().len(), 5);
+    store.upkeep_now().await.unwrap();
+    let files = store.files();
+    assert_eq!(files.len(), 1, "one partition, compacted into one file");
+    assert_eq!(
+        files[0].n_rows, 8,
+        "4 traces of 2 spans, the resent span once"
+    );
+    for n in 0..4u8 {
+        assert_eq!(store.trace(trace_id(n)).await.unwrap().len(), 2);
+    }
+    let parquet_files = walk(dir.path())
+        .into_iter()
+        .filter(|path| path.ends_with(".parquet"))
+        .count();
+    assert_eq!(parquet_files, 1, "the merged files are gone from disk");
+}
+
+#[tokio::test]
+async fn retention_drops_whole_old_partitions_and_keeps_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(EmbeddedConfig {
+        retention: Duration::from_secs(72 * 3600),
+        ..config(dir.path())
+    })
+    .await
+    .unwrap();
+    let now = this_hour_us();
+    store
+        .write(vec![
+            row(1, 1, "svc", "four days old", now - 96 * HOUR_US),
+            row(
+                2,
+                1,
+                "svc",
+                "three days and an hour old",
+                now - 73 * HOUR_US,
+            ),
+            row(3, 1, "svc", "two days old", now - 48 * HOUR_US),
+            row(4, 1, "svc", "new", now),
+        ])
+        .await
+        .unwrap();
+    store.flush().await.unwrap();
+    assert_eq!(store.files().len(), 4, "one file per hourly partition");
+    store.upkeep_now().await.unwrap();
+    let kept: Vec<i64> = store
+        .files()
+        .iter()
+        .map(|file| file.n_rows as i64)
+        .collect();
+    assert_eq!(kept.len(), 2);
+    assert!(store.trace(trace_id(1)).await.unwrap().is_empty());
+    assert!(store.trace(trace_id(2)).await.unwrap().is_empty());
+    assert_eq!(store.trace(trace_id(3)).await.unwrap().len(), 1);
+    assert_eq!(store.trace(trace_id(4)).await.unwrap().len(), 1);
+    let parquet_files = walk(dir.path())
+        .into_iter()
+        .filter(|path| path.ends_with(".parquet"))
+        .count();
+    assert_eq!(parquet_files, 2, "dropped partitions are gone from disk");
+}
+
+#[tokio::test]
+async fn the_disk_limit_drops_the_oldest_partitions_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(config(dir.path())).await.unwrap();
+    let now = this_hour_us();
+    for hours_ago in [3i64, 2, 1, 0] {
+        let rows: Vec<SpanRow> = (0..50u8)
+            .map(|n| row(n, hours_ago as u8, "svc", "op", now - hours_ago * HOUR_US))
+            .collect();
+        store.write(rows).await.unwrap();
+        store.flush().await.unwrap();
+    }
+    let sizes: Vec<u64> = store.files().iter().map(|file| file.n_bytes).collect();
+    let newest_two: u64 = sizes[2] + sizes[3];
+    drop(store);
+    let store = EmbeddedStore::open(EmbeddedConfig {
+        max_disk_bytes: Some(newest_two + 100),
+        ..config(dir.path())
+    })
+    .await
+    .unwrap();
+    store.upkeep_now().await.unwrap();
+    let partitions: Vec<i64> = store.files().iter().map(|file| file.partition).collect();
+    assert_eq!(
+        partitions,
+        [(now - HOUR_US) / 1_000_000, now / 1_000_000],
+        "the two newest partitions remain"
+    );
+}
+
+#[tokio::test]
+async fn sql_over_l7_flow_log_sees_files_and_buffer() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(config(dir.path())).await.unwrap();
+    let base = this_hour_us();
+    let mut slow = row(1, 1, "checkout", "GET /orders", base);
+    slow.response_duration = 900_000;
+    store
+        .write(vec![slow, row(1, 2, "checkout", "SELECT", base + 1)])
+        .await
+        .unwrap();
+    store.flush().await.unwrap();
+    store
+        .write(vec![row(2, 1, "payments", "charge", base + 2)])
+        .await
+        .unwrap();
+
+    let batches = store
+        .sql("SELECT app_service, count(*) AS n FROM l7_flow_log GROUP BY app_service ORDER BY app_service")
+        .await
+        .unwrap();
+    let batch = &batches[0];
+    let services = batch
+        .column(0)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap();
+    let counts = batch
+        .column(1)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap();
+    assert_eq!((services.value(0), counts.value(0)), ("checkout", 2));
+    assert_eq!((services.value(1), counts.value(1)), ("payments", 1));
+
+    let batches = store
+        .sql(&format!(
+            "SELECT endpoint FROM l7_flow_log WHERE trace_id = '{}' AND response_duration > 500000",
+            trace_id(1)
+        ))
+        .await
+        .unwrap();
+    let endpoints = batches[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap();
+    assert_eq!(endpoints.len(), 1);
+    assert_eq!(endpoints.value(0), "GET /orders");
+
+    for statement in [
+        "DROP TABLE l7_flow_log",
+        "INSERT INTO l7_flow_log SELECT * FROM l7_flow_log",
+        "CREATE TABLE x AS SELECT 1",
+    ] {
+        let error = store.sql(statement).await.unwrap_err();
+        let error: spanflow_store::StoreError = error.into();
+        assert_eq!(
+            error.kind,
+            spanflow_store::ErrorKind::BadRequest,
+            "{statement}: {error}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_query_over_its_memory_budget_fails_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(EmbeddedConfig {
+        query_memory_bytes: 64 * 1024,
+        ..config(dir.path())
+    })
+    .await
+    .unwrap();
+    let base = this_hour_us();
+    let rows: Vec<SpanRow> = (0..20_000u32)
+        .map(|n| {
+            let mut row = row(
+                (n % 250) as u8,
+                (n % 200) as u8,
+                "svc",
+                &format!("operation {n}"),
+                base + i64::from(n),
+            );
+            row.trace_id.0[1..5].copy_from_slice(&n.to_be_bytes());
+            row
+        })
+        .collect();
+    store.write(rows).await.unwrap();
+    store.flush().await.unwrap();
+    let error = store
+        .sql("SELECT endpoint, count(*) FROM l7_flow_log GROUP BY endpoint ORDER BY endpoint")
+        .await
+        .unwrap_err();
+    let error: spanflow_store::StoreError = error.into();
+    assert!(error.message.contains("more memory"), "{error}");
+    assert_eq!(error.kind, spanflow_store::ErrorKind::BadRequest);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(walk(&path));
+        } else {
+            found.push(path.display().to_string());
+        }
+    }
+    found
+}
