@@ -156,7 +156,7 @@ impl Settings {
             retention_hours: self.retention_hours.unwrap_or(72),
             max_disk_bytes: self.max_disk_bytes,
             partition_seconds: self.partition_seconds.unwrap_or(3600).max(1),
-            flush_rows: self.flush_rows.unwrap_or(256 * 1024).max(1),
+            flush_rows: self.flush_rows.unwrap_or(64 * 1024).max(1),
             store_flush_interval_ms: self.store_flush_interval_ms.unwrap_or(30_000),
             query_memory_bytes: self.query_memory_bytes.unwrap_or(512 << 20),
             memory_max_spans: self.memory_max_spans.unwrap_or(1_000_000),

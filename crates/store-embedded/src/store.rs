@@ -41,7 +41,7 @@ impl EmbeddedConfig {
         EmbeddedConfig {
             data_dir: data_dir.into(),
             partition_seconds: 3600,
-            flush_rows: 256 * 1024,
+            flush_rows: 64 * 1024,
             flush_interval: Duration::from_secs(30),
             retention: Duration::from_secs(72 * 3600),
             max_disk_bytes: None,
