@@ -365,6 +365,11 @@ impl SpanStore for EmbeddedStore {
     fn backend(&self) -> &'static str {
         "embedded"
     }
+
+    async fn maintain(&self) -> Result<(), StoreError> {
+        self.flush().await?;
+        self.upkeep_now().await.map_err(Into::into)
+    }
 }
 
 /// Rows as an Arrow IPC stream, the WAL's payload.

@@ -78,6 +78,15 @@ async fn conformance_suite_on_parquet_files() {
 }
 
 #[tokio::test]
+async fn durable_conformance_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    conformance::run_durable(dir.path(), |location| async move {
+        EmbeddedStore::open(config(&location)).await.unwrap()
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn everything_written_is_there_after_a_restart_flushed_or_not() {
     let dir = tempfile::tempdir().unwrap();
     let base = this_hour_us();

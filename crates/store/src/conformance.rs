@@ -161,6 +161,111 @@ where
     searches_filter_and_limit(make_store().await).await;
 }
 
+/// The cases only a durable backend passes: `open` opens the store kept at `location`, with a
+/// retention of 72 hours. Dropping a store and opening the same location again is a restart.
+pub async fn run_durable<S, F, Fut>(location: &std::path::Path, open: F)
+where
+    S: SpanStore,
+    F: Fn(std::path::PathBuf) -> Fut,
+    Fut: Future<Output = S>,
+{
+    let restart = location.join("restart");
+    everything_written_survives_a_restart(&restart, &open).await;
+    let retention = location.join("retention");
+    retention_drops_old_spans_and_keeps_recent_ones(open(retention).await).await;
+}
+
+async fn everything_written_survives_a_restart<S, F, Fut>(location: &std::path::Path, open: &F)
+where
+    S: SpanStore,
+    F: Fn(std::path::PathBuf) -> Fut,
+    Fut: Future<Output = S>,
+{
+    let now = now_us();
+    // Recent, so that no retention the backend runs on upkeep can take it.
+    let mut full = full_row();
+    let shift = now - full.start_time;
+    full.start_time += shift;
+    full.end_time += shift;
+    full.time = full.end_time / 1_000_000;
+    for event in &mut full.events {
+        event.time_us += shift;
+    }
+    let rows = vec![
+        full.clone(),
+        row(7, 1, "a", "x", now),
+        row(7, 2, "a", "y", now + 1),
+    ];
+    {
+        let store = open(location.to_path_buf()).await;
+        store.write(rows[..1].to_vec()).await.unwrap();
+        store.maintain().await.unwrap();
+        store.write(rows[1..].to_vec()).await.unwrap();
+    }
+    let store = open(location.to_path_buf()).await;
+    assert_eq!(
+        store.trace(full.trace_id).await.unwrap(),
+        vec![full],
+        "{}",
+        store.backend()
+    );
+    assert_eq!(
+        store.trace(trace_id(7)).await.unwrap().len(),
+        2,
+        "{}",
+        store.backend()
+    );
+    // A resend after the restart still stores each span once.
+    store.write(rows[1..].to_vec()).await.unwrap();
+    store.maintain().await.unwrap();
+    assert_eq!(
+        store.trace(trace_id(7)).await.unwrap().len(),
+        2,
+        "{}",
+        store.backend()
+    );
+}
+
+async fn retention_drops_old_spans_and_keeps_recent_ones(store: impl SpanStore) {
+    let hour_us = 3_600_000_000i64;
+    let now = now_us();
+    store
+        .write(vec![
+            row(1, 1, "a", "four days old", now - 96 * hour_us),
+            row(2, 1, "a", "two days old", now - 48 * hour_us),
+            row(3, 1, "a", "now", now),
+        ])
+        .await
+        .unwrap();
+    store.maintain().await.unwrap();
+    assert!(
+        store.trace(trace_id(1)).await.unwrap().is_empty(),
+        "{}",
+        store.backend()
+    );
+    assert_eq!(
+        store.trace(trace_id(2)).await.unwrap().len(),
+        1,
+        "{}",
+        store.backend()
+    );
+    assert_eq!(
+        store.trace(trace_id(3)).await.unwrap().len(),
+        1,
+        "{}",
+        store.backend()
+    );
+    let all = store.search(&SpanQuery::default()).await.unwrap();
+    assert_eq!(all.len(), 2, "{}", store.backend());
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is past 1970")
+        .as_micros() as i64
+}
+
 async fn a_written_row_reads_back_whole(store: impl SpanStore) {
     let row = full_row();
     store.write(vec![row.clone()]).await.unwrap();

@@ -32,4 +32,10 @@ pub trait SpanStore: Send + Sync + 'static {
 
     /// A short backend name for logs and `/healthz` (`memory`, `embedded`, `clickhouse`).
     fn backend(&self) -> &'static str;
+
+    /// Runs the backend's upkeep now (flushing, retention, compaction), instead of waiting for
+    /// its schedule. Backends without upkeep do nothing.
+    async fn maintain(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
