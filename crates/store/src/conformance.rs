@@ -191,7 +191,7 @@ where
     for event in &mut full.events {
         event.time_us += shift;
     }
-    let rows = vec![
+    let rows = [
         full.clone(),
         row(7, 1, "a", "x", now),
         row(7, 2, "a", "y", now + 1),
