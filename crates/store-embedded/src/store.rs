@@ -197,7 +197,13 @@ impl EmbeddedStore {
 
     /// Runs read-only SQL over the table `l7_flow_log`.
     pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>, EmbeddedError> {
-        let (paths, buffered) = self.snapshot_for_query(|_| true);
+        let (paths, buffers) = self.snapshot(|_, _| true);
+        // Oldest first, as the rows were written.
+        let buffered: Vec<SpanRow> = buffers
+            .iter()
+            .rev()
+            .flat_map(|buffer| buffer.rows.rows())
+            .collect();
         query::sql(
             &self.inner.config,
             paths,
@@ -207,14 +213,18 @@ impl EmbeddedStore {
         .await
     }
 
-    /// Parquet files (absolute paths) whose entries pass `keep`, and the buffered rows.
-    fn snapshot_for_query(&self, keep: impl Fn(&FileEntry) -> bool) -> (Vec<String>, Vec<SpanRow>) {
+    /// The Parquet files (absolute paths) that pass `keep`, and the buffers, newest first: what
+    /// one read sees.
+    fn snapshot(
+        &self,
+        keep: impl Fn(&FileEntry, Option<&TraceIndex>) -> bool,
+    ) -> (Vec<String>, Vec<Arc<Buffer>>) {
         let state = self.state();
         let paths = state
             .manifest
             .files
             .iter()
-            .filter(|entry| keep(entry))
+            .filter(|entry| keep(entry, state.indexes.get(&entry.id).map(Arc::as_ref)))
             .map(|entry| {
                 self.inner
                     .config
@@ -224,15 +234,10 @@ impl EmbeddedStore {
                     .to_string()
             })
             .collect();
-        let buffers: Vec<Arc<Buffer>> = std::iter::once(state.active.clone())
-            .chain(state.frozen.iter().cloned())
+        let buffers = std::iter::once(state.active.clone())
+            .chain(state.frozen.iter().rev().cloned())
             .collect();
-        drop(state);
-        let rows = buffers
-            .iter()
-            .flat_map(|buffer| buffer.rows.rows())
-            .collect();
-        (paths, rows)
+        (paths, buffers)
     }
 
     /// Stops accepting writes and flushes the buffer, so that a restart replays nothing.
@@ -271,32 +276,8 @@ impl SpanStore for EmbeddedStore {
     }
 
     async fn trace(&self, trace_id: TraceId) -> Result<Vec<SpanRow>, StoreError> {
-        let (paths, buffers) = {
-            let state = self.state();
-            let paths: Vec<String> = state
-                .manifest
-                .files
-                .iter()
-                .filter(|entry| {
-                    state
-                        .indexes
-                        .get(&entry.id)
-                        .is_none_or(|index| index.may_contain(&trace_id))
-                })
-                .map(|entry| {
-                    self.inner
-                        .config
-                        .data_dir
-                        .join(entry.relative_path())
-                        .display()
-                        .to_string()
-                })
-                .collect();
-            let buffers: Vec<Arc<Buffer>> = std::iter::once(state.active.clone())
-                .chain(state.frozen.iter().cloned())
-                .collect();
-            (paths, buffers)
-        };
+        let (paths, buffers) =
+            self.snapshot(|_, index| index.is_none_or(|index| index.may_contain(&trace_id)));
         let mut rows = if paths.is_empty() {
             Vec::new()
         } else {
@@ -316,34 +297,14 @@ impl SpanStore for EmbeddedStore {
     }
 
     async fn search(&self, span_query: &SpanQuery) -> Result<Vec<SpanRow>, StoreError> {
-        let (paths, buffers) = {
-            let state = self.state();
-            let paths: Vec<String> = state
-                .manifest
-                .files
-                .iter()
-                .filter(|entry| {
-                    span_query
-                        .start_time_min_us
-                        .is_none_or(|min| entry.max_start_time >= min)
-                        && span_query
-                            .start_time_max_us
-                            .is_none_or(|max| entry.min_start_time <= max)
-                })
-                .map(|entry| {
-                    self.inner
-                        .config
-                        .data_dir
-                        .join(entry.relative_path())
-                        .display()
-                        .to_string()
-                })
-                .collect();
-            let buffers: Vec<Arc<Buffer>> = std::iter::once(state.active.clone())
-                .chain(state.frozen.iter().cloned())
-                .collect();
-            (paths, buffers)
-        };
+        let (paths, buffers) = self.snapshot(|entry, _| {
+            span_query
+                .start_time_min_us
+                .is_none_or(|min| entry.max_start_time >= min)
+                && span_query
+                    .start_time_max_us
+                    .is_none_or(|max| entry.min_start_time <= max)
+        });
         let mut rows = if paths.is_empty() {
             Vec::new()
         } else {
