@@ -29,8 +29,11 @@ pub struct EmbeddedConfig {
     pub retention: Duration,
     /// When set, the oldest partitions are dropped while files and WAL take more than this.
     pub max_disk_bytes: Option<u64>,
-    /// A partition with at least this many files is compacted into one.
+    /// A partition with at least this many small files has them merged...
     pub compaction_min_files: usize,
+    /// ...into files of at most this many rows; files this large are left alone. This bounds
+    /// the memory a merge takes and keeps compaction from rewriting the same rows again.
+    pub compaction_max_rows: u64,
     /// Memory a query may use; past it the query fails with an error saying so.
     pub query_memory_bytes: usize,
     pub upkeep_interval: Duration,
@@ -46,6 +49,7 @@ impl EmbeddedConfig {
             retention: Duration::from_secs(72 * 3600),
             max_disk_bytes: None,
             compaction_min_files: 8,
+            compaction_max_rows: 256 * 1024,
             query_memory_bytes: 512 << 20,
             upkeep_interval: Duration::from_secs(1),
         }
@@ -586,10 +590,25 @@ async fn compact(inner: &Arc<Inner>) -> Result<(), EmbeddedError> {
                 .or_default()
                 .push(entry.clone());
         }
-        by_partition
-            .into_values()
-            .filter(|entries| entries.len() >= inner.config.compaction_min_files.max(2))
-            .collect()
+        let mut groups = Vec::new();
+        for mut entries in by_partition.into_values() {
+            entries.retain(|entry| entry.n_rows < inner.config.compaction_max_rows);
+            entries.sort_by_key(|entry| entry.id);
+            // Oldest small files first, up to the size of one merged file.
+            let mut group = Vec::new();
+            let mut n_rows = 0;
+            for entry in entries {
+                if !group.is_empty() && n_rows + entry.n_rows > inner.config.compaction_max_rows {
+                    break;
+                }
+                n_rows += entry.n_rows;
+                group.push(entry);
+            }
+            if group.len() >= inner.config.compaction_min_files.max(2) {
+                groups.push(group);
+            }
+        }
+        groups
     };
     for group in groups {
         let id = {

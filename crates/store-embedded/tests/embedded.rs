@@ -178,6 +178,46 @@ async fn compaction_merges_files_without_losing_or_duplicating_spans() {
 }
 
 #[tokio::test]
+async fn compaction_leaves_large_files_alone_and_caps_what_it_merges() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(EmbeddedConfig {
+        compaction_min_files: 2,
+        compaction_max_rows: 5,
+        ..config(dir.path())
+    })
+    .await
+    .unwrap();
+    let base = this_hour_us();
+    // One file already at the cap, then four files of two rows.
+    store
+        .write(
+            (0..5u8)
+                .map(|n| row(100 + n, 1, "svc", "big", base))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    store.flush().await.unwrap();
+    for n in 0..4u8 {
+        store
+            .write(vec![
+                row(n, 1, "svc", "op", base),
+                row(n, 2, "svc", "op", base),
+            ])
+            .await
+            .unwrap();
+        store.flush().await.unwrap();
+    }
+    store.upkeep_now().await.unwrap();
+    let mut sizes: Vec<u64> = store.files().iter().map(|file| file.n_rows).collect();
+    sizes.sort();
+    // The full file stays; the small ones merge two at a time (2 + 2 <= 5 < 2 + 2 + 2).
+    assert_eq!(sizes, [2, 2, 4, 5]);
+    let total: u64 = sizes.iter().sum();
+    assert_eq!(total, 13);
+}
+
+#[tokio::test]
 async fn retention_drops_whole_old_partitions_and_keeps_the_rest() {
     let dir = tempfile::tempdir().unwrap();
     let store = EmbeddedStore::open(EmbeddedConfig {
