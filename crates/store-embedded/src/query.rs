@@ -25,7 +25,13 @@ fn session(config: &EmbeddedConfig) -> Result<SessionContext, EmbeddedError> {
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_limit(config.query_memory_bytes, 1.0)
         .build_arc()?;
-    Ok(SessionContext::new_with_config_rt(session_config, runtime))
+    let context = SessionContext::new_with_config_rt(session_config, runtime);
+    // `attribute_values[array_position(attribute_names, 'key')]` must work as DeepFlow users
+    // write it; the stock `array_position` returns an index type `[]` does not accept.
+    for function in schema::sql_functions() {
+        context.register_udf(function);
+    }
+    Ok(context)
 }
 
 async fn read_files(

@@ -55,6 +55,7 @@ use arrow::array::{
     StringBuilder, TimestampMicrosecondArray, TimestampSecondArray, UInt16Array, UInt32Array,
     UInt64Array, UInt8Array, UInt8Builder,
 };
+use arrow::buffer::BooleanBuffer;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use base64::display::Base64Display;
@@ -285,8 +286,9 @@ pub fn rows_to_batch(rows: &[SpanRow]) -> RecordBatch {
     )));
     columns.push(str_column(rows, |row| &row.l7_protocol_str));
     columns.push(str_column(rows, |row| &row.version));
-    columns.push(Arc::new(BooleanArray::from_iter(
-        rows.iter().map(|row| Some(row.is_tls)),
+    columns.push(Arc::new(BooleanArray::new(
+        BooleanBuffer::collect_bool(rows.len(), |index| rows[index].is_tls),
+        None,
     )));
     columns.push(Arc::new(UInt8Array::from_iter_values(
         rows.iter().map(|row| row.protocol),
@@ -1653,40 +1655,6 @@ mod tests {
         fn schema_round_trips_generated_rows(rows in vec(span_row(), 0..6)) {
             let back = batch_to_rows(&rows_to_batch(&rows)).unwrap();
             prop_assert_eq!(canonical(back), canonical(rows));
-        }
-    }
-}
-
-#[cfg(test)]
-mod throwaway_bench {
-    use super::*;
-    #[test]
-    fn schema_bench_throwaway() {
-        for batch_size in [100usize, 1024, 8192] {
-            let rows: Vec<SpanRow> = (0..batch_size)
-                .map(|i| {
-                    let mut row = spanflow_store::conformance::full_row();
-                    row.span_id.0[0] = i as u8;
-                    row
-                })
-                .collect();
-            let total = 400_000usize;
-            let start = std::time::Instant::now();
-            let mut n = 0;
-            while n < total {
-                let batch = rows_to_batch(&rows);
-                n += batch.num_rows();
-                std::hint::black_box(batch);
-            }
-            let encode = n as f64 / start.elapsed().as_secs_f64();
-            let batch = rows_to_batch(&rows);
-            let start = std::time::Instant::now();
-            let mut m = 0;
-            while m < total / 4 {
-                m += std::hint::black_box(batch_to_rows(&batch).unwrap()).len();
-            }
-            let decode = m as f64 / start.elapsed().as_secs_f64();
-            println!("batch {batch_size}: rows_to_batch {encode:.0} rows/s, batch_to_rows {decode:.0} rows/s, {} bytes/row", batch.get_array_memory_size() / batch_size);
         }
     }
 }

@@ -342,6 +342,23 @@ async fn sql_over_l7_flow_log_sees_files_and_buffer() {
     assert_eq!(endpoints.len(), 1);
     assert_eq!(endpoints.value(0), "GET /orders");
 
+    let mut slow_attribute = row(3, 1, "checkout", "with attribute", base + 3);
+    slow_attribute.attributes = vec![spanflow_model::Attribute::new(
+        "http.route",
+        spanflow_model::AttrValue::String("/orders/{id}".into()),
+    )];
+    store.write(vec![slow_attribute]).await.unwrap();
+    let batches = store
+        .sql("SELECT endpoint FROM l7_flow_log WHERE attribute_values[array_position(attribute_names, 'http.route')] = '/orders/{id}'")
+        .await
+        .unwrap();
+    let endpoints = batches[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap();
+    assert_eq!((endpoints.len(), endpoints.value(0)), (1, "with attribute"));
+
     for statement in [
         "DROP TABLE l7_flow_log",
         "INSERT INTO l7_flow_log SELECT * FROM l7_flow_log",
