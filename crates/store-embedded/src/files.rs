@@ -156,3 +156,84 @@ pub fn read_file(data_dir: &Path, entry: &FileEntry) -> Result<Vec<SpanRow>, Emb
     }
     Ok(rows)
 }
+
+/// The rows of one trace in a file: only row groups whose `trace_id` bloom filter may hold the
+/// trace are read, and of those only the rows whose `trace_id` matches are decoded past that
+/// column. Blocking.
+pub fn read_trace(
+    data_dir: &Path,
+    entry: &FileEntry,
+    trace_id_hex: &str,
+) -> Result<Vec<SpanRow>, EmbeddedError> {
+    use arrow::array::{AsArray, StringArray};
+    use parquet::arrow::arrow_reader::{
+        ArrowPredicateFn, ParquetRecordBatchReaderBuilder, RowFilter,
+    };
+    use parquet::arrow::ProjectionMask;
+    use parquet::file::properties::ReaderProperties;
+    use parquet::file::reader::FileReader;
+    use parquet::file::serialized_reader::{ReadOptionsBuilder, SerializedFileReader};
+
+    let path = data_dir.join(entry.relative_path());
+    let open = || {
+        std::fs::File::open(&path)
+            .map_err(|error| EmbeddedError::io(format!("opening {}", path.display()), error))
+    };
+    let options = ReadOptionsBuilder::new()
+        .with_reader_properties(
+            ReaderProperties::builder()
+                .set_read_bloom_filter(true)
+                .build(),
+        )
+        .build();
+    let file_reader = SerializedFileReader::new_with_options(open()?, options)
+        .map_err(|error| EmbeddedError::parquet(&path, error))?;
+    let trace_column = file_reader
+        .metadata()
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .position(|column| column.name() == "trace_id")
+        .ok_or_else(|| {
+            EmbeddedError::corrupt(format!("{} has no trace_id column", path.display()))
+        })?;
+    let mut row_groups = Vec::new();
+    for index in 0..file_reader.num_row_groups() {
+        let row_group = file_reader
+            .get_row_group(index)
+            .map_err(|error| EmbeddedError::parquet(&path, error))?;
+        let may_hold = row_group
+            .get_column_bloom_filter(trace_column)
+            .is_none_or(|bloom| bloom.check(trace_id_hex));
+        if may_hold {
+            row_groups.push(index);
+        }
+    }
+    if row_groups.is_empty() {
+        return Ok(Vec::new());
+    }
+    let builder = ParquetRecordBatchReaderBuilder::try_new(open()?)
+        .map_err(|error| EmbeddedError::parquet(&path, error))?;
+    let mask = ProjectionMask::leaves(builder.parquet_schema(), [trace_column]);
+    let wanted = StringArray::new_scalar(trace_id_hex);
+    let predicate = ArrowPredicateFn::new(mask, move |batch| {
+        arrow::compute::kernels::cmp::eq(batch.column(0).as_string::<i32>(), &wanted)
+    });
+    let reader = builder
+        .with_row_groups(row_groups)
+        .with_row_filter(RowFilter::new(vec![Box::new(predicate)]))
+        .build()
+        .map_err(|error| EmbeddedError::parquet(&path, error))?;
+    let mut rows = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|error| {
+            EmbeddedError::corrupt(format!("reading {}: {error}", path.display()))
+        })?;
+        rows.extend(
+            schema::batch_to_rows(&batch)
+                .map_err(|error| EmbeddedError::corrupt(format!("{}: {error}", path.display())))?,
+        );
+    }
+    Ok(rows)
+}

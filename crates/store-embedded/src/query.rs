@@ -1,11 +1,11 @@
-//! Reads through DataFusion: trace by id over the files the trace-id index picked, span search
-//! with its filters pushed down into the Parquet scan, and read-only SQL over `l7_flow_log`.
+//! Reads through DataFusion: span search with its filters pushed down into the Parquet scan, and
+//! read-only SQL over `l7_flow_log`. (Trace by id reads the files directly, in `files`.)
 
 use arrow::record_batch::RecordBatch;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{array_position, cast, col, lit, DataFrame, Expr, ParquetReadOptions};
-use spanflow_model::{SpanRow, TraceId};
+use spanflow_model::SpanRow;
 use spanflow_store::SpanQuery;
 
 use crate::store::EmbeddedConfig;
@@ -56,19 +56,6 @@ async fn collect_rows(frame: DataFrame) -> Result<Vec<SpanRow>, EmbeddedError> {
         );
     }
     Ok(rows)
-}
-
-/// Every row of `trace_id` in the given files.
-pub async fn trace_rows(
-    config: &EmbeddedConfig,
-    paths: Vec<String>,
-    trace_id: &TraceId,
-) -> Result<Vec<SpanRow>, EmbeddedError> {
-    let context = session(config)?;
-    let frame = read_files(&context, paths)
-        .await?
-        .filter(col("trace_id").eq(lit(trace_id.to_hex())))?;
-    collect_rows(frame).await
 }
 
 /// The filter of a span query as a DataFusion expression.

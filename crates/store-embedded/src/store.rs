@@ -201,7 +201,8 @@ impl EmbeddedStore {
 
     /// Runs read-only SQL over the table `l7_flow_log`.
     pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>, EmbeddedError> {
-        let (paths, buffers) = self.snapshot(|_, _| true);
+        let (entries, buffers) = self.snapshot(|_, _| true);
+        let paths = self.paths(&entries);
         // Oldest first, as the rows were written.
         let buffered: Vec<SpanRow> = buffers
             .iter()
@@ -217,18 +218,28 @@ impl EmbeddedStore {
         .await
     }
 
-    /// The Parquet files (absolute paths) that pass `keep`, and the buffers, newest first: what
-    /// one read sees.
+    /// The files that pass `keep`, and the buffers, newest first: what one read sees.
     fn snapshot(
         &self,
         keep: impl Fn(&FileEntry, Option<&TraceIndex>) -> bool,
-    ) -> (Vec<String>, Vec<Arc<Buffer>>) {
+    ) -> (Vec<FileEntry>, Vec<Arc<Buffer>>) {
         let state = self.state();
-        let paths = state
+        let entries = state
             .manifest
             .files
             .iter()
             .filter(|entry| keep(entry, state.indexes.get(&entry.id).map(Arc::as_ref)))
+            .cloned()
+            .collect();
+        let buffers = std::iter::once(state.active.clone())
+            .chain(state.frozen.iter().rev().cloned())
+            .collect();
+        (entries, buffers)
+    }
+
+    fn paths(&self, entries: &[FileEntry]) -> Vec<String> {
+        entries
+            .iter()
             .map(|entry| {
                 self.inner
                     .config
@@ -237,11 +248,7 @@ impl EmbeddedStore {
                     .display()
                     .to_string()
             })
-            .collect();
-        let buffers = std::iter::once(state.active.clone())
-            .chain(state.frozen.iter().rev().cloned())
-            .collect();
-        (paths, buffers)
+            .collect()
     }
 
     /// Stops accepting writes and flushes the buffer, so that a restart replays nothing.
@@ -280,12 +287,23 @@ impl SpanStore for EmbeddedStore {
     }
 
     async fn trace(&self, trace_id: TraceId) -> Result<Vec<SpanRow>, StoreError> {
-        let (paths, buffers) =
+        let (entries, buffers) =
             self.snapshot(|_, index| index.is_none_or(|index| index.may_contain(&trace_id)));
-        let mut rows = if paths.is_empty() {
+        let mut rows = if entries.is_empty() {
             Vec::new()
         } else {
-            query::trace_rows(&self.inner.config, paths, &trace_id).await?
+            let data_dir = self.inner.config.data_dir.clone();
+            let hex = trace_id.to_hex();
+            tokio::task::spawn_blocking(move || {
+                let mut rows = Vec::new();
+                // Files in id order, so a later copy of a span replaces an earlier one below.
+                for entry in &entries {
+                    rows.extend(files::read_trace(&data_dir, entry, &hex)?);
+                }
+                Ok::<_, EmbeddedError>(rows)
+            })
+            .await
+            .map_err(|error| EmbeddedError::corrupt(format!("trace lookup failed: {error}")))??
         };
         for buffer in buffers.iter().rev() {
             rows.extend(buffer.rows.trace(trace_id).await?);
@@ -301,7 +319,7 @@ impl SpanStore for EmbeddedStore {
     }
 
     async fn search(&self, span_query: &SpanQuery) -> Result<Vec<SpanRow>, StoreError> {
-        let (paths, buffers) = self.snapshot(|entry, _| {
+        let (entries, buffers) = self.snapshot(|entry, _| {
             span_query
                 .start_time_min_us
                 .is_none_or(|min| entry.max_start_time >= min)
@@ -309,6 +327,7 @@ impl SpanStore for EmbeddedStore {
                     .start_time_max_us
                     .is_none_or(|max| entry.min_start_time <= max)
         });
+        let paths = self.paths(&entries);
         let mut rows = if paths.is_empty() {
             Vec::new()
         } else {
