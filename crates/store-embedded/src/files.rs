@@ -16,6 +16,8 @@ use crate::{schema, EmbeddedError};
 
 /// Rows per row group: small enough that a bloom filter per group prunes well.
 const ROW_GROUP_ROWS: usize = 64 * 1024;
+/// Rows per data page.
+const PAGE_ROWS: usize = 4 * 1024;
 
 fn writer_properties(n_traces: usize) -> WriterProperties {
     WriterProperties::builder()
@@ -25,6 +27,10 @@ fn writer_properties(n_traces: usize) -> WriterProperties {
         .set_dictionary_enabled(true)
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        // Small pages plus the offset index let a lookup decode only the pages that hold the
+        // rows it wants, instead of every column's whole row group.
+        .set_data_page_row_count_limit(PAGE_ROWS)
+        .set_write_batch_size(PAGE_ROWS)
         .set_column_bloom_filter_enabled(ColumnPath::from("trace_id"), true)
         .set_column_bloom_filter_fpp(ColumnPath::from("trace_id"), 0.01)
         .set_column_bloom_filter_max_ndv(
@@ -213,7 +219,9 @@ pub fn read_trace(
     if row_groups.is_empty() {
         return Ok(Vec::new());
     }
-    let builder = ParquetRecordBatchReaderBuilder::try_new(open()?)
+    let options = parquet::arrow::arrow_reader::ArrowReaderOptions::new()
+        .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Optional);
+    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(open()?, options)
         .map_err(|error| EmbeddedError::parquet(&path, error))?;
     let mask = ProjectionMask::leaves(builder.parquet_schema(), [trace_column]);
     let wanted = StringArray::new_scalar(trace_id_hex);
