@@ -39,6 +39,8 @@ pub const STORE_SPANS_EVICTED: &str = "spanflow_store_spans_evicted_total";
 pub const STORE_ROWS_FLUSHED: &str = "spanflow_store_rows_flushed_total";
 /// Counter: rows dropped because their partition passed the retention age.
 pub const STORE_ROWS_EXPIRED: &str = "spanflow_store_rows_expired_total";
+/// Counter: writes the embedded store refused because its buffer was full (answered 503).
+pub const STORE_WRITES_THROTTLED: &str = "spanflow_store_writes_throttled_total";
 /// Gauge: spans the store holds.
 pub const STORE_SPANS: &str = "spanflow_store_spans";
 
@@ -143,6 +145,11 @@ pub const ALL: &[(&str, MetricKind, &str)] = &[
         STORE_ROWS_EXPIRED,
         MetricKind::Counter,
         "rows dropped because their partition passed the retention age",
+    ),
+    (
+        STORE_WRITES_THROTTLED,
+        MetricKind::Counter,
+        "writes refused because the store's buffer was full",
     ),
     (STORE_SPANS, MetricKind::Gauge, "spans the store holds"),
     (

@@ -300,6 +300,7 @@ fn main() {
         let mut written = 0usize;
         let mut generate_time = Duration::ZERO;
         let mut write_time = Duration::ZERO;
+        let mut n_refused = 0usize;
         let cpu_before = cpu_seconds();
         while written < n_spans {
             let started = Instant::now();
@@ -315,7 +316,18 @@ fn main() {
             generate_time += started.elapsed();
             let started = Instant::now();
             written += generated.len();
-            store.write(std::mem::take(&mut generated)).await.unwrap();
+            let batch_rows = std::mem::take(&mut generated);
+            // Refused writes are retried, as the server's agents do.
+            loop {
+                match store.write(batch_rows.clone()).await {
+                    Ok(()) => break,
+                    Err(error) if error.kind == spanflow_store::ErrorKind::Retryable => {
+                        n_refused += 1;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Err(error) => panic!("write failed: {error}"),
+                }
+            }
             write_time += started.elapsed();
             generated = Vec::with_capacity(batch + 16);
         }
@@ -332,6 +344,7 @@ fn main() {
         println!("bytes per span       {:.1}", file_bytes as f64 / file_rows as f64);
         println!("write wall time      {:.2} s ({:.0} spans/s, excluding generation)", write_time.as_secs_f64(), written as f64 / write_time.as_secs_f64());
         println!("final flush+compact  {:.2} s", flush_time.as_secs_f64());
+        println!("writes refused       {n_refused} (buffer full; retried)");
         println!("process CPU          {:.2} s ({:.2} CPU-s per million spans, including generation {:.2} s)", cpu, cpu / written as f64 * 1e6, generate_time.as_secs_f64());
 
         let mut latencies = Vec::new();

@@ -23,6 +23,10 @@ pub struct EmbeddedConfig {
     pub partition_seconds: i64,
     /// The buffer is flushed to Parquet once it holds this many rows...
     pub flush_rows: usize,
+    /// Past this many rows waiting for a flush, writes wait, and after `write_wait` fail as
+    /// retryable: memory stays bounded when files cannot be written as fast as rows arrive.
+    pub max_buffered_rows: usize,
+    pub write_wait: Duration,
     /// ...or once its oldest row has waited this long.
     pub flush_interval: Duration,
     /// Partitions whose end is older than this are dropped.
@@ -45,6 +49,8 @@ impl EmbeddedConfig {
             data_dir: data_dir.into(),
             partition_seconds: 3600,
             flush_rows: 64 * 1024,
+            max_buffered_rows: 256 * 1024,
+            write_wait: Duration::from_secs(5),
             flush_interval: Duration::from_secs(30),
             retention: Duration::from_secs(72 * 3600),
             max_disk_bytes: None,
@@ -88,8 +94,13 @@ struct Inner {
     /// Writers hold it shared from WAL append to buffer insert; a flush takes it exclusively to
     /// swap buffers, so every WAL entry at or below the frozen buffer's `max_seq` is in it.
     write_gate: tokio::sync::RwLock<()>,
-    /// One flush, compaction or retention pass at a time.
-    upkeep_lock: tokio::sync::Mutex<()>,
+    /// One flush at a time, so that `flushed_seq` only grows.
+    flush_lock: tokio::sync::Mutex<()>,
+    /// One retention and compaction pass at a time; flushes go on meanwhile.
+    maintain_lock: tokio::sync::Mutex<()>,
+    /// Held only while a new manifest is written and swapped in.
+    manifest_lock: tokio::sync::Mutex<()>,
+    next_file_id: AtomicU64,
     flush_wanted: Arc<tokio::sync::Notify>,
 }
 
@@ -142,6 +153,7 @@ impl EmbeddedStore {
             n_torn_bytes = replayed.n_torn_bytes,
             "embedded store open"
         );
+        let next_file_id = manifest.next_file_id;
         let inner = Arc::new(Inner {
             config,
             wal,
@@ -152,10 +164,14 @@ impl EmbeddedStore {
                 indexes,
             }),
             write_gate: tokio::sync::RwLock::new(()),
-            upkeep_lock: tokio::sync::Mutex::new(()),
+            flush_lock: tokio::sync::Mutex::new(()),
+            maintain_lock: tokio::sync::Mutex::new(()),
+            manifest_lock: tokio::sync::Mutex::new(()),
+            next_file_id: AtomicU64::new(next_file_id),
             flush_wanted: Arc::new(tokio::sync::Notify::new()),
         });
-        tokio::spawn(upkeep(Arc::downgrade(&inner)));
+        tokio::spawn(flusher(Arc::downgrade(&inner)));
+        tokio::spawn(maintainer(Arc::downgrade(&inner)));
         Ok(EmbeddedStore { inner })
     }
 
@@ -168,13 +184,11 @@ impl EmbeddedStore {
 
     /// Writes everything buffered to Parquet now.
     pub async fn flush(&self) -> Result<(), EmbeddedError> {
-        let _upkeep = self.inner.upkeep_lock.lock().await;
         flush(&self.inner).await
     }
 
     /// Runs retention, the disk limit and compaction now.
     pub async fn upkeep_now(&self) -> Result<(), EmbeddedError> {
-        let _upkeep = self.inner.upkeep_lock.lock().await;
         maintain(&self.inner).await
     }
 
@@ -262,6 +276,21 @@ impl SpanStore for EmbeddedStore {
     async fn write(&self, rows: Vec<SpanRow>) -> Result<(), StoreError> {
         if rows.is_empty() {
             return Ok(());
+        }
+        let deadline = Instant::now() + self.inner.config.write_wait;
+        while self.n_buffered_rows() >= self.inner.config.max_buffered_rows {
+            self.inner.flush_wanted.notify_one();
+            if Instant::now() >= deadline {
+                metrics::counter!(metric_names::STORE_WRITES_THROTTLED).increment(1);
+                return Err(StoreError::new(
+                    spanflow_store::ErrorKind::Retryable,
+                    format!(
+                        "the store is behind writing files ({} rows wait for a flush); retry later",
+                        self.n_buffered_rows()
+                    ),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let (rows, payload) = tokio::task::spawn_blocking(move || {
             let payload = encode_rows(&rows);
@@ -388,9 +417,56 @@ fn partition_of(row: &SpanRow, partition_seconds: i64) -> i64 {
     row.time.div_euclid(partition_seconds) * partition_seconds
 }
 
+/// Writes a new manifest made from the current one by `change`, and swaps it in: the only place
+/// the manifest changes. Indexes of new files go in before the manifest names them.
+async fn update_manifest(
+    inner: &Arc<Inner>,
+    new_indexes: Vec<(u64, TraceIndex)>,
+    change: impl FnOnce(&mut Manifest),
+) -> Result<(), EmbeddedError> {
+    let _manifest = inner.manifest_lock.lock().await;
+    let mut manifest = inner
+        .state
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .manifest
+        .clone();
+    change(&mut manifest);
+    manifest.next_file_id = manifest
+        .next_file_id
+        .max(inner.next_file_id.load(Ordering::SeqCst));
+    let data_dir = inner.config.data_dir.clone();
+    let to_store = manifest.clone();
+    tokio::task::spawn_blocking(move || to_store.store(&data_dir))
+        .await
+        .map_err(|error| EmbeddedError::corrupt(format!("manifest task failed: {error}")))??;
+    let mut state = inner
+        .state
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    for (id, index) in new_indexes {
+        state.indexes.insert(id, Arc::new(index));
+    }
+    state
+        .indexes
+        .retain(|id, _| manifest.files.iter().any(|entry| entry.id == *id));
+    state.manifest = manifest;
+    Ok(())
+}
+
+/// Runs a blocking job on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    job: impl FnOnce() -> Result<T, EmbeddedError> + Send + 'static,
+) -> Result<T, EmbeddedError> {
+    tokio::task::spawn_blocking(job)
+        .await
+        .map_err(|error| EmbeddedError::corrupt(format!("background task failed: {error}")))?
+}
+
 /// Freezes the active buffer and writes every frozen buffer to one file per partition. A
 /// failed flush leaves its buffers frozen (still read, still in the WAL) for the next one.
 async fn flush(inner: &Arc<Inner>) -> Result<(), EmbeddedError> {
+    let _flush = inner.flush_lock.lock().await;
     let frozen: Vec<Arc<Buffer>> = {
         let _gate = inner.write_gate.write().await;
         let mut state = inner
@@ -411,32 +487,26 @@ async fn flush(inner: &Arc<Inner>) -> Result<(), EmbeddedError> {
         .map(|buffer| buffer.max_seq.load(Ordering::SeqCst))
         .max()
         .unwrap_or(0);
-    let mut by_partition: HashMap<i64, Vec<SpanRow>> = HashMap::new();
-    let mut n_rows = 0;
-    // Oldest buffer first, so that a span written again later wins within a file.
+    // Oldest buffer first, so that a span written again later wins.
     let mut by_key = HashMap::new();
     for buffer in &frozen {
         for row in buffer.rows.rows() {
             by_key.insert((row.trace_id, row.span_id), row);
         }
     }
+    let n_rows = by_key.len();
+    let mut by_partition: HashMap<i64, Vec<SpanRow>> = HashMap::new();
     for row in by_key.into_values() {
-        n_rows += 1;
         by_partition
             .entry(partition_of(&row, inner.config.partition_seconds))
             .or_default()
             .push(row);
     }
-    let mut manifest = inner
-        .state
-        .read()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .manifest
-        .clone();
+    let first_id = inner
+        .next_file_id
+        .fetch_add(by_partition.len() as u64, Ordering::SeqCst);
     let data_dir = inner.config.data_dir.clone();
-    let first_id = manifest.next_file_id;
-    manifest.next_file_id += by_partition.len() as u64;
-    let written = tokio::task::spawn_blocking(move || {
+    let written = blocking(move || {
         let mut written = Vec::new();
         for (offset, (partition, rows)) in by_partition.into_iter().enumerate() {
             written.push(files::write_file(
@@ -446,32 +516,25 @@ async fn flush(inner: &Arc<Inner>) -> Result<(), EmbeddedError> {
                 rows,
             )?);
         }
-        Ok::<_, EmbeddedError>(written)
+        Ok(written)
     })
-    .await
-    .map_err(|error| EmbeddedError::corrupt(format!("flush task failed: {error}")))??;
-    manifest.flushed_seq = manifest.flushed_seq.max(flushed_seq);
-    for (entry, _) in &written {
-        manifest.files.push(entry.clone());
-    }
-    let to_store = manifest.clone();
-    let data_dir = inner.config.data_dir.clone();
-    tokio::task::spawn_blocking(move || to_store.store(&data_dir))
-        .await
-        .map_err(|error| EmbeddedError::corrupt(format!("manifest task failed: {error}")))??;
-    {
-        let mut state = inner
-            .state
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        for (entry, index) in written {
-            state.indexes.insert(entry.id, Arc::new(index));
-        }
-        state.manifest = manifest;
-        state
-            .frozen
-            .retain(|buffer| !frozen.iter().any(|flushed| Arc::ptr_eq(buffer, flushed)));
-    }
+    .await?;
+    let entries: Vec<FileEntry> = written.iter().map(|(entry, _)| entry.clone()).collect();
+    let indexes = written
+        .into_iter()
+        .map(|(entry, index)| (entry.id, index))
+        .collect();
+    update_manifest(inner, indexes, |manifest| {
+        manifest.flushed_seq = manifest.flushed_seq.max(flushed_seq);
+        manifest.files.extend(entries);
+    })
+    .await?;
+    inner
+        .state
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .frozen
+        .retain(|buffer| !frozen.iter().any(|flushed| Arc::ptr_eq(buffer, flushed)));
     inner.wal.trim_through(flushed_seq).await?;
     metrics::counter!(metric_names::STORE_ROWS_FLUSHED).increment(n_rows as u64);
     tracing::debug!(n_rows, flushed_seq, "buffer flushed to parquet");
@@ -480,25 +543,16 @@ async fn flush(inner: &Arc<Inner>) -> Result<(), EmbeddedError> {
 
 /// Retention, then the disk limit, then compaction.
 async fn maintain(inner: &Arc<Inner>) -> Result<(), EmbeddedError> {
+    let _maintain = inner.maintain_lock.lock().await;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|elapsed| elapsed.as_secs() as i64)
         .unwrap_or(0);
     let oldest_kept = now - inner.config.retention.as_secs() as i64;
     let partition_seconds = inner.config.partition_seconds;
-    let expired: Vec<FileEntry> = {
-        let state = inner
-            .state
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        state
-            .manifest
-            .files
-            .iter()
-            .filter(|entry| entry.partition + partition_seconds <= oldest_kept)
-            .cloned()
-            .collect()
-    };
+    let expired = files_where(inner, |entry| {
+        entry.partition + partition_seconds <= oldest_kept
+    });
     if !expired.is_empty() {
         let n_rows: u64 = expired.iter().map(|entry| entry.n_rows).sum();
         drop_files(inner, &expired).await?;
@@ -511,35 +565,21 @@ async fn maintain(inner: &Arc<Inner>) -> Result<(), EmbeddedError> {
     }
     if let Some(max_disk_bytes) = inner.config.max_disk_bytes {
         loop {
-            let (oldest, disk_bytes) = {
-                let state = inner
-                    .state
-                    .read()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
-                let oldest = state
-                    .manifest
-                    .files
-                    .iter()
-                    .map(|entry| entry.partition)
-                    .min();
-                (oldest, state.manifest.disk_bytes() + inner.wal.disk_bytes())
-            };
-            let Some(oldest) = oldest.filter(|_| disk_bytes > max_disk_bytes) else {
+            let all = files_where(inner, |_| true);
+            let disk_bytes =
+                all.iter().map(|entry| entry.n_bytes).sum::<u64>() + inner.wal.disk_bytes();
+            let Some(oldest) = all
+                .iter()
+                .map(|entry| entry.partition)
+                .min()
+                .filter(|_| disk_bytes > max_disk_bytes)
+            else {
                 break;
             };
-            let victims: Vec<FileEntry> = {
-                let state = inner
-                    .state
-                    .read()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
-                state
-                    .manifest
-                    .files
-                    .iter()
-                    .filter(|entry| entry.partition == oldest)
-                    .cloned()
-                    .collect()
-            };
+            let victims: Vec<FileEntry> = all
+                .into_iter()
+                .filter(|entry| entry.partition == oldest)
+                .collect();
             let n_rows: u64 = victims.iter().map(|entry| entry.n_rows).sum();
             drop_files(inner, &victims).await?;
             metrics::counter!(metric_names::STORE_SPANS_EVICTED).increment(n_rows);
@@ -555,157 +595,123 @@ async fn maintain(inner: &Arc<Inner>) -> Result<(), EmbeddedError> {
     compact(inner).await
 }
 
+fn files_where(inner: &Arc<Inner>, keep: impl Fn(&FileEntry) -> bool) -> Vec<FileEntry> {
+    inner
+        .state
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .manifest
+        .files
+        .iter()
+        .filter(|entry| keep(entry))
+        .cloned()
+        .collect()
+}
+
 /// Removes files from the manifest first, then from disk.
 async fn drop_files(inner: &Arc<Inner>, victims: &[FileEntry]) -> Result<(), EmbeddedError> {
-    let manifest = {
-        let state = inner
-            .state
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut manifest = state.manifest.clone();
-        manifest
-            .files
-            .retain(|entry| !victims.iter().any(|victim| victim.id == entry.id));
-        manifest
-    };
-    let data_dir = inner.config.data_dir.clone();
-    let to_store = manifest.clone();
-    tokio::task::spawn_blocking(move || to_store.store(&data_dir))
-        .await
-        .map_err(|error| EmbeddedError::corrupt(format!("manifest task failed: {error}")))??;
-    {
-        let mut state = inner
-            .state
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        for victim in victims {
-            state.indexes.remove(&victim.id);
-        }
-        state.manifest = manifest;
-    }
+    let ids: Vec<u64> = victims.iter().map(|victim| victim.id).collect();
+    update_manifest(inner, Vec::new(), |manifest| {
+        manifest.files.retain(|entry| !ids.contains(&entry.id));
+    })
+    .await?;
     let data_dir = inner.config.data_dir.clone();
     let victims = victims.to_vec();
-    tokio::task::spawn_blocking(move || {
+    blocking(move || {
         for victim in &victims {
             files::remove_file(&data_dir, victim)?;
         }
-        Ok::<_, EmbeddedError>(())
+        Ok(())
     })
     .await
-    .map_err(|error| EmbeddedError::corrupt(format!("removal task failed: {error}")))?
 }
 
-/// Merges the files of each partition that has too many into one, without duplicate spans.
+/// Merges each partition's small files, oldest first, into files of at most
+/// `compaction_max_rows` rows, without duplicate spans.
 async fn compact(inner: &Arc<Inner>) -> Result<(), EmbeddedError> {
-    let groups: Vec<Vec<FileEntry>> = {
-        let state = inner
-            .state
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut by_partition: HashMap<i64, Vec<FileEntry>> = HashMap::new();
-        for entry in &state.manifest.files {
-            by_partition
-                .entry(entry.partition)
-                .or_default()
-                .push(entry.clone());
-        }
-        let mut groups = Vec::new();
-        for mut entries in by_partition.into_values() {
-            entries.retain(|entry| entry.n_rows < inner.config.compaction_max_rows);
-            entries.sort_by_key(|entry| entry.id);
-            // Oldest small files first, up to the size of one merged file.
-            let mut group = Vec::new();
-            let mut n_rows = 0;
-            for entry in entries {
-                if !group.is_empty() && n_rows + entry.n_rows > inner.config.compaction_max_rows {
-                    break;
-                }
-                n_rows += entry.n_rows;
-                group.push(entry);
+    let mut by_partition: HashMap<i64, Vec<FileEntry>> = HashMap::new();
+    for entry in files_where(inner, |entry| {
+        entry.n_rows < inner.config.compaction_max_rows
+    }) {
+        by_partition.entry(entry.partition).or_default().push(entry);
+    }
+    for mut entries in by_partition.into_values() {
+        entries.sort_by_key(|entry| entry.id);
+        let mut group = Vec::new();
+        let mut n_rows = 0;
+        for entry in entries {
+            if !group.is_empty() && n_rows + entry.n_rows > inner.config.compaction_max_rows {
+                break;
             }
-            if group.len() >= inner.config.compaction_min_files.max(2) {
-                groups.push(group);
-            }
+            n_rows += entry.n_rows;
+            group.push(entry);
         }
-        groups
-    };
-    for group in groups {
-        let id = {
-            let mut state = inner
-                .state
-                .write()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let id = state.manifest.next_file_id;
-            state.manifest.next_file_id += 1;
-            id
-        };
+        if group.len() < inner.config.compaction_min_files.max(2) {
+            continue;
+        }
+        let id = inner.next_file_id.fetch_add(1, Ordering::SeqCst);
         let data_dir = inner.config.data_dir.clone();
         let sources = group.clone();
-        let (entry, index) = tokio::task::spawn_blocking(move || {
+        let (entry, index) = blocking(move || {
+            // In id order: a later file's copy of a span replaces an earlier one's.
             let mut by_key = HashMap::new();
-            // Files in id order: a later file's copy of a span replaces an earlier one's.
-            let mut sources = sources;
-            sources.sort_by_key(|entry| entry.id);
             for source in &sources {
                 for row in files::read_file(&data_dir, source)? {
                     by_key.insert((row.trace_id, row.span_id), row);
                 }
             }
-            let rows: Vec<SpanRow> = by_key.into_values().collect();
-            files::write_file(&data_dir, id, sources[0].partition, rows)
+            files::write_file(
+                &data_dir,
+                id,
+                sources[0].partition,
+                by_key.into_values().collect(),
+            )
         })
-        .await
-        .map_err(|error| EmbeddedError::corrupt(format!("compaction task failed: {error}")))??;
-        let manifest = {
-            let state = inner
-                .state
-                .read()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let mut manifest = state.manifest.clone();
-            manifest
-                .files
-                .retain(|file| !group.iter().any(|old| old.id == file.id));
-            manifest.files.push(entry.clone());
-            manifest
-        };
-        let data_dir = inner.config.data_dir.clone();
-        let to_store = manifest.clone();
-        tokio::task::spawn_blocking(move || to_store.store(&data_dir))
-            .await
-            .map_err(|error| EmbeddedError::corrupt(format!("manifest task failed: {error}")))??;
-        {
-            let mut state = inner
-                .state
-                .write()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            for old in &group {
-                state.indexes.remove(&old.id);
+        .await?;
+        let old_ids: Vec<u64> = group.iter().map(|old| old.id).collect();
+        let mut replaced = false;
+        update_manifest(inner, vec![(entry.id, index)], |manifest| {
+            // Retention may have dropped the partition meanwhile; then the merge is moot.
+            if old_ids
+                .iter()
+                .all(|id| manifest.files.iter().any(|file| file.id == *id))
+            {
+                manifest.files.retain(|file| !old_ids.contains(&file.id));
+                manifest.files.push(entry.clone());
+                replaced = true;
             }
-            state.indexes.insert(entry.id, Arc::new(index));
-            state.manifest = manifest;
-        }
+        })
+        .await?;
         let data_dir = inner.config.data_dir.clone();
         let n_sources = group.len();
-        tokio::task::spawn_blocking(move || {
-            for old in &group {
+        let obsolete = if replaced { group } else { vec![entry.clone()] };
+        blocking(move || {
+            for old in &obsolete {
                 files::remove_file(&data_dir, old)?;
             }
-            Ok::<_, EmbeddedError>(())
+            Ok(())
         })
-        .await
-        .map_err(|error| EmbeddedError::corrupt(format!("removal task failed: {error}")))??;
-        tracing::debug!(n_sources, n_rows = entry.n_rows, "partition compacted");
+        .await?;
+        tracing::debug!(
+            n_sources,
+            n_rows = entry.n_rows,
+            replaced,
+            "partition compacted"
+        );
     }
     Ok(())
 }
 
-/// Flushes on size or age, and runs upkeep, until the store is dropped.
-async fn upkeep(inner: Weak<Inner>) {
+/// Flushes when the buffer is full or old, until the store is dropped.
+async fn flusher(inner: Weak<Inner>) {
     loop {
         let Some(strong) = inner.upgrade() else {
             return;
         };
-        let interval = strong.config.upkeep_interval;
+        let interval = strong
+            .config
+            .upkeep_interval
+            .min(strong.config.flush_interval);
         let flush_wanted = strong.flush_wanted.clone();
         drop(strong);
         let notified = flush_wanted.notified();
@@ -716,21 +722,35 @@ async fn upkeep(inner: Weak<Inner>) {
         let Some(inner) = inner.upgrade() else {
             return;
         };
-        let _upkeep = inner.upkeep_lock.lock().await;
         let due = {
             let state = inner
                 .state
                 .read()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             let buffered = state.active.rows.len();
-            buffered >= inner.config.flush_rows
+            buffered >= inner.config.flush_rows.min(inner.config.max_buffered_rows)
+                || !state.frozen.is_empty()
                 || (buffered > 0 && state.active.created.elapsed() >= inner.config.flush_interval)
         };
         if due {
             if let Err(error) = flush(&inner).await {
                 tracing::error!(%error, "flushing the buffer failed; the rows stay in the WAL and memory");
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
+    }
+}
+
+/// Runs retention, the disk limit and compaction every upkeep interval.
+async fn maintainer(inner: Weak<Inner>) {
+    loop {
+        let Some(interval) = inner.upgrade().map(|inner| inner.config.upkeep_interval) else {
+            return;
+        };
+        tokio::time::sleep(interval).await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
         if let Err(error) = maintain(&inner).await {
             tracing::error!(%error, "store upkeep failed");
         }

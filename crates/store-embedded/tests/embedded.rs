@@ -218,6 +218,44 @@ async fn compaction_leaves_large_files_alone_and_caps_what_it_merges() {
 }
 
 #[tokio::test]
+async fn a_full_buffer_refuses_writes_as_retryable_until_it_is_flushed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(EmbeddedConfig {
+        max_buffered_rows: 3,
+        write_wait: Duration::ZERO,
+        ..config(dir.path())
+    })
+    .await
+    .unwrap();
+    let base = this_hour_us();
+    store
+        .write((1..=3u8).map(|n| row(n, 1, "svc", "op", base)).collect())
+        .await
+        .unwrap();
+    let error = store
+        .write(vec![row(4, 1, "svc", "op", base)])
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind, spanflow_store::ErrorKind::Retryable, "{error}");
+    assert!(error.message.contains("retry later"), "{error}");
+    // The refusal asked the flusher to run; once it has, writes go through again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while store.n_buffered_rows() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the full buffer was never flushed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    store
+        .write(vec![row(4, 1, "svc", "op", base)])
+        .await
+        .unwrap();
+    assert_eq!(store.trace(trace_id(4)).await.unwrap().len(), 1);
+    assert_eq!(store.trace(trace_id(1)).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
 async fn retention_drops_whole_old_partitions_and_keeps_the_rest() {
     let dir = tempfile::tempdir().unwrap();
     let store = EmbeddedStore::open(EmbeddedConfig {
