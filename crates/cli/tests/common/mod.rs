@@ -34,14 +34,40 @@ pub fn test_settings() -> Settings {
     }
 }
 
-pub async fn start(role: Role, settings: Settings) -> Running {
-    serve::start(role, settings.resolve())
+/// A running spanflow and the data directory it owns (removed when dropped).
+pub struct Spanflow {
+    running: Running,
+    pub data_dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Spanflow {
+    type Target = Running;
+    fn deref(&self) -> &Running {
+        &self.running
+    }
+}
+
+impl Spanflow {
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.running.stop().await
+    }
+}
+
+/// Starts `role` with `settings`; unless the settings name a data directory, the store (the
+/// default, embedded one) lives in a fresh temporary directory.
+pub async fn start(role: Role, mut settings: Settings) -> Spanflow {
+    let data_dir = tempfile::tempdir().expect("a temporary directory");
+    settings
+        .data_dir
+        .get_or_insert_with(|| data_dir.path().to_path_buf());
+    let running = serve::start(role, settings.resolve())
         .await
-        .expect("spanflow starts")
+        .expect("spanflow starts");
+    Spanflow { running, data_dir }
 }
 
 /// Agent and server in one process, as `spanflow up` runs them.
-pub async fn start_up() -> Running {
+pub async fn start_up() -> Spanflow {
     start(Role::Both, test_settings()).await
 }
 
