@@ -150,17 +150,7 @@ pub fn read_file(data_dir: &Path, entry: &FileEntry) -> Result<Vec<SpanRow>, Emb
     let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
         .and_then(|builder| builder.build())
         .map_err(|error| EmbeddedError::parquet(&path, error))?;
-    let mut rows = Vec::with_capacity(entry.n_rows as usize);
-    for batch in reader {
-        let batch = batch.map_err(|error| {
-            EmbeddedError::corrupt(format!("reading {}: {error}", path.display()))
-        })?;
-        rows.extend(
-            schema::batch_to_rows(&batch)
-                .map_err(|error| EmbeddedError::corrupt(format!("{}: {error}", path.display())))?,
-        );
-    }
-    Ok(rows)
+    rows_of(reader, &path)
 }
 
 /// The rows of one trace in a file: only row groups whose `trace_id` bloom filter may hold the
@@ -233,6 +223,14 @@ pub fn read_trace(
         .with_row_filter(RowFilter::new(vec![Box::new(predicate)]))
         .build()
         .map_err(|error| EmbeddedError::parquet(&path, error))?;
+    rows_of(reader, &path)
+}
+
+/// The rows of every record batch a Parquet reader yields.
+fn rows_of(
+    reader: parquet::arrow::arrow_reader::ParquetRecordBatchReader,
+    path: &Path,
+) -> Result<Vec<SpanRow>, EmbeddedError> {
     let mut rows = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|error| {
