@@ -72,7 +72,7 @@ struct Buffer {
 impl Buffer {
     fn new() -> Arc<Buffer> {
         Arc::new(Buffer {
-            rows: MemoryStore::new(usize::MAX),
+            rows: MemoryStore::unmetered(usize::MAX),
             max_seq: AtomicU64::new(0),
             created: Instant::now(),
         })
@@ -451,6 +451,20 @@ async fn update_manifest(
         .indexes
         .retain(|id, _| manifest.files.iter().any(|entry| entry.id == *id));
     state.manifest = manifest;
+    let n_spans = state
+        .manifest
+        .files
+        .iter()
+        .map(|entry| entry.n_rows)
+        .sum::<u64>() as usize
+        + state.active.rows.len()
+        + state
+            .frozen
+            .iter()
+            .map(|buffer| buffer.rows.len())
+            .sum::<usize>();
+    drop(state);
+    metrics::gauge!(metric_names::STORE_SPANS).set(n_spans as f64);
     Ok(())
 }
 

@@ -11,6 +11,8 @@ use crate::{SpanQuery, SpanStore, StoreError};
 
 pub struct MemoryStore {
     max_spans: usize,
+    /// Whether this store reports the store metrics (false when it is another store's buffer).
+    metered: bool,
     inner: Mutex<Inner>,
 }
 
@@ -28,7 +30,16 @@ impl MemoryStore {
     pub fn new(max_spans: usize) -> MemoryStore {
         MemoryStore {
             max_spans: max_spans.max(1),
+            metered: true,
             inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    /// A memory store that reports no store metrics, for use inside another store.
+    pub fn unmetered(max_spans: usize) -> MemoryStore {
+        MemoryStore {
+            metered: false,
+            ..MemoryStore::new(max_spans)
         }
     }
 
@@ -107,6 +118,9 @@ impl SpanStore for MemoryStore {
         let n_evicted = inner.n_evicted - before;
         let n_spans = inner.rows.len();
         drop(inner);
+        if !self.metered {
+            return Ok(());
+        }
         if n_evicted > 0 {
             metrics::counter!(metric_names::STORE_SPANS_EVICTED).increment(n_evicted);
         }
