@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 use spanflow_model::{metric_names, TraceId};
-use spanflow_store::{ErrorKind, SpanStore, StoreError};
+use spanflow_store::{SpanStore, StoreError};
 
 use crate::json::span_json;
 
@@ -54,11 +54,8 @@ pub(crate) fn error(status: StatusCode, message: &str) -> Response {
 
 pub(crate) fn store_failure(store_error: StoreError) -> Response {
     tracing::warn!(error = %store_error, "store read failed");
-    let status = match store_error.kind {
-        ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
-        ErrorKind::Retryable | ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-    };
+    let status = StatusCode::from_u16(store_error.kind.http_status())
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     error(status, &store_error.to_string())
 }
 

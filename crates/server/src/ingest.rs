@@ -14,7 +14,7 @@ use prost::Message;
 use spanflow_model::{metric_names, SpanRow};
 use spanflow_otlp::map::{map_request, Sender};
 use spanflow_otlp::ExportTraceServiceRequest;
-use spanflow_store::{ErrorKind, SpanStore};
+use spanflow_store::SpanStore;
 use spanflow_transport::{AgentBatch, TransportError, INGEST_PATH};
 
 #[derive(Clone, Debug)]
@@ -101,11 +101,8 @@ async fn receive_batch(
     if let Err(error) = ingest.store.write(rows).await {
         metrics::counter!(metric_names::SERVER_BATCHES, "outcome" => "store_error").increment(1);
         tracing::warn!(%error, kind = ?error.kind, "store write failed; the agent will resend");
-        let status = match error.kind {
-            ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
-            ErrorKind::Retryable | ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        };
+        let status = StatusCode::from_u16(error.kind.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         return refuse(status, &error.to_string());
     }
     metrics::counter!(metric_names::SERVER_BATCHES, "outcome" => "stored").increment(1);

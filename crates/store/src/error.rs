@@ -13,6 +13,18 @@ pub enum ErrorKind {
     Internal,
 }
 
+impl ErrorKind {
+    /// The HTTP status a failed store call becomes, wherever it is answered: 503 tells agents
+    /// and clients to send again later, 400 not to.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorKind::BadRequest => 400,
+            ErrorKind::Retryable | ErrorKind::Unavailable => 503,
+            ErrorKind::Internal => 500,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct StoreError {
