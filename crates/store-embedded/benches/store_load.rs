@@ -45,6 +45,30 @@ const SERVICES: [&str; 12] = [
     "accounting",
 ];
 
+/// Each service runs this many pods, with fixed names, nodes and addresses, as in a cluster.
+const PODS_PER_SERVICE: u64 = 3;
+
+struct Pod {
+    name: String,
+    node: String,
+    ip: IpAddr,
+}
+
+impl Pod {
+    fn of(service: usize, replica: usize) -> Pod {
+        Pod {
+            name: format!(
+                "{}-7d9f8b{}-{:05x}",
+                SERVICES[service],
+                service % 10,
+                (service * 7919 + replica * 104_729) % 0xfffff
+            ),
+            node: format!("node-{}", (service + replica) % 6),
+            ip: IpAddr::V4(Ipv4Addr::new(10, 0, service as u8, 10 + replica as u8)),
+        }
+    }
+}
+
 fn string(key: &str, value: impl Into<String>) -> Attribute {
     Attribute::new(key, AttrValue::String(value.into()))
 }
@@ -59,6 +83,14 @@ fn trace(random: &mut Random, start_us: i64, out: &mut Vec<SpanRow>) {
         let span_id = SpanId(random.next().max(1).to_be_bytes());
         let service = SERVICES[random.below(SERVICES.len() as u64) as usize];
         let kind_pick = random.below(4);
+        let service_index = SERVICES.iter().position(|name| *name == service).unwrap();
+        let pod = Pod::of(service_index, random.below(PODS_PER_SERVICE) as usize);
+        let peer = Pod::of(
+            random.below(SERVICES.len() as u64) as usize,
+            random.below(PODS_PER_SERVICE) as usize,
+        );
+        let (pod_ip, node) = (pod.ip, pod.node.clone());
+        let pod = pod.name;
         let duration = 200 + random.below(50_000) * (1 + random.below(4));
         let start = start_us + index as i64 * 150 + random.below(100) as i64;
         let (kind, protocol, endpoint, request_type, resource, mut attributes) = match kind_pick {
@@ -80,10 +112,7 @@ fn trace(random: &mut Random, start_us: i64, out: &mut Vec<SpanRow>) {
                         string("http.route", route),
                         Attribute::new("http.response.status_code", AttrValue::Int(200)),
                         string("user_agent.original", "Mozilla/5.0 (X11; Linux x86_64)"),
-                        string(
-                            "client.address",
-                            format!("10.0.{}.{}", random.below(8), random.below(250)),
-                        ),
+                        string("client.address", peer.ip.to_string()),
                     ],
                 )
             }
@@ -103,10 +132,7 @@ fn trace(random: &mut Random, start_us: i64, out: &mut Vec<SpanRow>) {
                         Attribute::new("rpc.grpc.status_code", AttrValue::Int(0)),
                         string("server.address", format!("{service}.shop.svc")),
                         Attribute::new("server.port", AttrValue::Int(8080)),
-                        string(
-                            "network.peer.address",
-                            format!("10.1.{}.{}", random.below(8), random.below(250)),
-                        ),
+                        string("network.peer.address", peer.ip.to_string()),
                     ],
                 )
             }
@@ -165,12 +191,6 @@ fn trace(random: &mut Random, start_us: i64, out: &mut Vec<SpanRow>) {
             "code.function",
             format!("handle_{}", random.below(40)),
         ));
-        let pod = format!(
-            "{service}-7d9f8b{}-{:05x}",
-            random.below(10),
-            random.below(0xfffff)
-        );
-        let node = format!("node-{}", random.below(6));
         let resource_attributes = vec![
             string("service.name", service),
             string("service.version", "2.0.1"),
@@ -182,10 +202,7 @@ fn trace(random: &mut Random, start_us: i64, out: &mut Vec<SpanRow>) {
             string("k8s.deployment.name", service),
             string("telemetry.sdk.language", "go"),
             string("telemetry.sdk.version", "1.38.0"),
-            string(
-                "app.host.ip",
-                format!("10.0.{}.{}", random.below(8), random.below(250)),
-            ),
+            string("app.host.ip", pod_ip.to_string()),
         ];
         let error = random.below(50) == 0;
         out.push(SpanRow {
@@ -216,18 +233,17 @@ fn trace(random: &mut Random, start_us: i64, out: &mut Vec<SpanRow>) {
             },
             status_code: if error { 2 } else { 0 },
             response_duration: duration,
-            ip_0: Some(IpAddr::V4(Ipv4Addr::new(
-                10,
-                0,
-                random.below(8) as u8,
-                random.below(250) as u8,
-            ))),
-            ip_1: Some(IpAddr::V4(Ipv4Addr::new(
-                10,
-                1,
-                random.below(8) as u8,
-                random.below(250) as u8,
-            ))),
+            // The client's address first, as DeepFlow orders the two ends.
+            ip_0: Some(if kind == SpanKind::Server {
+                peer.ip
+            } else {
+                pod_ip
+            }),
+            ip_1: Some(if kind == SpanKind::Server {
+                pod_ip
+            } else {
+                peer.ip
+            }),
             server_port: 8080,
             scope_name: "go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp".into(),
             scope_version: "0.63.0".into(),
@@ -313,13 +329,16 @@ fn main() {
             if sample_traces.len() < 1000 && random.below(5) == 0 {
                 sample_traces.push(generated[0].trace_id);
             }
+            // A copy to send again if the write is refused, made outside the timed write.
+            let mut copies = vec![generated.clone()];
             generate_time += started.elapsed();
             let started = Instant::now();
             written += generated.len();
-            let batch_rows = std::mem::take(&mut generated);
+            let mut batch_rows = std::mem::take(&mut generated);
             // Refused writes are retried, as the server's agents do.
             loop {
-                match store.write(batch_rows.clone()).await {
+                let spare = copies.pop().unwrap_or_else(|| batch_rows.clone());
+                match store.write(std::mem::replace(&mut batch_rows, spare)).await {
                     Ok(()) => break,
                     Err(error) if error.kind == spanflow_store::ErrorKind::Retryable => {
                         n_refused += 1;

@@ -4,11 +4,12 @@
 
 use std::path::Path;
 
+use arrow::array::AsArray;
+use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
-use spanflow_model::SpanRow;
 
 use crate::manifest::{sync_dir, write_durably, FileEntry};
 use crate::trace_index::TraceIndex;
@@ -20,7 +21,13 @@ const ROW_GROUP_ROWS: usize = 64 * 1024;
 const PAGE_ROWS: usize = 4 * 1024;
 
 fn writer_properties(n_traces: usize) -> WriterProperties {
-    WriterProperties::builder()
+    let mut builder = WriterProperties::builder();
+    for name in DELTA_COLUMNS {
+        builder = builder
+            .set_column_dictionary_enabled(ColumnPath::from(name), false)
+            .set_column_encoding(ColumnPath::from(name), Encoding::DELTA_BINARY_PACKED);
+    }
+    builder
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(3).expect("level 3 is valid"),
         ))
@@ -31,6 +38,10 @@ fn writer_properties(n_traces: usize) -> WriterProperties {
         // rows it wants, instead of every column's whole row group.
         .set_data_page_row_count_limit(PAGE_ROWS)
         .set_write_batch_size(PAGE_ROWS)
+        // Unique per row: a dictionary cannot help, and plain byte arrays spend four bytes a
+        // value on its length, which delta-length encoding packs to nearly nothing.
+        .set_column_dictionary_enabled(ColumnPath::from("span_id"), false)
+        .set_column_encoding(ColumnPath::from("span_id"), Encoding::DELTA_LENGTH_BYTE_ARRAY)
         .set_column_bloom_filter_enabled(ColumnPath::from("trace_id"), true)
         .set_column_bloom_filter_fpp(ColumnPath::from("trace_id"), 0.01)
         .set_column_bloom_filter_max_ndv(
@@ -40,29 +51,34 @@ fn writer_properties(n_traces: usize) -> WriterProperties {
         .build()
 }
 
-/// Sorts `rows` and writes them as file `id` of `partition`; returns the manifest entry and
-/// the file's trace-id index. Blocking.
+/// Times and durations: nearly ordered within a service and endpoint, so their differences
+/// are small and pack tighter than the values.
+const DELTA_COLUMNS: [&str; 4] = ["time", "start_time", "end_time", "response_duration"];
+
+/// Writes `batch`, already in file order (see [`crate::batches::by_partition`]), as file `id`
+/// of `partition`; returns the manifest entry and the file's trace-id index. Blocking.
 pub fn write_file(
     data_dir: &Path,
     id: u64,
     partition: i64,
-    mut rows: Vec<SpanRow>,
+    batch: &RecordBatch,
 ) -> Result<(FileEntry, TraceIndex), EmbeddedError> {
-    rows.sort_by(|a, b| {
-        (&a.app_service, &a.endpoint, a.start_time).cmp(&(
-            &b.app_service,
-            &b.endpoint,
-            b.start_time,
-        ))
-    });
-    let index = TraceIndex::build(&rows);
+    let ids = batch
+        .column_by_name("trace_id")
+        .ok_or_else(|| EmbeddedError::corrupt("rows without a trace_id column"))?
+        .as_binary::<i32>();
+    let index = TraceIndex::build([ids]);
+    let start_times = batch
+        .column_by_name("start_time")
+        .ok_or_else(|| EmbeddedError::corrupt("rows without a start_time column"))?
+        .as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
     let mut entry = FileEntry {
         id,
         partition,
-        n_rows: rows.len() as u64,
+        n_rows: batch.num_rows() as u64,
         n_bytes: 0,
-        min_start_time: rows.iter().map(|row| row.start_time).min().unwrap_or(0),
-        max_start_time: rows.iter().map(|row| row.start_time).max().unwrap_or(0),
+        min_start_time: arrow::compute::min(start_times).unwrap_or(0),
+        max_start_time: arrow::compute::max(start_times).unwrap_or(0),
     };
     let path = data_dir.join(entry.relative_path());
     let dir = path.parent().expect("file paths have a parent");
@@ -77,12 +93,9 @@ pub fn write_file(
         Some(writer_properties(index.n_traces())),
     )
     .map_err(|error| EmbeddedError::parquet(&temporary, error))?;
-    for chunk in rows.chunks(ROW_GROUP_ROWS) {
-        let batch = schema::rows_to_batch(chunk);
-        writer
-            .write(&batch)
-            .map_err(|error| EmbeddedError::parquet(&temporary, error))?;
-    }
+    writer
+        .write(batch)
+        .map_err(|error| EmbeddedError::parquet(&temporary, error))?;
     let file = writer
         .into_inner()
         .map_err(|error| EmbeddedError::parquet(&temporary, error))?;
@@ -136,21 +149,26 @@ pub fn load_index(data_dir: &Path, entry: &FileEntry) -> Result<TraceIndex, Embe
         return Ok(index);
     }
     tracing::warn!(path = %index_path.display(), "trace-id index missing or damaged; rebuilding it from the file");
-    let rows = read_file(data_dir, entry)?;
-    let index = TraceIndex::build(&rows);
+    let batches = read_file(data_dir, entry)?;
+    let index = TraceIndex::build(
+        batches
+            .iter()
+            .filter_map(|batch| batch.column_by_name("trace_id"))
+            .map(|ids| ids.as_binary::<i32>()),
+    );
     write_durably(&index_path, &index.to_bytes())?;
     Ok(index)
 }
 
 /// Every row of a file. Blocking.
-pub fn read_file(data_dir: &Path, entry: &FileEntry) -> Result<Vec<SpanRow>, EmbeddedError> {
+pub fn read_file(data_dir: &Path, entry: &FileEntry) -> Result<Vec<RecordBatch>, EmbeddedError> {
     let path = data_dir.join(entry.relative_path());
     let file = std::fs::File::open(&path)
         .map_err(|error| EmbeddedError::io(format!("opening {}", path.display()), error))?;
     let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
         .and_then(|builder| builder.build())
         .map_err(|error| EmbeddedError::parquet(&path, error))?;
-    rows_of(reader, &path)
+    batches_of(reader, &path)
 }
 
 /// The rows of one trace in a file: only row groups whose `trace_id` bloom filter may hold the
@@ -159,9 +177,9 @@ pub fn read_file(data_dir: &Path, entry: &FileEntry) -> Result<Vec<SpanRow>, Emb
 pub fn read_trace(
     data_dir: &Path,
     entry: &FileEntry,
-    trace_id_hex: &str,
-) -> Result<Vec<SpanRow>, EmbeddedError> {
-    use arrow::array::{AsArray, StringArray};
+    trace_id: &[u8; 16],
+) -> Result<Vec<RecordBatch>, EmbeddedError> {
+    use arrow::array::{Array, BooleanArray};
     use parquet::arrow::arrow_reader::{
         ArrowPredicateFn, ParquetRecordBatchReaderBuilder, RowFilter,
     };
@@ -201,7 +219,7 @@ pub fn read_trace(
             .map_err(|error| EmbeddedError::parquet(&path, error))?;
         let may_hold = row_group
             .get_column_bloom_filter(trace_column)
-            .is_none_or(|bloom| bloom.check(trace_id_hex));
+            .is_none_or(|bloom| bloom.check(&trace_id[..]));
         if may_hold {
             row_groups.push(index);
         }
@@ -214,32 +232,33 @@ pub fn read_trace(
     let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(open()?, options)
         .map_err(|error| EmbeddedError::parquet(&path, error))?;
     let mask = ProjectionMask::leaves(builder.parquet_schema(), [trace_column]);
-    let wanted = StringArray::new_scalar(trace_id_hex);
+    let wanted = *trace_id;
     let predicate = ArrowPredicateFn::new(mask, move |batch| {
-        arrow::compute::kernels::cmp::eq(batch.column(0).as_string::<i32>(), &wanted)
+        let ids = batch.column(0).as_binary::<i32>();
+        Ok(BooleanArray::from_iter(
+            (0..ids.len()).map(|row| Some(ids.value(row) == wanted)),
+        ))
     });
     let reader = builder
         .with_row_groups(row_groups)
         .with_row_filter(RowFilter::new(vec![Box::new(predicate)]))
         .build()
         .map_err(|error| EmbeddedError::parquet(&path, error))?;
-    rows_of(reader, &path)
+    batches_of(reader, &path)
 }
 
-/// The rows of every record batch a Parquet reader yields.
-fn rows_of(
+/// Every record batch a Parquet reader yields.
+fn batches_of(
     reader: parquet::arrow::arrow_reader::ParquetRecordBatchReader,
     path: &Path,
-) -> Result<Vec<SpanRow>, EmbeddedError> {
-    let mut rows = Vec::new();
+) -> Result<Vec<RecordBatch>, EmbeddedError> {
+    let mut batches = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|error| {
             EmbeddedError::corrupt(format!("reading {}: {error}", path.display()))
         })?;
-        rows.extend(
-            schema::batch_to_rows(&batch)
-                .map_err(|error| EmbeddedError::corrupt(format!("{}: {error}", path.display())))?,
-        );
+        crate::batches::check_schema(&batch, &path.display().to_string())?;
+        batches.push(batch);
     }
-    Ok(rows)
+    Ok(batches)
 }

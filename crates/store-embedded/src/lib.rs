@@ -10,6 +10,7 @@
 //!
 //! Invariant: knows rows and files, never OTLP or HTTP.
 
+mod batches;
 mod files;
 mod manifest;
 mod query;

@@ -10,6 +10,14 @@ use crate::EmbeddedError;
 
 pub const MANIFEST_FILE: &str = "manifest.json";
 
+/// The layout of files and WAL entries this version writes and reads. Version 1 stored ids as
+/// hex text; version 2 stores them as bytes.
+pub const FORMAT: u32 = 2;
+
+fn format_1() -> u32 {
+    1
+}
+
 /// One Parquet file of the store.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileEntry {
@@ -38,21 +46,51 @@ impl FileEntry {
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
+    /// Absent in manifests of version 1.
+    #[serde(default = "format_1")]
+    pub format: u32,
     /// Every WAL entry with a sequence number at or below this is in the files.
     pub flushed_seq: u64,
     pub next_file_id: u64,
     pub files: Vec<FileEntry>,
 }
 
+impl Default for Manifest {
+    fn default() -> Manifest {
+        Manifest {
+            format: FORMAT,
+            flushed_seq: 0,
+            next_file_id: 0,
+            files: Vec::new(),
+        }
+    }
+}
+
 impl Manifest {
+    /// The manifest of `data_dir`, or an empty one; fails on a manifest of another format.
     pub fn load(data_dir: &Path) -> Result<Manifest, EmbeddedError> {
         let path = data_dir.join(MANIFEST_FILE);
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|error| {
-                EmbeddedError::corrupt(format!("manifest {} is not valid: {error}", path.display()))
-            }),
+            Ok(bytes) => {
+                let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|error| {
+                    EmbeddedError::corrupt(format!(
+                        "manifest {} is not valid: {error}",
+                        path.display()
+                    ))
+                })?;
+                if manifest.format != FORMAT {
+                    return Err(EmbeddedError::corrupt(format!(
+                        "{} holds data in storage format {}; this version of spanflow reads \
+                         format {FORMAT} only. Move the directory aside (or point data_dir \
+                         elsewhere) to start an empty store",
+                        data_dir.display(),
+                        manifest.format
+                    )));
+                }
+                Ok(manifest)
+            }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Manifest::default()),
             Err(error) => Err(EmbeddedError::io(
                 format!("reading {}", path.display()),

@@ -1,6 +1,8 @@
 //! Reads through DataFusion: span search with its filters pushed down into the Parquet scan, and
 //! read-only SQL over `l7_flow_log`. (Trace by id reads the files directly, in `files`.)
 
+use std::sync::Arc;
+
 use arrow::record_batch::RecordBatch;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -44,6 +46,24 @@ async fn read_files(
         ..ParquetReadOptions::default()
     };
     Ok(context.read_parquet(paths, options).await?)
+}
+
+/// The files and the buffered batches as one table of the stored schema.
+async fn table(
+    context: &SessionContext,
+    paths: Vec<String>,
+    buffered: Vec<RecordBatch>,
+) -> Result<DataFrame, EmbeddedError> {
+    let buffered_is_empty = buffered.is_empty();
+    let buffered = context.read_table(Arc::new(datafusion::datasource::MemTable::try_new(
+        schema::schema(),
+        vec![buffered],
+    )?))?;
+    Ok(match (paths.is_empty(), buffered_is_empty) {
+        (false, false) => read_files(context, paths).await?.union(buffered)?,
+        (false, true) => read_files(context, paths).await?,
+        (true, _) => buffered,
+    })
 }
 
 async fn collect_rows(frame: DataFrame) -> Result<Vec<SpanRow>, EmbeddedError> {
@@ -105,14 +125,15 @@ fn search_filter(query: &SpanQuery) -> Option<Expr> {
     filters.into_iter().reduce(Expr::and)
 }
 
-/// The newest `query.limit` matching rows of the given files.
+/// The newest `query.limit` matching rows of the given files and buffered batches.
 pub async fn search_rows(
     config: &EmbeddedConfig,
     paths: Vec<String>,
+    buffered: Vec<RecordBatch>,
     query: &SpanQuery,
 ) -> Result<Vec<SpanRow>, EmbeddedError> {
     let context = session(config)?;
-    let mut frame = read_files(&context, paths).await?;
+    let mut frame = table(&context, paths, buffered).await?;
     if let Some(filter) = search_filter(query) {
         frame = frame.filter(filter)?;
     }
@@ -126,16 +147,11 @@ pub async fn search_rows(
 pub async fn sql(
     config: &EmbeddedConfig,
     paths: Vec<String>,
-    buffered: RecordBatch,
+    buffered: Vec<RecordBatch>,
     sql: &str,
 ) -> Result<Vec<RecordBatch>, EmbeddedError> {
     let context = session(config)?;
-    let buffered = context.read_batch(buffered)?;
-    let table = if paths.is_empty() {
-        buffered
-    } else {
-        read_files(&context, paths).await?.union(buffered)?
-    };
+    let table = schema::sql_view(table(&context, paths, buffered).await?)?;
     context.register_table(TABLE, table.into_view())?;
     let options = SQLOptions::new()
         .with_allow_ddl(false)

@@ -2,9 +2,11 @@
 //!
 //! One [`SpanRow`] is one Arrow row. Column names are the row's field names (DeepFlow's
 //! `l7_flow_log` names), with the resource tags flattened under their own names (`host_name`,
-//! `k8s_pod_name`, ...). Types are chosen so that SQL reads as DeepFlow users write it: times are
-//! UTC timestamps, ids are lowercase hex strings (`WHERE trace_id = '5b8e...'`), a root span's
-//! `parent_span_id` is `''`.
+//! `k8s_pod_name`, ...). Times are UTC timestamps. Ids are stored as bytes (`trace_id` 16,
+//! `span_id` and `parent_span_id` 8, the parent null for a root span): half the size of hex
+//! text before compression, and compared without formatting. SQL sees them as DeepFlow users
+//! write them, lowercase hex text (`WHERE trace_id = '5b8e...'`, a root's `parent_span_id` is
+//! `''`), through [`sql_view`].
 //!
 //! # Attributes
 //!
@@ -51,9 +53,9 @@ use std::ops::Range;
 use std::sync::{Arc, LazyLock};
 
 use arrow::array::{
-    Array, ArrayRef, BooleanArray, Int32Array, Int64Array, ListArray, ListBuilder, StringArray,
-    StringBuilder, TimestampMicrosecondArray, TimestampSecondArray, UInt16Array, UInt32Array,
-    UInt64Array, UInt8Array, UInt8Builder,
+    Array, ArrayRef, BinaryArray, BinaryBuilder, BooleanArray, Int32Array, Int64Array, ListArray,
+    ListBuilder, StringArray, StringBuilder, TimestampMicrosecondArray, TimestampSecondArray,
+    UInt16Array, UInt32Array, UInt64Array, UInt8Array, UInt8Builder,
 };
 use arrow::buffer::BooleanBuffer;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -61,6 +63,7 @@ use arrow::record_batch::RecordBatch;
 use base64::display::Base64Display;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use datafusion::dataframe::DataFrame;
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
 };
@@ -100,9 +103,9 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("time", seconds, false),
         Field::new("start_time", micros.clone(), false),
         Field::new("end_time", micros, false),
-        utf8("trace_id"),
-        utf8("span_id"),
-        utf8("parent_span_id"),
+        Field::new("trace_id", DataType::Binary, false),
+        Field::new("span_id", DataType::Binary, false),
+        Field::new("parent_span_id", DataType::Binary, true),
         Field::new("span_kind", DataType::UInt8, false),
         utf8("observation_point"),
         utf8("trace_state"),
@@ -163,6 +166,25 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 /// The `l7_flow_log` schema; every call returns the same shared `Arc`.
 pub fn schema() -> SchemaRef {
     SCHEMA.clone()
+}
+
+/// The table SQL sees: every stored column in schema order, with the ids as lowercase hex text
+/// (a root span's `parent_span_id` as `''`), as DeepFlow users write them:
+/// `WHERE trace_id = '5b8e...'`.
+pub fn sql_view(frame: DataFrame) -> datafusion::error::Result<DataFrame> {
+    use datafusion::functions::expr_fn::{coalesce, encode};
+    use datafusion::prelude::{cast, col, lit};
+    let hex = |name: &str| encode(cast(col(name), DataType::Binary), lit("hex"));
+    let columns = SCHEMA
+        .fields()
+        .iter()
+        .map(|field| match field.name().as_str() {
+            "trace_id" | "span_id" => hex(field.name()).alias(field.name()),
+            "parent_span_id" => coalesce(vec![hex(field.name()), lit("")]).alias(field.name()),
+            name => col(name),
+        })
+        .collect::<Vec<_>>();
+    frame.select(columns)
 }
 
 /// SQL functions to register in any DataFusion session that queries `l7_flow_log`, so that
@@ -261,9 +283,9 @@ pub fn rows_to_batch(rows: &[SpanRow]) -> RecordBatch {
         TimestampMicrosecondArray::from_iter_values(rows.iter().map(|row| row.end_time))
             .with_timezone(UTC),
     ));
-    columns.push(hex_column(rows, 32, |row| Some(&row.trace_id.0[..])));
-    columns.push(hex_column(rows, 16, |row| Some(&row.span_id.0[..])));
-    columns.push(hex_column(rows, 16, |row| {
+    columns.push(id_column(rows, 16, |row| Some(&row.trace_id.0[..])));
+    columns.push(id_column(rows, 8, |row| Some(&row.span_id.0[..])));
+    columns.push(id_column(rows, 8, |row| {
         row.parent_span_id.as_ref().map(|id| &id.0[..])
     }));
     columns.push(Arc::new(UInt8Array::from_iter_values(
@@ -372,18 +394,13 @@ fn str_column(rows: &[SpanRow], get: impl Fn(&SpanRow) -> &str) -> ArrayRef {
     Arc::new(builder.finish())
 }
 
-/// Lowercase hex of an id, `""` for `None`.
-fn hex_column(
-    rows: &[SpanRow],
-    hex_len: usize,
-    get: impl Fn(&SpanRow) -> Option<&[u8]>,
-) -> ArrayRef {
-    let mut builder = StringBuilder::with_capacity(rows.len(), rows.len() * hex_len);
-    let mut buffer = [0u8; 32];
+/// An id column of `width` bytes per value; `None` is null.
+fn id_column(rows: &[SpanRow], width: usize, get: impl Fn(&SpanRow) -> Option<&[u8]>) -> ArrayRef {
+    let mut builder = BinaryBuilder::with_capacity(rows.len(), rows.len() * width);
     for row in rows {
         match get(row) {
-            Some(bytes) => builder.append_value(hex_str(bytes, &mut buffer)),
-            None => builder.append_value(""),
+            Some(id) => builder.append_value(id),
+            None => builder.append_null(),
         }
     }
     Arc::new(builder.finish())
@@ -905,10 +922,26 @@ impl<'a> AttributeColumns<'a> {
     }
 }
 
-fn span_id_at(array: &StringArray, name: &str, row: usize) -> Result<SpanId, SchemaError> {
-    let text = array.value(row);
-    text.parse()
-        .map_err(|error| SchemaError(format!("row {row}: {name} `{text}`: {error}")))
+/// An id column whose values are all `width` bytes long.
+fn id_column_of<'a>(
+    batch: &'a RecordBatch,
+    name: &str,
+    width: usize,
+) -> Result<&'a BinaryArray, SchemaError> {
+    let array = column::<BinaryArray>(batch, name)?;
+    if let Some(row) =
+        (0..array.len()).find(|&row| array.is_valid(row) && array.value(row).len() != width)
+    {
+        return Err(SchemaError(format!(
+            "row {row}: {name} is {} bytes long, expected {width}",
+            array.value(row).len()
+        )));
+    }
+    Ok(array)
+}
+
+fn span_id_at(array: &BinaryArray, row: usize) -> SpanId {
+    SpanId(array.value(row).try_into().expect("the width is checked"))
 }
 
 fn ip_at(array: &StringArray, name: &str, row: usize) -> Result<Option<IpAddr>, SchemaError> {
@@ -933,9 +966,9 @@ pub fn batch_to_rows(batch: &RecordBatch) -> Result<Vec<SpanRow>, SchemaError> {
     let time = column::<TimestampSecondArray>(batch, "time")?;
     let start_time = column::<TimestampMicrosecondArray>(batch, "start_time")?;
     let end_time = column::<TimestampMicrosecondArray>(batch, "end_time")?;
-    let trace_id = column::<StringArray>(batch, "trace_id")?;
-    let span_id = column::<StringArray>(batch, "span_id")?;
-    let parent_span_id = column::<StringArray>(batch, "parent_span_id")?;
+    let trace_id = id_column_of(batch, "trace_id", 16)?;
+    let span_id = id_column_of(batch, "span_id", 8)?;
+    let parent_span_id = id_column_of(batch, "parent_span_id", 8)?;
     let span_kind = column::<UInt8Array>(batch, "span_kind")?;
     let observation_point = column::<StringArray>(batch, "observation_point")?;
     let trace_state = column::<StringArray>(batch, "trace_state")?;
@@ -982,14 +1015,10 @@ pub fn batch_to_rows(batch: &RecordBatch) -> Result<Vec<SpanRow>, SchemaError> {
     let text = |array: &StringArray, row: usize| array.value(row).to_owned();
     let mut rows = Vec::with_capacity(batch.num_rows());
     for i in 0..batch.num_rows() {
-        let trace_text = trace_id.value(i);
-        let trace: TraceId = trace_text
-            .parse()
-            .map_err(|error| SchemaError(format!("row {i}: trace_id `{trace_text}`: {error}")))?;
-        let parent = match parent_span_id.value(i) {
-            "" => None,
-            _ => Some(span_id_at(parent_span_id, "parent_span_id", i)?),
-        };
+        let trace = TraceId(trace_id.value(i).try_into().expect("the width is checked"));
+        let parent = parent_span_id
+            .is_valid(i)
+            .then(|| span_id_at(parent_span_id, i));
         let point_text = observation_point.value(i);
         let point = ObservationPoint::parse(point_text).ok_or_else(|| {
             SchemaError(format!(
@@ -1002,7 +1031,7 @@ pub fn batch_to_rows(batch: &RecordBatch) -> Result<Vec<SpanRow>, SchemaError> {
             start_time: start_time.value(i),
             end_time: end_time.value(i),
             trace_id: trace,
-            span_id: span_id_at(span_id, "span_id", i)?,
+            span_id: span_id_at(span_id, i),
             parent_span_id: parent,
             span_kind: SpanKind::from_i32(i32::from(span_kind.value(i))),
             observation_point: point,
@@ -1114,10 +1143,17 @@ mod tests {
                 .value(row)
                 .to_owned()
         };
-        assert_eq!(text("trace_id", 0), "ab0000000000000000000000000000c8");
-        assert_eq!(text("span_id", 0), "cd00000000000002");
-        assert_eq!(text("parent_span_id", 0), "cd00000000000001");
-        assert_eq!(text("parent_span_id", 1), "");
+        let id = |name: &str, row: usize| {
+            let ids = batch.column_by_name(name).unwrap().as_binary::<i32>();
+            ids.is_valid(row).then(|| hex::encode(ids.value(row)))
+        };
+        assert_eq!(
+            id("trace_id", 0).unwrap(),
+            "ab0000000000000000000000000000c8"
+        );
+        assert_eq!(id("span_id", 0).unwrap(), "cd00000000000002");
+        assert_eq!(id("parent_span_id", 0).unwrap(), "cd00000000000001");
+        assert_eq!(id("parent_span_id", 1), None);
         assert_eq!(text("observation_point", 0), "c-app");
         assert_eq!(text("ip_0", 0), "10.1.2.3");
         assert_eq!(text("ip_1", 0), "fd00::7");
@@ -1254,9 +1290,9 @@ mod tests {
                 DataType::Timestamp(TimeUnit::Microsecond, utc()),
                 false,
             ),
-            ("trace_id", DataType::Utf8, false),
-            ("span_id", DataType::Utf8, false),
-            ("parent_span_id", DataType::Utf8, false),
+            ("trace_id", DataType::Binary, false),
+            ("span_id", DataType::Binary, false),
+            ("parent_span_id", DataType::Binary, true),
             ("span_kind", DataType::UInt8, false),
             ("observation_point", DataType::Utf8, false),
             ("trace_state", DataType::Utf8, false),
@@ -1373,7 +1409,10 @@ mod tests {
         for function in sql_functions() {
             context.register_udf(function);
         }
-        context.register_table(TABLE_NAME, table).unwrap();
+        let view = sql_view(context.read_table(table).unwrap()).unwrap();
+        context
+            .register_table(TABLE_NAME, view.into_view())
+            .unwrap();
 
         let batches = context
             .sql(
@@ -1410,6 +1449,38 @@ mod tests {
             .as_primitive::<arrow::datatypes::Int64Type>()
             .value(0);
         assert_eq!(count, 2);
+
+        // Ids read as hex text; a root span's parent as ''.
+        let batches = context
+            .sql(&format!(
+                "SELECT trace_id, span_id, parent_span_id FROM l7_flow_log \
+                 WHERE trace_id = '{}' ORDER BY span_id",
+                trace_id(200).to_hex()
+            ))
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let texts: Vec<Vec<String>> = (0..3)
+            .map(|column| {
+                batches
+                    .iter()
+                    .flat_map(|batch| {
+                        let column =
+                            arrow::compute::cast(batch.column(column), &DataType::Utf8).unwrap();
+                        column
+                            .as_string::<i32>()
+                            .iter()
+                            .map(|value| value.unwrap().to_owned())
+                            .collect::<Vec<_>>()
+                    })
+                    .collect()
+            })
+            .collect();
+        assert_eq!(texts[0], [trace_id(200).to_hex(), trace_id(200).to_hex()]);
+        assert_eq!(texts[1], [span_id(2).to_hex(), span_id(3).to_hex()]);
+        assert_eq!(texts[2], [span_id(1).to_hex(), String::new()]);
     }
 
     // -----------------------------------------------------------------------------------------

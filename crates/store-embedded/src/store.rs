@@ -3,18 +3,18 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use arrow::record_batch::RecordBatch;
 use spanflow_model::{metric_names, SpanRow, TraceId};
-use spanflow_store::{MemoryStore, SpanQuery, SpanStore, StoreError};
+use spanflow_store::{SpanQuery, SpanStore, StoreError};
 
 use crate::manifest::{FileEntry, Manifest};
 use crate::trace_index::TraceIndex;
 use crate::wal::{Wal, WalConfig};
-use crate::{files, query, schema, EmbeddedError};
+use crate::{batches, files, query, schema, EmbeddedError};
 
 #[derive(Clone, Debug)]
 pub struct EmbeddedConfig {
@@ -62,9 +62,11 @@ impl EmbeddedConfig {
     }
 }
 
-/// Rows written since the last flush, with the WAL entries they came from.
+/// Rows written since the last flush, as the record batches they were written in (the same
+/// batches the WAL holds), with the WAL entries they came from.
 struct Buffer {
-    rows: MemoryStore,
+    batches: RwLock<Vec<RecordBatch>>,
+    n_rows: AtomicUsize,
     max_seq: AtomicU64,
     created: Instant,
 }
@@ -72,10 +74,32 @@ struct Buffer {
 impl Buffer {
     fn new() -> Arc<Buffer> {
         Arc::new(Buffer {
-            rows: MemoryStore::unmetered(usize::MAX),
+            batches: RwLock::new(Vec::new()),
+            n_rows: AtomicUsize::new(0),
             max_seq: AtomicU64::new(0),
             created: Instant::now(),
         })
+    }
+
+    fn push(&self, batch: RecordBatch) {
+        let n_rows = batch.num_rows();
+        self.batches
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(batch);
+        self.n_rows.fetch_add(n_rows, Ordering::SeqCst);
+    }
+
+    fn len(&self) -> usize {
+        self.n_rows.load(Ordering::SeqCst)
+    }
+
+    /// The batches, oldest first; cheap (they are shared, not copied).
+    fn batches(&self) -> Vec<RecordBatch> {
+        self.batches
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 }
 
@@ -136,14 +160,11 @@ impl EmbeddedStore {
         let active = Buffer::new();
         let mut n_replayed = 0usize;
         for (seq, payload) in replayed.entries {
-            let rows = decode_rows(&payload)?;
-            n_replayed += rows.len();
+            for batch in decode_batches(&payload)? {
+                n_replayed += batch.num_rows();
+                active.push(batch);
+            }
             active.max_seq.fetch_max(seq, Ordering::SeqCst);
-            active
-                .rows
-                .write(rows)
-                .await
-                .map_err(|error| EmbeddedError::corrupt(error.to_string()))?;
         }
         tracing::info!(
             data_dir = %config.data_dir.display(),
@@ -200,11 +221,11 @@ impl EmbeddedStore {
     /// Rows waiting in memory (and the WAL) for a flush.
     pub fn n_buffered_rows(&self) -> usize {
         let state = self.state();
-        state.active.rows.len()
+        state.active.len()
             + state
                 .frozen
                 .iter()
-                .map(|buffer| buffer.rows.len())
+                .map(|buffer| buffer.len())
                 .sum::<usize>()
     }
 
@@ -217,19 +238,7 @@ impl EmbeddedStore {
     pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>, EmbeddedError> {
         let (entries, buffers) = self.snapshot(|_, _| true);
         let paths = self.paths(&entries);
-        // Oldest first, as the rows were written.
-        let buffered: Vec<SpanRow> = buffers
-            .iter()
-            .rev()
-            .flat_map(|buffer| buffer.rows.rows())
-            .collect();
-        query::sql(
-            &self.inner.config,
-            paths,
-            schema::rows_to_batch(&buffered),
-            sql,
-        )
-        .await
+        query::sql(&self.inner.config, paths, buffered_batches(&buffers), sql).await
     }
 
     /// The files that pass `keep`, and the buffers, newest first: what one read sees.
@@ -292,9 +301,11 @@ impl SpanStore for EmbeddedStore {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let (rows, payload) = tokio::task::spawn_blocking(move || {
-            let payload = encode_rows(&rows);
-            (rows, payload)
+        let (batch, payload) = tokio::task::spawn_blocking(move || {
+            let batch = schema::rows_to_batch(&rows);
+            drop(rows);
+            let payload = encode_batch(&batch);
+            (batch, payload)
         })
         .await
         .map_err(|error| StoreError::new(spanflow_store::ErrorKind::Internal, error.to_string()))?;
@@ -307,9 +318,9 @@ impl SpanStore for EmbeddedStore {
             .map_err(EmbeddedError::from)?;
         let active = self.state().active.clone();
         active.max_seq.fetch_max(seq, Ordering::SeqCst);
-        active.rows.write(rows).await?;
+        active.push(batch);
         drop(gate);
-        if active.rows.len() >= self.inner.config.flush_rows {
+        if active.len() >= self.inner.config.flush_rows {
             self.inner.flush_wanted.notify_one();
         }
         Ok(())
@@ -322,20 +333,22 @@ impl SpanStore for EmbeddedStore {
             Vec::new()
         } else {
             let data_dir = self.inner.config.data_dir.clone();
-            let hex = trace_id.to_hex();
-            tokio::task::spawn_blocking(move || {
+            blocking(move || {
                 let mut rows = Vec::new();
                 // Files in id order, so a later copy of a span replaces an earlier one below.
                 for entry in &entries {
-                    rows.extend(files::read_trace(&data_dir, entry, &hex)?);
+                    for batch in files::read_trace(&data_dir, entry, trace_id.as_bytes())? {
+                        rows.extend(rows_of(&batch)?);
+                    }
                 }
-                Ok::<_, EmbeddedError>(rows)
+                Ok(rows)
             })
-            .await
-            .map_err(|error| EmbeddedError::corrupt(format!("trace lookup failed: {error}")))??
+            .await?
         };
-        for buffer in buffers.iter().rev() {
-            rows.extend(buffer.rows.trace(trace_id).await?);
+        for batch in buffered_batches(&buffers) {
+            if let Some(found) = batches::trace_rows(&batch, &trace_id) {
+                rows.extend(rows_of(&found)?);
+            }
         }
         // Later rows win: a span written again after a flush replaces the flushed copy.
         let mut by_span = HashMap::with_capacity(rows.len());
@@ -357,14 +370,13 @@ impl SpanStore for EmbeddedStore {
                     .is_none_or(|max| entry.min_start_time <= max)
         });
         let paths = self.paths(&entries);
-        let mut rows = if paths.is_empty() {
-            Vec::new()
-        } else {
-            query::search_rows(&self.inner.config, paths, span_query).await?
-        };
-        for buffer in buffers.iter().rev() {
-            rows.extend(buffer.rows.search(span_query).await?);
-        }
+        let rows = query::search_rows(
+            &self.inner.config,
+            paths,
+            buffered_batches(&buffers),
+            span_query,
+        )
+        .await?;
         let mut by_key = HashMap::with_capacity(rows.len());
         for row in rows {
             by_key.insert((row.trace_id, row.span_id), row);
@@ -385,36 +397,43 @@ impl SpanStore for EmbeddedStore {
     }
 }
 
-/// Rows as an Arrow IPC stream, the WAL's payload.
-fn encode_rows(rows: &[SpanRow]) -> Vec<u8> {
-    let batch = schema::rows_to_batch(rows);
+/// The buffers' batches, oldest first. `buffers` is newest first, as [`EmbeddedStore::snapshot`]
+/// returns them.
+fn buffered_batches(buffers: &[Arc<Buffer>]) -> Vec<RecordBatch> {
+    buffers
+        .iter()
+        .rev()
+        .flat_map(|buffer| buffer.batches())
+        .collect()
+}
+
+fn rows_of(batch: &RecordBatch) -> Result<Vec<SpanRow>, EmbeddedError> {
+    schema::batch_to_rows(batch).map_err(|error| EmbeddedError::corrupt(error.to_string()))
+}
+
+/// A batch as an Arrow IPC stream, the WAL's payload.
+fn encode_batch(batch: &RecordBatch) -> Vec<u8> {
     let mut bytes = Vec::new();
     let mut writer = arrow::ipc::writer::StreamWriter::try_new(&mut bytes, &batch.schema())
         .expect("writing IPC to memory cannot fail");
     writer
-        .write(&batch)
+        .write(batch)
         .expect("writing IPC to memory cannot fail");
     writer.finish().expect("writing IPC to memory cannot fail");
     drop(writer);
     bytes
 }
 
-fn decode_rows(payload: &[u8]) -> Result<Vec<SpanRow>, EmbeddedError> {
+fn decode_batches(payload: &[u8]) -> Result<Vec<RecordBatch>, EmbeddedError> {
     let reader = arrow::ipc::reader::StreamReader::try_new(payload, None)
         .map_err(|error| EmbeddedError::corrupt(format!("WAL entry is not Arrow IPC: {error}")))?;
-    let mut rows = Vec::new();
+    let mut batches = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|error| EmbeddedError::corrupt(format!("WAL entry: {error}")))?;
-        rows.extend(
-            schema::batch_to_rows(&batch)
-                .map_err(|error| EmbeddedError::corrupt(format!("WAL entry: {error}")))?,
-        );
+        batches::check_schema(&batch, "a WAL entry")?;
+        batches.push(batch);
     }
-    Ok(rows)
-}
-
-fn partition_of(row: &SpanRow, partition_seconds: i64) -> i64 {
-    row.time.div_euclid(partition_seconds) * partition_seconds
+    Ok(batches)
 }
 
 /// Writes a new manifest made from the current one by `change`, and swaps it in: the only place
@@ -457,11 +476,11 @@ async fn update_manifest(
         .iter()
         .map(|entry| entry.n_rows)
         .sum::<u64>() as usize
-        + state.active.rows.len()
+        + state.active.len()
         + state
             .frozen
             .iter()
-            .map(|buffer| buffer.rows.len())
+            .map(|buffer| buffer.len())
             .sum::<usize>();
     drop(state);
     metrics::gauge!(metric_names::STORE_SPANS).set(n_spans as f64);
@@ -487,7 +506,7 @@ async fn flush(inner: &Arc<Inner>) -> Result<(), EmbeddedError> {
             .state
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if !state.active.rows.is_empty() {
+        if state.active.len() > 0 {
             let active = std::mem::replace(&mut state.active, Buffer::new());
             state.frozen.push(active);
         }
@@ -502,35 +521,29 @@ async fn flush(inner: &Arc<Inner>) -> Result<(), EmbeddedError> {
         .max()
         .unwrap_or(0);
     // Oldest buffer first, so that a span written again later wins.
-    let mut by_key = HashMap::new();
-    for buffer in &frozen {
-        for row in buffer.rows.rows() {
-            by_key.insert((row.trace_id, row.span_id), row);
-        }
-    }
-    let n_rows = by_key.len();
-    let mut by_partition: HashMap<i64, Vec<SpanRow>> = HashMap::new();
-    for row in by_key.into_values() {
-        by_partition
-            .entry(partition_of(&row, inner.config.partition_seconds))
-            .or_default()
-            .push(row);
-    }
-    let first_id = inner
-        .next_file_id
-        .fetch_add(by_partition.len() as u64, Ordering::SeqCst);
+    let buffered: Vec<RecordBatch> = frozen.iter().flat_map(|buffer| buffer.batches()).collect();
     let data_dir = inner.config.data_dir.clone();
-    let written = blocking(move || {
+    let partition_seconds = inner.config.partition_seconds;
+    let next_file_id = Arc::clone(inner);
+    let (written, n_rows) = blocking(move || {
+        let parts = batches::by_partition(&buffered, |time| {
+            time.div_euclid(partition_seconds) * partition_seconds
+        })?;
+        drop(buffered);
+        let n_rows: usize = parts.iter().map(|(_, batch)| batch.num_rows()).sum();
+        let first_id = next_file_id
+            .next_file_id
+            .fetch_add(parts.len() as u64, Ordering::SeqCst);
         let mut written = Vec::new();
-        for (offset, (partition, rows)) in by_partition.into_iter().enumerate() {
+        for (offset, (partition, batch)) in parts.iter().enumerate() {
             written.push(files::write_file(
                 &data_dir,
                 first_id + offset as u64,
-                partition,
-                rows,
+                *partition,
+                batch,
             )?);
         }
-        Ok(written)
+        Ok((written, n_rows))
     })
     .await?;
     let entries: Vec<FileEntry> = written.iter().map(|(entry, _)| entry.clone()).collect();
@@ -668,18 +681,17 @@ async fn compact(inner: &Arc<Inner>) -> Result<(), EmbeddedError> {
         let sources = group.clone();
         let (entry, index) = blocking(move || {
             // In id order: a later file's copy of a span replaces an earlier one's.
-            let mut by_key = HashMap::new();
+            let mut read = Vec::new();
             for source in &sources {
-                for row in files::read_file(&data_dir, source)? {
-                    by_key.insert((row.trace_id, row.span_id), row);
-                }
+                read.extend(files::read_file(&data_dir, source)?);
             }
-            files::write_file(
-                &data_dir,
-                id,
-                sources[0].partition,
-                by_key.into_values().collect(),
-            )
+            let partition = sources[0].partition;
+            let merged = batches::by_partition(&read, |_| partition)?
+                .pop()
+                .map(|(_, merged)| merged)
+                .ok_or_else(|| EmbeddedError::corrupt("compacting files without rows"))?;
+            drop(read);
+            files::write_file(&data_dir, id, partition, &merged)
         })
         .await?;
         let old_ids: Vec<u64> = group.iter().map(|old| old.id).collect();
@@ -741,7 +753,7 @@ async fn flusher(inner: Weak<Inner>) {
                 .state
                 .read()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let buffered = state.active.rows.len();
+            let buffered = state.active.len();
             buffered >= inner.config.flush_rows.min(inner.config.max_buffered_rows)
                 || !state.frozen.is_empty()
                 || (buffered > 0 && state.active.created.elapsed() >= inner.config.flush_interval)

@@ -2,7 +2,8 @@
 //! it. Trace by id asks every file's index (a binary search each, in memory) and opens only the
 //! files that may hold the trace, so a lookup needs no time range and reads little.
 
-use spanflow_model::{SpanRow, TraceId};
+use arrow::array::{Array, BinaryArray};
+use spanflow_model::TraceId;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TraceIndex {
@@ -11,16 +12,22 @@ pub struct TraceIndex {
 
 /// Folds the two halves together, so that 64-bit trace ids (zero in their high half) still
 /// spread over the whole range.
-fn digest(trace_id: &TraceId) -> u64 {
-    let bytes = trace_id.as_bytes();
+fn digest(id: &[u8]) -> u64 {
+    let mut bytes = [0u8; 16];
+    let n = id.len().min(16);
+    bytes[..n].copy_from_slice(&id[..n]);
     let high = u64::from_be_bytes(bytes[..8].try_into().expect("8 bytes"));
     let low = u64::from_be_bytes(bytes[8..].try_into().expect("8 bytes"));
     high ^ low.rotate_left(29)
 }
 
 impl TraceIndex {
-    pub fn build<'a>(rows: impl IntoIterator<Item = &'a SpanRow>) -> TraceIndex {
-        let mut digests: Vec<u64> = rows.into_iter().map(|row| digest(&row.trace_id)).collect();
+    /// The index of the trace ids in a file's `trace_id` columns.
+    pub fn build<'a>(columns: impl IntoIterator<Item = &'a BinaryArray>) -> TraceIndex {
+        let mut digests: Vec<u64> = columns
+            .into_iter()
+            .flat_map(|ids| (0..ids.len()).map(|row| digest(ids.value(row))))
+            .collect();
         digests.sort_unstable();
         digests.dedup();
         TraceIndex {
@@ -30,7 +37,9 @@ impl TraceIndex {
 
     /// False means the trace is certainly not in the file.
     pub fn may_contain(&self, trace_id: &TraceId) -> bool {
-        self.digests.binary_search(&digest(trace_id)).is_ok()
+        self.digests
+            .binary_search(&digest(trace_id.as_bytes()))
+            .is_ok()
     }
 
     pub fn n_traces(&self) -> usize {
@@ -65,6 +74,8 @@ impl TraceIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow::array::AsArray;
+    use spanflow_model::SpanRow;
     use spanflow_store::conformance;
 
     #[test]
@@ -73,7 +84,9 @@ mod tests {
             .iter()
             .map(|n| conformance::row(*n, 1, "s", "o", 0))
             .collect();
-        let index = TraceIndex::build(&rows);
+        let batch = crate::schema::rows_to_batch(&rows);
+        let index =
+            TraceIndex::build([batch.column_by_name("trace_id").unwrap().as_binary::<i32>()]);
         assert_eq!(index.n_traces(), 3);
         assert!(index.may_contain(&conformance::trace_id(2)));
         assert!(!index.may_contain(&conformance::trace_id(3)));

@@ -458,3 +458,27 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
     }
     found
 }
+
+#[tokio::test]
+async fn a_store_of_an_older_format_is_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(config(dir.path())).await.unwrap();
+    store
+        .write(vec![row(1, 1, "a", "GET /", this_hour_us())])
+        .await
+        .unwrap();
+    store.close().await.unwrap();
+    let path = dir.path().join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(manifest["format"], 2);
+    manifest.as_object_mut().unwrap().remove("format");
+    std::fs::write(&path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+
+    let error = match EmbeddedStore::open(config(dir.path())).await {
+        Ok(_) => panic!("a format-1 store opened"),
+        Err(error) => error.to_string(),
+    };
+    assert!(error.contains("storage format 1"), "{error}");
+    assert!(error.contains("Move the directory aside"), "{error}");
+}

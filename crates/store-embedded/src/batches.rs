@@ -1,0 +1,230 @@
+//! Rows as Arrow record batches between the write and the file: one copy of each span, split by
+//! time partition and sorted for the file, without going back to [`SpanRow`]s.
+//!
+//! [`SpanRow`]: spanflow_model::SpanRow
+
+use std::collections::HashSet;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, BinaryArray, StringArray, TimestampMicrosecondArray,
+    TimestampSecondArray, UInt32Array,
+};
+use arrow::record_batch::RecordBatch;
+use spanflow_model::TraceId;
+
+use crate::{schema, EmbeddedError};
+
+/// The columns the ordering reads, of one batch.
+struct Keys<'a> {
+    time: &'a TimestampSecondArray,
+    service: &'a StringArray,
+    endpoint: &'a StringArray,
+    start_time: &'a TimestampMicrosecondArray,
+    trace_id: &'a BinaryArray,
+    span_id: &'a BinaryArray,
+}
+
+impl<'a> Keys<'a> {
+    fn of(batch: &'a RecordBatch) -> Result<Keys<'a>, EmbeddedError> {
+        fn get<'b, T: Array + 'static>(
+            batch: &'b RecordBatch,
+            name: &str,
+        ) -> Result<&'b T, EmbeddedError> {
+            batch
+                .column_by_name(name)
+                .and_then(|column| column.as_any().downcast_ref::<T>())
+                .ok_or_else(|| {
+                    EmbeddedError::corrupt(format!("a record batch lacks the column `{name}`"))
+                })
+        }
+        Ok(Keys {
+            time: get(batch, "time")?,
+            service: get(batch, "app_service")?,
+            endpoint: get(batch, "endpoint")?,
+            start_time: get(batch, "start_time")?,
+            trace_id: get(batch, "trace_id")?,
+            span_id: get(batch, "span_id")?,
+        })
+    }
+}
+
+/// The rows of `batches` (oldest first) as one batch per time partition (`partition_of` a row's
+/// `time`, in seconds), each sorted by service, endpoint and start time, so that searches by them read little. Of
+/// several rows of one span (same trace and span id) only the last written is kept. Blocking.
+pub fn by_partition(
+    batches: &[RecordBatch],
+    partition_of: impl Fn(i64) -> i64,
+) -> Result<Vec<(i64, RecordBatch)>, EmbeddedError> {
+    let keys = batches
+        .iter()
+        .map(Keys::of)
+        .collect::<Result<Vec<_>, _>>()?;
+    let n_rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    // Newest first, so the first copy seen of a span is the one kept.
+    let mut seen: HashSet<([u8; 16], [u8; 8]), foldhash::fast::RandomState> =
+        HashSet::with_capacity_and_hasher(n_rows, foldhash::fast::RandomState::default());
+    let mut kept: Vec<(i64, usize, usize)> = Vec::with_capacity(n_rows);
+    for (batch_index, key) in keys.iter().enumerate().rev() {
+        for row in (0..key.time.len()).rev() {
+            let span = (
+                key.trace_id.value(row).try_into().unwrap_or_default(),
+                key.span_id.value(row).try_into().unwrap_or_default(),
+            );
+            if seen.insert(span) {
+                kept.push((partition_of(key.time.value(row)), batch_index, row));
+            }
+        }
+    }
+    drop(seen);
+    kept.sort_unstable_by(
+        |&(partition_a, batch_a, row_a), &(partition_b, batch_b, row_b)| {
+            let (a, b) = (&keys[batch_a], &keys[batch_b]);
+            partition_a
+                .cmp(&partition_b)
+                .then_with(|| a.service.value(row_a).cmp(b.service.value(row_b)))
+                .then_with(|| a.endpoint.value(row_a).cmp(b.endpoint.value(row_b)))
+                .then_with(|| a.start_time.value(row_a).cmp(&b.start_time.value(row_b)))
+                .then_with(|| (batch_a, row_a).cmp(&(batch_b, row_b)))
+        },
+    );
+    let mut out = Vec::new();
+    for run in kept.chunk_by(|a, b| a.0 == b.0) {
+        let positions: Vec<(usize, usize)> = run.iter().map(|&(_, b, r)| (b, r)).collect();
+        out.push((run[0].0, interleave(batches, &positions)?));
+    }
+    Ok(out)
+}
+
+/// The rows at `positions` (batch, row) of `batches`, as one batch.
+pub fn interleave(
+    batches: &[RecordBatch],
+    positions: &[(usize, usize)],
+) -> Result<RecordBatch, EmbeddedError> {
+    let schema = schema::schema();
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    for column in 0..schema.fields().len() {
+        let arrays: Vec<&dyn Array> = batches
+            .iter()
+            .map(|batch| batch.column(column).as_ref())
+            .collect();
+        columns.push(
+            arrow::compute::interleave(&arrays, positions)
+                .map_err(|error| EmbeddedError::corrupt(format!("merging rows: {error}")))?,
+        );
+    }
+    RecordBatch::try_new(schema, columns)
+        .map_err(|error| EmbeddedError::corrupt(format!("merging rows: {error}")))
+}
+
+/// The rows of one trace in `batch`, if any.
+pub fn trace_rows(batch: &RecordBatch, trace_id: &TraceId) -> Option<RecordBatch> {
+    let ids = batch.column_by_name("trace_id")?.as_binary::<i32>();
+    let wanted = trace_id.as_bytes();
+    let matches: Vec<u32> = (0..ids.len())
+        .filter(|&row| ids.value(row) == wanted)
+        .map(|row| row as u32)
+        .collect();
+    if matches.is_empty() {
+        return None;
+    }
+    arrow::compute::take_record_batch(batch, &UInt32Array::from(matches)).ok()
+}
+
+/// Checks that a batch read back (from the WAL or a file) has the store's schema.
+pub fn check_schema(batch: &RecordBatch, origin: &str) -> Result<(), EmbeddedError> {
+    let expected = schema::schema();
+    let actual = batch.schema();
+    let same = actual.fields().len() == expected.fields().len()
+        && actual
+            .fields()
+            .iter()
+            .zip(expected.fields())
+            .all(|(a, e)| a.name() == e.name() && a.data_type() == e.data_type());
+    if same {
+        Ok(())
+    } else {
+        Err(EmbeddedError::corrupt(format!(
+            "{origin} does not hold rows of this version's schema"
+        )))
+    }
+}
+
+/// Orders rows as files hold them; for tests.
+#[cfg(test)]
+fn file_order(batch: &RecordBatch, a: usize, b: usize) -> std::cmp::Ordering {
+    let keys = Keys::of(batch).unwrap();
+    keys.service
+        .value(a)
+        .cmp(keys.service.value(b))
+        .then_with(|| keys.endpoint.value(a).cmp(keys.endpoint.value(b)))
+        .then_with(|| keys.start_time.value(a).cmp(&keys.start_time.value(b)))
+}
+
+#[cfg(test)]
+mod tests {
+    use spanflow_model::SpanRow;
+    use spanflow_store::conformance::{row, trace_id};
+
+    use super::*;
+
+    #[test]
+    fn splits_by_partition_sorts_and_keeps_the_last_copy() {
+        let hour = 3_600_000_000i64;
+        let mut first = vec![
+            row(1, 1, "b", "GET /", 5 * hour + 10),
+            row(1, 2, "a", "GET /", 5 * hour + 20),
+            row(2, 1, "a", "GET /", 6 * hour + 5),
+        ];
+        first[0].endpoint = "old".into();
+        let second = vec![
+            row(1, 1, "b", "GET /", 5 * hour + 10),
+            row(3, 1, "a", "DELETE /", 5 * hour + 30),
+        ];
+        let batches = [
+            schema::rows_to_batch(&first),
+            schema::rows_to_batch(&second),
+        ];
+        let parts = by_partition(&batches, |time| time.div_euclid(3600) * 3600).unwrap();
+        assert_eq!(
+            parts
+                .iter()
+                .map(|(partition, _)| *partition)
+                .collect::<Vec<_>>(),
+            [5 * 3600, 6 * 3600]
+        );
+        let rows: Vec<SpanRow> = schema::batch_to_rows(&parts[0].1).unwrap();
+        let keys: Vec<(&str, &str, u8)> = rows
+            .iter()
+            .map(|row| {
+                (
+                    row.app_service.as_str(),
+                    row.endpoint.as_str(),
+                    row.span_id.0[7],
+                )
+            })
+            .collect();
+        assert_eq!(
+            keys,
+            [("a", "DELETE /", 1), ("a", "GET /", 2), ("b", "GET /", 1)]
+        );
+        for pair in 0..parts[0].1.num_rows() - 1 {
+            assert_ne!(
+                file_order(&parts[0].1, pair, pair + 1),
+                std::cmp::Ordering::Greater
+            );
+        }
+        assert_eq!(schema::batch_to_rows(&parts[1].1).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn finds_a_trace_in_a_batch() {
+        let batch = schema::rows_to_batch(&[
+            row(1, 1, "a", "x", 0),
+            row(2, 1, "a", "x", 0),
+            row(1, 2, "a", "x", 0),
+        ]);
+        let found = trace_rows(&batch, &trace_id(1)).unwrap();
+        assert_eq!(found.num_rows(), 2);
+        assert!(trace_rows(&batch, &trace_id(9)).is_none());
+    }
+}
