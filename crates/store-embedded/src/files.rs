@@ -41,7 +41,10 @@ fn writer_properties(n_traces: usize) -> WriterProperties {
         // Unique per row: a dictionary cannot help, and plain byte arrays spend four bytes a
         // value on its length, which delta-length encoding packs to nearly nothing.
         .set_column_dictionary_enabled(ColumnPath::from("span_id"), false)
-        .set_column_encoding(ColumnPath::from("span_id"), Encoding::DELTA_LENGTH_BYTE_ARRAY)
+        .set_column_encoding(
+            ColumnPath::from("span_id"),
+            Encoding::DELTA_LENGTH_BYTE_ARRAY,
+        )
         .set_column_bloom_filter_enabled(ColumnPath::from("trace_id"), true)
         .set_column_bloom_filter_fpp(ColumnPath::from("trace_id"), 0.01)
         .set_column_bloom_filter_max_ndv(

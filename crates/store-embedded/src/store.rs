@@ -361,7 +361,7 @@ impl SpanStore for EmbeddedStore {
     }
 
     async fn search(&self, span_query: &SpanQuery) -> Result<Vec<SpanRow>, StoreError> {
-        let (entries, buffers) = self.snapshot(|entry, _| {
+        let (mut entries, buffers) = self.snapshot(|entry, _| {
             span_query
                 .start_time_min_us
                 .is_none_or(|min| entry.max_start_time >= min)
@@ -369,22 +369,40 @@ impl SpanStore for EmbeddedStore {
                     .start_time_max_us
                     .is_none_or(|max| entry.min_start_time <= max)
         });
-        let paths = self.paths(&entries);
-        let rows = query::search_rows(
+        let limit = span_query.limit;
+        // The buffer first (its rows win over a flushed copy of the same span), then the files
+        // newest first, until the files left cannot hold a row newer than the newest `limit`
+        // found: a search for recent spans reads the recent files only.
+        let mut found = query::search_rows(
             &self.inner.config,
-            paths,
+            Vec::new(),
             buffered_batches(&buffers),
             span_query,
         )
         .await?;
-        let mut by_key = HashMap::with_capacity(rows.len());
-        for row in rows {
-            by_key.insert((row.trace_id, row.span_id), row);
+        entries.sort_by_key(|entry| (std::cmp::Reverse(entry.max_start_time), entry.id));
+        let mut remaining = entries.as_slice();
+        while !remaining.is_empty() {
+            if found.len() >= limit
+                && found
+                    .get(limit.saturating_sub(1))
+                    .is_some_and(|last| remaining[0].max_start_time < last.start_time)
+            {
+                break;
+            }
+            let (chunk, rest) = remaining.split_at(remaining.len().min(SEARCH_FILES_PER_QUERY));
+            remaining = rest;
+            let rows = query::search_rows(
+                &self.inner.config,
+                self.paths(chunk),
+                Vec::new(),
+                span_query,
+            )
+            .await?;
+            found.extend(rows);
+            found = newest_distinct(found, limit);
         }
-        let mut rows: Vec<SpanRow> = by_key.into_values().collect();
-        rows.sort_by_key(|row| (std::cmp::Reverse(row.start_time), row.trace_id, row.span_id));
-        rows.truncate(span_query.limit);
-        Ok(rows)
+        Ok(newest_distinct(found, limit))
     }
 
     fn backend(&self) -> &'static str {
@@ -395,6 +413,22 @@ impl SpanStore for EmbeddedStore {
         self.flush().await?;
         self.upkeep_now().await.map_err(Into::into)
     }
+}
+
+/// Files one search query reads at a time: enough to keep both query threads busy, few enough
+/// that a search for recent spans stops early.
+const SEARCH_FILES_PER_QUERY: usize = 2;
+
+/// The newest `limit` rows, newest first, one per span: of several copies the first in `rows`.
+fn newest_distinct(rows: Vec<SpanRow>, limit: usize) -> Vec<SpanRow> {
+    let mut seen = std::collections::HashSet::with_capacity(rows.len());
+    let mut rows: Vec<SpanRow> = rows
+        .into_iter()
+        .filter(|row| seen.insert((row.trace_id, row.span_id)))
+        .collect();
+    rows.sort_by_key(|row| (std::cmp::Reverse(row.start_time), row.trace_id, row.span_id));
+    rows.truncate(limit);
+    rows
 }
 
 /// The buffers' batches, oldest first. `buffers` is newest first, as [`EmbeddedStore::snapshot`]

@@ -482,3 +482,70 @@ async fn a_store_of_an_older_format_is_refused_with_a_clear_error() {
     assert!(error.contains("storage format 1"), "{error}");
     assert!(error.contains("Move the directory aside"), "{error}");
 }
+
+#[tokio::test]
+async fn a_search_over_many_files_finds_what_a_full_scan_finds() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(config(dir.path())).await.unwrap();
+    let reference = spanflow_store::MemoryStore::new(1 << 20);
+    let base = this_hour_us();
+    // Ten files whose time ranges overlap, and rows in the buffer, some of them newer than
+    // every file and some older.
+    for file in 0..11u8 {
+        let rows: Vec<SpanRow> = (0..20u8)
+            .map(|n| {
+                let start = base + i64::from((n as u32 * 37 + file as u32 * 101) % 500) * 1_000;
+                let mut span = row(
+                    file * 20 + n + 1,
+                    1,
+                    ["a", "b"][n as usize % 2],
+                    "GET /",
+                    start,
+                );
+                span.response_duration = u64::from(n) * 100;
+                span
+            })
+            .collect();
+        store.write(rows.clone()).await.unwrap();
+        reference.write(rows).await.unwrap();
+        if file < 10 {
+            store.flush().await.unwrap();
+        }
+    }
+    assert!(store.files().len() >= 10);
+    assert!(store.n_buffered_rows() > 0);
+    let queries = [
+        SpanQuery {
+            limit: 7,
+            ..SpanQuery::default()
+        },
+        SpanQuery {
+            service: Some("b".into()),
+            limit: 13,
+            ..SpanQuery::default()
+        },
+        SpanQuery {
+            min_duration_us: Some(1_500),
+            limit: 30,
+            ..SpanQuery::default()
+        },
+        SpanQuery {
+            limit: 1000,
+            ..SpanQuery::default()
+        },
+    ];
+    for query in queries {
+        let key = |rows: Vec<SpanRow>| -> Vec<(i64, u8)> {
+            rows.iter()
+                .map(|row| (row.start_time, row.trace_id.0[15]))
+                .collect()
+        };
+        let expected = key(reference.search(&query).await.unwrap());
+        assert_eq!(
+            key(store.search(&query).await.unwrap()),
+            expected,
+            "{query:?}"
+        );
+        assert!(!expected.is_empty());
+    }
+}
