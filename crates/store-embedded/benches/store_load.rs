@@ -2,7 +2,10 @@
 //! `SpanStore` write path (WAL with fsync, buffer, Parquet flushes), then measures bytes on disk
 //! per span, ingest rows/s, and trace-by-id and search latency over what was stored.
 //!
-//! `cargo bench -p spanflow-store-embedded --bench store_load -- [--spans N] [--batch N] [--dir PATH]`
+//! `cargo bench -p spanflow-store-embedded --bench store_load -- [--spans N] [--batch N] [--dir PATH] [--reopen]`
+//!
+//! `--reopen` skips the writes and measures lookups and searches over the store an earlier run
+//! left in `--dir`.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
@@ -291,6 +294,8 @@ fn main() {
                     .expect("--batch N")
             }
             "--dir" => dir = args.next().map(Into::into),
+            // Only the lookups and searches, over what an earlier run left in --dir.
+            "--reopen" => n_spans = 0,
             "--bench" => {}
             _ => {}
         }
@@ -366,6 +371,14 @@ fn main() {
         println!("writes refused       {n_refused} (buffer full; retried)");
         println!("process CPU          {:.2} s ({:.2} CPU-s per million spans, including generation {:.2} s)", cpu, cpu / written as f64 * 1e6, generate_time.as_secs_f64());
 
+        if sample_traces.is_empty() {
+            // Traces from all over the stored six hours.
+            for step in 0..200i64 {
+                let start = now_us - 6 * 3_600_000_000 + step * 108_000_000;
+                let window = SpanQuery { start_time_min_us: Some(start), start_time_max_us: Some(start + 60_000_000), limit: 1, ..SpanQuery::default() };
+                sample_traces.extend(store.search(&window).await.unwrap().iter().map(|row| row.trace_id));
+            }
+        }
         let mut latencies = Vec::new();
         for trace_id in &sample_traces {
             let started = Instant::now();

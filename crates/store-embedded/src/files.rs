@@ -22,6 +22,12 @@ const PAGE_ROWS: usize = 4 * 1024;
 
 fn writer_properties(n_traces: usize) -> WriterProperties {
     let mut builder = WriterProperties::builder();
+    // A trace's spans lie apart in a file sorted by service, so a lookup decodes one page of
+    // every column per span; the attribute lists are the costly ones to decode, so their pages
+    // end sooner.
+    for name in LIST_COLUMNS {
+        builder = builder.set_column_data_page_size_limit(ColumnPath::from(name), LIST_PAGE_BYTES);
+    }
     for name in DELTA_COLUMNS {
         builder = builder
             .set_column_dictionary_enabled(ColumnPath::from(name), false)
@@ -37,7 +43,7 @@ fn writer_properties(n_traces: usize) -> WriterProperties {
         // Small pages plus the offset index let a lookup decode only the pages that hold the
         // rows it wants, instead of every column's whole row group.
         .set_data_page_row_count_limit(PAGE_ROWS)
-        .set_write_batch_size(PAGE_ROWS)
+        .set_write_batch_size(LIST_PAGE_ROWS)
         // Unique per row: a dictionary cannot help, and plain byte arrays spend four bytes a
         // value on its length, which delta-length encoding packs to nearly nothing.
         .set_column_dictionary_enabled(ColumnPath::from("span_id"), false)
@@ -53,6 +59,18 @@ fn writer_properties(n_traces: usize) -> WriterProperties {
         )
         .build()
 }
+
+const LIST_COLUMNS: [&str; 6] = [
+    "attribute_names.list.item",
+    "attribute_values.list.item",
+    "attribute_types.list.item",
+    "resource_attribute_names.list.item",
+    "resource_attribute_values.list.item",
+    "resource_attribute_types.list.item",
+];
+/// Rows written to a page at a time, and so the smallest a page of the attribute lists gets.
+const LIST_PAGE_ROWS: usize = 1024;
+const LIST_PAGE_BYTES: usize = 8 * 1024;
 
 /// Times and durations: nearly ordered within a service and endpoint, so their differences
 /// are small and pack tighter than the values.
