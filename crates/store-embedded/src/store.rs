@@ -370,6 +370,9 @@ impl SpanStore for EmbeddedStore {
                     .is_none_or(|max| entry.min_start_time <= max)
         });
         let limit = span_query.limit;
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
         // The buffer first (its rows win over a flushed copy of the same span), then the files
         // newest first, until the files left cannot hold a row newer than the newest `limit`
         // found: a search for recent spans reads the recent files only.

@@ -11,8 +11,6 @@ use crate::{SpanQuery, SpanStore, StoreError};
 
 pub struct MemoryStore {
     max_spans: usize,
-    /// Whether this store reports the store metrics (false when it is another store's buffer).
-    metered: bool,
     inner: Mutex<Inner>,
 }
 
@@ -30,16 +28,7 @@ impl MemoryStore {
     pub fn new(max_spans: usize) -> MemoryStore {
         MemoryStore {
             max_spans: max_spans.max(1),
-            metered: true,
             inner: Mutex::new(Inner::default()),
-        }
-    }
-
-    /// A memory store that reports no store metrics, for use inside another store.
-    pub fn unmetered(max_spans: usize) -> MemoryStore {
-        MemoryStore {
-            metered: false,
-            ..MemoryStore::new(max_spans)
         }
     }
 
@@ -54,11 +43,6 @@ impl MemoryStore {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    /// A copy of every row, oldest first.
-    pub fn rows(&self) -> Vec<SpanRow> {
-        self.lock().rows.iter().cloned().collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -118,9 +102,6 @@ impl SpanStore for MemoryStore {
         let n_evicted = inner.n_evicted - before;
         let n_spans = inner.rows.len();
         drop(inner);
-        if !self.metered {
-            return Ok(());
-        }
         if n_evicted > 0 {
             metrics::counter!(metric_names::STORE_SPANS_EVICTED).increment(n_evicted);
         }
