@@ -30,12 +30,7 @@ impl<'a> Keys<'a> {
             batch: &'b RecordBatch,
             name: &str,
         ) -> Result<&'b T, EmbeddedError> {
-            batch
-                .column_by_name(name)
-                .and_then(|column| column.as_any().downcast_ref::<T>())
-                .ok_or_else(|| {
-                    EmbeddedError::corrupt(format!("a record batch lacks the column `{name}`"))
-                })
+            schema::column(batch, name).map_err(|error| EmbeddedError::corrupt(error.0))
         }
         Ok(Keys {
             time: get(batch, "time")?,

@@ -826,7 +826,7 @@ fn parse_value(text: &str, code: u8) -> Result<AttrValue, String> {
 // A batch to rows.
 
 /// A column by name, of the array type `T`; non-nullable columns must hold no nulls.
-fn column<'a, T: Array + 'static>(
+pub(crate) fn column<'a, T: Array + 'static>(
     batch: &'a RecordBatch,
     name: &str,
 ) -> Result<&'a T, SchemaError> {
