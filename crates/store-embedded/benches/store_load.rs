@@ -279,6 +279,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let (mut n_spans, mut batch, mut dir) =
         (1_000_000usize, 10_000usize, None::<std::path::PathBuf>);
+    let mut lookup_rounds = 1usize;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--spans" => {
@@ -296,6 +297,13 @@ fn main() {
             "--dir" => dir = args.next().map(Into::into),
             // Only the lookups and searches, over what an earlier run left in --dir.
             "--reopen" => n_spans = 0,
+            // Repeats the lookups, for a profiler to watch.
+            "--lookup-rounds" => {
+                lookup_rounds = args
+                    .next()
+                    .and_then(|value| value.parse().ok())
+                    .expect("--lookup-rounds N")
+            }
             "--bench" => {}
             _ => {}
         }
@@ -380,7 +388,7 @@ fn main() {
             }
         }
         let mut latencies = Vec::new();
-        for trace_id in &sample_traces {
+        for trace_id in std::iter::repeat_n(&sample_traces, lookup_rounds).flatten() {
             let started = Instant::now();
             let rows = store.trace(*trace_id).await.unwrap();
             latencies.push(started.elapsed());
@@ -388,6 +396,7 @@ fn main() {
         }
         latencies.sort();
         println!("trace by id          p50 {:?} p99 {:?} max {:?} ({} lookups)", percentile(&latencies, 0.5), percentile(&latencies, 0.99), latencies.last().unwrap(), latencies.len());
+        println!("lookup cache         {:.1} MiB of file footers", store.lookup_cache_bytes() as f64 / (1 << 20) as f64);
 
         let searches = [
             ("service", SpanQuery { service: Some("checkout".into()), limit: 20, ..SpanQuery::default() }),

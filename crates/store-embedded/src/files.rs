@@ -6,6 +6,7 @@ use std::path::Path;
 
 use arrow::array::AsArray;
 use arrow::record_batch::RecordBatch;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -17,21 +18,20 @@ use crate::{schema, EmbeddedError};
 
 /// Rows per row group: small enough that a bloom filter per group prunes well.
 const ROW_GROUP_ROWS: usize = 64 * 1024;
-/// Rows per data page.
-const PAGE_ROWS: usize = 4 * 1024;
+/// Rows per data page. A trace's spans lie apart in a file sorted by service, so a lookup
+/// decodes a page of every column per span: smaller pages make lookups cheaper and files
+/// larger; BENCHMARKS.md has the figures of each choice.
+const PAGE_ROWS: usize = 2 * 1024;
 
 fn writer_properties(n_traces: usize) -> WriterProperties {
     let mut builder = WriterProperties::builder();
-    // A trace's spans lie apart in a file sorted by service, so a lookup decodes one page of
-    // every column per span; the attribute lists are the costly ones to decode, so their pages
-    // end sooner.
-    for name in LIST_COLUMNS {
-        builder = builder.set_column_data_page_size_limit(ColumnPath::from(name), LIST_PAGE_BYTES);
-    }
     for name in DELTA_COLUMNS {
         builder = builder
             .set_column_dictionary_enabled(ColumnPath::from(name), false)
             .set_column_encoding(ColumnPath::from(name), Encoding::DELTA_BINARY_PACKED);
+    }
+    for name in UNCOMPRESSED_COLUMNS {
+        builder = builder.set_column_compression(ColumnPath::from(name), Compression::UNCOMPRESSED);
     }
     builder
         .set_compression(Compression::ZSTD(
@@ -43,7 +43,6 @@ fn writer_properties(n_traces: usize) -> WriterProperties {
         // Small pages plus the offset index let a lookup decode only the pages that hold the
         // rows it wants, instead of every column's whole row group.
         .set_data_page_row_count_limit(PAGE_ROWS)
-        .set_write_batch_size(LIST_PAGE_ROWS)
         // Unique per row: a dictionary cannot help, and plain byte arrays spend four bytes a
         // value on its length, which delta-length encoding packs to nearly nothing.
         .set_column_dictionary_enabled(ColumnPath::from("span_id"), false)
@@ -60,21 +59,46 @@ fn writer_properties(n_traces: usize) -> WriterProperties {
         .build()
 }
 
-const LIST_COLUMNS: [&str; 6] = [
-    "attribute_names.list.item",
-    "attribute_values.list.item",
-    "attribute_types.list.item",
-    "resource_attribute_names.list.item",
-    "resource_attribute_values.list.item",
-    "resource_attribute_types.list.item",
+/// Columns of few distinct values, whose dictionary indices run-length encode to almost
+/// nothing: compressing their pages again saves a few bytes, and costs a lookup, which decodes
+/// one page of every column per span, a decompressor for each.
+const UNCOMPRESSED_COLUMNS: [&str; 31] = [
+    "span_kind",
+    "observation_point",
+    "trace_state",
+    "flags",
+    "app_service",
+    "signal_source",
+    "l7_protocol",
+    "l7_protocol_str",
+    "version",
+    "is_tls",
+    "protocol",
+    "request_type",
+    "request_domain",
+    "request_length",
+    "response_length",
+    "response_exception",
+    "status_message",
+    "client_port",
+    "server_port",
+    "scope_name",
+    "scope_version",
+    "host_name",
+    "container_id",
+    "k8s_cluster_name",
+    "k8s_namespace_name",
+    "k8s_pod_uid",
+    "k8s_workload_kind",
+    "k8s_workload_name",
+    "service_namespace",
+    "service_version",
+    "deployment_environment",
 ];
-/// Rows written to a page at a time, and so the smallest a page of the attribute lists gets.
-const LIST_PAGE_ROWS: usize = 1024;
-const LIST_PAGE_BYTES: usize = 8 * 1024;
 
 /// Times and durations: nearly ordered within a service and endpoint, so their differences
 /// are small and pack tighter than the values.
-const DELTA_COLUMNS: [&str; 4] = ["time", "start_time", "end_time", "response_duration"];
+const DELTA_COLUMNS: [&str; 3] = ["time", "start_time", "response_duration"];
 
 /// Writes `batch`, already in file order (see [`crate::batches::by_partition`]), as file `id`
 /// of `partition`; returns the manifest entry and the file's trace-id index. Blocking.
@@ -192,54 +216,128 @@ pub fn read_file(data_dir: &Path, entry: &FileEntry) -> Result<Vec<RecordBatch>,
     batches_of(reader, &path)
 }
 
-/// The rows of one trace in a file: only row groups whose `trace_id` bloom filter may hold the
-/// trace are read, and of those only the rows whose `trace_id` matches are decoded past that
-/// column. Blocking.
+/// What a trace lookup needs of a file before it reads rows: its footer and offset index,
+/// parsed, for the most recently used files, up to a bound in bytes. File ids are never reused,
+/// so an entry of a file since removed is only memory, dropped in its turn.
+pub struct LookupCache {
+    entries: std::sync::Mutex<LookupEntries>,
+    max_bytes: usize,
+}
+
+#[derive(Default)]
+struct LookupEntries {
+    by_file: std::collections::HashMap<u64, (ArrowReaderMetadata, usize)>,
+    /// File ids, least recently used first.
+    order: std::collections::VecDeque<u64>,
+    n_bytes: usize,
+}
+
+impl LookupCache {
+    pub fn new(max_bytes: usize) -> LookupCache {
+        LookupCache {
+            entries: std::sync::Mutex::new(LookupEntries::default()),
+            max_bytes,
+        }
+    }
+
+    /// Only what a lookup uses: the offset index, to skip pages without the trace's rows; no
+    /// statistics, which it never prunes by.
+    fn options() -> ArrowReaderOptions {
+        use parquet::file::metadata::{PageIndexPolicy, ParquetStatisticsPolicy};
+        ArrowReaderOptions::new()
+            .with_column_index_policy(PageIndexPolicy::Skip)
+            .with_offset_index_policy(PageIndexPolicy::Optional)
+            .with_column_stats_policy(ParquetStatisticsPolicy::SkipAll)
+            .with_encoding_stats_policy(ParquetStatisticsPolicy::SkipAll)
+    }
+
+    fn metadata(
+        &self,
+        file_id: u64,
+        load: impl FnOnce() -> Result<ArrowReaderMetadata, EmbeddedError>,
+    ) -> Result<ArrowReaderMetadata, EmbeddedError> {
+        {
+            let mut entries = self.entries.lock().expect("lookup cache lock");
+            if let Some((metadata, _)) = entries.by_file.get(&file_id) {
+                let metadata = metadata.clone();
+                entries.order.retain(|id| *id != file_id);
+                entries.order.push_back(file_id);
+                return Ok(metadata);
+            }
+        }
+        let metadata = load()?;
+        let n_bytes = metadata.metadata().memory_size();
+        let mut entries = self.entries.lock().expect("lookup cache lock");
+        if entries.by_file.contains_key(&file_id) || n_bytes > self.max_bytes {
+            return Ok(metadata);
+        }
+        while entries.n_bytes + n_bytes > self.max_bytes {
+            let Some(oldest) = entries.order.pop_front() else {
+                break;
+            };
+            if let Some((_, bytes)) = entries.by_file.remove(&oldest) {
+                entries.n_bytes -= bytes;
+            }
+        }
+        entries.n_bytes += n_bytes;
+        entries.order.push_back(file_id);
+        entries.by_file.insert(file_id, (metadata.clone(), n_bytes));
+        Ok(metadata)
+    }
+
+    /// Bytes held, as the parsed metadata reports them.
+    pub fn n_bytes(&self) -> usize {
+        self.entries.lock().expect("lookup cache lock").n_bytes
+    }
+}
+
+/// The rows of one trace in a file. Only row groups whose `trace_id` bloom filter may hold the
+/// trace are read; in them, a first pass over the `trace_id` column finds the trace's rows, and a
+/// second decodes only the pages that hold those rows, the columns split in two halves read on
+/// two threads (a trace's spans lie apart in a file sorted by service, so this pass decodes a
+/// page of every column per span and is most of a lookup's time). Blocking.
 pub fn read_trace(
     data_dir: &Path,
     entry: &FileEntry,
     trace_id: &[u8; 16],
+    cache: &LookupCache,
 ) -> Result<Vec<RecordBatch>, EmbeddedError> {
-    use arrow::array::{Array, BooleanArray};
-    use parquet::arrow::arrow_reader::{
-        ArrowPredicateFn, ParquetRecordBatchReaderBuilder, RowFilter,
-    };
+    use arrow::array::Array;
+    use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection};
     use parquet::arrow::ProjectionMask;
-    use parquet::file::properties::ReaderProperties;
-    use parquet::file::reader::FileReader;
-    use parquet::file::serialized_reader::{ReadOptionsBuilder, SerializedFileReader};
 
     let path = data_dir.join(entry.relative_path());
+    let parquet_error = |error| EmbeddedError::parquet(&path, error);
     let open = || {
         std::fs::File::open(&path)
             .map_err(|error| EmbeddedError::io(format!("opening {}", path.display()), error))
     };
-    let options = ReadOptionsBuilder::new()
-        .with_reader_properties(
-            ReaderProperties::builder()
-                .set_read_bloom_filter(true)
-                .build(),
-        )
-        .build();
-    let file_reader = SerializedFileReader::new_with_options(open()?, options)
-        .map_err(|error| EmbeddedError::parquet(&path, error))?;
-    let trace_column = file_reader
-        .metadata()
-        .file_metadata()
-        .schema_descr()
-        .columns()
+    let metadata = cache.metadata(entry.id, || {
+        ArrowReaderMetadata::load(&open()?, LookupCache::options()).map_err(parquet_error)
+    })?;
+    let columns = metadata.parquet_schema().columns();
+    let trace_column = columns
         .iter()
         .position(|column| column.name() == "trace_id")
         .ok_or_else(|| {
             EmbeddedError::corrupt(format!("{} has no trace_id column", path.display()))
         })?;
+    let trace_root = metadata.parquet_schema().get_column_root_idx(trace_column);
+    // A reader of its own file handle each: clones of one handle share its position, which
+    // the reader seeks.
+    let reader = || -> Result<_, EmbeddedError> {
+        Ok(ParquetRecordBatchReaderBuilder::new_with_metadata(
+            open()?,
+            metadata.clone(),
+        ))
+    };
+
+    let bloom_reader = reader()?;
     let mut row_groups = Vec::new();
-    for index in 0..file_reader.num_row_groups() {
-        let row_group = file_reader
-            .get_row_group(index)
-            .map_err(|error| EmbeddedError::parquet(&path, error))?;
-        let may_hold = row_group
-            .get_column_bloom_filter(trace_column)
+    for index in 0..metadata.metadata().num_row_groups() {
+        let may_hold = bloom_reader
+            .get_row_group_column_bloom_filter(index, trace_column)
+            .map_err(parquet_error)?
             .is_none_or(|bloom| bloom.check(&trace_id[..]));
         if may_hold {
             row_groups.push(index);
@@ -248,24 +346,115 @@ pub fn read_trace(
     if row_groups.is_empty() {
         return Ok(Vec::new());
     }
-    let options = parquet::arrow::arrow_reader::ArrowReaderOptions::new()
-        .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Optional);
-    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(open()?, options)
-        .map_err(|error| EmbeddedError::parquet(&path, error))?;
-    let mask = ProjectionMask::leaves(builder.parquet_schema(), [trace_column]);
-    let wanted = *trace_id;
-    let predicate = ArrowPredicateFn::new(mask, move |batch| {
-        let ids = batch.column(0).as_binary::<i32>();
-        Ok(BooleanArray::from_iter(
-            (0..ids.len()).map(|row| Some(ids.value(row) == wanted)),
+
+    // The trace's rows, as positions within the chosen row groups.
+    let ids = reader()?
+        .with_row_groups(row_groups.clone())
+        .with_projection(ProjectionMask::roots(
+            metadata.parquet_schema(),
+            [trace_root],
         ))
-    });
-    let reader = builder
-        .with_row_groups(row_groups)
-        .with_row_filter(RowFilter::new(vec![Box::new(predicate)]))
+        .with_batch_size(ROW_GROUP_ROWS)
         .build()
-        .map_err(|error| EmbeddedError::parquet(&path, error))?;
-    batches_of(reader, &path)
+        .map_err(parquet_error)?;
+    let mut rows = Vec::new();
+    let mut offset = 0;
+    for batch in ids {
+        let batch = batch.map_err(|error| {
+            EmbeddedError::corrupt(format!("reading {}: {error}", path.display()))
+        })?;
+        let ids = batch.column(0).as_binary::<i32>();
+        rows.extend(
+            (0..ids.len())
+                .filter(|&row| ids.is_valid(row) && ids.value(row) == trace_id)
+                .map(|row| offset + row..offset + row + 1),
+        );
+        offset += ids.len();
+    }
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let n_rows = rows.len();
+    let selection = RowSelection::from_consecutive_ranges(rows.into_iter(), offset);
+
+    // All the columns, in two halves of about equal bytes to decode.
+    let n_roots = schema::schema().fields().len();
+    let mut root_bytes = vec![0i64; n_roots];
+    for &group in &row_groups {
+        for (leaf, chunk) in metadata
+            .metadata()
+            .row_group(group)
+            .columns()
+            .iter()
+            .enumerate()
+        {
+            let root = metadata.parquet_schema().get_column_root_idx(leaf);
+            if let Some(bytes) = root_bytes.get_mut(root) {
+                *bytes += chunk.compressed_size();
+            }
+        }
+    }
+    let mut by_bytes: Vec<usize> = (0..n_roots).collect();
+    by_bytes.sort_by_key(|&root| std::cmp::Reverse(root_bytes[root]));
+    let (mut left, mut right) = ((Vec::new(), 0), (Vec::new(), 0));
+    for root in by_bytes {
+        let side = if left.1 <= right.1 {
+            &mut left
+        } else {
+            &mut right
+        };
+        side.0.push(root);
+        side.1 += root_bytes[root];
+    }
+    let (left, right) = (left.0, right.0);
+    let read_half = |roots: Vec<usize>| -> Result<RecordBatch, EmbeddedError> {
+        let half = reader()?
+            .with_row_groups(row_groups.clone())
+            .with_row_selection(selection.clone())
+            .with_projection(ProjectionMask::roots(metadata.parquet_schema(), roots))
+            .with_batch_size(n_rows)
+            .build()
+            .map_err(parquet_error)?;
+        let schema = arrow::record_batch::RecordBatchReader::schema(&half);
+        let batches = batches_of_any(half, &path)?;
+        arrow::compute::concat_batches(&schema, &batches)
+            .map_err(|error| EmbeddedError::corrupt(format!("reading {}: {error}", path.display())))
+    };
+    let (left, right) = std::thread::scope(|scope| {
+        let right = scope.spawn(|| read_half(right));
+        (read_half(left), right.join())
+    });
+    let right = right.map_err(|_| EmbeddedError::corrupt("reading a trace's columns panicked"))?;
+    let (left, right) = (left?, right?);
+    let full = schema::schema();
+    let mut columns = Vec::with_capacity(n_roots);
+    for field in full.fields() {
+        let column = left
+            .column_by_name(field.name())
+            .or_else(|| right.column_by_name(field.name()))
+            .ok_or_else(|| {
+                EmbeddedError::corrupt(format!("{} lacks column {}", path.display(), field.name()))
+            })?;
+        columns.push(column.clone());
+    }
+    let batch = RecordBatch::try_new(full, columns)
+        .map_err(|error| EmbeddedError::corrupt(format!("reading {}: {error}", path.display())))?;
+    crate::batches::check_schema(&batch, &path.display().to_string())?;
+    Ok(vec![batch])
+}
+
+/// Every record batch a Parquet reader yields, whatever its columns.
+fn batches_of_any(
+    reader: parquet::arrow::arrow_reader::ParquetRecordBatchReader,
+    path: &Path,
+) -> Result<Vec<RecordBatch>, EmbeddedError> {
+    reader
+        .map(|batch| {
+            batch.map_err(|error| {
+                EmbeddedError::corrupt(format!("reading {}: {error}", path.display()))
+            })
+        })
+        .collect()
 }
 
 /// Every record batch a Parquet reader yields.
@@ -282,4 +471,57 @@ fn batches_of(
         batches.push(batch);
     }
     Ok(batches)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spanflow_store::conformance;
+    use std::cell::Cell;
+
+    fn write(dir: &Path, id: u64, trace: u8) -> FileEntry {
+        let rows: Vec<_> = (1..=3u8)
+            .map(|span| conformance::row(trace, span, "svc", "op", 1_700_000_000_000_000))
+            .collect();
+        write_file(dir, id, 1_699_999_200, &schema::rows_to_batch(&rows))
+            .unwrap()
+            .0
+    }
+
+    #[test]
+    fn a_lookup_finds_its_rows_and_the_cache_keeps_within_its_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (write(dir.path(), 1, 1), write(dir.path(), 2, 2));
+        let one_file = {
+            let file = std::fs::File::open(dir.path().join(a.relative_path())).unwrap();
+            ArrowReaderMetadata::load(&file, LookupCache::options())
+                .unwrap()
+                .metadata()
+                .memory_size()
+        };
+        let cache = LookupCache::new(one_file + one_file / 2);
+
+        let found =
+            read_trace(dir.path(), &a, conformance::trace_id(1).as_bytes(), &cache).unwrap();
+        assert_eq!(found.iter().map(|b| b.num_rows()).sum::<usize>(), 3);
+        let missing =
+            read_trace(dir.path(), &a, conformance::trace_id(2).as_bytes(), &cache).unwrap();
+        assert!(missing.is_empty());
+        let found =
+            read_trace(dir.path(), &b, conformance::trace_id(2).as_bytes(), &cache).unwrap();
+        assert_eq!(found.iter().map(|b| b.num_rows()).sum::<usize>(), 3);
+        assert!(cache.n_bytes() <= one_file + one_file / 2);
+
+        // b is held now, a was dropped for it.
+        let loads = Cell::new(0);
+        let load = |entry: &FileEntry| {
+            loads.set(loads.get() + 1);
+            let file = std::fs::File::open(dir.path().join(entry.relative_path())).unwrap();
+            Ok(ArrowReaderMetadata::load(&file, LookupCache::options()).unwrap())
+        };
+        cache.metadata(b.id, || load(&b)).unwrap();
+        assert_eq!(loads.get(), 0);
+        cache.metadata(a.id, || load(&a)).unwrap();
+        assert_eq!(loads.get(), 1);
+    }
 }

@@ -11,8 +11,9 @@ use crate::EmbeddedError;
 pub const MANIFEST_FILE: &str = "manifest.json";
 
 /// The layout of files and WAL entries this version writes and reads. Version 1 stored ids as
-/// hex text; version 2 stores them as bytes.
-pub const FORMAT: u32 = 2;
+/// hex text; version 2 stored them as bytes; version 3 stores a span's end as its offset from
+/// the start plus the duration.
+pub const FORMAT: u32 = 3;
 
 fn format_1() -> u32 {
     1

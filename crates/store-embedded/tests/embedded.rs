@@ -471,7 +471,7 @@ async fn a_store_of_an_older_format_is_refused_with_a_clear_error() {
     let path = dir.path().join("manifest.json");
     let mut manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    assert_eq!(manifest["format"], 2);
+    assert_eq!(manifest["format"], 3);
     manifest.as_object_mut().unwrap().remove("format");
     std::fs::write(&path, serde_json::to_vec(&manifest).unwrap()).unwrap();
 
@@ -548,4 +548,56 @@ async fn a_search_over_many_files_finds_what_a_full_scan_finds() {
         );
         assert!(!expected.is_empty());
     }
+}
+
+#[tokio::test]
+async fn sql_shows_each_span_end_as_written_even_when_it_is_not_start_plus_duration() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(config(dir.path())).await.unwrap();
+    let base = this_hour_us();
+    let plain = row(1, 1, "checkout", "GET /orders", base);
+    // A span whose end lies before its start: the duration says 0, the end says otherwise.
+    let mut reversed = row(1, 2, "checkout", "SELECT", base + 10);
+    reversed.response_duration = 0;
+    reversed.end_time = base - 5_000;
+    // A span still open when it was sent: no end at all.
+    let mut open = row(1, 3, "checkout", "publish", base + 20);
+    open.response_duration = 0;
+    open.end_time = 0;
+    store
+        .write(vec![plain.clone(), reversed.clone()])
+        .await
+        .unwrap();
+    store.flush().await.unwrap();
+    store.write(vec![open.clone()]).await.unwrap();
+
+    let batches = store
+        .sql("SELECT CAST(end_time AS BIGINT) AS end_us FROM l7_flow_log ORDER BY start_time")
+        .await
+        .unwrap();
+    let ends: Vec<i64> = batches
+        .iter()
+        .flat_map(|batch| {
+            let column = batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap();
+            column.values().to_vec()
+        })
+        .collect();
+    assert_eq!(ends, vec![plain.end_time, reversed.end_time, 0]);
+
+    let batches = store
+        .sql("SELECT * FROM l7_flow_log LIMIT 1")
+        .await
+        .unwrap();
+    let schema = batches[0].schema();
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(&names[..4], ["time", "start_time", "end_time", "trace_id"]);
+    assert!(!names.contains(&"end_time_offset"));
+
+    let mut rows = store.trace(trace_id(1)).await.unwrap();
+    rows.sort_by_key(|row| row.span_id);
+    assert_eq!(rows, vec![plain, reversed, open]);
 }
