@@ -17,6 +17,10 @@ use spanflow_model::{
 use spanflow_store::{AttributeFilter, SpanQuery, SpanStore};
 use spanflow_store_embedded::{EmbeddedConfig, EmbeddedStore};
 
+/// The allocator the `spanflow` binary runs with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A small, fast, seeded generator (splitmix64), so runs are repeatable.
 struct Random(u64);
 

@@ -30,6 +30,10 @@ fn writer_properties(n_traces: usize) -> WriterProperties {
             .set_column_dictionary_enabled(ColumnPath::from(name), false)
             .set_column_encoding(ColumnPath::from(name), Encoding::DELTA_BINARY_PACKED);
     }
+    for name in NO_STATISTICS_COLUMNS {
+        builder =
+            builder.set_column_statistics_enabled(ColumnPath::from(name), EnabledStatistics::None);
+    }
     for name in UNCOMPRESSED_COLUMNS {
         builder = builder.set_column_compression(ColumnPath::from(name), Compression::UNCOMPRESSED);
     }
@@ -58,6 +62,20 @@ fn writer_properties(n_traces: usize) -> WriterProperties {
         )
         .build()
 }
+
+/// Columns no search prunes by their minimum and maximum, which cost a comparison per value
+/// to keep: random ids, and the attribute lists, whose items mix every key's values.
+const NO_STATISTICS_COLUMNS: [&str; 9] = [
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "attribute_names.list.item",
+    "attribute_values.list.item",
+    "attribute_types.list.item",
+    "resource_attribute_names.list.item",
+    "resource_attribute_values.list.item",
+    "resource_attribute_types.list.item",
+];
 
 /// Columns of few distinct values, whose dictionary indices run-length encode to almost
 /// nothing: compressing their pages again saves a few bytes, and costs a lookup, which decodes

@@ -468,8 +468,12 @@ fn rows_of(batch: &RecordBatch) -> Result<Vec<SpanRow>, EmbeddedError> {
 /// A batch as an Arrow IPC stream, the WAL's payload.
 fn encode_batch(batch: &RecordBatch) -> Vec<u8> {
     let mut bytes = Vec::new();
-    let mut writer = arrow::ipc::writer::StreamWriter::try_new(&mut bytes, &batch.schema())
-        .expect("writing IPC to memory cannot fail");
+    let options = arrow::ipc::writer::IpcWriteOptions::default()
+        .try_with_compression(Some(arrow::ipc::CompressionType::LZ4_FRAME))
+        .expect("LZ4 is built in");
+    let mut writer =
+        arrow::ipc::writer::StreamWriter::try_new_with_options(&mut bytes, &batch.schema(), options)
+            .expect("writing IPC to memory cannot fail");
     writer
         .write(batch)
         .expect("writing IPC to memory cannot fail");
