@@ -29,6 +29,116 @@ enum Command {
     Agent(RunArgs),
     /// The server: ingest from agents, a store, and the query API.
     Server(RunArgs),
+    /// Sends OTLP load to a receiver and reports throughput and latency.
+    Loadgen(LoadgenArgs),
+}
+
+#[derive(clap::Args)]
+struct LoadgenArgs {
+    /// For HTTP the full URL (`.../v1/traces` or `.../api/v1/otel/trace`); for gRPC the
+    /// receiver's address.
+    #[arg(long, default_value = "http://127.0.0.1:4318/v1/traces")]
+    endpoint: String,
+    #[arg(long, value_enum, default_value = "http")]
+    protocol: LoadgenProtocol,
+    #[arg(long, default_value_t = 100)]
+    spans_per_request: usize,
+    /// Send the requests uncompressed instead of gzip'd.
+    #[arg(long)]
+    no_gzip: bool,
+    /// Connections, each with one request in flight.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Spans per second, in an open loop (latency from each request's intended send time);
+    /// without it the connections send back to back.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Seconds to run.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Stop after this many spans (even before the duration is up).
+    #[arg(long)]
+    spans: Option<u64>,
+    /// Requests in the corpus, built before the run; a longer run sends them again, ids and all.
+    #[arg(long, default_value_t = 2_000)]
+    distinct_requests: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// A request header, `name: value`; repeatable.
+    #[arg(long = "header")]
+    headers: Vec<String>,
+    /// Write the report as JSON to this file.
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LoadgenProtocol {
+    Http,
+    Grpc,
+}
+
+fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
+    let mut headers = Vec::new();
+    for header in &args.headers {
+        let (name, value) = header
+            .split_once(':')
+            .with_context(|| format!("header `{header}` is not `name: value`"))?;
+        headers.push((name.trim().to_string(), value.trim().to_string()));
+    }
+    anyhow::ensure!(
+        args.duration.is_finite() && args.duration > 0.0,
+        "--duration must be a positive number of seconds"
+    );
+    let config = spanflow_loadgen::Config {
+        endpoint: args.endpoint,
+        protocol: match args.protocol {
+            LoadgenProtocol::Http => spanflow_loadgen::Protocol::Http,
+            LoadgenProtocol::Grpc => spanflow_loadgen::Protocol::Grpc,
+        },
+        spans_per_request: args.spans_per_request,
+        gzip: !args.no_gzip,
+        connections: args.connections,
+        rate: args.rate,
+        duration: std::time::Duration::from_secs_f64(args.duration),
+        max_spans: args.spans,
+        distinct_requests: args.distinct_requests,
+        seed: args.seed,
+        headers,
+        progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let report = runtime.block_on(spanflow_loadgen::run(config))?;
+    let json = serde_json::to_string_pretty(&report)?;
+    if let Some(path) = &args.out {
+        std::fs::write(path, &json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    println!(
+        "{} spans accepted in {:.1} s ({:.0} spans/s); requests: {} accepted, {} refused, {} failed; \
+         latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        report.spans.accepted,
+        report.elapsed_seconds,
+        report.spans_per_second,
+        report.requests.accepted,
+        report.requests.refused,
+        report.requests.failed,
+        report.latency.p50_ms,
+        report.latency.p99_ms,
+        report.latency.max_ms,
+    );
+    for failure in &report.failures {
+        println!("failure: {failure}");
+    }
+    if report.ids_repeated {
+        println!(
+            "note: the run sent more requests than the corpus holds ({}), so span ids repeat",
+            report.corpus_requests
+        );
+    }
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -46,6 +156,7 @@ fn main() -> anyhow::Result<()> {
         Command::Up(args) => (Role::Both, args),
         Command::Agent(args) => (Role::Agent, args),
         Command::Server(args) => (Role::Server, args),
+        Command::Loadgen(args) => return loadgen(args),
     };
     let file = match &args.config {
         Some(path) => Settings::from_file(path)?,

@@ -471,9 +471,12 @@ fn encode_batch(batch: &RecordBatch) -> Vec<u8> {
     let options = arrow::ipc::writer::IpcWriteOptions::default()
         .try_with_compression(Some(arrow::ipc::CompressionType::LZ4_FRAME))
         .expect("LZ4 is built in");
-    let mut writer =
-        arrow::ipc::writer::StreamWriter::try_new_with_options(&mut bytes, &batch.schema(), options)
-            .expect("writing IPC to memory cannot fail");
+    let mut writer = arrow::ipc::writer::StreamWriter::try_new_with_options(
+        &mut bytes,
+        &batch.schema(),
+        options,
+    )
+    .expect("writing IPC to memory cannot fail");
     writer
         .write(batch)
         .expect("writing IPC to memory cannot fail");

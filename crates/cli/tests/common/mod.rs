@@ -51,6 +51,12 @@ impl Spanflow {
     pub async fn stop(self) -> anyhow::Result<()> {
         self.running.stop().await
     }
+
+    /// Stops spanflow and hands over its data directory, to open the store and look inside.
+    pub async fn stop_keeping_data(self) -> tempfile::TempDir {
+        self.running.stop().await.expect("spanflow stops cleanly");
+        self.data_dir
+    }
 }
 
 /// Starts `role` with `settings`; unless the settings name a data directory, the store (the
