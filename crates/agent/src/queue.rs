@@ -46,6 +46,15 @@ impl ForwardQueue {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Whether a payload of at least `n_bytes` would be refused now: checked before the work
+    /// of decompressing and walking a body that could not be queued anyway. `push` decides.
+    pub fn has_no_room_for(&self, n_bytes: usize) -> Option<QueueFull> {
+        let state = self.lock();
+        let queued_bytes = state.waiting_bytes + state.in_flight_bytes;
+        (queued_bytes > 0 && queued_bytes + n_bytes > self.max_bytes)
+            .then_some(QueueFull { queued_bytes })
+    }
+
     /// Queues a payload, or refuses it when it would take the queue past its bound. A payload
     /// larger than the whole bound is still taken when the queue is empty, so that a bound set
     /// below the body cap cannot refuse a request forever.
@@ -168,6 +177,18 @@ mod tests {
         assert!(queue.push(payload(60)).is_err());
         queue.release(60);
         queue.push(payload(60)).unwrap();
+    }
+
+    #[test]
+    fn room_is_judged_before_the_work_as_push_would_judge_it() {
+        let queue = ForwardQueue::new(100);
+        assert_eq!(queue.has_no_room_for(500), None, "an empty queue takes anything");
+        queue.push(payload(60)).unwrap();
+        assert_eq!(queue.has_no_room_for(40), None);
+        assert_eq!(queue.has_no_room_for(41), Some(QueueFull { queued_bytes: 60 }));
+        queue.take_all();
+        queue.release(60);
+        assert_eq!(queue.has_no_room_for(41), None);
     }
 
     #[test]

@@ -154,21 +154,35 @@ impl Receiver {
             otlp,
         };
         if let Err(full) = self.queue.push(payload) {
-            metrics::counter!(metric_names::AGENT_REQUESTS_THROTTLED).increment(1);
-            tracing::debug!(
-                queued_bytes = full.queued_bytes,
-                "forward queue full; asking the client to retry"
-            );
-            return Err(ReceiveError::new(
-                ReceiveErrorKind::Unavailable,
-                format!(
-                    "the agent's forward queue is full ({} bytes waiting for the server); retry later",
-                    full.queued_bytes
-                ),
-            ));
+            return Err(Self::throttled(full));
         }
         metrics::counter!(metric_names::AGENT_SPANS_ACCEPTED).increment(accepted.n_spans as u64);
         Ok(accepted)
+    }
+
+    /// Refuses a body of `n_bytes` (before decompression) up front when the queue could not
+    /// take even that much, so that an overloaded agent does not decompress and walk bodies
+    /// only to refuse them.
+    pub fn check_room(&self, n_bytes: usize) -> Result<(), ReceiveError> {
+        match self.queue.has_no_room_for(n_bytes) {
+            Some(full) => Err(Self::throttled(full)),
+            None => Ok(()),
+        }
+    }
+
+    fn throttled(full: crate::queue::QueueFull) -> ReceiveError {
+        metrics::counter!(metric_names::AGENT_REQUESTS_THROTTLED).increment(1);
+        tracing::debug!(
+            queued_bytes = full.queued_bytes,
+            "forward queue full; asking the client to retry"
+        );
+        ReceiveError::new(
+            ReceiveErrorKind::Unavailable,
+            format!(
+                "the agent's forward queue is full ({} bytes waiting for the server); retry later",
+                full.queued_bytes
+            ),
+        )
     }
 
     /// Protobuf is forwarded as received: only walked, never decoded, unless spans must be cut.

@@ -101,6 +101,10 @@ impl UnaryService<Bytes> for Export {
             };
             let body = request.into_inner();
             metrics::counter!(metric_names::AGENT_RECEIVED_BYTES).increment(body.len() as u64);
+            if let Err(error) = receiver.check_room(body.len()) {
+                count(error.outcome());
+                return Err(tonic::Status::new(error.grpc_code(), error.message));
+            }
             let outcome = tokio::task::spawn_blocking(move || {
                 receiver.accept(ContentKind::Protobuf, body, peer.ip())
             })

@@ -107,6 +107,18 @@ async fn export(
         }
     };
     metrics::counter!(metric_names::AGENT_RECEIVED_BYTES).increment(compressed.len() as u64);
+    // A compressed OTLP body grows several times over when decompressed (about eight times
+    // for typical spans). Guessing four, a body that would have fitted is now and then refused
+    // while the queue is nearly full, and retried like any other 503; in exchange an agent
+    // under overload does not decompress and walk bodies only to refuse them.
+    let expected_bytes = match encoding {
+        Encoding::Identity => compressed.len(),
+        _ => compressed.len().saturating_mul(4),
+    };
+    if let Err(error) = receiver.check_room(expected_bytes) {
+        count(error.outcome());
+        return error_response(kind, &error);
+    }
     let peer_ip = peer.ip();
     // Decompression and the protobuf walk are CPU work on bodies up to the cap: keep them off
     // the I/O threads.

@@ -212,7 +212,10 @@ fn trace(random: &mut Random, now_ns: u64, out: &mut [Vec<Span>]) {
                     text("messaging.system", "kafka"),
                     text("messaging.destination.name", "orders"),
                     text("messaging.operation.type", "publish"),
-                    text("messaging.message.id", format!("{:016x}", random.next_u64())),
+                    text(
+                        "messaging.message.id",
+                        format!("{:016x}", random.next_u64()),
+                    ),
                     text(
                         "messaging.kafka.message.key",
                         format!("customer-{}", random.below(10_000)),
