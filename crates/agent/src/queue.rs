@@ -182,10 +182,17 @@ mod tests {
     #[test]
     fn room_is_judged_before_the_work_as_push_would_judge_it() {
         let queue = ForwardQueue::new(100);
-        assert_eq!(queue.has_no_room_for(500), None, "an empty queue takes anything");
+        assert_eq!(
+            queue.has_no_room_for(500),
+            None,
+            "an empty queue takes anything"
+        );
         queue.push(payload(60)).unwrap();
         assert_eq!(queue.has_no_room_for(40), None);
-        assert_eq!(queue.has_no_room_for(41), Some(QueueFull { queued_bytes: 60 }));
+        assert_eq!(
+            queue.has_no_room_for(41),
+            Some(QueueFull { queued_bytes: 60 })
+        );
         queue.take_all();
         queue.release(60);
         assert_eq!(queue.has_no_room_for(41), None);

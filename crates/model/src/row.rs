@@ -400,8 +400,9 @@ pub struct SpanRow {
     pub resource: ResourceTags,
     /// Span attributes, in the order the span carried them.
     pub attributes: Vec<Attribute>,
-    /// Resource attributes, including the `app.host.ip` the agent decided.
-    pub resource_attributes: Vec<Attribute>,
+    /// Resource attributes, including the `app.host.ip` the agent decided; shared by the
+    /// spans of one resource rather than copied into each.
+    pub resource_attributes: std::sync::Arc<[Attribute]>,
     pub events: Vec<Event>,
     pub links: Vec<Link>,
     pub dropped_attributes_count: u32,

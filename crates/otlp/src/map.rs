@@ -85,7 +85,7 @@ pub fn map_request(request: &ExportTraceServiceRequest, sender: &Sender) -> Mapp
 pub struct ResourceContext {
     /// Resource attributes in order, with `app.host.ip` appended (or a bad one replaced) when
     /// the sender IP came from the TCP peer.
-    pub attributes: Vec<Attribute>,
+    pub attributes: std::sync::Arc<[Attribute]>,
     /// `app.host.ip` when it parses as an IP, else the TCP peer; IPv4-mapped IPv6 as IPv4.
     pub sender_ip: Option<IpAddr>,
     /// `service.name` (string values only).
@@ -127,7 +127,7 @@ impl ResourceContext {
         let service_instance = string_attribute(&attributes, "service.instance.id");
         let tags = resource_tags(&attributes);
         ResourceContext {
-            attributes,
+            attributes: attributes.into(),
             sender_ip,
             service_name,
             service_instance,

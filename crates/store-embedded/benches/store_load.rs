@@ -265,7 +265,7 @@ fn trace(random: &mut Random, start_us: i64, out: &mut Vec<SpanRow>) {
                 ..ResourceTags::default()
             },
             attributes,
-            resource_attributes,
+            resource_attributes: resource_attributes.into(),
             ..SpanRow::default()
         });
         if kind == SpanKind::Server || parent.is_none() {

@@ -1105,7 +1105,7 @@ pub fn batch_to_rows(batch: &RecordBatch) -> Result<Vec<SpanRow>, SchemaError> {
                 deployment_environment: tags(11),
             },
             attributes: attributes.row(i)?,
-            resource_attributes: resource_attributes.row(i)?,
+            resource_attributes: resource_attributes.row(i)?.into(),
             events: parse_events(events.value(i))
                 .map_err(|error| SchemaError(format!("row {i}: events: {error}")))?,
             links: parse_links(links.value(i))
@@ -1532,7 +1532,9 @@ mod tests {
         }
         for row in &mut rows {
             attrs(&mut row.attributes);
-            attrs(&mut row.resource_attributes);
+            let mut resource = row.resource_attributes.to_vec();
+            attrs(&mut resource);
+            row.resource_attributes = resource.into();
             row.events
                 .iter_mut()
                 .for_each(|event| attrs(&mut event.attributes));
@@ -1733,7 +1735,7 @@ mod tests {
                 scope_version: network.5,
                 resource: nested.0,
                 attributes: nested.1,
-                resource_attributes: nested.2,
+                resource_attributes: nested.2.into(),
                 events: nested.3,
                 links: nested.4,
                 dropped_attributes_count: nested.5[0],

@@ -120,7 +120,8 @@ pub fn full_row() -> SpanRow {
         resource_attributes: vec![
             Attribute::new("service.name", AttrValue::String("checkout".into())),
             Attribute::new("app.host.ip", AttrValue::String("10.1.2.3".into())),
-        ],
+        ]
+        .into(),
         events: vec![Event {
             time_us: 1_700_000_000_500_000,
             name: "exception".into(),
@@ -340,7 +341,8 @@ async fn searches_filter_and_limit(store: impl SpanStore) {
     fast.resource_attributes = vec![Attribute::new(
         "k8s.pod.name",
         AttrValue::String("checkout-1".into()),
-    )];
+    )]
+    .into();
     let other = row(3, 1, "payments", "charge", 30_000_000);
     store
         .write(vec![slow.clone(), fast.clone(), other.clone()])

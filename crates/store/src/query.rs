@@ -92,7 +92,7 @@ impl SpanQuery {
         self.attributes.iter().all(|filter| {
             row.attributes
                 .iter()
-                .chain(&row.resource_attributes)
+                .chain(row.resource_attributes.iter())
                 .any(|attribute| {
                     attribute.key == filter.key
                         && attribute.value.to_text().as_deref() == Some(filter.value.as_str())
