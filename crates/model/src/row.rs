@@ -397,7 +397,8 @@ pub struct SpanRow {
 
     pub scope_name: String,
     pub scope_version: String,
-    pub resource: ResourceTags,
+    /// Shared by the spans of one resource rather than copied into each.
+    pub resource: std::sync::Arc<ResourceTags>,
     /// Span attributes, in the order the span carried them.
     pub attributes: Vec<Attribute>,
     /// Resource attributes, including the `app.host.ip` the agent decided; shared by the

@@ -92,7 +92,7 @@ pub struct ResourceContext {
     pub service_name: Option<String>,
     /// `service.instance.id` (string values only).
     pub service_instance: Option<String>,
-    pub tags: ResourceTags,
+    pub tags: std::sync::Arc<ResourceTags>,
     pub agent_id: String,
 }
 
@@ -131,7 +131,7 @@ impl ResourceContext {
             sender_ip,
             service_name,
             service_instance,
-            tags,
+            tags: tags.into(),
             agent_id: sender.agent_id.clone(),
         }
     }

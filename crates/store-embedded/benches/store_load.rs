@@ -263,7 +263,8 @@ fn trace(random: &mut Random, start_us: i64, out: &mut Vec<SpanRow>) {
                 service_namespace: "shop".into(),
                 service_version: "2.0.1".into(),
                 ..ResourceTags::default()
-            },
+            }
+            .into(),
             attributes,
             resource_attributes: resource_attributes.into(),
             ..SpanRow::default()

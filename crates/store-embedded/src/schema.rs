@@ -1103,7 +1103,8 @@ pub fn batch_to_rows(batch: &RecordBatch) -> Result<Vec<SpanRow>, SchemaError> {
                 service_namespace: tags(9),
                 service_version: tags(10),
                 deployment_environment: tags(11),
-            },
+            }
+            .into(),
             attributes: attributes.row(i)?,
             resource_attributes: resource_attributes.row(i)?.into(),
             events: parse_events(events.value(i))
@@ -1733,7 +1734,7 @@ mod tests {
                 server_port: network.3,
                 scope_name: network.4,
                 scope_version: network.5,
-                resource: nested.0,
+                resource: nested.0.into(),
                 attributes: nested.1,
                 resource_attributes: nested.2.into(),
                 events: nested.3,

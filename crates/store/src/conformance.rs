@@ -100,7 +100,8 @@ pub fn full_row() -> SpanRow {
             service_namespace: "shop".into(),
             service_version: "1.4.2".into(),
             deployment_environment: "production".into(),
-        },
+        }
+        .into(),
         attributes: vec![
             Attribute::new("db.system.name", AttrValue::String("postgresql".into())),
             Attribute::new("rows", AttrValue::Int(-3)),
