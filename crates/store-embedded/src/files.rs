@@ -179,6 +179,25 @@ pub fn write_file(
     Ok((entry, index))
 }
 
+/// Encodes `batch`, already in file order, as Parquet with the store's writer properties.
+pub fn encode(batch: &RecordBatch, out: &mut Vec<u8>) -> Result<(), EmbeddedError> {
+    let ids = batch
+        .column_by_name("trace_id")
+        .ok_or_else(|| EmbeddedError::corrupt("rows without a trace_id column"))?
+        .as_binary::<i32>();
+    let n_traces = TraceIndex::build([ids]).n_traces();
+    let path = Path::new("memory");
+    let mut writer = ArrowWriter::try_new(out, schema::schema(), Some(writer_properties(n_traces)))
+        .map_err(|error| EmbeddedError::parquet(path, error))?;
+    writer
+        .write(batch)
+        .map_err(|error| EmbeddedError::parquet(path, error))?;
+    writer
+        .close()
+        .map_err(|error| EmbeddedError::parquet(path, error))?;
+    Ok(())
+}
+
 /// Removes a file and its index; a file already gone is not an error.
 pub fn remove_file(data_dir: &Path, entry: &FileEntry) -> Result<(), EmbeddedError> {
     for relative in [entry.relative_path(), entry.relative_index_path()] {

@@ -1,0 +1,41 @@
+//! The embedded store's encodings on rows mapped from the load generator's corpus: rows to an
+//! Arrow record batch, and that batch to a Parquet file as the store writes it (sorted by
+//! service, endpoint and start time; zstd, dictionaries, page statistics, the `trace_id` bloom
+//! filter).
+//!
+//! `cargo bench -p spanflow-store-embedded --bench encode`
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use prost::Message;
+use spanflow_otlp::map::{map_request, Sender};
+use spanflow_otlp::ExportTraceServiceRequest;
+use spanflow_store_embedded::schema;
+
+fn encode(c: &mut Criterion) {
+    let corpus = spanflow_loadgen::corpus::build(100, 100, 1);
+    let sender = Sender {
+        peer_ip: Some("10.0.0.1".parse().unwrap()),
+        agent_id: "bench".into(),
+    };
+    let rows: Vec<_> = corpus
+        .iter()
+        .flat_map(|payload| {
+            let request = ExportTraceServiceRequest::decode(payload.protobuf.clone()).unwrap();
+            map_request(&request, &sender).rows
+        })
+        .collect();
+    let mut group = c.benchmark_group("embedded_store");
+    group.throughput(Throughput::Elements(rows.len() as u64));
+    group.sample_size(20);
+    group.bench_function("rows_to_arrow", |b| {
+        b.iter(|| std::hint::black_box(schema::rows_to_batch(&rows)))
+    });
+    let batch = schema::rows_to_batch(&rows);
+    group.bench_function("arrow_to_parquet", |b| {
+        b.iter(|| std::hint::black_box(spanflow_store_embedded::parquet_bytes(&batch).unwrap()))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, encode);
+criterion_main!(benches);
