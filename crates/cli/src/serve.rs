@@ -172,6 +172,12 @@ async fn open_store(settings: &Resolved) -> anyhow::Result<Arc<dyn SpanStore>> {
 /// Binds every listener of `role` and starts serving; returns once all ports are bound.
 pub async fn start(role: Role, settings: Resolved) -> anyhow::Result<Running> {
     let shutdown = CancellationToken::new();
+    // In one process the server stops only once the agent has delivered what it holds: the
+    // agent's last batches go to this server, and a server that stopped first would lose them.
+    let server_shutdown = match role {
+        Role::Both => CancellationToken::new(),
+        Role::Agent | Role::Server => shutdown.clone(),
+    };
     let mut tasks = JoinSet::new();
     let mut running_server_ingest = None;
     let mut running_server_query = None;
@@ -193,12 +199,18 @@ pub async fn start(role: Role, settings: Resolved) -> anyhow::Result<Running> {
             &mut tasks,
             ingest,
             ingest_router,
-            &shutdown,
+            &server_shutdown,
             "server ingest",
         );
         let query_router = spanflow_api::api_router(store.clone())
             .merge(ops_router("server", Some(store.backend())));
-        spawn_http(&mut tasks, query, query_router, &shutdown, "query API");
+        spawn_http(
+            &mut tasks,
+            query,
+            query_router,
+            &server_shutdown,
+            "query API",
+        );
     }
 
     let mut running_agent = (None, None, None);
@@ -236,8 +248,12 @@ pub async fn start(role: Role, settings: Resolved) -> anyhow::Result<Running> {
         };
         let forwarder = agent.forwarder(forward_config, identity);
         let forwarder_shutdown = shutdown.clone();
+        let server_after_agent = matches!(role, Role::Both).then(|| server_shutdown.clone());
         tasks.spawn(async move {
             forwarder.run(forwarder_shutdown).await;
+            if let Some(server) = server_after_agent {
+                server.cancel();
+            }
             Ok(())
         });
         let deepflow = spanflow_agent::deepflow_router(agent.receiver.clone())

@@ -104,3 +104,39 @@ async fn every_span_the_load_generator_counts_as_accepted_is_stored() {
     assert_eq!(count(0), 10_000);
     assert_eq!(count(1), 10_000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_stop_of_spanflow_up_stores_what_the_agent_still_held() {
+    // The agent holds what it accepted for a minute before it would send it; the stop must
+    // deliver it to the server of the same process before that server stops.
+    let settings = spanflow_cli::settings::Settings {
+        flush_interval_ms: Some(60_000),
+        batch_max_bytes: Some(1 << 30),
+        ..common::test_settings()
+    };
+    let spanflow = common::start(spanflow_cli::serve::Role::Both, settings).await;
+    let report = spanflow_loadgen::run(Config {
+        endpoint: format!("http://{}/v1/traces", spanflow.agent_otlp_http.unwrap()),
+        max_spans: Some(1_000),
+        distinct_requests: 10,
+        seed: 4,
+        ..Config::default()
+    })
+    .await
+    .unwrap();
+    clean(&report);
+    assert_eq!(report.spans.accepted, 1_000);
+
+    let data_dir = spanflow.stop_keeping_data().await;
+    let store = EmbeddedStore::open(EmbeddedConfig::new(data_dir.path()))
+        .await
+        .unwrap();
+    let batches = store.sql("SELECT count(*) FROM l7_flow_log").await.unwrap();
+    let n = batches[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap()
+        .value(0);
+    assert_eq!(n, 1_000);
+}
