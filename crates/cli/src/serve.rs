@@ -126,24 +126,33 @@ async fn bind(address: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("binding the {what} port {address}"))
 }
 
+/// Serves `router` on `listener` until `shutdown`, then lets the requests in flight finish;
+/// `open` is held until then (see the agent's receivers in [`start`]).
 fn spawn_http(
     tasks: &mut JoinSet<anyhow::Result<()>>,
     listener: TcpListener,
     router: Router,
     shutdown: &CancellationToken,
     what: &'static str,
+    open: Option<ReceiverOpen>,
 ) {
     let shutdown = shutdown.clone();
     tasks.spawn(async move {
-        axum::serve(
+        let served = axum::serve(
             listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
-        .with_context(|| format!("serving the {what} port"))
+        .with_context(|| format!("serving the {what} port"));
+        drop(open);
+        served
     });
 }
+
+/// Held by each of the agent's receivers while it serves: the agent's final delivery starts
+/// once every one is dropped, so that no request answered 200 is queued after it.
+type ReceiverOpen = tokio::sync::mpsc::Sender<()>;
 
 async fn open_store(settings: &Resolved) -> anyhow::Result<Arc<dyn SpanStore>> {
     Ok(match settings.store {
@@ -201,6 +210,7 @@ pub async fn start(role: Role, settings: Resolved) -> anyhow::Result<Running> {
             ingest_router,
             &server_shutdown,
             "server ingest",
+            None,
         );
         let query_router = spanflow_api::api_router(store.clone())
             .merge(ops_router("server", Some(store.backend())));
@@ -210,6 +220,7 @@ pub async fn start(role: Role, settings: Resolved) -> anyhow::Result<Running> {
             query_router,
             &server_shutdown,
             "query API",
+            None,
         );
     }
 
@@ -247,7 +258,19 @@ pub async fn start(role: Role, settings: Resolved) -> anyhow::Result<Running> {
             ..ForwardConfig::default()
         };
         let forwarder = agent.forwarder(forward_config, identity);
-        let forwarder_shutdown = shutdown.clone();
+        // The forwarder's final delivery starts once every receiver has stopped and answered
+        // the requests it had in flight.
+        let (open, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
+        let forwarder_shutdown = CancellationToken::new();
+        {
+            let (shutdown, forwarder_shutdown) = (shutdown.clone(), forwarder_shutdown.clone());
+            tasks.spawn(async move {
+                shutdown.cancelled().await;
+                while all_closed.recv().await.is_some() {}
+                forwarder_shutdown.cancel();
+                Ok(())
+            });
+        }
         let server_after_agent = matches!(role, Role::Both).then(|| server_shutdown.clone());
         tasks.spawn(async move {
             forwarder.run(forwarder_shutdown).await;
@@ -264,6 +287,7 @@ pub async fn start(role: Role, settings: Resolved) -> anyhow::Result<Running> {
             deepflow,
             &shutdown,
             "agent OTLP/HTTP (DeepFlow)",
+            Some(open.clone()),
         );
         spawn_http(
             &mut tasks,
@@ -271,18 +295,21 @@ pub async fn start(role: Role, settings: Resolved) -> anyhow::Result<Running> {
             spanflow_agent::otlp_router(agent.receiver.clone()),
             &shutdown,
             "agent OTLP/HTTP",
+            Some(open.clone()),
         );
         let grpc_service = TraceService::new(agent.receiver.clone());
         let grpc_shutdown = shutdown.clone();
         tasks.spawn(async move {
-            tonic::transport::Server::builder()
+            let served = tonic::transport::Server::builder()
                 .add_service(grpc_service)
                 .serve_with_incoming_shutdown(
                     tonic::transport::server::TcpIncoming::from(grpc),
                     grpc_shutdown.cancelled_owned(),
                 )
                 .await
-                .context("serving the agent OTLP/gRPC port")
+                .context("serving the agent OTLP/gRPC port");
+            drop(open);
+            served
         });
     }
 
