@@ -43,7 +43,8 @@ impl Random {
     }
 }
 
-const SERVICES: [&str; 12] = [
+/// The services of the shop the corpus traces run through.
+pub const SERVICES: [&str; 12] = [
     "frontend",
     "checkout",
     "cart",

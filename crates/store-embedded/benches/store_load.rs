@@ -10,6 +10,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
+use spanflow_loadgen::corpus::{Random, SERVICES};
 use spanflow_model::{
     AttrValue, Attribute, L7Protocol, ObservationPoint, ResourceTags, ResponseStatus, SpanId,
     SpanKind, SpanRow, TraceId,
@@ -20,37 +21,6 @@ use spanflow_store_embedded::{EmbeddedConfig, EmbeddedStore};
 /// The allocator the `spanflow` binary runs with.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// A small, fast, seeded generator (splitmix64), so runs are repeatable.
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-const SERVICES: [&str; 12] = [
-    "frontend",
-    "checkout",
-    "cart",
-    "payments",
-    "shipping",
-    "catalog",
-    "recommendation",
-    "ads",
-    "currency",
-    "email",
-    "quote",
-    "accounting",
-];
 
 /// Each service runs this many pods, with fixed names, nodes and addresses, as in a cluster.
 const PODS_PER_SERVICE: u64 = 3;
@@ -83,11 +53,12 @@ fn string(key: &str, value: impl Into<String>) -> Attribute {
 /// One trace of 4 to 12 spans across services: HTTP, gRPC, database and messaging calls, each
 /// span with about 10 attributes and its resource with about 10 more.
 fn trace(random: &mut Random, start_us: i64, out: &mut Vec<SpanRow>) {
-    let trace_id = TraceId(((random.next() as u128) << 64 | random.next() as u128).to_be_bytes());
+    let trace_id =
+        TraceId(((random.next_u64() as u128) << 64 | random.next_u64() as u128).to_be_bytes());
     let n_spans = 4 + random.below(9) as usize;
     let mut parent: Option<SpanId> = None;
     for index in 0..n_spans {
-        let span_id = SpanId(random.next().max(1).to_be_bytes());
+        let span_id = SpanId(random.next_u64().max(1).to_be_bytes());
         let service = SERVICES[random.below(SERVICES.len() as u64) as usize];
         let kind_pick = random.below(4);
         let service_index = SERVICES.iter().position(|name| *name == service).unwrap();
@@ -327,7 +298,7 @@ fn main() {
         })
         .await
         .unwrap();
-        let mut random = Random(42);
+        let mut random = Random::new(42);
         let now_us = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64;
         let mut sample_traces = Vec::new();
         let mut generated = Vec::with_capacity(batch + 16);

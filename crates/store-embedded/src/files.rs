@@ -150,18 +150,7 @@ pub fn write_file(
     let temporary = path.with_extension("parquet.tmp");
     let file = std::fs::File::create(&temporary)
         .map_err(|error| EmbeddedError::io(format!("creating {}", temporary.display()), error))?;
-    let mut writer = ArrowWriter::try_new(
-        file,
-        schema::schema(),
-        Some(writer_properties(index.n_traces())),
-    )
-    .map_err(|error| EmbeddedError::parquet(&temporary, error))?;
-    writer
-        .write(batch)
-        .map_err(|error| EmbeddedError::parquet(&temporary, error))?;
-    let file = writer
-        .into_inner()
-        .map_err(|error| EmbeddedError::parquet(&temporary, error))?;
+    let file = encode_into(batch, index.n_traces(), file, &temporary)?;
     file.sync_all()
         .map_err(|error| EmbeddedError::io(format!("syncing {}", temporary.display()), error))?;
     entry.n_bytes = file
@@ -179,23 +168,32 @@ pub fn write_file(
     Ok((entry, index))
 }
 
-/// Encodes `batch`, already in file order, as Parquet with the store's writer properties.
+/// Encodes `batch`, already in file order, as Parquet with the store's writer properties, in
+/// memory (for benchmarks of the encoding).
 pub fn encode(batch: &RecordBatch, out: &mut Vec<u8>) -> Result<(), EmbeddedError> {
-    let ids = batch
+    let n_traces = batch
         .column_by_name("trace_id")
-        .ok_or_else(|| EmbeddedError::corrupt("rows without a trace_id column"))?
-        .as_binary::<i32>();
-    let n_traces = TraceIndex::build([ids]).n_traces();
-    let path = Path::new("memory");
+        .map(|ids| TraceIndex::build([ids.as_binary::<i32>()]).n_traces())
+        .unwrap_or(0);
+    encode_into(batch, n_traces, out, Path::new("memory"))?;
+    Ok(())
+}
+
+/// Writes `batch` as one Parquet file to `out` and hands `out` back; `path` names it in errors.
+fn encode_into<W: std::io::Write + Send>(
+    batch: &RecordBatch,
+    n_traces: usize,
+    out: W,
+    path: &Path,
+) -> Result<W, EmbeddedError> {
     let mut writer = ArrowWriter::try_new(out, schema::schema(), Some(writer_properties(n_traces)))
         .map_err(|error| EmbeddedError::parquet(path, error))?;
     writer
         .write(batch)
         .map_err(|error| EmbeddedError::parquet(path, error))?;
     writer
-        .close()
-        .map_err(|error| EmbeddedError::parquet(path, error))?;
-    Ok(())
+        .into_inner()
+        .map_err(|error| EmbeddedError::parquet(path, error))
 }
 
 /// Removes a file and its index; a file already gone is not an error.
