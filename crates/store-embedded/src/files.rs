@@ -383,7 +383,7 @@ pub fn read_trace(
     }
 
     // The trace's rows, as positions within the chosen row groups.
-    let ids = reader()?
+    let ids = bloom_reader
         .with_row_groups(row_groups.clone())
         .with_projection(ProjectionMask::roots(
             metadata.parquet_schema(),

@@ -467,7 +467,7 @@ fn rows_of(batch: &RecordBatch) -> Result<Vec<SpanRow>, EmbeddedError> {
 
 /// A batch as an Arrow IPC stream, the WAL's payload.
 fn encode_batch(batch: &RecordBatch) -> Vec<u8> {
-    // Sized once: growing by doubling copies the entry and faults in fresh pages each time.
+    // Sized up front: growing by doubling copies the entry and faults in fresh pages each time.
     let mut bytes = Vec::with_capacity(batch.get_array_memory_size() / 2);
     let options = arrow::ipc::writer::IpcWriteOptions::default()
         .try_with_compression(Some(arrow::ipc::CompressionType::LZ4_FRAME))
