@@ -31,12 +31,21 @@ enum Command {
     Server(RunArgs),
     /// Sends OTLP load to a receiver and reports throughput and latency.
     Loadgen(LoadgenArgs),
+    /// Accepts what agents send (and any other POST) and only counts it: the server an
+    /// agent is benchmarked against, and an empty HTTP handler to measure the stack's ceiling.
+    Sink(SinkArgs),
+}
+
+#[derive(clap::Args)]
+struct SinkArgs {
+    #[arg(long, default_value = "127.0.0.1:30033")]
+    listen: std::net::SocketAddr,
 }
 
 #[derive(clap::Args)]
 struct LoadgenArgs {
     /// For HTTP the full URL (`.../v1/traces` or `.../api/v1/otel/trace`); for gRPC the
-    /// receiver's address.
+    /// receiver's address; for batch the server's ingest URL (`.../ingest/v1/batch`).
     #[arg(long, default_value = "http://127.0.0.1:4318/v1/traces")]
     endpoint: String,
     #[arg(long, value_enum, default_value = "http")]
@@ -70,12 +79,27 @@ struct LoadgenArgs {
     /// Write the report as JSON to this file.
     #[arg(long)]
     out: Option<std::path::PathBuf>,
+    /// OTLP requests per agent batch, with `--protocol batch`.
+    #[arg(long, default_value_t = 10)]
+    payloads_per_batch: usize,
+    /// A spanflow query API (`http://127.0.0.1:20416`): a few times a second, send one span
+    /// of a new trace and time how long after its acknowledgement the API returns it.
+    #[arg(long)]
+    probe: Option<String>,
+    /// Send nothing: time how fast this core decodes the corpus (protobuf, gunzip, both),
+    /// each for `--duration` seconds, and report that instead.
+    #[arg(long)]
+    ceilings: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum LoadgenProtocol {
+    /// OTLP/HTTP protobuf.
     Http,
+    /// OTLP/gRPC.
     Grpc,
+    /// The agent-to-server batches, to drive a server alone.
+    Batch,
 }
 
 fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
@@ -95,6 +119,7 @@ fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
         protocol: match args.protocol {
             LoadgenProtocol::Http => spanflow_loadgen::Protocol::Http,
             LoadgenProtocol::Grpc => spanflow_loadgen::Protocol::Grpc,
+            LoadgenProtocol::Batch => spanflow_loadgen::Protocol::Batch,
         },
         spans_per_request: args.spans_per_request,
         gzip: !args.no_gzip,
@@ -106,7 +131,33 @@ fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
         seed: args.seed,
         headers,
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        payloads_per_batch: args.payloads_per_batch,
+        probe: args.probe,
+        probe_interval: std::time::Duration::from_millis(250),
     };
+    if args.ceilings {
+        let corpus = spanflow_loadgen::corpus::build(
+            config.distinct_requests.max(1),
+            config.spans_per_request.max(1),
+            config.seed,
+        );
+        let ceilings = spanflow_loadgen::ceiling::measure(&corpus, config.duration);
+        let json = serde_json::to_string_pretty(&ceilings)?;
+        if let Some(path) = &args.out {
+            std::fs::write(path, &json).with_context(|| format!("writing {}", path.display()))?;
+        }
+        for (what, rate) in [
+            ("protobuf decode", &ceilings.decode),
+            ("gunzip + decode", &ceilings.gunzip_decode),
+            ("gunzip", &ceilings.gunzip),
+        ] {
+            println!(
+                "{what:16} {:>10.0} spans/s on one core, {:.2} CPU-s per million spans",
+                rate.spans_per_second, rate.cpu_seconds_per_million_spans
+            );
+        }
+        return Ok(());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -129,6 +180,17 @@ fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
         report.latency.p99_ms,
         report.latency.max_ms,
     );
+    if let Some(queryable) = &report.queryable {
+        println!(
+            "queryable after acknowledgement: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms \
+             ({} probes, {} never found)",
+            queryable.p50_ms,
+            queryable.p99_ms,
+            queryable.max_ms,
+            queryable.probes,
+            queryable.not_found
+        );
+    }
     for failure in &report.failures {
         println!("failure: {failure}");
     }
@@ -139,6 +201,23 @@ fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+fn sink(args: SinkArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("binding {}", args.listen))?;
+        eprintln!("spanflow sink listening on {}", args.listen);
+        axum::serve(listener, spanflow_cli::sink::router())
+            .with_graceful_shutdown(wait_for_signal())
+            .await
+            .context("serving")
+    })
 }
 
 #[derive(clap::Args)]
@@ -157,6 +236,7 @@ fn main() -> anyhow::Result<()> {
         Command::Agent(args) => (Role::Agent, args),
         Command::Server(args) => (Role::Server, args),
         Command::Loadgen(args) => return loadgen(args),
+        Command::Sink(args) => return sink(args),
     };
     let file = match &args.config {
         Some(path) => Settings::from_file(path)?,

@@ -1,16 +1,18 @@
-//! The benchmark harness, `bench/run`, run for a second of tiny load so that it cannot rot:
-//! it starts `spanflow up`, drives it with `spanflow loadgen`, and reports every span stored.
+//! The benchmark harness, `bench/run`, run for a second of tiny load per phase so that it
+//! cannot rot: every scenario starts the processes it measures, drives them with
+//! `spanflow loadgen`, and finds every span it sent where it should be.
 
 use std::path::Path;
 use std::process::Command;
 
 #[test]
-fn the_harness_smoke_run_stores_every_span_it_sends() {
+fn the_harness_smoke_run_finds_every_span_it_sends_in_every_scenario() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let out = tempfile::tempdir().unwrap();
     let output = Command::new(root.join("bench/run"))
         .args(["--smoke", "--bin", env!("CARGO_BIN_EXE_spanflow"), "--out"])
         .arg(out.path())
+        .env_remove("SPANFLOW_LOG")
         .output()
         .expect("bench/run starts");
     assert!(
@@ -21,19 +23,55 @@ fn the_harness_smoke_run_stores_every_span_it_sends() {
     );
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.path().join("summary.json")).unwrap()).unwrap();
-    assert_eq!(summary["spans_lost"], 0, "{summary}");
-    assert_eq!(summary["requests_failed"], 0, "{summary}");
-    assert_eq!(
-        summary["spans_stored"], summary["spans_accepted"],
-        "{summary}"
-    );
-    assert!(
-        summary["spans_stored"].as_u64().unwrap() >= 20_000,
-        "{summary}"
-    );
-    assert!(summary["cpu_seconds_per_million_spans"].as_f64().unwrap() > 0.0);
-    assert!(summary["peak_rss_mib"].as_f64().unwrap() > 1.0);
-    for report in ["saturation.json", "half.json"] {
-        assert!(out.path().join(report).exists(), "{report} missing");
+    for scenario in ["agent", "server", "end-to-end"] {
+        let figures = &summary[scenario];
+        assert_eq!(figures["spans_lost"], 0, "{scenario}: {figures}");
+        assert_eq!(figures["requests_failed"], 0, "{scenario}: {figures}");
+        assert_eq!(
+            figures["spans_stored"], figures["spans_accepted"],
+            "{scenario}: {figures}"
+        );
+        // The saturation phase sends its 20,000 spans; the half load phase, a second's worth.
+        assert!(
+            figures["spans_stored"].as_u64().unwrap() > 20_000,
+            "{scenario}: {figures}"
+        );
+        assert!(
+            figures["cpu_seconds_per_million_spans"].as_f64().unwrap() > 0.0,
+            "{scenario}: {figures}"
+        );
+        assert!(
+            figures["peak_rss_mib"].as_f64().unwrap() > 1.0,
+            "{scenario}: {figures}"
+        );
+        assert!(
+            figures["half_load_latency_p99_ms"].as_f64().unwrap() > 0.0,
+            "{scenario}: {figures}"
+        );
+        for report in ["saturation", "half"] {
+            let path = out.path().join(format!("{scenario}-{report}.json"));
+            assert!(path.exists(), "{} missing", path.display());
+        }
+    }
+    // The probe found every trace it sent once it was acknowledged.
+    for scenario in ["server", "end-to-end"] {
+        let figures = &summary[scenario];
+        assert_eq!(figures["ack_to_queryable_not_found"], 0, "{figures}");
+        assert!(
+            figures["ack_to_queryable_p50_ms"].as_f64().unwrap() > 0.0,
+            "{figures}"
+        );
+    }
+    assert!(summary["agent"].get("ack_to_queryable_p50_ms").is_none());
+    assert!(summary["empty"]["requests_per_second"].as_f64().unwrap() > 0.0);
+    for ceiling in ["decode", "gunzip_decode", "gunzip"] {
+        assert!(
+            summary["ceilings"][ceiling]["spans_per_second"]
+                .as_f64()
+                .unwrap()
+                > 0.0,
+            "{}",
+            summary["ceilings"]
+        );
     }
 }

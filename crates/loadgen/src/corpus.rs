@@ -274,6 +274,42 @@ fn gzip(bytes: &[u8]) -> Bytes {
     encoder.finish().expect("gzip to memory").into()
 }
 
+/// A request of one span in a trace of its own, `trace_id`: what a probe sends to learn how
+/// soon after its acknowledgement a trace can be found.
+pub fn probe(trace_id: [u8; 16]) -> Payload {
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|since| since.as_nanos() as u64)
+        .unwrap_or(0);
+    let request = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![text("service.name", "spanflow-loadgen-probe")],
+                ..Resource::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans: vec![Span {
+                    trace_id: trace_id.to_vec(),
+                    span_id: trace_id[8..].to_vec(),
+                    name: "probe".into(),
+                    kind: span::SpanKind::Internal as i32,
+                    start_time_unix_nano: now_ns,
+                    end_time_unix_nano: now_ns + 1_000,
+                    ..Span::default()
+                }],
+                ..ScopeSpans::default()
+            }],
+            ..ResourceSpans::default()
+        }],
+    };
+    let protobuf = request.encode_to_vec();
+    Payload {
+        n_spans: 1,
+        gzip: gzip(&protobuf),
+        protobuf: protobuf.into(),
+    }
+}
+
 /// `n_requests` requests of `spans_per_request` spans each, all with distinct ids.
 pub fn build(n_requests: usize, spans_per_request: usize, seed: u64) -> Vec<Payload> {
     let mut random = Random::new(seed);

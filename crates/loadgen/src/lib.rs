@@ -8,7 +8,13 @@
 //! waiting (no coordinated omission). Responses are counted as accepted (2xx, gRPC OK), refused
 //! (429/503, gRPC UNAVAILABLE or RESOURCE_EXHAUSTED: the receiver asked the client to retry)
 //! or failed (anything else, transport errors included).
+//!
+//! Two more measures ride along. A probe ([`Config::probe`]) sends, a few times a second, one
+//! span of a trace of its own and times how long after its acknowledgement the query API
+//! returns it. [`ceiling`] times the decode of the same corpus on one core: the floor under
+//! what any receiver that decodes can cost.
 
+pub mod ceiling;
 pub mod corpus;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,6 +42,10 @@ pub enum Protocol {
     Http,
     /// OTLP/gRPC over HTTP/2 without TLS, to the endpoint's host and port.
     Grpc,
+    /// What a spanflow agent sends its server: zstd'd `AgentBatch`es of
+    /// [`Config::payloads_per_batch`] OTLP requests each, POSTed to the server's ingest URL
+    /// (`http://host:30033/ingest/v1/batch`). Drives a server with no agent in front of it.
+    Batch,
 }
 
 #[derive(Clone, Debug)]
@@ -58,6 +68,13 @@ pub struct Config {
     pub headers: Vec<(String, String)>,
     /// Draw a progress bar on the terminal.
     pub progress: bool,
+    /// OTLP requests per agent batch ([`Protocol::Batch`] only).
+    pub payloads_per_batch: usize,
+    /// The base URL of a spanflow query API (`http://host:20416`): when set, a probe measures
+    /// the time from a span's acknowledgement until `GET /api/v1/traces/{id}` finds it.
+    pub probe: Option<String>,
+    /// How often the probe sends a span.
+    pub probe_interval: Duration,
 }
 
 impl Default for Config {
@@ -75,6 +92,9 @@ impl Default for Config {
             seed: 1,
             headers: Vec::new(),
             progress: false,
+            payloads_per_batch: 10,
+            probe: None,
+            probe_interval: Duration::from_millis(250),
         }
     }
 }
@@ -96,6 +116,25 @@ pub struct Latency {
     pub mean_ms: f64,
 }
 
+/// Time from a probe span's acknowledgement until the query API returned its trace.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Queryable {
+    /// Probe spans acknowledged (they are counted in [`Report::spans`] too).
+    pub probes: u64,
+    /// Acknowledged probes whose trace the query API had not returned after
+    /// [`PROBE_TIMEOUT`]; not in the quantiles.
+    pub not_found: u64,
+    /// The API is asked every [`PROBE_POLL`], so each time is late by up to that much.
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+/// How long a probe waits for its trace to become queryable.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a probe asks the query API for its trace.
+pub const PROBE_POLL: Duration = Duration::from_millis(5);
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     pub protocol: Protocol,
@@ -115,6 +154,8 @@ pub struct Report {
     /// From each request's intended send time (open loop) or its send time (closed loop) to
     /// its response, accepted or not.
     pub latency: Latency,
+    /// With [`Config::probe`] set.
+    pub queryable: Option<Queryable>,
     /// A few of the failures, for a first look.
     pub failures: Vec<String>,
     pub corpus_requests: usize,
@@ -130,9 +171,15 @@ enum Answer {
     Failed(String),
 }
 
+/// One request body, ready to send.
+struct Body {
+    bytes: Bytes,
+    n_spans: u64,
+}
+
 struct Shared {
     config: Config,
-    corpus: Vec<Payload>,
+    bodies: Vec<Body>,
     uri: http::Uri,
     next: AtomicU64,
     max_requests: u64,
@@ -156,7 +203,7 @@ pub async fn run(config: Config) -> anyhow::Result<Report> {
         );
     }
     let uri: http::Uri = match config.protocol {
-        Protocol::Http => config.endpoint.parse(),
+        Protocol::Http | Protocol::Batch => config.endpoint.parse(),
         Protocol::Grpc => format!(
             "{}{GRPC_EXPORT_PATH}",
             config.endpoint.trim_end_matches('/')
@@ -169,14 +216,42 @@ pub async fn run(config: Config) -> anyhow::Result<Report> {
         "endpoint `{}` must start with http:// (TLS is not supported)",
         config.endpoint
     );
+    anyhow::ensure!(
+        config.payloads_per_batch > 0,
+        "payloads per batch must be at least 1"
+    );
+    let probe_uri = match &config.probe {
+        None => None,
+        Some(base) => {
+            let uri: http::Uri = base
+                .parse()
+                .with_context(|| format!("probe URL `{base}` is not a URL"))?;
+            anyhow::ensure!(
+                uri.scheme_str() == Some("http") && uri.authority().is_some(),
+                "probe URL `{base}` must be http://host:port"
+            );
+            Some(base.trim_end_matches('/').to_string())
+        }
+    };
     let n_distinct = config.distinct_requests.max(1);
     let (spans_per_request, seed) = (config.spans_per_request, config.seed);
-    let corpus =
-        tokio::task::spawn_blocking(move || corpus::build(n_distinct, spans_per_request, seed))
-            .await?;
+    let (protocol, gzip, per_batch) = (config.protocol, config.gzip, config.payloads_per_batch);
+    let (bodies, corpus_bytes, corpus_gzip_bytes) = tokio::task::spawn_blocking(move || {
+        let corpus = corpus::build(n_distinct, spans_per_request, seed);
+        let bytes = corpus.iter().map(|p| p.protobuf.len()).sum::<usize>();
+        let gzip_bytes = corpus.iter().map(|p| p.gzip.len()).sum::<usize>();
+        (
+            bodies(&corpus, protocol, gzip, per_batch),
+            bytes,
+            gzip_bytes,
+        )
+    })
+    .await?;
+    let n_spans_corpus = (n_distinct * spans_per_request) as f64;
+    let spans_per_body = bodies[0].n_spans;
     let max_requests = config
         .max_spans
-        .map(|spans| spans.div_ceil(config.spans_per_request as u64))
+        .map(|spans| spans.div_ceil(spans_per_body))
         .unwrap_or(u64::MAX);
     let progress = if config.progress {
         let bar = indicatif::ProgressBar::new(match config.max_spans {
@@ -202,9 +277,10 @@ pub async fn run(config: Config) -> anyhow::Result<Report> {
         deadline: started + config.duration,
         progress,
         failures: Mutex::new(Vec::new()),
-        corpus,
+        bodies,
         config,
     });
+    let prober = probe_uri.map(|query| tokio::spawn(probe(shared.clone(), query)));
     let ticker = (shared.config.max_spans.is_none()).then(|| {
         let shared = shared.clone();
         tokio::spawn(async move {
@@ -220,25 +296,32 @@ pub async fn run(config: Config) -> anyhow::Result<Report> {
         .map(|_| tokio::spawn(worker(shared.clone())))
         .collect();
     let mut requests = Counts::default();
+    let mut spans = Counts::default();
     let mut latencies =
         Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
     let mut bytes_sent = 0;
     for worker in workers {
         let done = worker.await?;
-        requests.accepted += done.requests.accepted;
-        requests.refused += done.requests.refused;
-        requests.failed += done.requests.failed;
+        requests.add(&done.requests);
+        spans.add(&done.spans);
         bytes_sent += done.bytes_sent;
         latencies.add(&done.latencies).expect("same bounds");
     }
     let elapsed = shared.started.elapsed().as_secs_f64();
+    let queryable = match prober {
+        None => None,
+        Some(prober) => {
+            let done = prober.await?;
+            requests.add(&done.requests);
+            spans.add(&done.requests);
+            Some(done.queryable)
+        }
+    };
     if let Some(ticker) = ticker {
         ticker.abort();
     }
     shared.progress.finish_and_clear();
-    let per_request = shared.config.spans_per_request as u64;
     let quantile = |q: f64| latencies.value_at_quantile(q) as f64 / 1000.0;
-    let n_spans_corpus: usize = shared.corpus.iter().map(|payload| payload.n_spans).sum();
     let config = &shared.config;
     let sent = requests.accepted + requests.refused + requests.failed;
     let failures = shared.failures.lock().expect("failures lock").clone();
@@ -255,12 +338,8 @@ pub async fn run(config: Config) -> anyhow::Result<Report> {
         },
         target_spans_per_second: config.rate,
         elapsed_seconds: elapsed,
-        spans: Counts {
-            accepted: requests.accepted * per_request,
-            refused: requests.refused * per_request,
-            failed: requests.failed * per_request,
-        },
-        spans_per_second: (requests.accepted * per_request) as f64 / elapsed.max(1e-9),
+        spans_per_second: spans.accepted as f64 / elapsed.max(1e-9),
+        spans,
         requests,
         bytes_sent,
         latency: if latencies.is_empty() {
@@ -275,45 +354,111 @@ pub async fn run(config: Config) -> anyhow::Result<Report> {
                 mean_ms: latencies.mean() / 1000.0,
             }
         },
+        queryable,
         failures,
-        corpus_requests: shared.corpus.len(),
-        corpus_bytes_per_span: shared
-            .corpus
-            .iter()
-            .map(|p| p.protobuf.len())
-            .sum::<usize>() as f64
-            / n_spans_corpus.max(1) as f64,
-        corpus_gzip_bytes_per_span: shared.corpus.iter().map(|p| p.gzip.len()).sum::<usize>()
-            as f64
-            / n_spans_corpus.max(1) as f64,
-        ids_repeated: sent > shared.corpus.len() as u64,
+        corpus_requests: n_distinct,
+        corpus_bytes_per_span: corpus_bytes as f64 / n_spans_corpus,
+        corpus_gzip_bytes_per_span: corpus_gzip_bytes as f64 / n_spans_corpus,
+        ids_repeated: sent > shared.bodies.len() as u64,
     })
+}
+
+impl Counts {
+    fn add(&mut self, other: &Counts) {
+        self.accepted += other.accepted;
+        self.refused += other.refused;
+        self.failed += other.failed;
+    }
+
+    fn count(&mut self, answer: &Answer, n: u64) {
+        match answer {
+            Answer::Accepted => self.accepted += n,
+            Answer::Refused => self.refused += n,
+            Answer::Failed(_) => self.failed += n,
+        }
+    }
+}
+
+/// The bodies the protocol sends: the corpus requests as they are, or gzip'd, or (for
+/// [`Protocol::Batch`]) gathered into agent batches.
+fn bodies(corpus: &[Payload], protocol: Protocol, gzip: bool, per_batch: usize) -> Vec<Body> {
+    match protocol {
+        Protocol::Http | Protocol::Grpc => corpus
+            .iter()
+            .map(|payload| Body {
+                bytes: message_body(protocol, gzip, payload),
+                n_spans: payload.n_spans as u64,
+            })
+            .collect(),
+        Protocol::Batch => corpus
+            .chunks(per_batch)
+            .enumerate()
+            .map(|(seq, payloads)| batch_body(seq as u64, payloads))
+            .collect(),
+    }
+}
+
+fn message_body(protocol: Protocol, gzip: bool, payload: &Payload) -> Bytes {
+    let message = if gzip {
+        &payload.gzip
+    } else {
+        &payload.protobuf
+    };
+    match protocol {
+        Protocol::Grpc => {
+            // The length-prefixed message: a compressed flag, four bytes of length, the message.
+            let mut framed = BytesMut::with_capacity(5 + message.len());
+            framed.put_u8(u8::from(gzip));
+            framed.put_u32(message.len() as u32);
+            framed.put_slice(message);
+            framed.freeze()
+        }
+        Protocol::Http | Protocol::Batch => message.clone(),
+    }
+}
+
+fn batch_body(seq: u64, payloads: &[Payload]) -> Body {
+    let batch = spanflow_transport::AgentBatch {
+        version: spanflow_transport::VERSION,
+        agent_id: "spanflow-loadgen".into(),
+        agent_host_name: "loadgen".into(),
+        agent_host_ip: "127.0.0.1".into(),
+        batch_seq: seq,
+        payloads: payloads
+            .iter()
+            .map(|payload| spanflow_transport::Payload {
+                peer_ip: "127.0.0.1".into(),
+                n_spans: payload.n_spans as u32,
+                otlp: payload.protobuf.clone(),
+            })
+            .collect(),
+    };
+    Body {
+        n_spans: batch.n_spans(),
+        // The agent's own level.
+        bytes: batch.encode_compressed(1).into(),
+    }
 }
 
 struct WorkerResult {
     requests: Counts,
+    spans: Counts,
     bytes_sent: u64,
     latencies: Histogram<u64>,
 }
 
 async fn worker(shared: Arc<Shared>) -> WorkerResult {
     let config = &shared.config;
-    let mut builder = Client::builder(TokioExecutor::new());
-    builder.pool_max_idle_per_host(1);
-    if config.protocol == Protocol::Grpc {
-        builder.http2_only(true);
-    }
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    let client: Client<HttpConnector, Full<Bytes>> = builder.build(connector);
+    let client = client(config.protocol);
     let mut result = WorkerResult {
         requests: Counts::default(),
+        spans: Counts::default(),
         bytes_sent: 0,
         latencies: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
     };
     let period = config
         .rate
-        .map(|rate| Duration::from_secs_f64(config.spans_per_request as f64 / rate));
+        .map(|rate| Duration::from_secs_f64(shared.bodies[0].n_spans as f64 / rate));
     loop {
         let index = shared.next.fetch_add(1, Ordering::Relaxed);
         if index >= shared.max_requests {
@@ -336,51 +481,144 @@ async fn worker(shared: Arc<Shared>) -> WorkerResult {
                 now
             }
         };
-        let payload = &shared.corpus[(index % shared.corpus.len() as u64) as usize];
-        let (request, n_bytes) = request(config, &shared.uri, payload);
-        let answer = send(&client, config.protocol, request).await;
+        let body = &shared.bodies[(index % shared.bodies.len() as u64) as usize];
+        let answer = send(&client, config.protocol, request(config, &shared.uri, body)).await;
         let latency = intended.elapsed().as_micros().max(1) as u64;
         result.latencies.saturating_record(latency);
-        result.bytes_sent += n_bytes as u64;
-        match answer {
-            Answer::Accepted => result.requests.accepted += 1,
-            Answer::Refused => result.requests.refused += 1,
-            Answer::Failed(message) => {
-                result.requests.failed += 1;
-                let mut failures = shared.failures.lock().expect("failures lock");
-                if failures.len() < 5 {
-                    failures.push(message);
-                }
-            }
+        result.bytes_sent += body.bytes.len() as u64;
+        result.requests.count(&answer, 1);
+        result.spans.count(&answer, body.n_spans);
+        if let Answer::Failed(message) = answer {
+            shared.failed(message);
         }
         if config.max_spans.is_some() {
-            shared.progress.inc(payload.n_spans as u64);
+            shared.progress.inc(body.n_spans);
         }
     }
     result
 }
 
-fn request(
-    config: &Config,
-    uri: &http::Uri,
-    payload: &Payload,
-) -> (http::Request<Full<Bytes>>, usize) {
-    let message = if config.gzip {
-        &payload.gzip
-    } else {
-        &payload.protobuf
+impl Shared {
+    fn failed(&self, message: String) {
+        let mut failures = self.failures.lock().expect("failures lock");
+        if failures.len() < 5 {
+            failures.push(message);
+        }
+    }
+}
+
+fn client(protocol: Protocol) -> Client<HttpConnector, Full<Bytes>> {
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder.pool_max_idle_per_host(1);
+    if protocol == Protocol::Grpc {
+        builder.http2_only(true);
+    }
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    builder.build(connector)
+}
+
+struct ProbeResult {
+    requests: Counts,
+    queryable: Queryable,
+}
+
+/// Every [`Config::probe_interval`] until the run's deadline: sends one span of a new trace
+/// and, once it is acknowledged, asks `{query}/api/v1/traces/{id}` for it every
+/// [`PROBE_POLL`] until it is there.
+async fn probe(shared: Arc<Shared>, query: String) -> ProbeResult {
+    let config = &shared.config;
+    let sender = client(config.protocol);
+    let asker = client(Protocol::Http);
+    let mut result = ProbeResult {
+        requests: Counts::default(),
+        queryable: Queryable::default(),
     };
+    let mut times = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
+    let mut next = Instant::now() + config.probe_interval;
+    for n in 0u64.. {
+        if next >= shared.deadline {
+            break;
+        }
+        tokio::time::sleep_until(next.into()).await;
+        next += config.probe_interval;
+        // Ids of their own: `fe` then the seed and a count, never drawn by the corpus's
+        // generator in practice.
+        let mut trace_id = [0u8; 16];
+        trace_id[0] = 0xfe;
+        trace_id[1..8].copy_from_slice(&config.seed.to_be_bytes()[1..]);
+        trace_id[8..].copy_from_slice(&(n + 1).to_be_bytes());
+        let payload = corpus::probe(trace_id);
+        let body = match config.protocol {
+            Protocol::Batch => batch_body(u64::MAX - n, std::slice::from_ref(&payload)),
+            protocol => Body {
+                bytes: message_body(protocol, config.gzip, &payload),
+                n_spans: 1,
+            },
+        };
+        let answer = send(
+            &sender,
+            config.protocol,
+            request(config, &shared.uri, &body),
+        )
+        .await;
+        result.requests.count(&answer, 1);
+        match answer {
+            Answer::Accepted => {}
+            Answer::Refused => continue,
+            Answer::Failed(message) => {
+                shared.failed(format!("probe: {message}"));
+                continue;
+            }
+        }
+        let acknowledged = Instant::now();
+        let uri: http::Uri = format!("{query}/api/v1/traces/{}", hex(&trace_id))
+            .parse()
+            .expect("a valid URL");
+        loop {
+            let found = match asker.get(uri.clone()).await {
+                Ok(response) => {
+                    let status = response.status();
+                    let _ = response.into_body().collect().await;
+                    status.is_success()
+                }
+                Err(_) => false,
+            };
+            if found {
+                times.saturating_record(acknowledged.elapsed().as_micros().max(1) as u64);
+                break;
+            }
+            if acknowledged.elapsed() > PROBE_TIMEOUT {
+                result.queryable.not_found += 1;
+                break;
+            }
+            tokio::time::sleep(PROBE_POLL).await;
+        }
+    }
+    result.queryable.probes = result.requests.accepted;
+    if !times.is_empty() {
+        result.queryable.p50_ms = times.value_at_quantile(0.5) as f64 / 1000.0;
+        result.queryable.p99_ms = times.value_at_quantile(0.99) as f64 / 1000.0;
+        result.queryable.max_ms = times.max() as f64 / 1000.0;
+    }
+    result
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn request(config: &Config, uri: &http::Uri, body: &Body) -> http::Request<Full<Bytes>> {
     let mut builder = http::Request::post(uri.clone());
     for (name, value) in &config.headers {
         builder = builder.header(name.as_str(), value.as_str());
     }
-    let body = match config.protocol {
+    match config.protocol {
         Protocol::Http => {
             builder = builder.header(http::header::CONTENT_TYPE, "application/x-protobuf");
             if config.gzip {
                 builder = builder.header(http::header::CONTENT_ENCODING, "gzip");
             }
-            message.clone()
         }
         Protocol::Grpc => {
             builder = builder
@@ -389,19 +627,14 @@ fn request(
             if config.gzip {
                 builder = builder.header("grpc-encoding", "gzip");
             }
-            // The length-prefixed message: a compressed flag, four bytes of length, the message.
-            let mut framed = BytesMut::with_capacity(5 + message.len());
-            framed.put_u8(u8::from(config.gzip));
-            framed.put_u32(message.len() as u32);
-            framed.put_slice(message);
-            framed.freeze()
         }
-    };
-    let n_bytes = body.len();
-    (
-        builder.body(Full::new(body)).expect("a valid request"),
-        n_bytes,
-    )
+        Protocol::Batch => {
+            builder = builder.header(http::header::CONTENT_TYPE, spanflow_transport::CONTENT_TYPE);
+        }
+    }
+    builder
+        .body(Full::new(body.bytes.clone()))
+        .expect("a valid request")
 }
 
 async fn send(
@@ -420,7 +653,7 @@ async fn send(
         Err(error) => return Answer::Failed(format!("reading the response: {error}")),
     };
     match protocol {
-        Protocol::Http => match status.as_u16() {
+        Protocol::Http | Protocol::Batch => match status.as_u16() {
             200..=299 => Answer::Accepted,
             429 | 503 => Answer::Refused,
             _ => Answer::Failed(format!(
