@@ -37,7 +37,7 @@ impl Default for ForwardConfig {
     fn default() -> Self {
         ForwardConfig {
             server_url: "http://127.0.0.1:30033".to_string(),
-            max_batch_bytes: 4 << 20,
+            max_batch_bytes: 1 << 20,
             flush_interval: Duration::from_millis(200),
             request_timeout: Duration::from_secs(30),
             min_backoff: Duration::from_millis(100),
@@ -134,7 +134,7 @@ impl Forwarder {
         };
         self.next_seq += 1;
         let n_spans = batch.n_spans();
-        let body = bytes::Bytes::from(batch.encode_compressed(1));
+        let body = bytes::Bytes::from(batch.encode_body());
         drop(batch);
         let mut backoff = self.config.min_backoff;
         let mut attempt = 0u32;

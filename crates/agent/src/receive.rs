@@ -10,12 +10,37 @@ use bytes::Bytes;
 use prost::Message;
 use spanflow_model::metric_names;
 use spanflow_otlp::{json, scan, validate};
-use spanflow_transport::Payload;
+use spanflow_transport::{Encoding, Payload};
 
 use crate::queue::ForwardQueue;
 
 /// How long a throttled client should wait before sending again.
 pub const RETRY_AFTER_SECONDS: u32 = 1;
+
+/// Bodies up to this size (as received) are decompressed and walked on the task that read
+/// them: a hand-off to the blocking pool costs two thread switches, more than that work on a
+/// request of a few hundred spans. Larger bodies go to the blocking pool.
+pub const INLINE_BODY_BYTES: usize = 32 << 10;
+
+/// Runs `work`, CPU work on a body of `n_bytes`, inline or on the blocking pool (see
+/// [`INLINE_BODY_BYTES`]).
+pub async fn cpu_work<T: Send + 'static>(
+    n_bytes: usize,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    if n_bytes <= INLINE_BODY_BYTES {
+        Ok(work())
+    } else {
+        tokio::task::spawn_blocking(work).await
+    }
+}
+
+/// A request body as it arrived, still compressed: forwarded in these very bytes when nothing
+/// in it has to change.
+pub struct Received {
+    pub bytes: Bytes,
+    pub encoding: Encoding,
+}
 
 /// The body's encoding, from `Content-Type`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,12 +155,14 @@ impl Receiver {
         self.max_body_bytes
     }
 
-    /// Accepts one decompressed OTLP body from `peer`.
+    /// Accepts one decompressed OTLP body from `peer`; `received` is the body as it arrived,
+    /// when it arrived compressed.
     pub fn accept(
         &self,
         kind: ContentKind,
         body: Bytes,
         peer: IpAddr,
+        received: Option<Received>,
     ) -> Result<Accepted, ReceiveError> {
         let (otlp, accepted) = match kind {
             ContentKind::Protobuf => Self::protobuf(body)?,
@@ -148,10 +175,24 @@ impl Receiver {
         if accepted.n_spans == 0 {
             return Ok(accepted);
         }
+        // A compressed protobuf body that lost no span travels as its sender compressed it;
+        // anything else is compressed here, once.
+        let (otlp, encoding) = match received {
+            Some(received) if kind == ContentKind::Protobuf && accepted.n_rejected == 0 => {
+                (received.bytes, received.encoding)
+            }
+            _ => (
+                zstd::bulk::compress(&otlp, 1)
+                    .expect("zstd compression of a buffer cannot fail")
+                    .into(),
+                Encoding::Zstd,
+            ),
+        };
         let payload = Payload {
             peer_ip: peer.to_canonical().to_string(),
             n_spans: u32::try_from(accepted.n_spans).unwrap_or(u32::MAX),
             otlp,
+            encoding: encoding as i32,
         };
         if let Err(full) = self.queue.push(payload) {
             return Err(Self::throttled(full));
@@ -229,5 +270,106 @@ impl Receiver {
                 rejected_message: validated.rejected_message,
             },
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use spanflow_otlp::ExportTraceServiceRequest;
+
+    use super::*;
+
+    fn request(span_ids: &[&[u8]]) -> Bytes {
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: span_ids
+                        .iter()
+                        .map(|span_id| Span {
+                            trace_id: vec![7; 16],
+                            span_id: span_id.to_vec(),
+                            name: "GET /".into(),
+                            start_time_unix_nano: 1,
+                            end_time_unix_nano: 2,
+                            ..Span::default()
+                        })
+                        .collect(),
+                    ..ScopeSpans::default()
+                }],
+                ..ResourceSpans::default()
+            }],
+        }
+        .encode_to_vec()
+        .into()
+    }
+
+    fn gzip(bytes: &[u8]) -> Bytes {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(bytes).unwrap();
+        encoder.finish().unwrap().into()
+    }
+
+    fn receiver() -> (Receiver, Arc<ForwardQueue>) {
+        let queue = Arc::new(ForwardQueue::new(1 << 20));
+        (Receiver::new(queue.clone(), 1 << 20), queue)
+    }
+
+    const PEER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    #[test]
+    fn a_compressed_body_that_loses_no_span_is_queued_in_the_senders_bytes() {
+        let (receiver, queue) = receiver();
+        let body = request(&[&[1; 8], &[2; 8]]);
+        let gzipped = gzip(&body);
+        let received = Received {
+            bytes: gzipped.clone(),
+            encoding: Encoding::Gzip,
+        };
+        let accepted = receiver
+            .accept(ContentKind::Protobuf, body, PEER, Some(received))
+            .unwrap();
+        assert_eq!(accepted.n_spans, 2);
+        let queued = queue.take_all();
+        assert_eq!(queued.len(), 1);
+        assert_eq!(queued[0].checked_encoding().unwrap(), Encoding::Gzip);
+        assert_eq!(queued[0].otlp, gzipped);
+        assert_eq!(queued[0].n_spans, 2);
+        assert_eq!(queued[0].peer_ip, "127.0.0.1");
+    }
+
+    #[test]
+    fn a_body_that_loses_spans_or_came_uncompressed_is_queued_zstd_once() {
+        let (receiver, queue) = receiver();
+        // The second span's id is all zeros: cut, so the sender's bytes no longer do.
+        let body = request(&[&[1; 8], &[0; 8]]);
+        let received = Received {
+            bytes: gzip(&body),
+            encoding: Encoding::Gzip,
+        };
+        let accepted = receiver
+            .accept(ContentKind::Protobuf, body, PEER, Some(received))
+            .unwrap();
+        assert_eq!((accepted.n_spans, accepted.n_rejected), (1, 1));
+        let plain = request(&[&[3; 8]]);
+        receiver
+            .accept(ContentKind::Protobuf, plain.clone(), PEER, None)
+            .unwrap();
+        let queued = queue.take_all();
+        assert_eq!(queued.len(), 2);
+        for payload in &queued {
+            assert_eq!(payload.checked_encoding().unwrap(), Encoding::Zstd);
+        }
+        let cut = zstd::decode_all(&queued[0].otlp[..]).unwrap();
+        let cut = ExportTraceServiceRequest::decode(&cut[..]).unwrap();
+        let spans = &cut.resource_spans[0].scope_spans[0].spans;
+        assert_eq!(spans.len(), 1);
+        assert_eq!(spans[0].span_id, vec![1; 8]);
+        assert_eq!(
+            zstd::decode_all(&queued[1].otlp[..]).unwrap(),
+            plain.to_vec()
+        );
     }
 }

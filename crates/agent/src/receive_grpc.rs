@@ -19,7 +19,7 @@ use tonic::codec::{
 use tonic::codegen::{http, Body, BoxFuture, StdError};
 use tonic::server::{NamedService, UnaryService};
 
-use crate::receive::{ContentKind, Receiver};
+use crate::receive::{cpu_work, ContentKind, Receiver};
 
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
@@ -105,8 +105,8 @@ impl UnaryService<Bytes> for Export {
                 count(error.outcome());
                 return Err(tonic::Status::new(error.grpc_code(), error.message));
             }
-            let outcome = tokio::task::spawn_blocking(move || {
-                receiver.accept(ContentKind::Protobuf, body, peer.ip())
+            let outcome = cpu_work(body.len(), move || {
+                receiver.accept(ContentKind::Protobuf, body, peer.ip(), None)
             })
             .await
             .map_err(|_| tonic::Status::internal("request handling failed"))?;

@@ -19,7 +19,8 @@ use spanflow_otlp::status::Status;
 use spanflow_otlp::{json, ExportTracePartialSuccess, ExportTraceServiceResponse};
 
 use crate::receive::{
-    Accepted, ContentKind, ReceiveError, ReceiveErrorKind, Receiver, RETRY_AFTER_SECONDS,
+    cpu_work, Accepted, ContentKind, ReceiveError, ReceiveErrorKind, Received, Receiver,
+    RETRY_AFTER_SECONDS,
 };
 
 /// DeepFlow's OTLP path, which the seed's collector config posts to.
@@ -107,28 +108,34 @@ async fn export(
         }
     };
     metrics::counter!(metric_names::AGENT_RECEIVED_BYTES).increment(compressed.len() as u64);
-    // A compressed OTLP body grows several times over when decompressed (about eight times
-    // for typical spans). Guessing four, a body that would have fitted is now and then refused
-    // while the queue is nearly full, and retried like any other 503; in exchange an agent
-    // under overload does not decompress and walk bodies only to refuse them.
+    // The queue holds bodies compressed: a compressed one as it came, an uncompressed one
+    // after zstd has made it about a fifth of its size. Checking room for that much first, an
+    // agent under overload does not decompress and walk bodies only to refuse them.
     let expected_bytes = match encoding {
-        Encoding::Identity => compressed.len(),
-        _ => compressed.len().saturating_mul(4),
+        Encoding::Identity => compressed.len() / 4,
+        _ => compressed.len(),
     };
     if let Err(error) = receiver.check_room(expected_bytes) {
         count(error.outcome());
         return error_response(kind, &error);
     }
     let peer_ip = peer.ip();
-    // Decompression and the protobuf walk are CPU work on bodies up to the cap: keep them off
-    // the I/O threads.
-    let outcome = tokio::task::spawn_blocking(move || {
+    let received = match encoding {
+        Encoding::Identity => None,
+        Encoding::Gzip => Some(spanflow_transport::Encoding::Gzip),
+        Encoding::Zstd => Some(spanflow_transport::Encoding::Zstd),
+    }
+    .map(|encoding| Received {
+        bytes: compressed.clone(),
+        encoding,
+    });
+    let outcome = cpu_work(compressed.len(), move || {
         let body =
             decompress(compressed, encoding, max_body_bytes).map_err(|error| match error {
                 DecompressError::TooLarge { .. } => too_large(max_body_bytes),
                 corrupt => ReceiveError::new(ReceiveErrorKind::BadRequest, corrupt.to_string()),
             })?;
-        receiver.accept(kind, body, peer_ip)
+        receiver.accept(kind, body, peer_ip, received)
     })
     .await;
     match outcome {

@@ -44,9 +44,10 @@ settings! {
     agent_id: String = "SPANFLOW_AGENT_ID",
     /// Agent: cap on a request body after decompression, in bytes.
     max_body_bytes: usize = "SPANFLOW_MAX_BODY_BYTES",
-    /// Agent: cap on bytes waiting for the server; past it, clients are told to retry later.
+    /// Agent: cap on bytes waiting for the server (compressed, as queued); past it, clients are
+    /// told to retry later.
     max_queue_bytes: usize = "SPANFLOW_MAX_QUEUE_BYTES",
-    /// Agent: a batch is sent once this many bytes are waiting.
+    /// Agent: a batch is sent once this many (compressed) bytes are waiting.
     batch_max_bytes: usize = "SPANFLOW_BATCH_MAX_BYTES",
     /// Agent: a batch is sent once its oldest payload has waited this long.
     flush_interval_ms: u64 = "SPANFLOW_FLUSH_INTERVAL_MS",
@@ -141,7 +142,7 @@ impl Settings {
                 .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned()),
             max_body_bytes: self.max_body_bytes.unwrap_or(64 << 20),
             max_queue_bytes: self.max_queue_bytes.unwrap_or(128 << 20),
-            batch_max_bytes: self.batch_max_bytes.unwrap_or(4 << 20),
+            batch_max_bytes: self.batch_max_bytes.unwrap_or(1 << 20),
             flush_interval_ms: self.flush_interval_ms.unwrap_or(200),
             ingest_listen: self
                 .ingest_listen

@@ -39,7 +39,7 @@ pub fn router() -> Router {
 }
 
 async fn batch(State(counts): State<Arc<Counts>>, body: Bytes) -> (StatusCode, String) {
-    match AgentBatch::decode_compressed(&body, MAX_BATCH_BYTES) {
+    match AgentBatch::decode_body(body, MAX_BATCH_BYTES) {
         Ok(batch) => {
             counts.batches.fetch_add(1, Ordering::Relaxed);
             counts.spans.fetch_add(batch.n_spans(), Ordering::Relaxed);

@@ -3,9 +3,11 @@
 //! The corpus ([`corpus`]) is built, encoded and compressed before the run, so the generator
 //! spends its time sending. Each connection is one worker with one request in flight. In a
 //! closed loop the workers send back to back (saturation). In an open loop at a fixed rate,
-//! request `i` is due at `start + i * period` and its latency is measured from that intended
-//! time, not from when it was sent, so a server that stalls is charged for the requests it kept
-//! waiting (no coordinated omission). Responses are counted as accepted (2xx, gRPC OK), refused
+//! request `i` is due at `start + i * period`. When its connection is still busy with an
+//! earlier request at that time, its latency is measured from that intended time, not from when
+//! it was sent, so a server that stalls is charged for the requests it kept waiting (no
+//! coordinated omission); when the connection is free, from when it was sent, so the
+//! generator's own timer (a millisecond coarse) is not charged to the server. Responses are counted as accepted (2xx, gRPC OK), refused
 //! (429/503, gRPC UNAVAILABLE or RESOURCE_EXHAUSTED: the receiver asked the client to retry)
 //! or failed (anything else, transport errors included).
 //!
@@ -393,7 +395,7 @@ fn bodies(corpus: &[Payload], protocol: Protocol, gzip: bool, per_batch: usize) 
         Protocol::Batch => corpus
             .chunks(per_batch)
             .enumerate()
-            .map(|(seq, payloads)| batch_body(seq as u64, payloads))
+            .map(|(seq, payloads)| batch_body(seq as u64, payloads, gzip))
             .collect(),
     }
 }
@@ -417,7 +419,8 @@ fn message_body(protocol: Protocol, gzip: bool, payload: &Payload) -> Bytes {
     }
 }
 
-fn batch_body(seq: u64, payloads: &[Payload]) -> Body {
+/// A batch as an agent sends it: each request in the bytes its sender compressed.
+fn batch_body(seq: u64, payloads: &[Payload], gzip: bool) -> Body {
     let batch = spanflow_transport::AgentBatch {
         version: spanflow_transport::VERSION,
         agent_id: "spanflow-loadgen".into(),
@@ -429,14 +432,22 @@ fn batch_body(seq: u64, payloads: &[Payload]) -> Body {
             .map(|payload| spanflow_transport::Payload {
                 peer_ip: "127.0.0.1".into(),
                 n_spans: payload.n_spans as u32,
-                otlp: payload.protobuf.clone(),
+                otlp: if gzip {
+                    payload.gzip.clone()
+                } else {
+                    payload.protobuf.clone()
+                },
+                encoding: if gzip {
+                    spanflow_transport::Encoding::Gzip
+                } else {
+                    spanflow_transport::Encoding::Identity
+                } as i32,
             })
             .collect(),
     };
     Body {
         n_spans: batch.n_spans(),
-        // The agent's own level.
-        bytes: batch.encode_compressed(1).into(),
+        bytes: batch.encode_body().into(),
     }
 }
 
@@ -470,8 +481,17 @@ async fn worker(shared: Arc<Shared>) -> WorkerResult {
                 if due >= shared.deadline {
                     break;
                 }
-                tokio::time::sleep_until(due.into()).await;
-                due
+                if Instant::now() < due {
+                    // The connection is free before the request is due, so the server kept
+                    // nobody waiting: count from the moment the request goes out. The timer
+                    // wakes up to a millisecond late, and that is the generator's doing.
+                    tokio::time::sleep_until(due.into()).await;
+                    Instant::now()
+                } else {
+                    // The connection was still busy when the request fell due: the wait since
+                    // is the server's doing, and counted.
+                    due
+                }
             }
             None => {
                 let now = Instant::now();
@@ -550,7 +570,9 @@ async fn probe(shared: Arc<Shared>, query: String) -> ProbeResult {
         trace_id[8..].copy_from_slice(&(n + 1).to_be_bytes());
         let payload = corpus::probe(trace_id);
         let body = match config.protocol {
-            Protocol::Batch => batch_body(u64::MAX - n, std::slice::from_ref(&payload)),
+            Protocol::Batch => {
+                batch_body(u64::MAX - n, std::slice::from_ref(&payload), config.gzip)
+            }
             protocol => Body {
                 bytes: message_body(protocol, config.gzip, &payload),
                 n_spans: 1,

@@ -12,6 +12,7 @@ use axum::Router;
 use http_body_util::BodyExt;
 use prost::Message;
 use spanflow_model::{metric_names, SpanRow};
+use spanflow_otlp::decompress::{decompress, DecompressError, Encoding};
 use spanflow_otlp::map::{map_request, Sender};
 use spanflow_otlp::ExportTraceServiceRequest;
 use spanflow_store::SpanStore;
@@ -19,7 +20,7 @@ use spanflow_transport::{AgentBatch, TransportError, INGEST_PATH};
 
 #[derive(Clone, Debug)]
 pub struct IngestConfig {
-    /// Cap on a batch after decompression.
+    /// Cap on a batch body, and on its payloads after decompression, together.
     pub max_batch_bytes: usize,
 }
 
@@ -81,7 +82,7 @@ async fn receive_batch(
         .unwrap_or("")
         .to_string();
     let max_batch_bytes = ingest.config.max_batch_bytes;
-    let decoded = tokio::task::spawn_blocking(move || decode_batch(&body, max_batch_bytes)).await;
+    let decoded = tokio::task::spawn_blocking(move || decode_batch(body, max_batch_bytes)).await;
     let (rows, outcome) = match decoded {
         Ok(Ok(decoded)) => decoded,
         Ok(Err(error)) => {
@@ -136,16 +137,36 @@ fn refuse(status: StatusCode, message: &str) -> Response {
 
 /// Decodes a batch into rows. A payload that is not valid OTLP is skipped and counted (an agent
 /// validates payloads before it accepts them, so this means a bug or a foreign sender); the
-/// rest of the batch is kept.
+/// rest of the batch is kept. The payloads together may not inflate past `max_batch_bytes`.
 fn decode_batch(
-    body: &[u8],
+    body: bytes::Bytes,
     max_batch_bytes: usize,
 ) -> Result<(Vec<SpanRow>, Outcome), TransportError> {
-    let batch = AgentBatch::decode_compressed(body, max_batch_bytes)?;
+    let batch = AgentBatch::decode_body(body, max_batch_bytes)?;
     let mut rows = Vec::with_capacity(batch.n_spans() as usize);
     let mut outcome = Outcome::default();
+    let mut budget = max_batch_bytes;
     for payload in &batch.payloads {
-        let request = match ExportTraceServiceRequest::decode(payload.otlp.clone()) {
+        let encoding = match payload.checked_encoding()? {
+            spanflow_transport::Encoding::Identity => Encoding::Identity,
+            spanflow_transport::Encoding::Gzip => Encoding::Gzip,
+            spanflow_transport::Encoding::Zstd => Encoding::Zstd,
+        };
+        let otlp = match decompress(payload.otlp.clone(), encoding, budget) {
+            Ok(otlp) => otlp,
+            Err(DecompressError::TooLarge { .. }) => {
+                return Err(TransportError::TooLarge {
+                    max_bytes: max_batch_bytes,
+                })
+            }
+            Err(error) => {
+                outcome.n_payloads_rejected += 1;
+                tracing::error!(%error, agent_id = batch.agent_id, "payload in batch does not decompress; skipped");
+                continue;
+            }
+        };
+        budget -= otlp.len();
+        let request = match ExportTraceServiceRequest::decode(otlp) {
             Ok(request) => request,
             Err(error) => {
                 outcome.n_payloads_rejected += 1;
@@ -163,4 +184,119 @@ fn decode_batch(
     }
     outcome.n_spans_stored = rows.len();
     Ok((rows, outcome))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use spanflow_transport::{Encoding as PayloadEncoding, Payload, VERSION};
+
+    use super::*;
+
+    fn otlp(n_spans: u8) -> Vec<u8> {
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: (1..=n_spans)
+                        .map(|n| Span {
+                            trace_id: vec![n; 16],
+                            span_id: vec![n; 8],
+                            name: format!("span {n}"),
+                            start_time_unix_nano: 1_700_000_000_000_000_000,
+                            end_time_unix_nano: 1_700_000_000_001_000_000,
+                            ..Span::default()
+                        })
+                        .collect(),
+                    ..ScopeSpans::default()
+                }],
+                ..ResourceSpans::default()
+            }],
+        }
+        .encode_to_vec()
+    }
+
+    fn payload(otlp: Vec<u8>, encoding: PayloadEncoding, n_spans: u32) -> Payload {
+        Payload {
+            peer_ip: "10.1.2.3".into(),
+            n_spans,
+            otlp: otlp.into(),
+            encoding: encoding as i32,
+        }
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(bytes).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    fn batch(version: u32, payloads: Vec<Payload>) -> AgentBatch {
+        AgentBatch {
+            version,
+            agent_id: "node-a".into(),
+            payloads,
+            ..AgentBatch::default()
+        }
+    }
+
+    #[test]
+    fn payloads_of_every_encoding_become_rows() {
+        let body = batch(
+            VERSION,
+            vec![
+                payload(otlp(1), PayloadEncoding::Identity, 1),
+                payload(gzip(&otlp(2)), PayloadEncoding::Gzip, 2),
+                payload(
+                    zstd::bulk::compress(&otlp(3), 1).unwrap(),
+                    PayloadEncoding::Zstd,
+                    3,
+                ),
+            ],
+        )
+        .encode_body();
+        let (rows, outcome) = decode_batch(body.into(), 1 << 20).unwrap();
+        assert_eq!(outcome.n_spans_stored, 6);
+        assert_eq!(outcome.n_payloads_rejected, 0);
+        assert_eq!(rows.len(), 6);
+        assert!(rows.iter().all(|row| row.agent_id == "node-a"));
+        assert_eq!(rows[5].endpoint, "span 3");
+    }
+
+    #[test]
+    fn a_version_1_body_from_an_older_agent_is_stored() {
+        let body = batch(1, vec![payload(otlp(2), PayloadEncoding::Identity, 2)]).encode_v1_body(1);
+        let (rows, outcome) = decode_batch(body.into(), 1 << 20).unwrap();
+        assert_eq!((rows.len(), outcome.n_spans_stored), (2, 2));
+    }
+
+    #[test]
+    fn a_corrupt_payload_is_skipped_and_a_bomb_refuses_the_batch() {
+        let body = batch(
+            VERSION,
+            vec![
+                payload(b"not gzip".to_vec(), PayloadEncoding::Gzip, 1),
+                payload(otlp(1), PayloadEncoding::Identity, 1),
+            ],
+        )
+        .encode_body();
+        let (rows, outcome) = decode_batch(body.into(), 1 << 20).unwrap();
+        assert_eq!((rows.len(), outcome.n_payloads_rejected), (1, 1));
+
+        // Two payloads of 600 KB once inflated, under a 1 MB cap for the batch.
+        let big = gzip(&vec![0u8; 600_000]);
+        let body = batch(
+            VERSION,
+            vec![
+                payload(big.clone(), PayloadEncoding::Gzip, 1),
+                payload(big, PayloadEncoding::Gzip, 1),
+            ],
+        )
+        .encode_body();
+        assert!(matches!(
+            decode_batch(body.into(), 1_000_000),
+            Err(TransportError::TooLarge { .. })
+        ));
+    }
 }

@@ -1,11 +1,15 @@
 //! The batch format between the spanflow agent and server.
 //!
 //! An agent posts one [`AgentBatch`] per request to the server's ingest port
-//! (`POST /ingest/v1/batch`), protobuf-encoded and zstd-compressed. Each payload is an OTLP
-//! `ExportTraceServiceRequest` exactly as the agent received it (JSON already turned into
-//! protobuf), so the server does the only full decode. The server answers 200 only once every
-//! span of the batch is durable in its store; any other answer leaves the batch with the agent,
-//! which sends it again.
+//! (`POST /ingest/v1/batch`), protobuf-encoded. Each payload is an OTLP
+//! `ExportTraceServiceRequest` as the agent received it, compressed or not: a gzip'd or zstd'd
+//! body travels in the bytes its sender compressed, and anything else (JSON turned into
+//! protobuf, gRPC messages, bodies the agent had to cut spans from) is zstd'd by the agent. So
+//! no payload is compressed twice, and the server does the only full decode. The server answers
+//! 200 only once every span of the batch is durable in its store; any other answer leaves the
+//! batch with the agent, which sends it again.
+//!
+//! Version 1 bodies (the whole batch zstd-compressed, payloads uncompressed) are still read.
 //!
 //! Invariant: this crate knows neither OTLP's contents nor any store.
 
@@ -13,10 +17,15 @@ use bytes::Bytes;
 
 /// The path an agent posts batches to.
 pub const INGEST_PATH: &str = "/ingest/v1/batch";
-/// The content type of a batch body (always zstd-compressed).
+/// The content type of a batch body.
 pub const CONTENT_TYPE: &str = "application/x-spanflow-batch";
 /// Format version; a server rejects batches of versions it does not know.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
+/// The oldest version a server still reads.
+pub const MIN_VERSION: u32 = 1;
+/// The first bytes of a zstd frame: a version 1 body. A version 2 body is a protobuf message
+/// whose first byte is a field tag, never 0x28.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
 /// One forwarded batch: the agent's identity and the payloads it received.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -45,9 +54,29 @@ pub struct Payload {
     /// Spans in `otlp`, as the agent counted them.
     #[prost(uint32, tag = "2")]
     pub n_spans: u32,
-    /// An OTLP `ExportTraceServiceRequest`, protobuf-encoded.
+    /// An OTLP `ExportTraceServiceRequest`, protobuf-encoded, then compressed as `encoding`
+    /// says.
     #[prost(bytes = "bytes", tag = "3")]
     pub otlp: Bytes,
+    #[prost(enumeration = "Encoding", tag = "4")]
+    pub encoding: i32,
+}
+
+/// How a payload's bytes are compressed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum Encoding {
+    Identity = 0,
+    Gzip = 1,
+    Zstd = 2,
+}
+
+impl Payload {
+    /// The payload's encoding; an unknown one is an error (prost's `encoding()` would guess
+    /// none).
+    pub fn checked_encoding(&self) -> Result<Encoding, TransportError> {
+        Encoding::try_from(self.encoding).map_err(|_| TransportError::Encoding(self.encoding))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,8 +87,12 @@ pub enum TransportError {
     TooLarge { max_bytes: usize },
     #[error("batch is not a valid protobuf AgentBatch: {0}")]
     Decode(#[from] prost::DecodeError),
-    #[error("batch format version {0} is not supported (this server speaks {VERSION})")]
+    #[error(
+        "batch format version {0} is not supported (this server reads {MIN_VERSION} to {VERSION})"
+    )]
     Version(u32),
+    #[error("payload encoding {0} is not known (0 none, 1 gzip, 2 zstd)")]
+    Encoding(i32),
 }
 
 impl AgentBatch {
@@ -70,26 +103,37 @@ impl AgentBatch {
             .sum()
     }
 
-    /// Protobuf then zstd, the body of an ingest request.
-    pub fn encode_compressed(&self, level: i32) -> Vec<u8> {
+    /// The body of an ingest request.
+    pub fn encode_body(&self) -> Vec<u8> {
+        prost::Message::encode_to_vec(self)
+    }
+
+    /// A version 1 body: the batch protobuf-encoded, then zstd-compressed.
+    pub fn encode_v1_body(&self, level: i32) -> Vec<u8> {
         let encoded = prost::Message::encode_to_vec(self);
         zstd::bulk::compress(&encoded, level).expect("zstd compression of a buffer cannot fail")
     }
 
-    /// Inverse of [`AgentBatch::encode_compressed`], refusing to inflate past `max_bytes`.
-    pub fn decode_compressed(body: &[u8], max_bytes: usize) -> Result<AgentBatch, TransportError> {
-        use std::io::Read;
-        let decoder = zstd::stream::read::Decoder::new(body).map_err(TransportError::Decompress)?;
-        let mut encoded = Vec::new();
-        decoder
-            .take(max_bytes as u64 + 1)
-            .read_to_end(&mut encoded)
-            .map_err(TransportError::Decompress)?;
-        if encoded.len() > max_bytes {
-            return Err(TransportError::TooLarge { max_bytes });
-        }
-        let batch: AgentBatch = prost::Message::decode(Bytes::from(encoded))?;
-        if batch.version != VERSION {
+    /// Reads a body of either version. A version 1 body is refused when it inflates past
+    /// `max_bytes`; a payload's own decompression is its reader's to bound.
+    pub fn decode_body(body: Bytes, max_bytes: usize) -> Result<AgentBatch, TransportError> {
+        let batch: AgentBatch = if body.starts_with(&ZSTD_MAGIC) {
+            use std::io::Read;
+            let decoder =
+                zstd::stream::read::Decoder::new(&body[..]).map_err(TransportError::Decompress)?;
+            let mut encoded = Vec::new();
+            decoder
+                .take(max_bytes as u64 + 1)
+                .read_to_end(&mut encoded)
+                .map_err(TransportError::Decompress)?;
+            if encoded.len() > max_bytes {
+                return Err(TransportError::TooLarge { max_bytes });
+            }
+            prost::Message::decode(Bytes::from(encoded))?
+        } else {
+            prost::Message::decode(body)?
+        };
+        if !(MIN_VERSION..=VERSION).contains(&batch.version) {
             return Err(TransportError::Version(batch.version));
         }
         Ok(batch)
@@ -100,9 +144,8 @@ impl AgentBatch {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_batch_round_trips() {
-        let batch = AgentBatch {
+    fn batch() -> AgentBatch {
+        AgentBatch {
             version: VERSION,
             agent_id: "node-a".into(),
             agent_host_name: "node-a".into(),
@@ -111,41 +154,73 @@ mod tests {
             payloads: vec![Payload {
                 peer_ip: "10.0.0.9".into(),
                 n_spans: 3,
-                otlp: Bytes::from_static(b"\x0a\x00"),
+                otlp: Bytes::from_static(b"\x1f\x8b\x08"),
+                encoding: Encoding::Gzip as i32,
             }],
-        };
-        let body = batch.encode_compressed(1);
-        let decoded = AgentBatch::decode_compressed(&body, 1 << 20).unwrap();
-        assert_eq!(decoded, batch);
-        assert_eq!(decoded.n_spans(), 3);
+        }
     }
 
     #[test]
-    fn oversized_garbage_and_unknown_versions_are_refused() {
-        let batch = AgentBatch {
-            version: VERSION,
+    fn a_batch_round_trips_with_its_payload_encodings() {
+        let batch = batch();
+        let decoded = AgentBatch::decode_body(batch.encode_body().into(), 1 << 20).unwrap();
+        assert_eq!(decoded, batch);
+        assert_eq!(decoded.n_spans(), 3);
+        assert_eq!(
+            decoded.payloads[0].checked_encoding().unwrap(),
+            Encoding::Gzip
+        );
+    }
+
+    #[test]
+    fn a_version_1_body_is_still_read() {
+        let mut old = batch();
+        old.version = 1;
+        old.payloads[0].encoding = 0;
+        let decoded = AgentBatch::decode_body(old.encode_v1_body(1).into(), 1 << 20).unwrap();
+        assert_eq!(decoded, old);
+        assert_eq!(
+            decoded.payloads[0].checked_encoding().unwrap(),
+            Encoding::Identity
+        );
+    }
+
+    #[test]
+    fn oversized_garbage_unknown_versions_and_encodings_are_refused() {
+        let big = AgentBatch {
+            version: 1,
             payloads: vec![Payload {
                 otlp: vec![0u8; 10_000].into(),
                 ..Default::default()
             }],
             ..Default::default()
         };
-        let body = batch.encode_compressed(1);
         assert!(matches!(
-            AgentBatch::decode_compressed(&body, 1000),
+            AgentBatch::decode_body(big.encode_v1_body(1).into(), 1000),
             Err(TransportError::TooLarge { max_bytes: 1000 })
         ));
         assert!(matches!(
-            AgentBatch::decode_compressed(b"garbage", 1000),
+            AgentBatch::decode_body(Bytes::from_static(b"\x28\xb5\x2f\xfdgarbage"), 1000),
             Err(TransportError::Decompress(_))
+        ));
+        assert!(matches!(
+            AgentBatch::decode_body(Bytes::from_static(b"\xffgarbage"), 1000),
+            Err(TransportError::Decode(_))
         ));
         let future = AgentBatch {
             version: 99,
             ..Default::default()
         };
         assert!(matches!(
-            AgentBatch::decode_compressed(&future.encode_compressed(1), 1000),
+            AgentBatch::decode_body(future.encode_body().into(), 1000),
             Err(TransportError::Version(99))
+        ));
+        let mut odd = batch();
+        odd.payloads[0].encoding = 7;
+        let decoded = AgentBatch::decode_body(odd.encode_body().into(), 1000).unwrap();
+        assert!(matches!(
+            decoded.payloads[0].checked_encoding(),
+            Err(TransportError::Encoding(7))
         ));
     }
 }
