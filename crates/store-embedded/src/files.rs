@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use arrow::array::AsArray;
+use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::arrow::ArrowWriter;
@@ -30,7 +31,7 @@ fn writer_properties(n_traces: usize) -> WriterProperties {
             .set_column_dictionary_enabled(ColumnPath::from(name), false)
             .set_column_encoding(ColumnPath::from(name), Encoding::DELTA_BINARY_PACKED);
     }
-    for name in NO_STATISTICS_COLUMNS {
+    for name in no_statistics_columns() {
         builder =
             builder.set_column_statistics_enabled(ColumnPath::from(name), EnabledStatistics::None);
     }
@@ -63,19 +64,40 @@ fn writer_properties(n_traces: usize) -> WriterProperties {
         .build()
 }
 
-/// Columns no search prunes by their minimum and maximum, which cost a comparison per value
-/// to keep: random ids, and the attribute lists, whose items mix every key's values.
-const NO_STATISTICS_COLUMNS: [&str; 9] = [
-    "trace_id",
-    "span_id",
-    "parent_span_id",
-    "attribute_names.list.item",
-    "attribute_values.list.item",
-    "attribute_types.list.item",
-    "resource_attribute_names.list.item",
-    "resource_attribute_values.list.item",
-    "resource_attribute_types.list.item",
+/// The text columns whose page minimum and maximum are kept. A string's statistics cost a
+/// comparison of the string per value written, and pay off only where a page's values lie
+/// close together: the columns the file is sorted by (service, then endpoint) and those that
+/// follow the service (its instance, namespace, workload, environment). In every other text
+/// column a page of 2,048 spans spans nearly the whole range, and prunes nothing.
+const TEXT_STATISTICS_COLUMNS: [&str; 7] = [
+    "app_service",
+    "endpoint",
+    "app_instance",
+    "k8s_namespace_name",
+    "k8s_workload_name",
+    "service_namespace",
+    "deployment_environment",
 ];
+
+/// Columns written without statistics: random ids, the attribute lists (whose items mix every
+/// key's values), and the text columns not in [`TEXT_STATISTICS_COLUMNS`]. Numbers keep theirs,
+/// which cost little.
+fn no_statistics_columns() -> Vec<String> {
+    let mut names: Vec<String> = ["trace_id", "span_id", "parent_span_id"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    for field in crate::schema::schema().fields() {
+        match field.data_type() {
+            DataType::Utf8 if !TEXT_STATISTICS_COLUMNS.contains(&field.name().as_str()) => {
+                names.push(field.name().clone())
+            }
+            DataType::List(_) => names.push(format!("{}.list.item", field.name())),
+            _ => {}
+        }
+    }
+    names
+}
 
 /// Columns of few distinct values, whose dictionary indices run-length encode to almost
 /// nothing: compressing their pages again saves a few bytes, and costs a lookup, which decodes
@@ -558,5 +580,40 @@ mod tests {
         assert_eq!(loads.get(), 0);
         cache.metadata(a.id, || load(&a)).unwrap();
         assert_eq!(loads.get(), 1);
+    }
+
+    #[test]
+    fn searched_columns_keep_statistics_and_scattered_text_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let entry = write(dir.path(), 1, 1);
+        let file = std::fs::File::open(dir.path().join(entry.relative_path())).unwrap();
+        let reader = parquet::file::reader::SerializedFileReader::new(file).unwrap();
+        let group = parquet::file::reader::FileReader::metadata(&reader).row_group(0);
+        let has_statistics = |name: &str| {
+            group
+                .columns()
+                .iter()
+                .find(|column| column.column_path().string() == name)
+                .unwrap_or_else(|| panic!("no column {name}"))
+                .statistics()
+                .is_some_and(|statistics| statistics.min_bytes_opt().is_some())
+        };
+        for name in [
+            "app_service",
+            "endpoint",
+            "start_time",
+            "response_duration",
+            "response_status",
+        ] {
+            assert!(has_statistics(name), "{name} has no statistics");
+        }
+        for name in [
+            "trace_id",
+            "request_resource",
+            "status_message",
+            "attribute_values.list.item",
+        ] {
+            assert!(!has_statistics(name), "{name} has statistics");
+        }
     }
 }
