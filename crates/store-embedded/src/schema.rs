@@ -8,46 +8,16 @@
 //! write them, lowercase hex text (`WHERE trace_id = '5b8e...'`, a root's `parent_span_id` is
 //! `''`), through [`sql_view`].
 //!
-//! # Attributes
+//! # Attributes, events and links
 //!
 //! Span and resource attributes are three parallel lists each, DeepFlow style, so that
 //! `attribute_values[array_position(attribute_names, 'http.route')]` works:
 //! `attribute_names` (`List<Utf8>`), `attribute_values` (`List<Utf8>`, the value as text) and
 //! `attribute_types` (`List<UInt8>`, the value's type). Same for `resource_attribute_*`.
-//!
-//! | type | variant        | text in `*_values`                                            |
-//! |------|----------------|---------------------------------------------------------------|
-//! | 0    | `String`       | the string as it is                                           |
-//! | 1    | `Bool`         | `true` / `false`                                              |
-//! | 2    | `Int`          | decimal                                                       |
-//! | 3    | `Double`       | Rust `{}` formatting (shortest text that parses back to the same `f64`; `NaN`, `inf`, `-inf`, `-0`) |
-//! | 4    | `Bytes`        | base64, standard alphabet, padded                             |
-//! | 5    | `Array`        | JSON array of tagged values (below)                           |
-//! | 6    | `KeyValueList` | JSON array of `[key, tagged value]` pairs (below)             |
-//! | 7    | `Empty`        | empty string                                                  |
-//!
-//! # The JSON encoding of composites
-//!
-//! Inside arrays, key/value lists, events and links, a value is a JSON object with exactly one
-//! key, its type tag, so that types survive exactly:
-//! `{"s":"text"}`, `{"b":true}`, `{"i":-3}` (a JSON integer, read back exactly as `i64`),
-//! `{"d":"0.25"}` (a string in the Rust formatting above, since JSON numbers cannot carry NaN or
-//! infinities and are not read back bit-exactly), `{"y":"AP8H"}` (base64 bytes),
-//! `{"a":[...values]}`, `{"k":[["key",value],...]}`, `{"e":null}` (empty).
-//! A key/value list is a JSON array of pairs, not an object, so key order and duplicate keys are
-//! kept. Example: the array `["a", 2]` is `[{"s":"a"},{"i":2}]`; the list `{inner: true}` is
-//! `[["inner",{"b":true}]]`.
-//!
-//! `events` and `links` are JSON strings (DeepFlow keeps events as JSON text), `[]` when there
-//! are none:
-//! `[{"time_us":1700000000500000,"name":"exception","attributes":[["k",{"s":"v"}]],"dropped_attributes_count":1}]`
-//! and
-//! `[{"trace_id":"ab..c9","span_id":"cd..09","trace_state":"other=2","attributes":[...],"dropped_attributes_count":2,"flags":1}]`.
-//!
-//! Nesting is limited by the JSON reader's recursion limit (128): about 60 levels of arrays or 40
-//! of key/value lists, more than OTLP's protobuf decoder lets through.
+//! `events` and `links` are JSON text. The text forms and type codes are
+//! [`spanflow_store::text`]'s.
 
-use std::fmt::{Display, Write as _};
+use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::ops::Range;
 use std::sync::{Arc, LazyLock};
@@ -60,18 +30,15 @@ use arrow::array::{
 use arrow::buffer::BooleanBuffer;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
-use base64::display::Base64Display;
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
 use datafusion::dataframe::DataFrame;
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
 };
-use serde::{Deserialize, Serialize, Serializer};
 use spanflow_model::{
-    AttrValue, Attribute, Event, L7Protocol, Link, ObservationPoint, ResourceTags, ResponseStatus,
-    SpanId, SpanKind, SpanRow, TraceId,
+    AttrValue, Attribute, L7Protocol, ObservationPoint, ResourceTags, ResponseStatus, SpanId,
+    SpanKind, SpanRow, TraceId,
 };
+use spanflow_store::text;
 
 /// The table name DataFusion queries see, as DeepFlow names it.
 pub const TABLE_NAME: &str = "l7_flow_log";
@@ -82,15 +49,6 @@ pub const TABLE_NAME: &str = "l7_flow_log";
 pub struct SchemaError(pub String);
 
 const UTC: &str = "UTC";
-
-const TYPE_STRING: u8 = 0;
-const TYPE_BOOL: u8 = 1;
-const TYPE_INT: u8 = 2;
-const TYPE_DOUBLE: u8 = 3;
-const TYPE_BYTES: u8 = 4;
-const TYPE_ARRAY: u8 = 5;
-const TYPE_KVLIST: u8 = 6;
-const TYPE_EMPTY: u8 = 7;
 
 static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     let utf8 = |name: &str| Field::new(name, DataType::Utf8, false);
@@ -382,18 +340,10 @@ pub fn rows_to_batch(rows: &[SpanRow]) -> RecordBatch {
         &mut json,
     );
     columns.push(json_column(rows, &mut json, |row, json| {
-        if row.events.is_empty() {
-            return false;
-        }
-        serde_json::to_writer(json, &EventsJson(&row.events)).expect("writes to a Vec");
-        true
+        text::write_events_json(&row.events, json)
     }));
     columns.push(json_column(rows, &mut json, |row, json| {
-        if row.links.is_empty() {
-            return false;
-        }
-        serde_json::to_writer(json, &LinksJson(&row.links)).expect("writes to a Vec");
-        true
+        text::write_links_json(&row.links, json)
     }));
     columns.push(Arc::new(UInt32Array::from_iter_values(
         rows.iter().map(|row| row.dropped_attributes_count),
@@ -426,17 +376,6 @@ fn id_column(rows: &[SpanRow], width: usize, get: impl Fn(&SpanRow) -> Option<&[
         }
     }
     Arc::new(builder.finish())
-}
-
-/// `bytes` (at most 16) as lowercase hex, in `buffer`.
-fn hex_str<'b>(bytes: &[u8], buffer: &'b mut [u8; 32]) -> &'b str {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let out = &mut buffer[..bytes.len() * 2];
-    for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
-        pair[0] = DIGITS[usize::from(byte >> 4)];
-        pair[1] = DIGITS[usize::from(byte & 0xf)];
-    }
-    std::str::from_utf8(out).expect("hex digits are ASCII")
 }
 
 fn ip_column(rows: &[SpanRow], get: impl Fn(&SpanRow) -> Option<IpAddr>) -> ArrayRef {
@@ -499,7 +438,8 @@ fn attribute_columns(
     for row in rows {
         for attribute in get(row) {
             names.values().append_value(&attribute.key);
-            let code = append_value_text(values.values(), &attribute.value, json);
+            let code = text::write_value_text(values.values(), &attribute.value, json);
+            values.values().append_value("");
             types.values().append_value(code);
         }
         names.append(true);
@@ -509,339 +449,6 @@ fn attribute_columns(
     columns.push(Arc::new(names.finish()));
     columns.push(Arc::new(values.finish()));
     columns.push(Arc::new(types.finish()));
-}
-
-/// Appends the text form of `value`; returns its type code.
-fn append_value_text(builder: &mut StringBuilder, value: &AttrValue, json: &mut Vec<u8>) -> u8 {
-    match value {
-        AttrValue::String(text) => {
-            builder.append_value(text);
-            TYPE_STRING
-        }
-        AttrValue::Bool(value) => {
-            builder.append_value(if *value { "true" } else { "false" });
-            TYPE_BOOL
-        }
-        AttrValue::Int(value) => {
-            write!(builder, "{value}").expect("writes to a builder");
-            builder.append_value("");
-            TYPE_INT
-        }
-        AttrValue::Double(value) => {
-            write!(builder, "{value}").expect("writes to a builder");
-            builder.append_value("");
-            TYPE_DOUBLE
-        }
-        AttrValue::Bytes(bytes) => {
-            write!(builder, "{}", Base64Display::new(bytes, &STANDARD))
-                .expect("writes to a builder");
-            builder.append_value("");
-            TYPE_BYTES
-        }
-        AttrValue::Array(items) => {
-            json.clear();
-            serde_json::to_writer(&mut *json, &ArrayJson(items)).expect("writes to a Vec");
-            builder.append_value(std::str::from_utf8(json).expect("JSON is UTF-8"));
-            TYPE_ARRAY
-        }
-        AttrValue::KeyValueList(attributes) => {
-            json.clear();
-            serde_json::to_writer(&mut *json, &AttrsJson(attributes)).expect("writes to a Vec");
-            builder.append_value(std::str::from_utf8(json).expect("JSON is UTF-8"));
-            TYPE_KVLIST
-        }
-        AttrValue::Empty => {
-            builder.append_value("");
-            TYPE_EMPTY
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// JSON out: borrowed views serialized without copying the row.
-
-/// Serializes through `Display`, as a JSON string.
-struct AsText<T>(T);
-
-impl<T: Display> Serialize for AsText<T> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&self.0)
-    }
-}
-
-/// An id as lowercase hex.
-struct HexJson<'a>(&'a [u8]);
-
-impl Serialize for HexJson<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(hex_str(self.0, &mut [0u8; 32]))
-    }
-}
-
-/// One value as a one-key object, its type tag.
-struct ValueJson<'a>(&'a AttrValue);
-
-impl Serialize for ValueJson<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        const NAME: &str = "Value";
-        match self.0 {
-            AttrValue::String(text) => serializer.serialize_newtype_variant(NAME, 0, "s", text),
-            AttrValue::Bool(value) => serializer.serialize_newtype_variant(NAME, 1, "b", value),
-            AttrValue::Int(value) => serializer.serialize_newtype_variant(NAME, 2, "i", value),
-            AttrValue::Double(value) => {
-                serializer.serialize_newtype_variant(NAME, 3, "d", &AsText(value))
-            }
-            AttrValue::Bytes(bytes) => serializer.serialize_newtype_variant(
-                NAME,
-                4,
-                "y",
-                &AsText(Base64Display::new(bytes, &STANDARD)),
-            ),
-            AttrValue::Array(items) => {
-                serializer.serialize_newtype_variant(NAME, 5, "a", &ArrayJson(items))
-            }
-            AttrValue::KeyValueList(attributes) => {
-                serializer.serialize_newtype_variant(NAME, 6, "k", &AttrsJson(attributes))
-            }
-            AttrValue::Empty => serializer.serialize_newtype_variant(NAME, 7, "e", &()),
-        }
-    }
-}
-
-struct ArrayJson<'a>(&'a [AttrValue]);
-
-impl Serialize for ArrayJson<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.0.iter().map(ValueJson))
-    }
-}
-
-/// Attributes as `[[key, value], ...]`: order and duplicate keys kept.
-struct AttrsJson<'a>(&'a [Attribute]);
-
-impl Serialize for AttrsJson<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(
-            self.0
-                .iter()
-                .map(|attribute| (attribute.key.as_str(), ValueJson(&attribute.value))),
-        )
-    }
-}
-
-#[derive(Serialize)]
-struct EventJson<'a> {
-    time_us: i64,
-    name: &'a str,
-    attributes: AttrsJson<'a>,
-    dropped_attributes_count: u32,
-}
-
-struct EventsJson<'a>(&'a [Event]);
-
-impl Serialize for EventsJson<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.0.iter().map(|event| EventJson {
-            time_us: event.time_us,
-            name: &event.name,
-            attributes: AttrsJson(&event.attributes),
-            dropped_attributes_count: event.dropped_attributes_count,
-        }))
-    }
-}
-
-#[derive(Serialize)]
-struct LinkJson<'a> {
-    trace_id: HexJson<'a>,
-    span_id: HexJson<'a>,
-    trace_state: &'a str,
-    attributes: AttrsJson<'a>,
-    dropped_attributes_count: u32,
-    flags: u32,
-}
-
-struct LinksJson<'a>(&'a [Link]);
-
-impl Serialize for LinksJson<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.0.iter().map(|link| LinkJson {
-            trace_id: HexJson(&link.trace_id.0),
-            span_id: HexJson(&link.span_id.0),
-            trace_state: &link.trace_state,
-            attributes: AttrsJson(&link.attributes),
-            dropped_attributes_count: link.dropped_attributes_count,
-            flags: link.flags,
-        }))
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// JSON in.
-
-#[derive(Deserialize)]
-enum ValueIn {
-    #[serde(rename = "s")]
-    String(String),
-    #[serde(rename = "b")]
-    Bool(bool),
-    #[serde(rename = "i")]
-    Int(i64),
-    #[serde(rename = "d")]
-    Double(String),
-    #[serde(rename = "y")]
-    Bytes(String),
-    #[serde(rename = "a")]
-    Array(Vec<ValueIn>),
-    #[serde(rename = "k")]
-    KeyValueList(Vec<(String, ValueIn)>),
-    #[serde(rename = "e")]
-    Empty(()),
-}
-
-impl ValueIn {
-    fn into_value(self) -> Result<AttrValue, String> {
-        Ok(match self {
-            ValueIn::String(text) => AttrValue::String(text),
-            ValueIn::Bool(value) => AttrValue::Bool(value),
-            ValueIn::Int(value) => AttrValue::Int(value),
-            ValueIn::Double(text) => AttrValue::Double(parse_double(&text)?),
-            ValueIn::Bytes(text) => AttrValue::Bytes(decode_base64(&text)?),
-            ValueIn::Array(items) => AttrValue::Array(
-                items
-                    .into_iter()
-                    .map(ValueIn::into_value)
-                    .collect::<Result<_, _>>()?,
-            ),
-            ValueIn::KeyValueList(pairs) => AttrValue::KeyValueList(attributes_in(pairs)?),
-            ValueIn::Empty(()) => AttrValue::Empty,
-        })
-    }
-}
-
-fn attributes_in(pairs: Vec<(String, ValueIn)>) -> Result<Vec<Attribute>, String> {
-    pairs
-        .into_iter()
-        .map(|(key, value)| {
-            Ok(Attribute {
-                key,
-                value: value.into_value()?,
-            })
-        })
-        .collect()
-}
-
-#[derive(Deserialize)]
-struct EventIn {
-    time_us: i64,
-    name: String,
-    #[serde(default)]
-    attributes: Vec<(String, ValueIn)>,
-    #[serde(default)]
-    dropped_attributes_count: u32,
-}
-
-#[derive(Deserialize)]
-struct LinkIn {
-    trace_id: String,
-    span_id: String,
-    #[serde(default)]
-    trace_state: String,
-    #[serde(default)]
-    attributes: Vec<(String, ValueIn)>,
-    #[serde(default)]
-    dropped_attributes_count: u32,
-    #[serde(default)]
-    flags: u32,
-}
-
-fn parse_double(text: &str) -> Result<f64, String> {
-    text.parse()
-        .map_err(|_| format!("`{text}` is not a double"))
-}
-
-fn decode_base64(text: &str) -> Result<Vec<u8>, String> {
-    STANDARD
-        .decode(text)
-        .map_err(|error| format!("`{text}` is not base64: {error}"))
-}
-
-fn parse_events(text: &str) -> Result<Vec<Event>, String> {
-    if text.is_empty() || text == "[]" {
-        return Ok(Vec::new());
-    }
-    let events: Vec<EventIn> = serde_json::from_str(text).map_err(|error| error.to_string())?;
-    events
-        .into_iter()
-        .map(|event| {
-            Ok(Event {
-                time_us: event.time_us,
-                name: event.name,
-                attributes: attributes_in(event.attributes)?,
-                dropped_attributes_count: event.dropped_attributes_count,
-            })
-        })
-        .collect()
-}
-
-fn parse_links(text: &str) -> Result<Vec<Link>, String> {
-    if text.is_empty() || text == "[]" {
-        return Ok(Vec::new());
-    }
-    let links: Vec<LinkIn> = serde_json::from_str(text).map_err(|error| error.to_string())?;
-    links
-        .into_iter()
-        .map(|link| {
-            Ok(Link {
-                trace_id: link
-                    .trace_id
-                    .parse()
-                    .map_err(|error| format!("link trace id `{}`: {error}", link.trace_id))?,
-                span_id: link
-                    .span_id
-                    .parse()
-                    .map_err(|error| format!("link span id `{}`: {error}", link.span_id))?,
-                trace_state: link.trace_state,
-                attributes: attributes_in(link.attributes)?,
-                dropped_attributes_count: link.dropped_attributes_count,
-                flags: link.flags,
-            })
-        })
-        .collect()
-}
-
-/// A top-level attribute value from its text and type code.
-fn parse_value(text: &str, code: u8) -> Result<AttrValue, String> {
-    Ok(match code {
-        TYPE_STRING => AttrValue::String(text.to_owned()),
-        TYPE_BOOL => match text {
-            "true" => AttrValue::Bool(true),
-            "false" => AttrValue::Bool(false),
-            _ => return Err(format!("`{text}` is not a bool")),
-        },
-        TYPE_INT => AttrValue::Int(
-            text.parse()
-                .map_err(|_| format!("`{text}` is not an integer"))?,
-        ),
-        TYPE_DOUBLE => AttrValue::Double(parse_double(text)?),
-        TYPE_BYTES => AttrValue::Bytes(decode_base64(text)?),
-        TYPE_ARRAY => {
-            let items: Vec<ValueIn> =
-                serde_json::from_str(text).map_err(|error| format!("array: {error}"))?;
-            AttrValue::Array(
-                items
-                    .into_iter()
-                    .map(ValueIn::into_value)
-                    .collect::<Result<_, _>>()?,
-            )
-        }
-        TYPE_KVLIST => {
-            let pairs: Vec<(String, ValueIn)> =
-                serde_json::from_str(text).map_err(|error| format!("key/value list: {error}"))?;
-            AttrValue::KeyValueList(attributes_in(pairs)?)
-        }
-        TYPE_EMPTY => AttrValue::Empty,
-        other => return Err(format!("unknown attribute type {other}")),
-    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -931,7 +538,7 @@ impl<'a> AttributeColumns<'a> {
             .zip(types)
             .map(|((name, value), code)| {
                 let key = self.names.1.value(name);
-                let value = parse_value(self.values.1.value(value), self.types.1.value(code))
+                let value = text::parse_value(self.values.1.value(value), self.types.1.value(code))
                     .map_err(|error| {
                         SchemaError(format!("row {row}: {} `{key}`: {error}", self.prefix))
                     })?;
@@ -1107,9 +714,9 @@ pub fn batch_to_rows(batch: &RecordBatch) -> Result<Vec<SpanRow>, SchemaError> {
             .into(),
             attributes: attributes.row(i)?,
             resource_attributes: resource_attributes.row(i)?.into(),
-            events: parse_events(events.value(i))
+            events: text::parse_events(events.value(i))
                 .map_err(|error| SchemaError(format!("row {i}: events: {error}")))?,
-            links: parse_links(links.value(i))
+            links: text::parse_links(links.value(i))
                 .map_err(|error| SchemaError(format!("row {i}: links: {error}")))?,
             dropped_attributes_count: dropped_attributes_count.value(i),
             dropped_events_count: dropped_events_count.value(i),
@@ -1131,6 +738,7 @@ mod tests {
     use spanflow_store::conformance::{full_row, row, span_id, trace_id};
 
     use super::*;
+    use spanflow_model::{Event, Link};
 
     fn round_trip(rows: &[SpanRow]) -> Vec<SpanRow> {
         let batch = rows_to_batch(rows);

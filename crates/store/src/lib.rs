@@ -7,6 +7,7 @@ pub mod conformance;
 mod error;
 mod memory;
 mod query;
+pub mod text;
 
 pub use error::{ErrorKind, StoreError};
 pub use memory::MemoryStore;
