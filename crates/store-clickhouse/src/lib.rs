@@ -1,0 +1,10 @@
+//! A [`SpanStore`](spanflow_store::SpanStore) on ClickHouse: the store for users who outgrow
+//! one machine.
+//!
+//! One schema serves every server version spanflow meets: the 18.16 that Debian ships, which
+//! has no `DateTime64`, TTL, codecs or skip indexes, and current servers, where the same
+//! columns use them ([`schema::Flavor`]). The server's version decides at start.
+//!
+//! Invariant: knows rows and ClickHouse, never OTLP or HTTP requests of its own callers.
+
+pub mod schema;

@@ -1,0 +1,221 @@
+//! The tables, as DDL for the server at hand.
+//!
+//! `l7_flow_log` holds one row per span under DeepFlow's table name, with the embedded store's
+//! column names and value forms (see [`spanflow_store::text`]). It is partitioned by the hour
+//! of `time` (a span's end, in seconds) and sorted by service, endpoint and time, so searches
+//! read little; a `ReplacingMergeTree` on that key keeps one copy of a span sent twice, once
+//! parts merge, and reads take one row per (trace id, span id) until then.
+//!
+//! `l7_trace_index` maps a trace id to the sort keys of its spans, sorted by trace id: a trace
+//! lookup reads it first and then only the granules of `l7_flow_log` that hold the trace,
+//! without a time range from the caller.
+
+/// What the server can do, by version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    /// Before 20.3 (Debian's 18.16 among them): times as microseconds in `Int64`, plain
+    /// `String`s, no TTL (retention drops partitions), no codecs or skip indexes.
+    Legacy,
+    /// 20.3 and later: `DateTime64(6)`, `LowCardinality`, codecs, skip indexes and a TTL that
+    /// drops whole parts.
+    Modern,
+}
+
+impl Flavor {
+    /// The flavor for a server that answers `SELECT version()` with `version`.
+    pub fn of_version(version: &str) -> Flavor {
+        let mut parts = version
+            .split('.')
+            .map(|part| part.parse::<u32>().unwrap_or(0));
+        let major = parts.next().unwrap_or(0);
+        let minor = parts.next().unwrap_or(0);
+        if (major, minor) >= (20, 3) {
+            Flavor::Modern
+        } else {
+            Flavor::Legacy
+        }
+    }
+}
+
+/// The span table's name, as DeepFlow's.
+pub const SPANS_TABLE: &str = "l7_flow_log";
+/// The trace-id index's name.
+pub const TRACE_INDEX_TABLE: &str = "l7_trace_index";
+
+/// The columns of `l7_flow_log`, in insert order: name, legacy type, modern type.
+pub const COLUMNS: &[(&str, &str, &str)] = &[
+    ("time", "DateTime", "DateTime CODEC(DoubleDelta, ZSTD(1))"),
+    (
+        "start_time",
+        "Int64",
+        "DateTime64(6) CODEC(DoubleDelta, ZSTD(1))",
+    ),
+    (
+        "end_time",
+        "Int64",
+        "DateTime64(6) CODEC(DoubleDelta, ZSTD(1))",
+    ),
+    ("trace_id", "FixedString(16)", "FixedString(16)"),
+    ("span_id", "FixedString(8)", "FixedString(8)"),
+    (
+        "parent_span_id",
+        "Nullable(FixedString(8))",
+        "Nullable(FixedString(8))",
+    ),
+    ("span_kind", "UInt8", "UInt8"),
+    ("observation_point", "String", "LowCardinality(String)"),
+    ("trace_state", "String", "String CODEC(ZSTD(1))"),
+    ("flags", "UInt32", "UInt32"),
+    ("endpoint", "String", "LowCardinality(String)"),
+    ("app_service", "String", "LowCardinality(String)"),
+    ("app_instance", "String", "LowCardinality(String)"),
+    ("signal_source", "UInt16", "UInt16"),
+    ("agent_id", "String", "LowCardinality(String)"),
+    ("l7_protocol", "UInt8", "UInt8"),
+    ("l7_protocol_str", "String", "LowCardinality(String)"),
+    ("version", "String", "LowCardinality(String)"),
+    ("is_tls", "UInt8", "UInt8"),
+    ("protocol", "UInt8", "UInt8"),
+    ("request_type", "String", "LowCardinality(String)"),
+    ("request_domain", "String", "LowCardinality(String)"),
+    ("request_resource", "String", "String CODEC(ZSTD(1))"),
+    ("request_length", "Nullable(Int64)", "Nullable(Int64)"),
+    ("response_length", "Nullable(Int64)", "Nullable(Int64)"),
+    ("response_code", "Nullable(Int32)", "Nullable(Int32)"),
+    ("response_status", "UInt8", "UInt8"),
+    ("response_exception", "String", "String CODEC(ZSTD(1))"),
+    ("status_code", "UInt8", "UInt8"),
+    ("status_message", "String", "String CODEC(ZSTD(1))"),
+    ("response_duration", "UInt64", "UInt64 CODEC(T64, ZSTD(1))"),
+    ("ip_0", "String", "String"),
+    ("ip_1", "String", "String"),
+    ("client_port", "UInt16", "UInt16"),
+    ("server_port", "UInt16", "UInt16"),
+    ("scope_name", "String", "LowCardinality(String)"),
+    ("scope_version", "String", "LowCardinality(String)"),
+    ("host_name", "String", "LowCardinality(String)"),
+    ("container_id", "String", "LowCardinality(String)"),
+    ("k8s_cluster_name", "String", "LowCardinality(String)"),
+    ("k8s_namespace_name", "String", "LowCardinality(String)"),
+    ("k8s_node_name", "String", "LowCardinality(String)"),
+    ("k8s_pod_name", "String", "LowCardinality(String)"),
+    ("k8s_pod_uid", "String", "LowCardinality(String)"),
+    ("k8s_workload_kind", "String", "LowCardinality(String)"),
+    ("k8s_workload_name", "String", "LowCardinality(String)"),
+    ("service_namespace", "String", "LowCardinality(String)"),
+    ("service_version", "String", "LowCardinality(String)"),
+    ("deployment_environment", "String", "LowCardinality(String)"),
+    (
+        "attribute_names",
+        "Array(String)",
+        "Array(LowCardinality(String))",
+    ),
+    (
+        "attribute_values",
+        "Array(String)",
+        "Array(String) CODEC(ZSTD(1))",
+    ),
+    ("attribute_types", "Array(UInt8)", "Array(UInt8)"),
+    (
+        "resource_attribute_names",
+        "Array(String)",
+        "Array(LowCardinality(String))",
+    ),
+    (
+        "resource_attribute_values",
+        "Array(String)",
+        "Array(String) CODEC(ZSTD(1))",
+    ),
+    ("resource_attribute_types", "Array(UInt8)", "Array(UInt8)"),
+    ("events", "String", "String CODEC(ZSTD(1))"),
+    ("links", "String", "String CODEC(ZSTD(1))"),
+    ("dropped_attributes_count", "UInt32", "UInt32"),
+    ("dropped_events_count", "UInt32", "UInt32"),
+    ("dropped_links_count", "UInt32", "UInt32"),
+];
+
+/// `CREATE ... IF NOT EXISTS` for the database and both tables; `retention_hours` becomes the
+/// TTL where the server has TTLs.
+pub fn create_statements(flavor: Flavor, database: &str, retention_hours: u32) -> Vec<String> {
+    let columns: Vec<String> = COLUMNS
+        .iter()
+        .map(|(name, legacy, modern)| {
+            let kind = match flavor {
+                Flavor::Legacy => legacy,
+                Flavor::Modern => modern,
+            };
+            format!("    `{name}` {kind}")
+        })
+        .collect();
+    let (indexes, ttl) = match flavor {
+        Flavor::Legacy => (String::new(), String::new()),
+        Flavor::Modern => (
+            ",\n    INDEX response_duration_idx response_duration TYPE minmax GRANULARITY 2,\n    \
+             INDEX response_status_idx response_status TYPE set(16) GRANULARITY 2,\n    \
+             INDEX request_resource_idx request_resource TYPE bloom_filter GRANULARITY 2"
+                .to_string(),
+            format!(
+                "\nTTL time + toIntervalHour({retention_hours})\n\
+                 SETTINGS ttl_only_drop_parts = 1"
+            ),
+        ),
+    };
+    vec![
+        format!("CREATE DATABASE IF NOT EXISTS `{database}`"),
+        format!(
+            "CREATE TABLE IF NOT EXISTS `{database}`.`{SPANS_TABLE}` (\n{}{indexes}\n)\n\
+             ENGINE = ReplacingMergeTree()\n\
+             PARTITION BY toStartOfHour(time)\n\
+             ORDER BY (app_service, endpoint, time, trace_id, span_id){ttl}",
+            columns.join(",\n")
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS `{database}`.`{TRACE_INDEX_TABLE}` (\n    \
+             `trace_id` FixedString(16),\n    \
+             `time` DateTime,\n    \
+             `app_service` String,\n    \
+             `endpoint` String\n)\n\
+             ENGINE = ReplacingMergeTree()\n\
+             PARTITION BY toStartOfDay(time)\n\
+             ORDER BY (trace_id, time, app_service, endpoint){ttl}"
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_pick_their_flavor() {
+        assert_eq!(Flavor::of_version("18.16.1"), Flavor::Legacy);
+        assert_eq!(Flavor::of_version("20.2.1.1"), Flavor::Legacy);
+        assert_eq!(Flavor::of_version("20.3.8.53"), Flavor::Modern);
+        assert_eq!(Flavor::of_version("26.9.1"), Flavor::Modern);
+        assert_eq!(Flavor::of_version("garbage"), Flavor::Legacy);
+    }
+
+    #[test]
+    fn the_legacy_ddl_uses_nothing_18_16_lacks() {
+        let ddl = create_statements(Flavor::Legacy, "flow_log", 72).join("\n");
+        for missing in [
+            "DateTime64",
+            "TTL",
+            "CODEC",
+            "INDEX",
+            "LowCardinality",
+            "Map(",
+        ] {
+            assert!(!ddl.contains(missing), "{missing} in\n{ddl}");
+        }
+        let modern = create_statements(Flavor::Modern, "flow_log", 72).join("\n");
+        for used in [
+            "DateTime64(6)",
+            "TTL time + toIntervalHour(72)",
+            "CODEC",
+            "INDEX",
+        ] {
+            assert!(modern.contains(used), "{used} not in\n{modern}");
+        }
+    }
+}
