@@ -48,7 +48,7 @@ pub fn measure(corpus: &[Payload], duration: Duration) -> Ceilings {
             std::hint::black_box(request);
         }),
         gunzip: time(corpus, duration, |payload| {
-            gunzip(&payload.gzip, &mut Vec::new());
+            gunzip(&payload.gzip, &mut scratch);
         }),
     }
 }

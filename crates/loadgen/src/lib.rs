@@ -44,8 +44,9 @@ pub enum Protocol {
     Http,
     /// OTLP/gRPC over HTTP/2 without TLS, to the endpoint's host and port.
     Grpc,
-    /// What a spanflow agent sends its server: zstd'd `AgentBatch`es of
-    /// [`Config::payloads_per_batch`] OTLP requests each, POSTed to the server's ingest URL
+    /// What a spanflow agent sends its server: `AgentBatch`es of
+    /// [`Config::payloads_per_batch`] OTLP requests each, gzip'd as their senders sent them
+    /// (or not at all without gzip), POSTed to the server's ingest URL
     /// (`http://host:30033/ingest/v1/batch`). Drives a server with no agent in front of it.
     Batch,
 }

@@ -88,7 +88,7 @@ impl ClickHouse {
             assert!(
                 started.elapsed() < Duration::from_secs(30),
                 "clickhouse-server did not answer on port {http_port} within 30 s: {}",
-                std::fs::read_to_string(root_path(&server._dir, "error.log")).unwrap_or_default()
+                std::fs::read_to_string(server._dir.path().join("error.log")).unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -112,10 +112,6 @@ impl ClickHouse {
         let _ = stream.read_to_string(&mut response);
         response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200")
     }
-}
-
-fn root_path(dir: &tempfile::TempDir, name: &str) -> PathBuf {
-    dir.path().join(name)
 }
 
 impl Drop for ClickHouse {
