@@ -9,6 +9,6 @@ mod row;
 
 pub use ids::{AgentId, IdError, SpanId, TraceId};
 pub use row::{
-    AttrValue, Attribute, Event, L7Protocol, Link, ObservationPoint, ResourceTags, ResponseStatus,
-    SpanKind, SpanRow, SIGNAL_SOURCE_OTEL,
+    AttrValue, Attribute, Event, L7Protocol, Link, ObservationPoint, ResourceTag, ResourceTags,
+    ResponseStatus, SpanKind, SpanRow, SIGNAL_SOURCE_OTEL,
 };

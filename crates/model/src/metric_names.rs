@@ -44,6 +44,17 @@ pub const STORE_WRITES_THROTTLED: &str = "spanflow_store_writes_throttled_total"
 /// Gauge: spans the store holds.
 pub const STORE_SPANS: &str = "spanflow_store_spans";
 
+/// Counter: span rows ClickHouse accepted.
+pub const CLICKHOUSE_ROWS_INSERTED: &str = "spanflow_clickhouse_rows_inserted_total";
+/// Counter: inserts ClickHouse did not accept; each is tried again.
+pub const CLICKHOUSE_INSERT_FAILURES: &str = "spanflow_clickhouse_insert_failures_total";
+/// Gauge: encoded bytes waiting for ClickHouse to accept them.
+pub const CLICKHOUSE_BUFFER_BYTES: &str = "spanflow_clickhouse_buffer_bytes";
+/// Counter: writes answered as retryable because ClickHouse had not accepted them in time.
+pub const CLICKHOUSE_WRITES_TIMED_OUT: &str = "spanflow_clickhouse_writes_timed_out_total";
+/// Counter: inserts given up because every write in them had timed out (their senders resend).
+pub const CLICKHOUSE_INSERTS_ABANDONED: &str = "spanflow_clickhouse_inserts_abandoned_total";
+
 /// Counter: query API requests, by `route` and `status`.
 pub const API_REQUESTS: &str = "spanflow_api_requests_total";
 
@@ -152,6 +163,31 @@ pub const ALL: &[(&str, MetricKind, &str)] = &[
         "writes refused because the store's buffer was full",
     ),
     (STORE_SPANS, MetricKind::Gauge, "spans the store holds"),
+    (
+        CLICKHOUSE_ROWS_INSERTED,
+        MetricKind::Counter,
+        "span rows ClickHouse accepted",
+    ),
+    (
+        CLICKHOUSE_INSERT_FAILURES,
+        MetricKind::Counter,
+        "inserts ClickHouse did not accept; each is tried again",
+    ),
+    (
+        CLICKHOUSE_BUFFER_BYTES,
+        MetricKind::Gauge,
+        "encoded bytes waiting for ClickHouse to accept them",
+    ),
+    (
+        CLICKHOUSE_WRITES_TIMED_OUT,
+        MetricKind::Counter,
+        "writes answered as retryable because ClickHouse had not accepted them in time",
+    ),
+    (
+        CLICKHOUSE_INSERTS_ABANDONED,
+        MetricKind::Counter,
+        "inserts given up because every write in them had timed out; their senders resend",
+    ),
     (
         API_REQUESTS,
         MetricKind::Counter,

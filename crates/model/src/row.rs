@@ -341,10 +341,34 @@ pub struct ResourceTags {
     pub deployment_environment: String,
 }
 
+/// A resource tag's field.
+pub type ResourceTag = fn(&ResourceTags) -> &String;
+
+impl ResourceTags {
+    /// The tags as the span row's columns name them, in column order, with their field.
+    pub const COLUMNS: [(&'static str, ResourceTag); 12] = [
+        ("host_name", |tags| &tags.host_name),
+        ("container_id", |tags| &tags.container_id),
+        ("k8s_cluster_name", |tags| &tags.k8s_cluster_name),
+        ("k8s_namespace_name", |tags| &tags.k8s_namespace_name),
+        ("k8s_node_name", |tags| &tags.k8s_node_name),
+        ("k8s_pod_name", |tags| &tags.k8s_pod_name),
+        ("k8s_pod_uid", |tags| &tags.k8s_pod_uid),
+        ("k8s_workload_kind", |tags| &tags.k8s_workload_kind),
+        ("k8s_workload_name", |tags| &tags.k8s_workload_name),
+        ("service_namespace", |tags| &tags.service_namespace),
+        ("service_version", |tags| &tags.service_version),
+        ("deployment_environment", |tags| {
+            &tags.deployment_environment
+        }),
+    ];
+}
+
 /// One span as a wide row.
 #[derive(Clone, PartialEq, Debug, Default)]
 pub struct SpanRow {
-    /// End time in seconds since the epoch (DeepFlow's `time`, the partitioning column).
+    /// End time in seconds since the epoch (DeepFlow's `time`, the partitioning column); the
+    /// start when the end is missing or before it, so never before the start.
     pub time: i64,
     /// Start time in microseconds since the epoch.
     pub start_time: i64,

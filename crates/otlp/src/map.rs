@@ -161,7 +161,9 @@ pub fn map_span(
 
     let start_ns = span.start_time_unix_nano;
     let end_ns = span.end_time_unix_nano;
-    let time_ns = if end_ns == 0 { start_ns } else { end_ns };
+    // The span's end; its start when the end is missing or before it, so that `time` never
+    // precedes the start and a bound on the start may prune by `time`.
+    let time_ns = end_ns.max(start_ns);
 
     let mut row = SpanRow {
         time: saturating_i64(time_ns / 1_000_000_000),
@@ -1213,7 +1215,13 @@ mod tests {
     fn end_before_start_has_zero_duration() {
         let mut reversed = span(SERVER, &[]);
         reversed.end_time_unix_nano = reversed.start_time_unix_nano - 5_000;
-        assert_eq!(map_with(&[], reversed).response_duration, 0);
+        let row = map_with(&[], reversed);
+        assert_eq!(row.response_duration, 0);
+        assert_eq!(
+            row.time,
+            row.start_time / 1_000_000,
+            "time is never before the start"
+        );
     }
 
     #[test]

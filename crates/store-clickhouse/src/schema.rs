@@ -134,52 +134,84 @@ pub const COLUMNS: &[(&str, &str, &str)] = &[
     ("dropped_links_count", "UInt32", "UInt32"),
 ];
 
-/// `CREATE ... IF NOT EXISTS` for the database and both tables; `retention_hours` becomes the
-/// TTL where the server has TTLs.
-pub fn create_statements(flavor: Flavor, database: &str, retention_hours: u32) -> Vec<String> {
-    let columns: Vec<String> = COLUMNS
-        .iter()
-        .map(|(name, legacy, modern)| {
-            let kind = match flavor {
-                Flavor::Legacy => legacy,
-                Flavor::Modern => modern,
-            };
-            format!("    `{name}` {kind}")
-        })
-        .collect();
-    let (indexes, ttl) = match flavor {
-        Flavor::Legacy => (String::new(), String::new()),
-        Flavor::Modern => (
-            ",\n    INDEX response_duration_idx response_duration TYPE minmax GRANULARITY 2,\n    \
-             INDEX response_status_idx response_status TYPE set(16) GRANULARITY 2,\n    \
-             INDEX request_resource_idx request_resource TYPE bloom_filter GRANULARITY 2"
-                .to_string(),
-            format!(
-                "\nTTL time + toIntervalHour({retention_hours})\n\
-                 SETTINGS ttl_only_drop_parts = 1"
+/// Where the tables live: one server, or the shards of a cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Layout {
+    pub database: String,
+    /// A cluster named in the servers' `<remote_servers>`: each shard keeps its rows in
+    /// `<table>_local`, and `<table>` is a `Distributed` table over them, sharded by a hash of
+    /// the trace id so that a trace's spans and index rows land on one shard.
+    pub cluster: Option<String>,
+}
+
+impl Layout {
+    /// The table that holds `table`'s rows on a server: `<table>_local` in a cluster.
+    pub fn storage_table(&self, table: &str) -> String {
+        match self.cluster {
+            Some(_) => format!("{table}_local"),
+            None => table.to_string(),
+        }
+    }
+
+    /// `CREATE ... IF NOT EXISTS` for the database and both tables, to run on every server;
+    /// `retention_hours` becomes the TTL where the server has TTLs.
+    pub fn create_statements(&self, flavor: Flavor, retention_hours: u32) -> Vec<String> {
+        let database = &self.database;
+        let columns: Vec<String> = COLUMNS
+            .iter()
+            .map(|(name, legacy, modern)| {
+                let kind = match flavor {
+                    Flavor::Legacy => legacy,
+                    Flavor::Modern => modern,
+                };
+                format!("    `{name}` {kind}")
+            })
+            .collect();
+        let (indexes, ttl) = match flavor {
+            Flavor::Legacy => (String::new(), String::new()),
+            Flavor::Modern => (
+                ",\n    INDEX response_duration_idx response_duration TYPE minmax GRANULARITY 2,\n    \
+                 INDEX response_status_idx response_status TYPE set(16) GRANULARITY 2,\n    \
+                 INDEX request_resource_idx request_resource TYPE bloom_filter GRANULARITY 2"
+                    .to_string(),
+                format!(
+                    "\nTTL time + toIntervalHour({retention_hours})\n\
+                     SETTINGS ttl_only_drop_parts = 1"
+                ),
             ),
-        ),
-    };
-    vec![
-        format!("CREATE DATABASE IF NOT EXISTS `{database}`"),
-        format!(
-            "CREATE TABLE IF NOT EXISTS `{database}`.`{SPANS_TABLE}` (\n{}{indexes}\n)\n\
-             ENGINE = ReplacingMergeTree()\n\
-             PARTITION BY toStartOfHour(time)\n\
-             ORDER BY (app_service, endpoint, time, trace_id, span_id){ttl}",
-            columns.join(",\n")
-        ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS `{database}`.`{TRACE_INDEX_TABLE}` (\n    \
-             `trace_id` FixedString(16),\n    \
-             `time` DateTime,\n    \
-             `app_service` String,\n    \
-             `endpoint` String\n)\n\
-             ENGINE = ReplacingMergeTree()\n\
-             PARTITION BY toStartOfDay(time)\n\
-             ORDER BY (trace_id, time, app_service, endpoint){ttl}"
-        ),
-    ]
+        };
+        let spans = self.storage_table(SPANS_TABLE);
+        let index = self.storage_table(TRACE_INDEX_TABLE);
+        let mut statements = vec![
+            format!("CREATE DATABASE IF NOT EXISTS `{database}`"),
+            format!(
+                "CREATE TABLE IF NOT EXISTS `{database}`.`{spans}` (\n{}{indexes}\n)\n\
+                 ENGINE = ReplacingMergeTree()\n\
+                 PARTITION BY toStartOfHour(time)\n\
+                 ORDER BY (app_service, endpoint, time, trace_id, span_id){ttl}",
+                columns.join(",\n")
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS `{database}`.`{index}` (\n    \
+                 `trace_id` FixedString(16),\n    \
+                 `time` DateTime,\n    \
+                 `app_service` String,\n    \
+                 `endpoint` String\n)\n\
+                 ENGINE = ReplacingMergeTree()\n\
+                 PARTITION BY toStartOfDay(time)\n\
+                 ORDER BY (trace_id, time, app_service, endpoint){ttl}"
+            ),
+        ];
+        if let Some(cluster) = &self.cluster {
+            for (table, local) in [(SPANS_TABLE, &spans), (TRACE_INDEX_TABLE, &index)] {
+                statements.push(format!(
+                    "CREATE TABLE IF NOT EXISTS `{database}`.`{table}` AS `{database}`.`{local}`\n\
+                     ENGINE = Distributed(`{cluster}`, `{database}`, `{local}`, cityHash64(trace_id))"
+                ));
+            }
+        }
+        statements
+    }
 }
 
 #[cfg(test)]
@@ -197,7 +229,11 @@ mod tests {
 
     #[test]
     fn the_legacy_ddl_uses_nothing_18_16_lacks() {
-        let ddl = create_statements(Flavor::Legacy, "flow_log", 72).join("\n");
+        let single = Layout {
+            database: "flow_log".into(),
+            cluster: None,
+        };
+        let ddl = single.create_statements(Flavor::Legacy, 72).join("\n");
         for missing in [
             "DateTime64",
             "TTL",
@@ -208,7 +244,7 @@ mod tests {
         ] {
             assert!(!ddl.contains(missing), "{missing} in\n{ddl}");
         }
-        let modern = create_statements(Flavor::Modern, "flow_log", 72).join("\n");
+        let modern = single.create_statements(Flavor::Modern, 72).join("\n");
         for used in [
             "DateTime64(6)",
             "TTL time + toIntervalHour(72)",
@@ -217,5 +253,33 @@ mod tests {
         ] {
             assert!(modern.contains(used), "{used} not in\n{modern}");
         }
+    }
+
+    #[test]
+    fn a_cluster_keeps_rows_in_local_tables_behind_distributed_ones() {
+        let layout = Layout {
+            database: "flow_log".into(),
+            cluster: Some("spans".into()),
+        };
+        let ddl = layout.create_statements(Flavor::Legacy, 72);
+        assert_eq!(layout.storage_table(SPANS_TABLE), "l7_flow_log_local");
+        assert!(
+            ddl[1].contains("`flow_log`.`l7_flow_log_local`"),
+            "{}",
+            ddl[1]
+        );
+        assert!(
+            ddl[2].contains("`flow_log`.`l7_trace_index_local`"),
+            "{}",
+            ddl[2]
+        );
+        assert!(
+            ddl[3].contains(
+                "ENGINE = Distributed(`spans`, `flow_log`, `l7_flow_log_local`, cityHash64(trace_id))"
+            ),
+            "{}",
+            ddl[3]
+        );
+        assert!(ddl[4].contains("`l7_trace_index` AS `flow_log`.`l7_trace_index_local`"));
     }
 }

@@ -1,12 +1,11 @@
 //! The DDL against a real ClickHouse server (Debian's 18.16 in CI).
 
-mod common;
-
-use spanflow_store_clickhouse::schema::{self, Flavor};
+use spanflow_store_clickhouse::schema::{self, Flavor, Layout};
+use spanflow_store_clickhouse::test_server::TestServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_tables_are_created_once_with_every_column() {
-    let server = common::ClickHouse::start();
+    let server = TestServer::start();
     let client = clickhouse::Client::default()
         .with_url(server.url())
         .with_validation(false);
@@ -14,7 +13,11 @@ async fn the_tables_are_created_once_with_every_column() {
     let flavor = Flavor::of_version(&version);
     // Twice: creating what exists is a no-op, as on every start.
     for _ in 0..2 {
-        for statement in schema::create_statements(flavor, "flow_log", 72) {
+        let layout = Layout {
+            database: "flow_log".into(),
+            cluster: None,
+        };
+        for statement in layout.create_statements(flavor, 72) {
             client
                 .query(&statement)
                 .execute()

@@ -212,26 +212,8 @@ impl ScalarUDFImpl for ArrayPositionInt64 {
     }
 }
 
-/// A resource tag's field.
-type ResourceTag = fn(&ResourceTags) -> &String;
-
 /// The resource tag columns, in schema order, with their field in [`ResourceTags`].
-const RESOURCE_COLUMNS: [(&str, ResourceTag); 12] = [
-    ("host_name", |tags| &tags.host_name),
-    ("container_id", |tags| &tags.container_id),
-    ("k8s_cluster_name", |tags| &tags.k8s_cluster_name),
-    ("k8s_namespace_name", |tags| &tags.k8s_namespace_name),
-    ("k8s_node_name", |tags| &tags.k8s_node_name),
-    ("k8s_pod_name", |tags| &tags.k8s_pod_name),
-    ("k8s_pod_uid", |tags| &tags.k8s_pod_uid),
-    ("k8s_workload_kind", |tags| &tags.k8s_workload_kind),
-    ("k8s_workload_name", |tags| &tags.k8s_workload_name),
-    ("service_namespace", |tags| &tags.service_namespace),
-    ("service_version", |tags| &tags.service_version),
-    ("deployment_environment", |tags| {
-        &tags.deployment_environment
-    }),
-];
+const RESOURCE_COLUMNS: [(&str, spanflow_model::ResourceTag); 12] = ResourceTags::COLUMNS;
 
 // ---------------------------------------------------------------------------------------------
 // Rows to a batch.

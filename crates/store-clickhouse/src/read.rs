@@ -1,0 +1,357 @@
+//! Reading spans back: the row as `RowBinary` returns it, and the SQL of trace lookups and
+//! searches.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use spanflow_model::{
+    Attribute, L7Protocol, ObservationPoint, ResourceTags, ResponseStatus, SpanId, SpanKind,
+    SpanRow, TraceId,
+};
+use spanflow_store::{text, SpanQuery};
+
+use crate::schema::Flavor;
+
+/// One `l7_flow_log` row, field for field in column order; `SELECT ?fields` names them.
+#[derive(clickhouse::Row, serde::Deserialize)]
+pub struct StoredSpan {
+    time: u32,
+    start_time: i64,
+    end_time: i64,
+    trace_id: [u8; 16],
+    span_id: [u8; 8],
+    parent_span_id: Option<[u8; 8]>,
+    span_kind: u8,
+    observation_point: String,
+    trace_state: String,
+    flags: u32,
+    endpoint: String,
+    app_service: String,
+    app_instance: String,
+    signal_source: u16,
+    agent_id: String,
+    l7_protocol: u8,
+    l7_protocol_str: String,
+    version: String,
+    is_tls: u8,
+    protocol: u8,
+    request_type: String,
+    request_domain: String,
+    request_resource: String,
+    request_length: Option<i64>,
+    response_length: Option<i64>,
+    response_code: Option<i32>,
+    response_status: u8,
+    response_exception: String,
+    status_code: u8,
+    status_message: String,
+    response_duration: u64,
+    ip_0: String,
+    ip_1: String,
+    client_port: u16,
+    server_port: u16,
+    scope_name: String,
+    scope_version: String,
+    host_name: String,
+    container_id: String,
+    k8s_cluster_name: String,
+    k8s_namespace_name: String,
+    k8s_node_name: String,
+    k8s_pod_name: String,
+    k8s_pod_uid: String,
+    k8s_workload_kind: String,
+    k8s_workload_name: String,
+    service_namespace: String,
+    service_version: String,
+    deployment_environment: String,
+    attribute_names: Vec<String>,
+    attribute_values: Vec<String>,
+    attribute_types: Vec<u8>,
+    resource_attribute_names: Vec<String>,
+    resource_attribute_values: Vec<String>,
+    resource_attribute_types: Vec<u8>,
+    events: String,
+    links: String,
+    dropped_attributes_count: u32,
+    dropped_events_count: u32,
+    dropped_links_count: u32,
+}
+
+impl StoredSpan {
+    /// The span row; an error names the column that does not hold what spanflow writes.
+    pub fn into_row(self) -> Result<SpanRow, String> {
+        let observation_point =
+            ObservationPoint::parse(&self.observation_point).ok_or_else(|| {
+                format!(
+                    "observation_point `{}` is not c-app, s-app or app",
+                    self.observation_point
+                )
+            })?;
+        Ok(SpanRow {
+            time: i64::from(self.time),
+            start_time: self.start_time,
+            end_time: self.end_time,
+            trace_id: TraceId(self.trace_id),
+            span_id: SpanId(self.span_id),
+            parent_span_id: self.parent_span_id.map(SpanId),
+            span_kind: SpanKind::from_i32(i32::from(self.span_kind)),
+            observation_point,
+            trace_state: self.trace_state,
+            flags: self.flags,
+            endpoint: self.endpoint,
+            app_service: self.app_service,
+            app_instance: self.app_instance,
+            signal_source: self.signal_source,
+            agent_id: self.agent_id,
+            l7_protocol: L7Protocol::from_u8(self.l7_protocol),
+            l7_protocol_str: self.l7_protocol_str,
+            version: self.version,
+            is_tls: self.is_tls != 0,
+            protocol: self.protocol,
+            request_type: self.request_type,
+            request_domain: self.request_domain,
+            request_resource: self.request_resource,
+            request_length: self.request_length,
+            response_length: self.response_length,
+            response_code: self.response_code,
+            response_status: ResponseStatus::from_u8(self.response_status),
+            response_exception: self.response_exception,
+            status_code: self.status_code,
+            status_message: self.status_message,
+            response_duration: self.response_duration,
+            ip_0: ip(&self.ip_0, "ip_0")?,
+            ip_1: ip(&self.ip_1, "ip_1")?,
+            client_port: self.client_port,
+            server_port: self.server_port,
+            scope_name: self.scope_name,
+            scope_version: self.scope_version,
+            resource: ResourceTags {
+                host_name: self.host_name,
+                container_id: self.container_id,
+                k8s_cluster_name: self.k8s_cluster_name,
+                k8s_namespace_name: self.k8s_namespace_name,
+                k8s_node_name: self.k8s_node_name,
+                k8s_pod_name: self.k8s_pod_name,
+                k8s_pod_uid: self.k8s_pod_uid,
+                k8s_workload_kind: self.k8s_workload_kind,
+                k8s_workload_name: self.k8s_workload_name,
+                service_namespace: self.service_namespace,
+                service_version: self.service_version,
+                deployment_environment: self.deployment_environment,
+            }
+            .into(),
+            attributes: attributes(
+                self.attribute_names,
+                self.attribute_values,
+                &self.attribute_types,
+                "attribute",
+            )?,
+            resource_attributes: attributes(
+                self.resource_attribute_names,
+                self.resource_attribute_values,
+                &self.resource_attribute_types,
+                "resource_attribute",
+            )?
+            .into(),
+            events: text::parse_events(&self.events).map_err(|error| format!("events: {error}"))?,
+            links: text::parse_links(&self.links).map_err(|error| format!("links: {error}"))?,
+            dropped_attributes_count: self.dropped_attributes_count,
+            dropped_events_count: self.dropped_events_count,
+            dropped_links_count: self.dropped_links_count,
+        })
+    }
+}
+
+fn ip(text: &str, column: &str) -> Result<Option<IpAddr>, String> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse()
+        .map(Some)
+        .map_err(|_| format!("{column} `{text}` is not an IP address"))
+}
+
+fn attributes(
+    names: Vec<String>,
+    values: Vec<String>,
+    types: &[u8],
+    column: &str,
+) -> Result<Vec<Attribute>, String> {
+    if names.len() != values.len() || names.len() != types.len() {
+        return Err(format!(
+            "{column}_names, _values and _types differ in length ({}, {}, {})",
+            names.len(),
+            values.len(),
+            types.len()
+        ));
+    }
+    names
+        .into_iter()
+        .zip(values)
+        .zip(types)
+        .map(|((key, value), code)| {
+            let value = text::parse_value(&value, *code)
+                .map_err(|error| format!("{column} `{key}`: {error}"))?;
+            Ok(Attribute { key, value })
+        })
+        .collect()
+}
+
+/// Where a trace's spans are: one `l7_trace_index` group.
+#[derive(clickhouse::Row, serde::Deserialize, Debug)]
+pub struct Placement {
+    pub app_service: String,
+    pub endpoint: String,
+    pub time_min: u32,
+    pub time_max: u32,
+}
+
+/// Past this many (service, endpoint) groups, a trace lookup reads the trace's whole time
+/// range instead of naming each group, to keep the query text short.
+const MAX_PLACEMENTS: usize = 500;
+
+/// The query for the placements of `trace_id`.
+pub fn placements_sql(trace_id: &TraceId, index_table: &str) -> String {
+    format!(
+        "SELECT app_service, endpoint, toUInt32(min(time)) AS time_min, \
+         toUInt32(max(time)) AS time_max FROM {index_table} WHERE trace_id = {} \
+         GROUP BY app_service, endpoint",
+        fixed_string(trace_id.as_bytes())
+    )
+}
+
+/// The query for the spans of `trace_id`, reading only the granules its placements name. The
+/// service and endpoint strings are bound, in order, by [`bind_placements`].
+pub fn trace_sql(trace_id: &TraceId, placements: &[Placement], spans_table: &str) -> String {
+    let mut sql = format!(
+        "SELECT ?fields FROM {spans_table} WHERE trace_id = {} AND (",
+        fixed_string(trace_id.as_bytes())
+    );
+    if placements.len() > MAX_PLACEMENTS {
+        let min = placements.iter().map(|p| p.time_min).min().unwrap_or(0);
+        let max = placements.iter().map(|p| p.time_max).max().unwrap_or(0);
+        write!(sql, "time BETWEEN toDateTime({min}) AND toDateTime({max})").expect("to a String");
+    } else {
+        for (i, placement) in placements.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(" OR ");
+            }
+            write!(
+                sql,
+                "(app_service = ? AND endpoint = ? AND time BETWEEN toDateTime({}) AND toDateTime({}))",
+                placement.time_min, placement.time_max
+            )
+            .expect("to a String");
+        }
+    }
+    // One row per span even before ClickHouse has merged away a span written twice.
+    sql.push_str(") ORDER BY start_time, span_id LIMIT 1 BY span_id");
+    sql
+}
+
+/// Binds the strings [`trace_sql`] leaves open.
+pub fn bind_placements(
+    mut query: clickhouse::query::Query,
+    placements: &[Placement],
+) -> clickhouse::query::Query {
+    if placements.len() <= MAX_PLACEMENTS {
+        for placement in placements {
+            query = query
+                .bind(placement.app_service.as_str())
+                .bind(placement.endpoint.as_str());
+        }
+    }
+    query
+}
+
+/// A search: the query text with `?` where [`SearchSql::bind`] puts the caller's strings.
+pub struct SearchSql {
+    pub sql: String,
+    strings: Vec<String>,
+}
+
+impl SearchSql {
+    pub fn new(query: &SpanQuery, flavor: Flavor, spans_table: &str) -> SearchSql {
+        let mut conditions: Vec<String> = Vec::new();
+        let mut strings = Vec::new();
+        if let Some(service) = &query.service {
+            conditions.push("app_service = ?".into());
+            strings.push(service.clone());
+        }
+        if let Some(operation) = &query.operation {
+            conditions.push("endpoint = ?".into());
+            strings.push(operation.clone());
+        }
+        if let Some(min) = query.min_duration_us {
+            conditions.push(format!("response_duration >= {min}"));
+        }
+        if let Some(max) = query.max_duration_us {
+            conditions.push(format!("response_duration <= {max}"));
+        }
+        let micros = |us: i64| match flavor {
+            Flavor::Legacy => format!("{us}"),
+            Flavor::Modern => format!("fromUnixTimestamp64Micro(toInt64({us}))"),
+        };
+        if let Some(min) = query.start_time_min_us {
+            conditions.push(format!("start_time >= {}", micros(min)));
+            // `time` is the end second; a span ends no earlier than it starts (the mapping
+            // clamps), so this bound prunes whole partitions without losing a span.
+            conditions.push(format!(
+                "time >= toDateTime({})",
+                min.div_euclid(1_000_000).clamp(0, i64::from(u32::MAX))
+            ));
+        }
+        if let Some(max) = query.start_time_max_us {
+            conditions.push(format!("start_time <= {}", micros(max)));
+        }
+        if let Some(status) = query.response_status {
+            conditions.push(format!("response_status = {}", status.as_u8()));
+        }
+        for filter in &query.attributes {
+            // Text equality on the scalar types only, as `SpanQuery::matches` compares.
+            conditions.push(format!(
+                "(arrayExists((n, v, t) -> n = ? AND v = ? AND t <= {max}, \
+                 attribute_names, attribute_values, attribute_types) \
+                 OR arrayExists((n, v, t) -> n = ? AND v = ? AND t <= {max}, \
+                 resource_attribute_names, resource_attribute_values, resource_attribute_types))",
+                max = text::TYPE_DOUBLE
+            ));
+            for _ in 0..2 {
+                strings.push(filter.key.clone());
+                strings.push(filter.value.clone());
+            }
+        }
+        let filter = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conditions.join(" AND "))
+        };
+        SearchSql {
+            sql: format!(
+                "SELECT ?fields FROM {spans_table}{filter} \
+                 ORDER BY start_time DESC, trace_id, span_id \
+                 LIMIT 1 BY trace_id, span_id LIMIT {}",
+                query.limit
+            ),
+            strings,
+        }
+    }
+
+    pub fn bind(&self, mut query: clickhouse::query::Query) -> clickhouse::query::Query {
+        for string in &self.strings {
+            query = query.bind(string.as_str());
+        }
+        query
+    }
+}
+
+/// A `FixedString` literal of raw bytes.
+fn fixed_string(bytes: &[u8]) -> String {
+    let mut literal = String::with_capacity(bytes.len() * 2 + 40);
+    literal.push_str("toFixedString(unhex('");
+    for byte in bytes {
+        write!(literal, "{byte:02x}").expect("to a String");
+    }
+    write!(literal, "'), {})", bytes.len()).expect("to a String");
+    literal
+}

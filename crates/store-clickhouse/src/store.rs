@@ -1,0 +1,690 @@
+//! [`ClickHouseStore`]: writes batched into few large inserts and acknowledged only once
+//! ClickHouse has accepted them, reads through the trace index, and retention.
+//!
+//! ```text
+//! write(rows) -- encode RowBinary, wait for room in the buffer --> queue
+//!   queue --(batch_rows, or the oldest waited batch_wait)--> insert task
+//!   insert task: INSERT l7_trace_index, INSERT l7_flow_log, retried with backoff
+//!   --> every write in the insert returns Ok
+//! ```
+//!
+//! A write that ClickHouse has not accepted within `write_timeout` returns a retryable error,
+//! so the agent keeps the batch and sends it again; an insert is given up only once every
+//! write in it has returned so. A span can thus reach ClickHouse twice (an insert that
+//! succeeded but whose answer was lost, or a resend racing a late insert): the tables are
+//! `ReplacingMergeTree`s keyed by the span, and every read takes one row per span.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clickhouse::Client;
+use spanflow_model::{metric_names, SpanRow, TraceId};
+use spanflow_store::{ErrorKind, SpanQuery, SpanStore, StoreError};
+use tokio::sync::{oneshot, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use crate::read::{self, Placement, SearchSql, StoredSpan};
+use crate::rowbinary::Encoder;
+use crate::schema::{Flavor, Layout, SPANS_TABLE, TRACE_INDEX_TABLE};
+
+#[derive(Clone, Debug)]
+pub struct ClickHouseConfig {
+    /// HTTP URLs of the ClickHouse servers, e.g. `http://127.0.0.1:8123`. Writes and reads go
+    /// to the first, and to the next when one stops answering; with a cluster, list a node of
+    /// every shard: the tables are created, and old partitions dropped, on each.
+    pub urls: Vec<String>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub database: String,
+    /// A cluster from the servers' `<remote_servers>`; see [`Layout::cluster`].
+    pub cluster: Option<String>,
+    /// Spans whose end is older than this are dropped.
+    pub retention: Duration,
+    /// An insert starts once this many rows wait...
+    pub batch_rows: usize,
+    /// ...or once the oldest waiting write has waited this long.
+    pub batch_wait: Duration,
+    /// Encoded bytes that may wait for ClickHouse; past it, writes wait for room...
+    pub max_buffered_bytes: usize,
+    /// ...for at most this long, then fail as retryable.
+    pub write_wait: Duration,
+    /// A write ClickHouse has not accepted within this long fails as retryable. Keep it below
+    /// the agents' request timeout (30 s), so that they hear the answer.
+    pub write_timeout: Duration,
+    /// Inserts running at once.
+    pub max_concurrent_inserts: usize,
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+    /// The longest one request to ClickHouse may take.
+    pub request_timeout: Duration,
+    /// How long opening waits for ClickHouse to answer.
+    pub connect_timeout: Duration,
+    /// How often retention runs.
+    pub upkeep_interval: Duration,
+}
+
+impl ClickHouseConfig {
+    pub fn new(url: impl Into<String>) -> ClickHouseConfig {
+        ClickHouseConfig {
+            urls: vec![url.into()],
+            user: None,
+            password: None,
+            database: "flow_log".to_string(),
+            cluster: None,
+            retention: Duration::from_secs(72 * 3600),
+            batch_rows: 50_000,
+            batch_wait: Duration::from_secs(1),
+            max_buffered_bytes: 256 << 20,
+            write_wait: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(20),
+            max_concurrent_inserts: 2,
+            min_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(30),
+            upkeep_interval: Duration::from_secs(300),
+        }
+    }
+}
+
+/// One write waiting for ClickHouse.
+struct Pending {
+    spans: Bytes,
+    index: Bytes,
+    n_rows: usize,
+    enqueued: Instant,
+    done: oneshot::Sender<()>,
+    _room: OwnedSemaphorePermit,
+}
+
+/// The servers, and which one takes requests now.
+struct Servers {
+    clients: Vec<Client>,
+    current: AtomicUsize,
+}
+
+impl Servers {
+    fn current(&self) -> (usize, &Client) {
+        let i = self.current.load(Ordering::Relaxed) % self.clients.len();
+        (i, &self.clients[i])
+    }
+
+    /// Moves on from server `failed`, unless another request has already.
+    fn fail_over(&self, failed: usize) {
+        if self.clients.len() > 1 {
+            let _ = self.current.compare_exchange(
+                failed,
+                (failed + 1) % self.clients.len(),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
+    }
+}
+
+struct Inner {
+    config: ClickHouseConfig,
+    layout: Layout,
+    flavor: Flavor,
+    servers: Servers,
+    queue: Mutex<VecDeque<Pending>>,
+    queued_rows: AtomicUsize,
+    queued: Notify,
+    room: Arc<Semaphore>,
+    room_bytes: u32,
+    last_error: Mutex<String>,
+}
+
+/// The ClickHouse store. Cloning shares it; the background tasks stop when the last clone is
+/// dropped.
+#[derive(Clone)]
+pub struct ClickHouseStore {
+    inner: Arc<Inner>,
+    _stop: Arc<DropGuard>,
+}
+
+/// A ClickHouse error as a store error: lost connections and timeouts are `Unavailable`, so
+/// that callers try again later.
+fn store_error(context: &str, error: clickhouse::error::Error) -> StoreError {
+    let kind = match &error {
+        clickhouse::error::Error::Network(_) | clickhouse::error::Error::TimedOut => {
+            ErrorKind::Unavailable
+        }
+        clickhouse::error::Error::BadResponse(text) if transient(text) => ErrorKind::Unavailable,
+        _ => ErrorKind::Internal,
+    };
+    StoreError::new(kind, format!("{context}: {error}")).with_source(error)
+}
+
+/// Whether a server exception is about the server's state rather than the request: too many
+/// parts, memory, timeouts, too many queries, a table not there (yet).
+fn transient(text: &str) -> bool {
+    [
+        "Code: 252,",
+        "Code: 241,",
+        "Code: 159,",
+        "Code: 202,",
+        "Code: 209,",
+        "Code: 210,",
+        "Code: 60,",
+        "Code: 81,",
+    ]
+    .iter()
+    .any(|code| text.contains(code))
+}
+
+impl ClickHouseStore {
+    /// Connects, creates the database and tables where missing, and starts the inserter and
+    /// retention. Waits up to `connect_timeout` for the servers to answer.
+    pub async fn open(config: ClickHouseConfig) -> Result<ClickHouseStore, StoreError> {
+        if config.urls.is_empty() {
+            return Err(StoreError::new(
+                ErrorKind::Unavailable,
+                "no ClickHouse URL configured",
+            ));
+        }
+        let layout = Layout {
+            database: config.database.clone(),
+            cluster: config.cluster.clone(),
+        };
+        let mut clients = Vec::new();
+        let mut flavor = Flavor::Modern;
+        for url in &config.urls {
+            let mut client = Client::default()
+                .with_url(url)
+                .with_validation(false)
+                .with_compression(clickhouse::Compression::Lz4);
+            if let Some(user) = &config.user {
+                client = client.with_user(user);
+            }
+            if let Some(password) = &config.password {
+                client = client.with_password(password);
+            }
+            let version = version(&client, url, config.connect_timeout).await?;
+            let server_flavor = Flavor::of_version(&version);
+            if server_flavor == Flavor::Legacy {
+                flavor = Flavor::Legacy;
+            }
+            let retention_hours = u32::try_from(config.retention.as_secs().div_ceil(3600))
+                .unwrap_or(u32::MAX)
+                .max(1);
+            for statement in layout.create_statements(server_flavor, retention_hours) {
+                client.query(&statement).execute().await.map_err(|error| {
+                    store_error(
+                        &format!("creating the tables on ClickHouse at {url}"),
+                        error,
+                    )
+                })?;
+            }
+            tracing::info!(
+                url,
+                version,
+                flavor = ?server_flavor,
+                database = config.database,
+                cluster = config.cluster.as_deref().unwrap_or(""),
+                "ClickHouse tables ready"
+            );
+            clients.push(client.with_database(&config.database));
+        }
+        let stop = CancellationToken::new();
+        let room_bytes = u32::try_from(config.max_buffered_bytes.max(1)).unwrap_or(u32::MAX);
+        let inner = Arc::new(Inner {
+            layout,
+            flavor,
+            servers: Servers {
+                clients,
+                current: AtomicUsize::new(0),
+            },
+            queue: Mutex::new(VecDeque::new()),
+            queued_rows: AtomicUsize::new(0),
+            queued: Notify::new(),
+            room: Arc::new(Semaphore::new(room_bytes as usize)),
+            room_bytes,
+            last_error: Mutex::new(String::new()),
+            config,
+        });
+        tokio::spawn(batch_loop(inner.clone(), stop.clone()));
+        tokio::spawn(upkeep_loop(inner.clone(), stop.clone()));
+        Ok(ClickHouseStore {
+            inner,
+            _stop: Arc::new(stop.drop_guard()),
+        })
+    }
+
+    /// The schema flavor in use: legacy when any server is older than 20.3.
+    pub fn flavor(&self) -> Flavor {
+        self.inner.flavor
+    }
+
+    /// Drops the partitions past retention on every server; returns how many it dropped.
+    pub async fn drop_expired_partitions(&self) -> Result<usize, StoreError> {
+        self.inner.drop_expired_partitions().await
+    }
+}
+
+/// The server's version, asking until it answers or `patience` runs out.
+async fn version(client: &Client, url: &str, patience: Duration) -> Result<String, StoreError> {
+    let started = Instant::now();
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match client.query("SELECT version()").fetch_one::<String>().await {
+            Ok(version) => return Ok(version),
+            Err(error) if started.elapsed() + wait < patience => {
+                tracing::warn!(url, %error, "ClickHouse does not answer yet; asking again");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            Err(error) => {
+                return Err(store_error(
+                    &format!(
+                        "ClickHouse at {url} did not answer within {} s",
+                        patience.as_secs()
+                    ),
+                    error,
+                ))
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn set_last_error(&self, error: String) {
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = error;
+    }
+
+    fn last_error(&self) -> String {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn buffered_bytes(&self) -> usize {
+        self.room_bytes as usize - self.room.available_permits()
+    }
+
+    /// Sends `chunks` as one `INSERT` of RowBinary rows into `table`.
+    async fn insert(&self, table: &str, chunks: &[Bytes]) -> Result<(), String> {
+        let (server, client) = self.servers.current();
+        let mut insert = client
+            .insert_formatted_with(format!("INSERT INTO `{table}` FORMAT RowBinary"))
+            .with_timeouts(
+                Some(self.config.request_timeout),
+                Some(self.config.request_timeout),
+            );
+        if self.layout.cluster.is_some() {
+            // Acknowledged only once every shard has its rows, not when they are spooled.
+            insert = insert.with_setting("insert_distributed_sync", "1");
+        }
+        let sent = async {
+            for chunk in chunks {
+                insert.send(chunk.clone()).await?;
+            }
+            insert.end().await
+        }
+        .await;
+        sent.map_err(|error| {
+            if matches!(
+                error,
+                clickhouse::error::Error::Network(_) | clickhouse::error::Error::TimedOut
+            ) {
+                self.servers.fail_over(server);
+            }
+            format!(
+                "inserting into {table} on {}: {error}",
+                self.config.urls[server]
+            )
+        })
+    }
+
+    /// Inserts one batch until ClickHouse accepts it, then tells its writers; gives up once
+    /// every writer has stopped waiting.
+    async fn insert_batch(&self, batch: Vec<Pending>) {
+        let n_rows: usize = batch.iter().map(|pending| pending.n_rows).sum();
+        let spans: Vec<Bytes> = batch.iter().map(|pending| pending.spans.clone()).collect();
+        let index: Vec<Bytes> = batch.iter().map(|pending| pending.index.clone()).collect();
+        let mut index_done = false;
+        let mut backoff = self.config.min_backoff;
+        let mut attempt = 0u32;
+        let started = Instant::now();
+        loop {
+            if batch.iter().all(|pending| pending.done.is_closed()) {
+                metrics::counter!(metric_names::CLICKHOUSE_INSERTS_ABANDONED).increment(1);
+                tracing::warn!(
+                    n_rows,
+                    attempts = attempt,
+                    "every write in an insert stopped waiting; its senders send the spans again"
+                );
+                return;
+            }
+            attempt += 1;
+            // The index first: an index row without its span is harmless, a span without its
+            // index row could not be found by trace id.
+            let result = async {
+                if !index_done {
+                    self.insert(TRACE_INDEX_TABLE, &index).await?;
+                    index_done = true;
+                }
+                self.insert(SPANS_TABLE, &spans).await
+            }
+            .await;
+            match result {
+                Ok(()) => {
+                    metrics::counter!(metric_names::CLICKHOUSE_ROWS_INSERTED)
+                        .increment(n_rows as u64);
+                    if attempt > 1 {
+                        tracing::info!(
+                            n_rows,
+                            attempts = attempt,
+                            seconds = started.elapsed().as_secs_f64(),
+                            "ClickHouse accepted an insert after retries"
+                        );
+                    }
+                    for pending in batch {
+                        let _ = pending.done.send(());
+                    }
+                    return;
+                }
+                Err(error) => {
+                    metrics::counter!(metric_names::CLICKHOUSE_INSERT_FAILURES).increment(1);
+                    if attempt == 1 || attempt.is_multiple_of(10) {
+                        tracing::warn!(
+                            n_rows,
+                            attempt,
+                            %error,
+                            "ClickHouse did not accept an insert; it is tried again"
+                        );
+                    }
+                    self.set_last_error(error);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(self.config.max_backoff);
+                }
+            }
+        }
+    }
+
+    /// Takes whole writes, oldest first, until `batch_rows` rows; skips writes whose writer
+    /// stopped waiting.
+    fn take_batch(&self) -> Vec<Pending> {
+        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let mut batch = Vec::new();
+        let mut n_rows = 0;
+        while let Some(pending) = queue.pop_front() {
+            self.queued_rows.fetch_sub(pending.n_rows, Ordering::SeqCst);
+            if pending.done.is_closed() {
+                continue;
+            }
+            n_rows += pending.n_rows;
+            batch.push(pending);
+            if n_rows >= self.config.batch_rows {
+                break;
+            }
+        }
+        batch
+    }
+
+    async fn drop_expired_partitions(&self) -> Result<usize, StoreError> {
+        let retention_s = self.config.retention.as_secs();
+        let mut dropped = 0;
+        for (url, client) in self.config.urls.iter().zip(&self.servers.clients) {
+            for table in [SPANS_TABLE, TRACE_INDEX_TABLE] {
+                let table = self.layout.storage_table(table);
+                let expired: Vec<(String, u64)> = client
+                    .query(
+                        "SELECT partition_id, sum(rows) FROM system.parts \
+                         WHERE database = ? AND table = ? AND active \
+                         GROUP BY partition_id \
+                         HAVING max(max_time) < now() - toIntervalSecond(?)",
+                    )
+                    .bind(self.layout.database.as_str())
+                    .bind(table.as_str())
+                    .bind(retention_s)
+                    .fetch_all()
+                    .await
+                    .map_err(|error| store_error(&format!("listing partitions on {url}"), error))?;
+                for (partition, n_rows) in expired {
+                    client
+                        .query(&format!(
+                            "ALTER TABLE `{table}` DROP PARTITION ID '{partition}'"
+                        ))
+                        .execute()
+                        .await
+                        .map_err(|error| {
+                            store_error(&format!("dropping partition {partition} on {url}"), error)
+                        })?;
+                    if table.starts_with(SPANS_TABLE) {
+                        metrics::counter!(metric_names::STORE_ROWS_EXPIRED).increment(n_rows);
+                    }
+                    tracing::info!(
+                        url,
+                        table,
+                        partition,
+                        n_rows,
+                        "dropped a partition past retention"
+                    );
+                    dropped += 1;
+                }
+            }
+        }
+        Ok(dropped)
+    }
+
+    /// Runs a read on the current server, and on the next when it does not answer.
+    async fn read<T, F, Fut>(&self, what: &str, run: F) -> Result<T, StoreError>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, clickhouse::error::Error>>,
+    {
+        let mut tried = 0;
+        loop {
+            let (server, client) = self.servers.current();
+            tried += 1;
+            match run(client.clone()).await {
+                Ok(value) => return Ok(value),
+                Err(
+                    error @ (clickhouse::error::Error::Network(_)
+                    | clickhouse::error::Error::TimedOut),
+                ) if tried < self.servers.clients.len() => {
+                    tracing::warn!(url = self.config.urls[server], %error, "ClickHouse read failed; trying the next server");
+                    self.servers.fail_over(server);
+                }
+                Err(error) => {
+                    return Err(store_error(
+                        &format!("{what} on ClickHouse at {}", self.config.urls[server]),
+                        error,
+                    ))
+                }
+            }
+        }
+    }
+}
+
+/// Starts an insert once enough rows wait or the oldest write has waited long enough; at most
+/// `max_concurrent_inserts` at once.
+async fn batch_loop(store: Arc<Inner>, stop: CancellationToken) {
+    let slots = Arc::new(Semaphore::new(store.config.max_concurrent_inserts.max(1)));
+    loop {
+        let queued = store.queued.notified();
+        let oldest = store
+            .queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .front()
+            .map(|pending| pending.enqueued);
+        let Some(oldest) = oldest else {
+            tokio::select! {
+                () = queued => continue,
+                () = stop.cancelled() => return,
+            }
+        };
+        let due = tokio::time::Instant::from_std(oldest + store.config.batch_wait);
+        if store.queued_rows.load(Ordering::SeqCst) < store.config.batch_rows
+            && tokio::time::Instant::now() < due
+        {
+            tokio::select! {
+                () = queued => {}
+                () = tokio::time::sleep_until(due) => {}
+                () = stop.cancelled() => return,
+            }
+            continue;
+        }
+        drop(queued);
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.expect("never closed"),
+            () = stop.cancelled() => return,
+        };
+        let batch = store.take_batch();
+        if batch.is_empty() {
+            continue;
+        }
+        let store = store.clone();
+        tokio::spawn(async move {
+            store.insert_batch(batch).await;
+            drop(slot);
+        });
+    }
+}
+
+async fn upkeep_loop(store: Arc<Inner>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(store.config.upkeep_interval) => {}
+            () = stop.cancelled() => return,
+        }
+        if let Err(error) = store.drop_expired_partitions().await {
+            tracing::warn!(%error, "dropping partitions past retention failed; tried again later");
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl SpanStore for ClickHouseStore {
+    async fn write(&self, rows: Vec<SpanRow>) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let inner = &self.inner;
+        let mut spans = Vec::with_capacity(rows.len() * 512);
+        Encoder::default().spans(&rows, &mut spans);
+        let mut index = Vec::with_capacity(rows.len() * 48);
+        Encoder::index(&rows, &mut index);
+        let n_rows = rows.len();
+        drop(rows);
+        let wanted = u32::try_from(spans.len() + index.len())
+            .unwrap_or(u32::MAX)
+            .min(inner.room_bytes);
+        let room = match tokio::time::timeout(
+            inner.config.write_wait,
+            inner.room.clone().acquire_many_owned(wanted),
+        )
+        .await
+        {
+            Ok(room) => room.expect("never closed"),
+            Err(_) => {
+                metrics::counter!(metric_names::STORE_WRITES_THROTTLED).increment(1);
+                return Err(StoreError::new(
+                    ErrorKind::Retryable,
+                    format!(
+                        "{} MiB wait for ClickHouse, the most the store buffers; ClickHouse is \
+                         slow or down (last error: {})",
+                        inner.buffered_bytes() >> 20,
+                        inner.last_error()
+                    ),
+                ));
+            }
+        };
+        metrics::gauge!(metric_names::CLICKHOUSE_BUFFER_BYTES).set(inner.buffered_bytes() as f64);
+        let (done, accepted) = oneshot::channel();
+        {
+            let mut queue = inner.queue.lock().unwrap_or_else(|p| p.into_inner());
+            queue.push_back(Pending {
+                spans: spans.into(),
+                index: index.into(),
+                n_rows,
+                enqueued: Instant::now(),
+                done,
+                _room: room,
+            });
+            inner.queued_rows.fetch_add(n_rows, Ordering::SeqCst);
+        }
+        inner.queued.notify_one();
+        let result = tokio::time::timeout(inner.config.write_timeout, accepted).await;
+        metrics::gauge!(metric_names::CLICKHOUSE_BUFFER_BYTES).set(inner.buffered_bytes() as f64);
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(StoreError::new(
+                ErrorKind::Unavailable,
+                "the ClickHouse inserter stopped",
+            )),
+            Err(_) => {
+                metrics::counter!(metric_names::CLICKHOUSE_WRITES_TIMED_OUT).increment(1);
+                Err(StoreError::new(
+                    ErrorKind::Retryable,
+                    format!(
+                        "ClickHouse has not accepted the spans within {} s (last error: {})",
+                        inner.config.write_timeout.as_secs(),
+                        inner.last_error()
+                    ),
+                ))
+            }
+        }
+    }
+
+    async fn trace(&self, trace_id: TraceId) -> Result<Vec<SpanRow>, StoreError> {
+        let inner = &self.inner;
+        let sql = read::placements_sql(&trace_id, TRACE_INDEX_TABLE);
+        let placements: Vec<Placement> = inner
+            .read("reading the trace index", |client| {
+                let sql = sql.clone();
+                async move { client.query(&sql).fetch_all().await }
+            })
+            .await?;
+        if placements.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = read::trace_sql(&trace_id, &placements, SPANS_TABLE);
+        let spans: Vec<StoredSpan> = inner
+            .read("reading a trace", |client| {
+                let query = read::bind_placements(client.query(&sql), &placements);
+                async move { query.fetch_all().await }
+            })
+            .await?;
+        rows(spans)
+    }
+
+    async fn search(&self, query: &SpanQuery) -> Result<Vec<SpanRow>, StoreError> {
+        let search = SearchSql::new(query, self.inner.flavor, SPANS_TABLE);
+        let spans: Vec<StoredSpan> = self
+            .inner
+            .read("searching spans", |client| {
+                let query = search.bind(client.query(&search.sql));
+                async move { query.fetch_all().await }
+            })
+            .await?;
+        rows(spans)
+    }
+
+    fn backend(&self) -> &'static str {
+        "clickhouse"
+    }
+
+    async fn maintain(&self) -> Result<(), StoreError> {
+        self.inner.drop_expired_partitions().await.map(|_| ())
+    }
+}
+
+fn rows(spans: Vec<StoredSpan>) -> Result<Vec<SpanRow>, StoreError> {
+    spans
+        .into_iter()
+        .map(StoredSpan::into_row)
+        .collect::<Result<_, _>>()
+        .map_err(|error| {
+            StoreError::new(
+                ErrorKind::Internal,
+                format!("a row in ClickHouse is not as spanflow writes it: {error}"),
+            )
+        })
+}
