@@ -10,6 +10,7 @@ use axum::Router;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use spanflow_agent::{Agent, AgentIdentity, ForwardConfig, TraceService};
 use spanflow_store::{MemoryStore, SpanStore};
+use spanflow_store_clickhouse::{ClickHouseConfig, ClickHouseStore};
 use spanflow_store_embedded::{EmbeddedConfig, EmbeddedStore};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -171,6 +172,24 @@ async fn open_store(settings: &Resolved) -> anyhow::Result<Arc<dyn SpanStore>> {
                 format!(
                     "opening the embedded store in {}",
                     settings.data_dir.display()
+                )
+            })?;
+            Arc::new(store)
+        }
+        StoreKind::Clickhouse => {
+            let config = ClickHouseConfig {
+                urls: settings.clickhouse_urls.clone(),
+                user: settings.clickhouse_user.clone(),
+                password: settings.clickhouse_password.clone(),
+                database: settings.clickhouse_database.clone(),
+                cluster: settings.clickhouse_cluster.clone(),
+                retention: Duration::from_secs(settings.retention_hours.saturating_mul(3600)),
+                ..ClickHouseConfig::new("")
+            };
+            let store = ClickHouseStore::open(config).await.with_context(|| {
+                format!(
+                    "opening the ClickHouse store at {}",
+                    settings.clickhouse_urls.join(", ")
                 )
             })?;
             Arc::new(store)

@@ -57,9 +57,21 @@ settings! {
     query_listen: SocketAddr = "SPANFLOW_QUERY_LISTEN",
     /// Server: where stores keep their files.
     data_dir: PathBuf = "SPANFLOW_DATA_DIR",
-    /// Server: the store backend: `embedded` (default) or `memory`.
+    /// Server: the store backend: `embedded` (default), `clickhouse` or `memory`.
     store: StoreKind = "SPANFLOW_STORE",
-    /// Embedded store: partitions whose spans ended longer ago than this are dropped.
+    /// ClickHouse store: HTTP URL of the server, or a comma-separated list: reads and writes
+    /// go to the first that answers; with a cluster, name a node of every shard.
+    clickhouse_url: String = "SPANFLOW_CLICKHOUSE_URL",
+    /// ClickHouse store: user name (default: ClickHouse's `default`).
+    clickhouse_user: String = "SPANFLOW_CLICKHOUSE_USER",
+    /// ClickHouse store: password.
+    clickhouse_password: String = "SPANFLOW_CLICKHOUSE_PASSWORD",
+    /// ClickHouse store: database, created if missing.
+    clickhouse_database: String = "SPANFLOW_CLICKHOUSE_DATABASE",
+    /// ClickHouse store: a cluster of the servers' `remote_servers`: rows live in
+    /// `<table>_local` on each shard behind `Distributed` tables, sharded by trace id.
+    clickhouse_cluster: String = "SPANFLOW_CLICKHOUSE_CLUSTER",
+    /// Stores: spans that ended longer ago than this are dropped (embedded and ClickHouse).
     retention_hours: u64 = "SPANFLOW_RETENTION_HOURS",
     /// Embedded store: past this many bytes on disk, the oldest partitions are dropped.
     max_disk_bytes: u64 = "SPANFLOW_MAX_DISK_BYTES",
@@ -82,6 +94,9 @@ settings! {
 pub enum StoreKind {
     /// A write-ahead log and Parquet files under `data_dir`; survives restarts and crashes.
     Embedded,
+    /// ClickHouse at `clickhouse_url`: one server or a cluster, any number of spanflow
+    /// servers writing to it.
+    Clickhouse,
     /// Spans in memory, bounded by `memory_max_spans`; nothing survives a restart.
     Memory,
 }
@@ -102,6 +117,11 @@ pub struct Resolved {
     pub query_listen: SocketAddr,
     pub data_dir: PathBuf,
     pub store: StoreKind,
+    pub clickhouse_urls: Vec<String>,
+    pub clickhouse_user: Option<String>,
+    pub clickhouse_password: Option<String>,
+    pub clickhouse_database: String,
+    pub clickhouse_cluster: Option<String>,
     pub retention_hours: u64,
     pub max_disk_bytes: Option<u64>,
     pub partition_seconds: i64,
@@ -154,6 +174,20 @@ impl Settings {
                 .data_dir
                 .unwrap_or_else(|| PathBuf::from("./spanflow-data")),
             store: self.store.unwrap_or(StoreKind::Embedded),
+            clickhouse_urls: self
+                .clickhouse_url
+                .as_deref()
+                .unwrap_or("http://127.0.0.1:8123")
+                .split(',')
+                .map(|url| url.trim().to_string())
+                .filter(|url| !url.is_empty())
+                .collect(),
+            clickhouse_user: self.clickhouse_user,
+            clickhouse_password: self.clickhouse_password,
+            clickhouse_database: self
+                .clickhouse_database
+                .unwrap_or_else(|| "flow_log".to_string()),
+            clickhouse_cluster: self.clickhouse_cluster.filter(|name| !name.is_empty()),
             retention_hours: self.retention_hours.unwrap_or(72),
             max_disk_bytes: self.max_disk_bytes,
             partition_seconds: self.partition_seconds.unwrap_or(3600).max(1),

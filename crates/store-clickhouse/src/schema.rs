@@ -42,6 +42,12 @@ pub const SPANS_TABLE: &str = "l7_flow_log";
 /// The trace-id index's name.
 pub const TRACE_INDEX_TABLE: &str = "l7_trace_index";
 
+/// Rows per granule of `l7_flow_log`, the unit ClickHouse reads: a quarter of the default
+/// 8192, because a trace lookup reads a granule of every column for each (service, endpoint)
+/// the trace touches, and most of those rows are other traces'. On 18.16 here, a lookup took
+/// 17 ms at 8192, 6.5 ms at 2048 and 5 ms at 1024, for the same bytes on disk.
+pub const SPANS_GRANULARITY: u32 = 2048;
+
 /// The columns of `l7_flow_log`, in insert order: name, legacy type, modern type.
 pub const COLUMNS: &[(&str, &str, &str)] = &[
     ("time", "DateTime", "DateTime CODEC(DoubleDelta, ZSTD(1))"),
@@ -167,17 +173,15 @@ impl Layout {
                 format!("    `{name}` {kind}")
             })
             .collect();
-        let (indexes, ttl) = match flavor {
-            Flavor::Legacy => (String::new(), String::new()),
+        let (indexes, ttl, settings) = match flavor {
+            Flavor::Legacy => (String::new(), String::new(), "\nSETTINGS "),
             Flavor::Modern => (
                 ",\n    INDEX response_duration_idx response_duration TYPE minmax GRANULARITY 2,\n    \
                  INDEX response_status_idx response_status TYPE set(16) GRANULARITY 2,\n    \
                  INDEX request_resource_idx request_resource TYPE bloom_filter GRANULARITY 2"
                     .to_string(),
-                format!(
-                    "\nTTL time + toIntervalHour({retention_hours})\n\
-                     SETTINGS ttl_only_drop_parts = 1"
-                ),
+                format!("\nTTL time + toIntervalHour({retention_hours})"),
+                "\nSETTINGS ttl_only_drop_parts = 1, ",
             ),
         };
         let spans = self.storage_table(SPANS_TABLE);
@@ -188,7 +192,8 @@ impl Layout {
                 "CREATE TABLE IF NOT EXISTS `{database}`.`{spans}` (\n{}{indexes}\n)\n\
                  ENGINE = ReplacingMergeTree()\n\
                  PARTITION BY toStartOfHour(time)\n\
-                 ORDER BY (app_service, endpoint, time, trace_id, span_id){ttl}",
+                 ORDER BY (app_service, endpoint, time, trace_id, span_id){ttl}\
+                 {settings}index_granularity = {SPANS_GRANULARITY}",
                 columns.join(",\n")
             ),
             format!(
@@ -199,7 +204,11 @@ impl Layout {
                  `endpoint` String\n)\n\
                  ENGINE = ReplacingMergeTree()\n\
                  PARTITION BY toStartOfDay(time)\n\
-                 ORDER BY (trace_id, time, app_service, endpoint){ttl}"
+                 ORDER BY (trace_id, time, app_service, endpoint){ttl}{}",
+                match flavor {
+                    Flavor::Legacy => "",
+                    Flavor::Modern => "\nSETTINGS ttl_only_drop_parts = 1",
+                }
             ),
         ];
         if let Some(cluster) = &self.cluster {

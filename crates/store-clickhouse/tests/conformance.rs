@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use spanflow_store::conformance;
-use spanflow_store_clickhouse::test_server::TestServer;
+use spanflow_store_clickhouse::test_server::{TestServer, CLUSTER};
 use spanflow_store_clickhouse::{ClickHouseConfig, ClickHouseStore};
 
 fn config(url: String, database: String) -> ClickHouseConfig {
@@ -39,6 +39,22 @@ async fn durable_conformance_suite() {
         let database = location.file_name().unwrap().to_string_lossy().into_owned();
         let url = server.url();
         async move { ClickHouseStore::open(config(url, database)).await.unwrap() }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_suite_on_a_two_shard_cluster() {
+    let shards = TestServer::cluster(2);
+    let n = AtomicUsize::new(0);
+    conformance::run_all(|| async {
+        let database = format!("suite_{}", n.fetch_add(1, Ordering::SeqCst));
+        let config = ClickHouseConfig {
+            urls: shards.iter().map(TestServer::url).collect(),
+            cluster: Some(CLUSTER.to_string()),
+            ..config(String::new(), database)
+        };
+        ClickHouseStore::open(config).await.unwrap()
     })
     .await;
 }

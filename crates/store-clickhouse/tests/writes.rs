@@ -1,0 +1,113 @@
+//! Writes while ClickHouse is away: they wait, then fail as retryable (so agents keep their
+//! batches and send them again), and succeed once it is back.
+
+use std::time::{Duration, Instant};
+
+use spanflow_store::conformance::{row, trace_id};
+use spanflow_store::{ErrorKind, SpanStore};
+use spanflow_store_clickhouse::test_server::TestServer;
+use spanflow_store_clickhouse::{ClickHouseConfig, ClickHouseStore};
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_clickhouse_does_not_accept_in_time_fails_as_retryable_and_a_resend_lands_once() {
+    let mut server = TestServer::start();
+    let store = ClickHouseStore::open(ClickHouseConfig {
+        batch_wait: Duration::from_millis(10),
+        write_timeout: Duration::from_secs(2),
+        max_backoff: Duration::from_millis(200),
+        ..ClickHouseConfig::new(server.url())
+    })
+    .await
+    .unwrap();
+    let now = now_us();
+    store.write(vec![row(1, 1, "a", "x", now)]).await.unwrap();
+
+    server.kill();
+    let started = Instant::now();
+    let batch = vec![row(2, 1, "a", "x", now), row(2, 2, "a", "y", now)];
+    let error = store.write(batch.clone()).await.unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Retryable, "{error}");
+    assert!(
+        error
+            .message
+            .contains("has not accepted the spans within 2 s"),
+        "{error}"
+    );
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    let error = store.trace(trace_id(1)).await.unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Unavailable, "{error}");
+
+    server.restart();
+    // The sender sends the batch again, as an agent does after a 503.
+    store.write(batch).await.unwrap();
+    assert_eq!(store.trace(trace_id(2)).await.unwrap().len(), 2);
+    assert_eq!(store.trace(trace_id(1)).await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_buffer_refuses_writes_as_retryable_until_clickhouse_takes_them() {
+    let mut server = TestServer::start();
+    let store = ClickHouseStore::open(ClickHouseConfig {
+        batch_wait: Duration::from_millis(10),
+        // About one row's encoding: a second write finds no room while the first waits.
+        max_buffered_bytes: 300,
+        write_wait: Duration::from_millis(300),
+        write_timeout: Duration::from_secs(30),
+        max_backoff: Duration::from_millis(200),
+        ..ClickHouseConfig::new(server.url())
+    })
+    .await
+    .unwrap();
+    let now = now_us();
+    server.kill();
+    let first = {
+        let store = store.clone();
+        tokio::spawn(async move { store.write(vec![row(1, 1, "a", "x", now)]).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let error = store
+        .write(vec![row(2, 1, "a", "x", now)])
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Retryable, "{error}");
+    assert!(
+        error.message.contains("the most the store buffers"),
+        "{error}"
+    );
+
+    server.restart();
+    first.await.unwrap().unwrap();
+    store.write(vec![row(2, 1, "a", "x", now)]).await.unwrap();
+    assert_eq!(store.trace(trace_id(1)).await.unwrap().len(), 1);
+    assert_eq!(store.trace(trace_id(2)).await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opening_without_a_server_fails_with_a_clear_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let error = ClickHouseStore::open(ClickHouseConfig {
+        connect_timeout: Duration::from_millis(500),
+        ..ClickHouseConfig::new(format!("http://127.0.0.1:{port}"))
+    })
+    .await
+    .err()
+    .expect("no server there");
+    assert_eq!(error.kind, ErrorKind::Unavailable);
+    assert!(
+        error.message.contains(&format!(
+            "ClickHouse at http://127.0.0.1:{port} did not answer"
+        )),
+        "{error}"
+    );
+}
