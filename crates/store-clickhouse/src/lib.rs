@@ -8,7 +8,7 @@
 //!
 //! Invariant: knows rows and ClickHouse, never OTLP or HTTP requests of its own callers.
 
-mod read;
+pub mod read;
 pub mod rowbinary;
 pub mod schema;
 mod store;

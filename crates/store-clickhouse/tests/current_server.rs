@@ -1,0 +1,222 @@
+//! The schema for current servers (20.3 and later) on a current ClickHouse engine: chDB, run by
+//! `tests/python/run_on_chdb.py`. The tables are created from the DDL spanflow sends, filled
+//! with the `RowBinary` bytes spanflow sends, and asked the queries spanflow asks.
+//!
+//! The interpreter comes from `scripts/setup-python` (run by `scripts/test`), through
+//! `SPANFLOW_PY_CHDB`, or from the repository's `.venv/chdb` when that is unset.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use spanflow_model::{AttrValue, Attribute, ResponseStatus, SpanRow};
+use spanflow_store::conformance::{full_row, row};
+use spanflow_store::{AttributeFilter, SpanQuery};
+use spanflow_store_clickhouse::read::{self, Placement, SearchSql};
+use spanflow_store_clickhouse::rowbinary::Encoder;
+use spanflow_store_clickhouse::schema::{Flavor, Layout, COLUMNS};
+
+fn repository_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Runs `statements` on chDB and returns each one's TabSeparated answer.
+fn run_on_chdb(statements: &[String]) -> Vec<String> {
+    let python = std::env::var_os("SPANFLOW_PY_CHDB")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repository_root().join(".venv/chdb/bin/python"));
+    assert!(
+        python.exists(),
+        "{} not found (SPANFLOW_PY_CHDB unset or wrong): run scripts/test, which installs chDB, \
+         or scripts/setup-python",
+        python.display()
+    );
+    let mut child = Command::new(python)
+        .arg(repository_root().join("tests/python/run_on_chdb.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python starts");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&serde_json::to_vec(statements).unwrap())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "chDB failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// The query text spanflow sends, with its bound values in place and `?fields` spelled out.
+fn sql(query: clickhouse::query::Query) -> String {
+    let columns: Vec<String> = COLUMNS
+        .iter()
+        .map(|(name, ..)| format!("`{name}`"))
+        .collect();
+    query
+        .sql_display()
+        .to_string()
+        .replace("?fields", &columns.join(", "))
+}
+
+/// The rows a query returns, as `trace_id:span_id` in hex, one per line.
+fn keys_of(query: &str) -> String {
+    format!("SELECT concat(lower(hex(trace_id)), ':', lower(hex(span_id))) FROM ({query})")
+}
+
+fn key(row: &SpanRow) -> String {
+    format!("{}:{}", row.trace_id.to_hex(), row.span_id.to_hex())
+}
+
+/// What a search must return, by the reference semantics of `SpanQuery::matches`.
+fn expected(rows: &[SpanRow], query: &SpanQuery) -> String {
+    let mut matching: Vec<&SpanRow> = rows.iter().filter(|row| query.matches(row)).collect();
+    matching.sort_by_key(|row| std::cmp::Reverse(row.start_time));
+    matching
+        .iter()
+        .take(query.limit)
+        .map(|row| key(row) + "\n")
+        .collect()
+}
+
+#[test]
+fn the_current_schema_takes_spanflow_rows_and_answers_its_queries() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = full_row();
+    let mut slow = row(1, 1, "checkout", "GET /orders", 1_700_000_010_000_000);
+    slow.response_duration = 900_000;
+    slow.response_status = ResponseStatus::ServerError;
+    slow.attributes = vec![Attribute::new(
+        "http.response.status_code",
+        AttrValue::Int(500),
+    )];
+    let mut fast = row(1, 2, "checkout", "GET /cart", 1_700_000_020_000_000);
+    fast.response_duration = 3_000;
+    let other = row(2, 1, "payments", "charge", 1_700_000_030_000_000);
+    let rows = vec![full.clone(), slow, fast, other];
+
+    let mut spans = Vec::new();
+    Encoder::default().spans(&rows, &mut spans);
+    let mut index = Vec::new();
+    Encoder::index(&rows, &mut index);
+    let spans_file = dir.path().join("spans.bin");
+    let index_file = dir.path().join("index.bin");
+    std::fs::write(&spans_file, spans).unwrap();
+    std::fs::write(&index_file, index).unwrap();
+
+    let layout = Layout {
+        database: "flow_log".into(),
+        cluster: None,
+    };
+    // The rows are from 2023: a retention of 72 hours would drop them as they arrive.
+    let mut statements = layout.create_statements(Flavor::Modern, 24 * 365 * 20);
+    let n_ddl = statements.len();
+    let structure: Vec<String> = COLUMNS
+        .iter()
+        .map(|(name, _, modern)| format!("{name} {}", modern.split(" CODEC").next().unwrap()))
+        .collect();
+    statements.push(format!(
+        "INSERT INTO flow_log.l7_flow_log SELECT * FROM file('{}', 'RowBinary', '{}')",
+        spans_file.display(),
+        structure.join(", ")
+    ));
+    statements.push(format!(
+        "INSERT INTO flow_log.l7_trace_index SELECT * FROM file('{}', 'RowBinary', \
+         'trace_id FixedString(16), time DateTime, app_service String, endpoint String')",
+        index_file.display()
+    ));
+    let client = clickhouse::Client::default();
+    let index_table = "flow_log.l7_trace_index";
+    let spans_table = "flow_log.l7_flow_log";
+
+    // The full row, column by column where the encoding could slip: the first, the typed, the
+    // nullable, the arrays and JSON, and the last.
+    statements.push(format!(
+        "SELECT toUnixTimestamp(time), toUnixTimestamp64Micro(start_time), toUnixTimestamp64Micro(end_time), \
+         lower(hex(parent_span_id)), observation_point, response_code, ip_1, k8s_pod_name, \
+         attribute_types, resource_attribute_values, links != '', dropped_links_count \
+         FROM {spans_table} WHERE trace_id = unhex('{}')",
+        full.trace_id.to_hex()
+    ));
+    // The trace lookup: the index first, then the spans it places.
+    statements.push(read::placements_sql(&full.trace_id, index_table));
+    let placements = vec![Placement {
+        app_service: full.app_service.clone(),
+        endpoint: full.endpoint.clone(),
+        time_min: full.time as u32,
+        time_max: full.time as u32,
+    }];
+    let trace = read::trace_sql(&full.trace_id, &placements, spans_table);
+    statements.push(keys_of(&sql(read::bind_placements(
+        client.query(&trace),
+        &placements,
+    ))));
+    let searches = [
+        SpanQuery::default(),
+        SpanQuery {
+            service: Some("checkout".into()),
+            ..SpanQuery::default()
+        },
+        SpanQuery {
+            min_duration_us: Some(100_000),
+            max_duration_us: Some(800_000),
+            ..SpanQuery::default()
+        },
+        SpanQuery {
+            start_time_min_us: Some(1_700_000_015_000_000),
+            start_time_max_us: Some(1_700_000_025_000_000),
+            ..SpanQuery::default()
+        },
+        SpanQuery {
+            response_status: Some(ResponseStatus::ServerError),
+            ..SpanQuery::default()
+        },
+        SpanQuery {
+            attributes: vec![AttributeFilter {
+                key: "http.response.status_code".into(),
+                value: "500".into(),
+            }],
+            ..SpanQuery::default()
+        },
+        SpanQuery {
+            attributes: vec![AttributeFilter {
+                key: "app.host.ip".into(),
+                value: "10.1.2.3".into(),
+            }],
+            ..SpanQuery::default()
+        },
+        SpanQuery {
+            limit: 2,
+            ..SpanQuery::default()
+        },
+    ];
+    for search in &searches {
+        let search = SearchSql::new(search, Flavor::Modern, spans_table);
+        statements.push(keys_of(&sql(search.bind(client.query(&search.sql)))));
+    }
+
+    let answers = run_on_chdb(&statements);
+    let answers = &answers[n_ddl + 2..];
+    assert_eq!(
+        answers[0],
+        "1700000001\t1700000000250000\t1700000001000000\tcd00000000000001\tc-app\t-1\tfd00::7\t\
+         checkout-7d9f8-abcde\t[0,2,3,1,4,5,6,7]\t['checkout','10.1.2.3']\t1\t5\n"
+    );
+    assert_eq!(
+        answers[1],
+        format!(
+            "{}\t{}\t{}\t{}\n",
+            full.app_service, full.endpoint, full.time, full.time
+        )
+    );
+    assert_eq!(answers[2], key(&full) + "\n");
+    for (search, answer) in searches.iter().zip(&answers[3..]) {
+        assert_eq!(answer, &expected(&rows, search), "{search:?}");
+    }
+}
