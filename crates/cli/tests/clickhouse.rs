@@ -101,7 +101,11 @@ async fn assert_traces_whole(query: SocketAddr, trace_ids: &[String], n_spans: u
 async fn clickhouse_down_under_load_loses_no_acknowledged_span_and_stores_none_twice() {
     let mut server = TestServer::start();
     let url = server.url();
-    let spanflow = start(Role::Both, clickhouse_settings(std::slice::from_ref(&url), None)).await;
+    let spanflow = start(
+        Role::Both,
+        clickhouse_settings(std::slice::from_ref(&url), None),
+    )
+    .await;
     let agent = format!("http://{}/v1/traces", spanflow.agent_http.unwrap());
 
     const SPANS_PER_TRACE: u8 = 10;

@@ -14,10 +14,12 @@
 //! Two more measures ride along. A probe ([`Config::probe`]) sends, a few times a second, one
 //! span of a trace of its own and times how long after its acknowledgement the query API
 //! returns it. [`ceiling`] times the decode of the same corpus on one core: the floor under
-//! what any receiver that decodes can cost.
+//! what any receiver that decodes can cost. [`rows`] makes span rows of the same services for
+//! the store benchmarks.
 
 pub mod ceiling;
 pub mod corpus;
+pub mod rows;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

@@ -14,7 +14,7 @@
 //! succeeded but whose answer was lost, or a resend racing a late insert): the tables are
 //! `ReplacingMergeTree`s keyed by the span, and every read takes one row per span.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,7 +26,7 @@ use spanflow_store::{ErrorKind, SpanQuery, SpanStore, StoreError};
 use tokio::sync::{oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::read::{self, Placement, SearchSql, StoredSpan};
+use crate::read::{self, Hit, Placement, SearchSql, StoredSpan};
 use crate::rowbinary::Encoder;
 use crate::schema::{Flavor, Layout, SPANS_TABLE, TRACE_INDEX_TABLE};
 
@@ -656,15 +656,46 @@ impl SpanStore for ClickHouseStore {
     }
 
     async fn search(&self, query: &SpanQuery) -> Result<Vec<SpanRow>, StoreError> {
-        let search = SearchSql::new(query, self.inner.flavor, SPANS_TABLE);
-        let spans: Vec<StoredSpan> = self
-            .inner
+        if query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let inner = &self.inner;
+        let search = SearchSql::new(query, inner.flavor, SPANS_TABLE);
+        let hits: Vec<Hit> = inner
             .read("searching spans", |client| {
                 let query = search.bind(client.query(&search.sql));
                 async move { query.fetch_all().await }
             })
             .await?;
-        rows(spans)
+        let hits = match SearchSql::distinct(hits, query.limit) {
+            Some(hits) => hits,
+            None => {
+                inner
+                    .read("searching spans", |client| {
+                        let query = search.bind(client.query(&search.exact));
+                        async move { query.fetch_all().await }
+                    })
+                    .await?
+            }
+        };
+        let mut found: HashMap<([u8; 16], [u8; 8]), StoredSpan> = HashMap::new();
+        for chunk in hits.chunks(read::HITS_PER_FETCH) {
+            let sql = read::fetch_hits_sql(chunk, SPANS_TABLE);
+            let spans: Vec<StoredSpan> = inner
+                .read("reading the spans a search found", |client| {
+                    let query = read::bind_hits(client.query(&sql), chunk);
+                    async move { query.fetch_all().await }
+                })
+                .await?;
+            found.extend(spans.into_iter().map(|span| (span.key(), span)));
+        }
+        // In the order the first step found them; a span dropped by retention in between is
+        // left out.
+        rows(
+            hits.iter()
+                .filter_map(|hit| found.remove(&(hit.trace_id, hit.span_id)))
+                .collect(),
+        )
     }
 
     fn backend(&self) -> &'static str {

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use spanflow_model::{AttrValue, Attribute, ResponseStatus, SpanRow};
 use spanflow_store::conformance::{full_row, row};
 use spanflow_store::{AttributeFilter, SpanQuery};
-use spanflow_store_clickhouse::read::{self, Placement, SearchSql};
+use spanflow_store_clickhouse::read::{self, Hit, Placement, SearchSql};
 use spanflow_store_clickhouse::rowbinary::Encoder;
 use spanflow_store_clickhouse::schema::{Flavor, Layout, COLUMNS};
 
@@ -198,8 +198,24 @@ fn the_current_schema_takes_spanflow_rows_and_answers_its_queries() {
     ];
     for search in &searches {
         let search = SearchSql::new(search, Flavor::Modern, spans_table);
-        statements.push(keys_of(&sql(search.bind(client.query(&search.sql)))));
+        statements.push(keys_of(&sql(search.bind(client.query(&search.exact)))));
     }
+    // The second step of a search: the spans it found, whole.
+    let hits: Vec<Hit> = rows
+        .iter()
+        .map(|row| Hit {
+            trace_id: row.trace_id.0,
+            span_id: row.span_id.0,
+            app_service: row.app_service.clone(),
+            endpoint: row.endpoint.clone(),
+            time: row.time as u32,
+        })
+        .collect();
+    let fetch = read::fetch_hits_sql(&hits, spans_table);
+    statements.push(format!(
+        "{} ORDER BY 1",
+        keys_of(&sql(read::bind_hits(client.query(&fetch), &hits)))
+    ));
 
     let answers = run_on_chdb(&statements);
     let answers = &answers[n_ddl + 2..];
@@ -219,4 +235,7 @@ fn the_current_schema_takes_spanflow_rows_and_answers_its_queries() {
     for (search, answer) in searches.iter().zip(&answers[3..]) {
         assert_eq!(answer, &expected(&rows, search), "{search:?}");
     }
+    let mut all: Vec<String> = rows.iter().map(|row| key(row) + "\n").collect();
+    all.sort();
+    assert_eq!(answers[3 + searches.len()], all.concat());
 }
