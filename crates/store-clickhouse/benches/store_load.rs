@@ -3,7 +3,8 @@
 //! accepts them), then measures spans/s, the CPU of this process and of ClickHouse together,
 //! bytes per span in `system.parts`, and trace-by-id and search latency over what was stored.
 //!
-//! `cargo bench -p spanflow-store-clickhouse --bench store_load -- [--spans N] [--batch N] [--writers N] [--hold]`
+//! `cargo bench -p spanflow-store-clickhouse --bench store_load -- [--spans N] [--batch N] [--writers N]
+//! [--batch-rows N] [--no-compression] [--hold]`
 //!
 //! It starts its own `clickhouse-server` (Debian's 18.16 here) on loopback ports.
 
@@ -85,9 +86,14 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(async move {
-        let store = ClickHouseStore::open(ClickHouseConfig::new(server.url()))
-            .await
-            .unwrap();
+        let defaults = ClickHouseConfig::new(server.url());
+        let store = ClickHouseStore::open(ClickHouseConfig {
+            batch_rows: arg(&args, "--batch-rows", defaults.batch_rows),
+            compression: !args.iter().any(|arg| arg == "--no-compression"),
+            ..defaults
+        })
+        .await
+        .unwrap();
         let client = clickhouse::Client::default()
             .with_url(server.url())
             .with_validation(false);
@@ -162,6 +168,15 @@ fn main() {
             per_million(server_cpu),
             per_million(cpu - generate + server_cpu)
         );
+        let sorted: Vec<(String, u64)> = client
+            .query(
+                "SELECT event, value FROM system.events \
+                 WHERE event LIKE 'MergeTreeDataWriterBlocks%' ORDER BY event",
+            )
+            .fetch_all()
+            .await
+            .unwrap();
+        println!("blocks written       {sorted:?}");
         let parts = "SELECT table, toUInt64(sum(rows)), toUInt64(sum(bytes_on_disk)), \
                      toUInt64(count()) FROM system.parts \
                      WHERE database = 'flow_log' AND active GROUP BY table ORDER BY table";
