@@ -1,6 +1,6 @@
 //! The benchmark harness, `bench/run`, run for a second of tiny load per phase so that it
 //! cannot rot: every scenario starts the processes it measures, drives them with
-//! `spanflow loadgen`, and finds every span it sent where it should be.
+//! `spanflow loadgen`, and finds every span it sent where it should be, ClickHouse's included.
 
 use std::path::Path;
 use std::process::Command;
@@ -23,7 +23,7 @@ fn the_harness_smoke_run_finds_every_span_it_sends_in_every_scenario() {
     );
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.path().join("summary.json")).unwrap()).unwrap();
-    for scenario in ["agent", "server", "end-to-end"] {
+    for scenario in ["agent", "server", "end-to-end", "clickhouse"] {
         let figures = &summary[scenario];
         assert_eq!(figures["spans_lost"], 0, "{scenario}: {figures}");
         assert_eq!(figures["requests_failed"], 0, "{scenario}: {figures}");
@@ -54,7 +54,7 @@ fn the_harness_smoke_run_finds_every_span_it_sends_in_every_scenario() {
         }
     }
     // The probe found every trace it sent once it was acknowledged.
-    for scenario in ["server", "end-to-end"] {
+    for scenario in ["server", "end-to-end", "clickhouse"] {
         let figures = &summary[scenario];
         assert_eq!(figures["ack_to_queryable_not_found"], 0, "{figures}");
         assert!(
@@ -63,6 +63,16 @@ fn the_harness_smoke_run_finds_every_span_it_sends_in_every_scenario() {
         );
     }
     assert!(summary["agent"].get("ack_to_queryable_p50_ms").is_none());
+    // On ClickHouse, what the rows take on disk and a trace lookup through the query API.
+    let clickhouse = &summary["clickhouse"];
+    assert!(
+        clickhouse["bytes_per_span"].as_f64().unwrap() > 10.0,
+        "{clickhouse}"
+    );
+    assert!(
+        clickhouse["trace_by_id_p50_ms"].as_f64().unwrap() > 0.0,
+        "{clickhouse}"
+    );
     assert!(summary["empty"]["requests_per_second"].as_f64().unwrap() > 0.0);
     for ceiling in ["decode", "gunzip_decode", "gunzip"] {
         assert!(
