@@ -284,12 +284,17 @@ async fn version(client: &Client, url: &str, patience: Duration) -> Result<Strin
     loop {
         match client.query("SELECT version()").fetch_one::<String>().await {
             Ok(version) => return Ok(version),
-            Err(error) if started.elapsed() + wait < patience => {
+            // Not answering may pass; an answer that refuses (a wrong password) will not.
+            Err(
+                error @ (clickhouse::error::Error::Network(_) | clickhouse::error::Error::TimedOut),
+            ) if started.elapsed() + wait < patience => {
                 tracing::warn!(url, %error, "ClickHouse does not answer yet; asking again");
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_secs(5));
             }
-            Err(error) => {
+            Err(
+                error @ (clickhouse::error::Error::Network(_) | clickhouse::error::Error::TimedOut),
+            ) => {
                 return Err(store_error(
                     &format!(
                         "ClickHouse at {url} did not answer within {} s",
@@ -297,6 +302,11 @@ async fn version(client: &Client, url: &str, patience: Duration) -> Result<Strin
                     ),
                     error,
                 ))
+            }
+            Err(error) => {
+                let mut error = store_error(&format!("ClickHouse at {url} refused"), error);
+                error.kind = ErrorKind::Unavailable;
+                return Err(error);
             }
         }
     }

@@ -7,6 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A user of every test server besides `default`, with the password [`PASSWORD`].
+pub const USER: &str = "spanflow";
+pub const PASSWORD: &str = "secret";
+
 /// The cluster name [`TestServer::cluster`] servers know each other by.
 pub const CLUSTER: &str = "spanflow_test";
 
@@ -43,7 +47,10 @@ fn server_binary() -> PathBuf {
 const USERS: &str = "<?xml version=\"1.0\"?>\n<yandex>\n<profiles><default></default></profiles>\n\
     <users><default><password></password>\
     <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>\
-    <profile>default</profile><quota>default</quota></default></users>\n\
+    <profile>default</profile><quota>default</quota></default>\
+    <spanflow><password>secret</password>\
+    <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>\
+    <profile>default</profile><quota>default</quota></spanflow></users>\n\
     <quotas><default></default></quotas>\n</yandex>\n";
 
 impl TestServer {

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use spanflow_store::conformance::{row, trace_id};
 use spanflow_store::{ErrorKind, SpanStore};
-use spanflow_store_clickhouse::test_server::TestServer;
+use spanflow_store_clickhouse::test_server::{TestServer, PASSWORD, USER};
 use spanflow_store_clickhouse::{ClickHouseConfig, ClickHouseStore};
 
 fn now_us() -> i64 {
@@ -109,5 +109,42 @@ async fn opening_without_a_server_fails_with_a_clear_error() {
             "ClickHouse at http://127.0.0.1:{port} did not answer"
         )),
         "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_with_a_password_logs_in_and_a_wrong_password_is_a_clear_error() {
+    let server = TestServer::start();
+    let store = ClickHouseStore::open(ClickHouseConfig {
+        user: Some(USER.into()),
+        password: Some(PASSWORD.into()),
+        batch_wait: Duration::from_millis(10),
+        ..ClickHouseConfig::new(server.url())
+    })
+    .await
+    .unwrap();
+    store
+        .write(vec![row(1, 1, "a", "x", now_us())])
+        .await
+        .unwrap();
+    assert_eq!(store.trace(trace_id(1)).await.unwrap().len(), 1);
+
+    let started = Instant::now();
+    let error = ClickHouseStore::open(ClickHouseConfig {
+        user: Some(USER.into()),
+        password: Some("wrong".into()),
+        ..ClickHouseConfig::new(server.url())
+    })
+    .await
+    .err()
+    .expect("a wrong password is refused");
+    assert_eq!(error.kind, ErrorKind::Unavailable);
+    assert!(
+        error.message.contains("refused") && error.message.contains("password"),
+        "{error}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "a refusal is not waited out"
     );
 }
