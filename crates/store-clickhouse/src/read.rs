@@ -326,7 +326,7 @@ impl SearchSql {
             // the start, so this bound prunes whole partitions without losing a span.
             conditions.push(format!(
                 "time >= toDateTime({})",
-                min.div_euclid(1_000_000).clamp(0, i64::from(u32::MAX))
+                crate::rowbinary::date_time(min.div_euclid(1_000_000))
             ));
         }
         if let Some(max) = query.start_time_max_us {

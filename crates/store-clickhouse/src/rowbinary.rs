@@ -81,7 +81,7 @@ impl<'a> RowBinary<'a> {
 
     /// A `DateTime`: seconds since the epoch as `UInt32`, clamped to the type's range.
     pub fn date_time(&mut self, seconds: i64) {
-        self.u32(seconds.clamp(0, i64::from(u32::MAX)) as u32);
+        self.u32(date_time(seconds));
     }
 
     pub fn nullable<T>(&mut self, value: Option<T>, write: impl FnOnce(&mut Self, T)) {
@@ -93,6 +93,11 @@ impl<'a> RowBinary<'a> {
             }
         }
     }
+}
+
+/// A `DateTime` value: seconds since the epoch, clamped to the type's range (1970 to 2106).
+pub fn date_time(seconds: i64) -> u32 {
+    seconds.clamp(0, i64::from(u32::MAX)) as u32
 }
 
 /// Scratch space reused across rows.
@@ -111,7 +116,7 @@ impl Encoder {
     fn span(&mut self, row: &SpanRow, out: &mut Vec<u8>) -> SpanKey {
         let start = out.len();
         let mut w = RowBinary::new(out);
-        let time = row.time.clamp(0, i64::from(u32::MAX)) as u32;
+        let time = date_time(row.time);
         w.u32(time);
         w.i64(row.start_time);
         w.i64(row.end_time);
@@ -218,7 +223,7 @@ impl Encoder {
             if seen.insert(key) {
                 let start = out.len();
                 let mut w = RowBinary::new(out);
-                let time = row.time.clamp(0, i64::from(u32::MAX)) as u32;
+                let time = date_time(row.time);
                 w.fixed(row.trace_id.as_bytes());
                 w.u32(time);
                 let service = w.string_at(&row.app_service);
