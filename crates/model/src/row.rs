@@ -10,7 +10,7 @@ use crate::{SpanId, TraceId};
 pub const SIGNAL_SOURCE_OTEL: u16 = 4;
 
 /// OTLP span kind. Values outside the OTLP enum are read as `Unspecified`.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default)]
 pub enum SpanKind {
     #[default]
     Unspecified = 0,

@@ -8,7 +8,7 @@ use spanflow_model::{
     Attribute, L7Protocol, ObservationPoint, ResourceTags, ResponseStatus, SpanId, SpanKind,
     SpanRow, TraceId,
 };
-use spanflow_store::{text, SpanQuery};
+use spanflow_store::{text, SpanQuery, TimeRange};
 
 use crate::schema::Flavor;
 
@@ -281,6 +281,67 @@ pub struct Hit {
     pub time: u32,
 }
 
+/// The conditions on `start_time` (and on `time`, which prunes partitions) of a time range.
+fn range_conditions(range: TimeRange, flavor: Flavor) -> Vec<String> {
+    let micros = |us: i64| match flavor {
+        Flavor::Legacy => format!("{us}"),
+        Flavor::Modern => format!("fromUnixTimestamp64Micro(toInt64({us}))"),
+    };
+    let mut conditions = Vec::new();
+    if let Some(min) = range.start_us {
+        conditions.push(format!("start_time >= {}", micros(min)));
+        // `time` is the end second, or the start when the end is before it: never before
+        // the start, so this bound prunes whole partitions without losing a span.
+        conditions.push(format!(
+            "time >= toDateTime({})",
+            crate::rowbinary::date_time(min.div_euclid(1_000_000))
+        ));
+    }
+    if let Some(max) = range.end_us {
+        conditions.push(format!("start_time <= {}", micros(max)));
+    }
+    conditions
+}
+
+fn where_clause(conditions: &[String]) -> String {
+    if conditions.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conditions.join(" AND "))
+    }
+}
+
+/// A service name, as [`services_sql`] returns it.
+#[derive(clickhouse::Row, serde::Deserialize)]
+pub struct ServiceName {
+    pub app_service: String,
+}
+
+/// The services with spans in a time range, sorted.
+pub fn services_sql(range: TimeRange, flavor: Flavor, spans_table: &str) -> String {
+    format!(
+        "SELECT DISTINCT app_service FROM {spans_table}{} ORDER BY app_service",
+        where_clause(&range_conditions(range, flavor))
+    )
+}
+
+/// An operation, as [`operations_sql`] returns it.
+#[derive(clickhouse::Row, serde::Deserialize)]
+pub struct OperationRow {
+    pub endpoint: String,
+    pub span_kind: u8,
+}
+
+/// The (span name, kind) pairs of one service, bound with `?`, in a time range.
+pub fn operations_sql(range: TimeRange, flavor: Flavor, spans_table: &str) -> String {
+    let mut conditions = vec!["app_service = ?".to_string()];
+    conditions.extend(range_conditions(range, flavor));
+    format!(
+        "SELECT DISTINCT endpoint, span_kind FROM {spans_table}{} ORDER BY endpoint, span_kind",
+        where_clause(&conditions)
+    )
+}
+
 /// A search, in two steps. The first finds the newest matching spans reading only the columns
 /// the filters and the order need; the second reads those spans whole, from the granules
 /// their sort keys name. Reading every column of every match to keep the newest few took ten
@@ -316,22 +377,7 @@ impl SearchSql {
         if let Some(max) = query.max_duration_us {
             conditions.push(format!("response_duration <= {max}"));
         }
-        let micros = |us: i64| match flavor {
-            Flavor::Legacy => format!("{us}"),
-            Flavor::Modern => format!("fromUnixTimestamp64Micro(toInt64({us}))"),
-        };
-        if let Some(min) = query.start_time_min_us {
-            conditions.push(format!("start_time >= {}", micros(min)));
-            // `time` is the end second, or the start when the end is before it: never before
-            // the start, so this bound prunes whole partitions without losing a span.
-            conditions.push(format!(
-                "time >= toDateTime({})",
-                crate::rowbinary::date_time(min.div_euclid(1_000_000))
-            ));
-        }
-        if let Some(max) = query.start_time_max_us {
-            conditions.push(format!("start_time <= {}", micros(max)));
-        }
+        conditions.extend(range_conditions(query.time_range(), flavor));
         if let Some(status) = query.response_status {
             conditions.push(format!("response_status = {}", status.as_u8()));
         }
@@ -349,11 +395,7 @@ impl SearchSql {
                 strings.push(filter.value.clone());
             }
         }
-        let filter = if conditions.is_empty() {
-            String::new()
-        } else {
-            format!(" WHERE {}", conditions.join(" AND "))
-        };
+        let filter = where_clause(&conditions);
         let select = format!(
             "SELECT trace_id, span_id, app_service, endpoint, time FROM {spans_table}{filter} \
              ORDER BY start_time DESC, trace_id, span_id"

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clickhouse::Client;
-use spanflow_model::{metric_names, SpanRow, TraceId};
-use spanflow_store::{ErrorKind, SpanQuery, SpanStore, StoreError};
+use spanflow_model::{metric_names, SpanKind, SpanRow, TraceId};
+use spanflow_store::{ErrorKind, Operation, SpanQuery, SpanStore, StoreError, TimeRange};
 use tokio::sync::{oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
@@ -742,6 +742,40 @@ impl SpanStore for ClickHouseStore {
                 .filter_map(|hit| found.remove(&(hit.trace_id, hit.span_id)))
                 .collect(),
         )
+    }
+
+    async fn services(&self, range: TimeRange) -> Result<Vec<String>, StoreError> {
+        let sql = read::services_sql(range, self.inner.flavor, SPANS_TABLE);
+        let services: Vec<read::ServiceName> = self
+            .inner
+            .read("listing services", |client| {
+                let query = client.query(&sql);
+                async move { query.fetch_all().await }
+            })
+            .await?;
+        Ok(services.into_iter().map(|row| row.app_service).collect())
+    }
+
+    async fn operations(
+        &self,
+        service: &str,
+        range: TimeRange,
+    ) -> Result<Vec<Operation>, StoreError> {
+        let sql = read::operations_sql(range, self.inner.flavor, SPANS_TABLE);
+        let operations: Vec<read::OperationRow> = self
+            .inner
+            .read("listing operations", |client| {
+                let query = client.query(&sql).bind(service);
+                async move { query.fetch_all().await }
+            })
+            .await?;
+        Ok(operations
+            .into_iter()
+            .map(|row| Operation {
+                name: row.endpoint,
+                span_kind: SpanKind::from_i32(i32::from(row.span_kind)),
+            })
+            .collect())
     }
 
     fn backend(&self) -> &'static str {

@@ -8,7 +8,7 @@ use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{array_position, cast, col, lit, DataFrame, Expr, ParquetReadOptions};
 use spanflow_model::SpanRow;
-use spanflow_store::SpanQuery;
+use spanflow_store::{SpanQuery, TimeRange};
 
 use crate::store::EmbeddedConfig;
 use crate::{schema, EmbeddedError};
@@ -78,6 +78,24 @@ async fn collect_rows(frame: DataFrame) -> Result<Vec<SpanRow>, EmbeddedError> {
     Ok(rows)
 }
 
+/// The bounds of a time range on `start_time`.
+fn range_filters(range: TimeRange) -> Vec<Expr> {
+    let micros = |value: i64| {
+        lit(datafusion::scalar::ScalarValue::TimestampMicrosecond(
+            Some(value),
+            Some("UTC".into()),
+        ))
+    };
+    let mut filters = Vec::new();
+    if let Some(min) = range.start_us {
+        filters.push(col("start_time").gt_eq(micros(min)));
+    }
+    if let Some(max) = range.end_us {
+        filters.push(col("start_time").lt_eq(micros(max)));
+    }
+    filters
+}
+
 /// The filter of a span query as a DataFusion expression.
 fn search_filter(query: &SpanQuery) -> Option<Expr> {
     let mut filters: Vec<Expr> = Vec::new();
@@ -93,18 +111,7 @@ fn search_filter(query: &SpanQuery) -> Option<Expr> {
     if let Some(max) = query.max_duration_us {
         filters.push(col("response_duration").lt_eq(lit(max)));
     }
-    let micros = |value: i64| {
-        lit(datafusion::scalar::ScalarValue::TimestampMicrosecond(
-            Some(value),
-            Some("UTC".into()),
-        ))
-    };
-    if let Some(min) = query.start_time_min_us {
-        filters.push(col("start_time").gt_eq(micros(min)));
-    }
-    if let Some(max) = query.start_time_max_us {
-        filters.push(col("start_time").lt_eq(micros(max)));
-    }
+    filters.extend(range_filters(query.time_range()));
     if let Some(status) = query.response_status {
         filters.push(col("response_status").eq(lit(status.as_u8())));
     }
@@ -141,6 +148,29 @@ pub async fn search_rows(
         .sort(vec![col("start_time").sort(false, true)])?
         .limit(0, Some(query.limit))?;
     collect_rows(frame).await
+}
+
+/// The distinct values of `columns` among the rows that start in `range` and, when given, have
+/// `service` as their service.
+pub async fn distinct(
+    config: &EmbeddedConfig,
+    paths: Vec<String>,
+    buffered: Vec<RecordBatch>,
+    range: TimeRange,
+    service: Option<&str>,
+    columns: &[&str],
+) -> Result<Vec<RecordBatch>, EmbeddedError> {
+    let context = session(config)?;
+    let mut filters = range_filters(range);
+    if let Some(service) = service {
+        filters.push(col("app_service").eq(lit(service.to_string())));
+    }
+    let mut frame = table(&context, paths, buffered).await?;
+    if let Some(filter) = filters.into_iter().reduce(Expr::and) {
+        frame = frame.filter(filter)?;
+    }
+    let frame = frame.aggregate(columns.iter().map(|name| col(*name)).collect(), Vec::new())?;
+    Ok(frame.collect().await?)
 }
 
 /// Read-only SQL over `l7_flow_log`: the files and the buffered rows as one table.

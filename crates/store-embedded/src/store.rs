@@ -1,15 +1,16 @@
 //! [`EmbeddedStore`]: the write path (WAL, buffer, flush), reads that merge the buffer with the
 //! files, and upkeep (flush by age, retention, disk limit, compaction) on a background task.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
 
+use arrow::array::{Array, StringArray, UInt8Array};
 use arrow::record_batch::RecordBatch;
-use spanflow_model::{metric_names, SpanRow, TraceId};
-use spanflow_store::{SpanQuery, SpanStore, StoreError};
+use spanflow_model::{metric_names, SpanKind, SpanRow, TraceId};
+use spanflow_store::{Operation, SpanQuery, SpanStore, StoreError, TimeRange};
 
 use crate::manifest::{FileEntry, Manifest};
 use crate::trace_index::TraceIndex;
@@ -271,6 +272,31 @@ impl EmbeddedStore {
         (entries, buffers)
     }
 
+    /// The distinct values of `columns` over the files and buffers that may hold rows in
+    /// `range`, of `service` when given.
+    async fn distinct(
+        &self,
+        range: TimeRange,
+        service: Option<&str>,
+        columns: &[&str],
+    ) -> Result<Vec<RecordBatch>, EmbeddedError> {
+        let (entries, buffers) = self.snapshot(|entry, _| {
+            range.end_us.is_none_or(|end| entry.min_start_time <= end)
+                && range
+                    .start_us
+                    .is_none_or(|start| entry.max_start_time >= start)
+        });
+        query::distinct(
+            &self.inner.config,
+            self.paths(&entries),
+            buffered_batches(&buffers),
+            range,
+            service,
+            columns,
+        )
+        .await
+    }
+
     fn paths(&self, entries: &[FileEntry]) -> Vec<String> {
         entries
             .iter()
@@ -425,6 +451,38 @@ impl SpanStore for EmbeddedStore {
         Ok(newest_distinct(found, limit))
     }
 
+    async fn services(&self, range: TimeRange) -> Result<Vec<String>, StoreError> {
+        let batches = self.distinct(range, None, &["app_service"]).await?;
+        let mut services = BTreeSet::new();
+        for batch in &batches {
+            let names = column::<StringArray>(batch, "app_service")?;
+            services.extend(names.iter().flatten().map(str::to_string));
+        }
+        Ok(services.into_iter().collect())
+    }
+
+    async fn operations(
+        &self,
+        service: &str,
+        range: TimeRange,
+    ) -> Result<Vec<Operation>, StoreError> {
+        let batches = self
+            .distinct(range, Some(service), &["endpoint", "span_kind"])
+            .await?;
+        let mut operations = BTreeSet::new();
+        for batch in &batches {
+            let names = column::<StringArray>(batch, "endpoint")?;
+            let kinds = column::<UInt8Array>(batch, "span_kind")?;
+            for (name, kind) in names.iter().zip(kinds.iter()) {
+                operations.insert(Operation {
+                    name: name.unwrap_or_default().to_string(),
+                    span_kind: SpanKind::from_i32(i32::from(kind.unwrap_or_default())),
+                });
+            }
+        }
+        Ok(operations.into_iter().collect())
+    }
+
     fn backend(&self) -> &'static str {
         "embedded"
     }
@@ -453,6 +511,14 @@ fn newest_distinct(rows: Vec<SpanRow>, limit: usize) -> Vec<SpanRow> {
 
 /// The buffers' batches, oldest first. `buffers` is newest first, as [`EmbeddedStore::snapshot`]
 /// returns them.
+/// A column of a query's result by name.
+fn column<'a, T: Array + 'static>(
+    batch: &'a RecordBatch,
+    name: &str,
+) -> Result<&'a T, EmbeddedError> {
+    schema::column(batch, name).map_err(|error| EmbeddedError::corrupt(error.to_string()))
+}
+
 fn buffered_batches(buffers: &[Arc<Buffer>]) -> Vec<RecordBatch> {
     buffers
         .iter()

@@ -60,6 +60,19 @@ impl SpanStore for FlushingStore {
     async fn search(&self, query: &SpanQuery) -> Result<Vec<SpanRow>, spanflow_store::StoreError> {
         self.0.search(query).await
     }
+    async fn services(
+        &self,
+        range: spanflow_store::TimeRange,
+    ) -> Result<Vec<String>, spanflow_store::StoreError> {
+        self.0.services(range).await
+    }
+    async fn operations(
+        &self,
+        service: &str,
+        range: spanflow_store::TimeRange,
+    ) -> Result<Vec<spanflow_store::Operation>, spanflow_store::StoreError> {
+        self.0.operations(service, range).await
+    }
     fn backend(&self) -> &'static str {
         "embedded (flushed)"
     }

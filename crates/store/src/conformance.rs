@@ -12,7 +12,7 @@ use spanflow_model::{
     SpanId, SpanKind, SpanRow, TraceId,
 };
 
-use crate::{AttributeFilter, SpanQuery, SpanStore};
+use crate::{AttributeFilter, Operation, SpanQuery, SpanStore, TimeRange};
 
 /// A trace id whose bytes spell `n`.
 pub fn trace_id(n: u8) -> TraceId {
@@ -161,6 +161,7 @@ where
     an_unknown_trace_is_empty(make_store().await).await;
     a_resent_span_is_stored_once(make_store().await).await;
     searches_filter_and_limit(make_store().await).await;
+    services_and_operations_are_listed_per_time_range(make_store().await).await;
 }
 
 /// The cases only a durable backend passes: `open` opens the store kept at `location`, with a
@@ -327,6 +328,59 @@ async fn a_resent_span_is_stored_once(store: impl SpanStore) {
     );
     let all = store.search(&SpanQuery::default()).await.unwrap();
     assert_eq!(all.len(), 2, "{}", store.backend());
+}
+
+async fn services_and_operations_are_listed_per_time_range(store: impl SpanStore) {
+    let base = 1_700_000_000_000_000i64;
+    let hour_us = 3_600_000_000i64;
+    let mut client = row(1, 2, "frontend", "GET /cart", base + 10);
+    client.span_kind = SpanKind::Client;
+    client.observation_point = ObservationPoint::ClientApp;
+    store
+        .write(vec![
+            row(1, 1, "frontend", "GET /cart", base),
+            client,
+            row(1, 3, "frontend", "render", base + 20),
+            row(1, 4, "cart", "GetCart", base + 30),
+            row(2, 1, "frontend", "GET /cart", base + 5 * hour_us),
+            row(3, 1, "batch", "nightly", base + 50 * hour_us),
+        ])
+        .await
+        .unwrap();
+    let backend = store.backend();
+    let services = store.services(TimeRange::ALL).await.unwrap();
+    assert_eq!(services, ["batch", "cart", "frontend"], "{backend}");
+    let window = TimeRange::new(Some(base), Some(base + hour_us));
+    assert_eq!(
+        store.services(window).await.unwrap(),
+        ["cart", "frontend"],
+        "{backend}"
+    );
+    let operations = store.operations("frontend", TimeRange::ALL).await.unwrap();
+    let expected = [
+        ("GET /cart", SpanKind::Server),
+        ("GET /cart", SpanKind::Client),
+        ("render", SpanKind::Server),
+    ]
+    .map(|(name, span_kind)| Operation {
+        name: name.to_string(),
+        span_kind,
+    });
+    assert_eq!(operations, expected, "{backend}");
+    let later = TimeRange::new(Some(base + hour_us), None);
+    assert_eq!(
+        store.operations("frontend", later).await.unwrap(),
+        [Operation {
+            name: "GET /cart".to_string(),
+            span_kind: SpanKind::Server
+        }],
+        "{backend}"
+    );
+    assert!(store
+        .operations("nobody", TimeRange::ALL)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 async fn searches_filter_and_limit(store: impl SpanStore) {

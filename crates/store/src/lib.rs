@@ -5,13 +5,15 @@
 
 pub mod conformance;
 mod error;
+mod find;
 mod memory;
 mod query;
 pub mod text;
 
 pub use error::{ErrorKind, StoreError};
+pub use find::{find_traces, FoundTraces};
 pub use memory::MemoryStore;
-pub use query::{AttributeFilter, SpanQuery};
+pub use query::{AttributeFilter, Operation, SpanQuery, TimeRange};
 
 use spanflow_model::{SpanRow, TraceId};
 
@@ -30,6 +32,17 @@ pub trait SpanStore: Send + Sync + 'static {
 
     /// Spans matching the query, newest start first, at most `query.limit`.
     async fn search(&self, query: &SpanQuery) -> Result<Vec<SpanRow>, StoreError>;
+
+    /// The services with a span starting in `range`, sorted by name.
+    async fn services(&self, range: TimeRange) -> Result<Vec<String>, StoreError>;
+
+    /// The distinct span names of a service's spans starting in `range`, each with its kind,
+    /// sorted by name, then kind.
+    async fn operations(
+        &self,
+        service: &str,
+        range: TimeRange,
+    ) -> Result<Vec<Operation>, StoreError>;
 
     /// A short backend name for logs and `/healthz` (`memory`, `embedded`, `clickhouse`).
     fn backend(&self) -> &'static str;

@@ -2,12 +2,12 @@
 //! write goes past the bound (as Jaeger's all-in-one memory store does). Nothing survives a
 //! restart.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Mutex;
 
 use spanflow_model::{metric_names, SpanId, SpanRow, TraceId};
 
-use crate::{SpanQuery, SpanStore, StoreError};
+use crate::{Operation, SpanQuery, SpanStore, StoreError, TimeRange};
 
 pub struct MemoryStore {
     max_spans: usize,
@@ -135,6 +135,35 @@ impl SpanStore for MemoryStore {
         rows.sort_by_key(|row| std::cmp::Reverse(row.start_time));
         rows.truncate(query.limit);
         Ok(rows)
+    }
+
+    async fn services(&self, range: TimeRange) -> Result<Vec<String>, StoreError> {
+        let inner = self.lock();
+        let services: BTreeSet<String> = inner
+            .rows
+            .iter()
+            .filter(|row| range.contains(row.start_time))
+            .map(|row| row.app_service.clone())
+            .collect();
+        Ok(services.into_iter().collect())
+    }
+
+    async fn operations(
+        &self,
+        service: &str,
+        range: TimeRange,
+    ) -> Result<Vec<Operation>, StoreError> {
+        let inner = self.lock();
+        let operations: BTreeSet<Operation> = inner
+            .rows
+            .iter()
+            .filter(|row| row.app_service == service && range.contains(row.start_time))
+            .map(|row| Operation {
+                name: row.endpoint.clone(),
+                span_kind: row.span_kind,
+            })
+            .collect();
+        Ok(operations.into_iter().collect())
     }
 
     fn backend(&self) -> &'static str {

@@ -1,6 +1,38 @@
 //! Span search criteria shared by every backend.
 
-use spanflow_model::{ResponseStatus, SpanRow};
+use spanflow_model::{ResponseStatus, SpanKind, SpanRow};
+
+/// A window of span start times, µs since the epoch, both ends inclusive and optional.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TimeRange {
+    pub start_us: Option<i64>,
+    pub end_us: Option<i64>,
+}
+
+impl TimeRange {
+    /// Every time there is.
+    pub const ALL: TimeRange = TimeRange {
+        start_us: None,
+        end_us: None,
+    };
+
+    pub fn new(start_us: Option<i64>, end_us: Option<i64>) -> TimeRange {
+        TimeRange { start_us, end_us }
+    }
+
+    /// Whether a span starting at `start_time` µs lies in the window.
+    pub fn contains(&self, start_time: i64) -> bool {
+        self.start_us.is_none_or(|start| start_time >= start)
+            && self.end_us.is_none_or(|end| start_time <= end)
+    }
+}
+
+/// One operation of a service: a span name with the kind its spans have.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Operation {
+    pub name: String,
+    pub span_kind: SpanKind,
+}
 
 /// An equality filter on an attribute, span or resource, compared on the value's text form.
 #[derive(Clone, Debug, PartialEq)]
@@ -43,6 +75,11 @@ impl Default for SpanQuery {
 }
 
 impl SpanQuery {
+    /// The time window the query's start-time bounds make.
+    pub fn time_range(&self) -> TimeRange {
+        TimeRange::new(self.start_time_min_us, self.start_time_max_us)
+    }
+
     /// Whether a row matches; the reference semantics every backend must agree with.
     pub fn matches(&self, row: &SpanRow) -> bool {
         if self
