@@ -90,7 +90,7 @@ pub fn attributes_json(attributes: &[Attribute]) -> Value {
     Value::Object(object)
 }
 
-fn value_json(value: &AttrValue) -> Value {
+pub(crate) fn value_json(value: &AttrValue) -> Value {
     match value {
         AttrValue::String(text) => Value::String(text.clone()),
         AttrValue::Bool(value) => Value::Bool(*value),

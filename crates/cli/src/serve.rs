@@ -231,8 +231,9 @@ pub async fn start(role: Role, settings: Resolved) -> anyhow::Result<Running> {
             "server ingest",
             None,
         );
-        let query_router = spanflow_api::api_router(store.clone())
-            .merge(ops_router("server", Some(store.backend())));
+        let query_router =
+            spanflow_api::api_router(store.clone(), spanflow_api::ApiConfig::default())
+                .merge(ops_router("server", Some(store.backend())));
         spawn_http(
             &mut tasks,
             query,

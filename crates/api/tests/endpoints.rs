@@ -1,0 +1,787 @@
+//! Every query endpoint against known traces, on each store: the in-memory store, the embedded
+//! store (from its buffer and from Parquet files), and a real ClickHouse server.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use spanflow_api::{api_router, ApiConfig};
+use spanflow_model::{
+    AttrValue, Attribute, Event, ObservationPoint, ResourceTags, ResponseStatus, SpanId, SpanKind,
+    SpanRow, TraceId,
+};
+use spanflow_store::{MemoryStore, SpanStore};
+use spanflow_store_clickhouse::test_server::TestServer;
+use spanflow_store_clickhouse::{ClickHouseConfig, ClickHouseStore};
+use spanflow_store_embedded::{EmbeddedConfig, EmbeddedStore};
+use tower::ServiceExt;
+
+const MS: i64 = 1_000;
+
+fn trace_a() -> TraceId {
+    TraceId([0xaa; 16])
+}
+
+fn trace_b() -> TraceId {
+    let mut bytes = [0u8; 16];
+    bytes[8..].copy_from_slice(&[0xbb; 8]);
+    TraceId(bytes)
+}
+
+fn span_id(n: u8) -> SpanId {
+    SpanId([n; 8])
+}
+
+fn resource(service: &str, host: &str) -> (Arc<ResourceTags>, Arc<[Attribute]>) {
+    (
+        Arc::new(ResourceTags {
+            host_name: host.to_string(),
+            ..ResourceTags::default()
+        }),
+        Arc::from(vec![
+            Attribute::new("service.name", AttrValue::String(service.into())),
+            Attribute::new("host.name", AttrValue::String(host.into())),
+        ]),
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn span(
+    trace: TraceId,
+    n: u8,
+    parent: Option<u8>,
+    service: &str,
+    host: &str,
+    kind: SpanKind,
+    name: &str,
+    start: i64,
+    end: i64,
+    attributes: Vec<Attribute>,
+) -> SpanRow {
+    let (tags, resource_attributes) = resource(service, host);
+    SpanRow {
+        time: end / 1_000_000,
+        start_time: start,
+        end_time: end,
+        trace_id: trace,
+        span_id: span_id(n),
+        parent_span_id: parent.map(span_id),
+        span_kind: kind,
+        observation_point: kind.observation_point(),
+        flags: 1,
+        endpoint: name.to_string(),
+        app_service: service.to_string(),
+        signal_source: spanflow_model::SIGNAL_SOURCE_OTEL,
+        response_status: ResponseStatus::Ok,
+        response_duration: (end - start) as u64,
+        protocol: 6,
+        scope_name: "io.opentelemetry.http".into(),
+        scope_version: "1.2.0".into(),
+        resource: tags,
+        resource_attributes,
+        attributes,
+        ..SpanRow::default()
+    }
+}
+
+fn string(key: &str, value: &str) -> Attribute {
+    Attribute::new(key, AttrValue::String(value.into()))
+}
+
+fn int(key: &str, value: i64) -> Attribute {
+    Attribute::new(key, AttrValue::Int(value))
+}
+
+/// Two traces ten minutes old: a checkout through frontend and cart, with a failed render,
+/// and a slow failed payment a second later.
+fn known_spans(base: i64) -> Vec<SpanRow> {
+    let mut render = span(
+        trace_a(),
+        5,
+        Some(1),
+        "frontend",
+        "node-a",
+        SpanKind::Internal,
+        "render",
+        base + 65 * MS,
+        base + 95 * MS,
+        vec![],
+    );
+    render.status_code = 2;
+    render.status_message = "template missing".into();
+    render.events = vec![Event {
+        time_us: base + 90 * MS,
+        name: "exception".into(),
+        attributes: vec![string("exception.type", "TemplateError")],
+        dropped_attributes_count: 0,
+    }];
+    render.observation_point = ObservationPoint::App;
+    let mut pay = span(
+        trace_b(),
+        9,
+        None,
+        "payments",
+        "node-c",
+        SpanKind::Server,
+        "POST /pay",
+        base + 1_000 * MS,
+        base + 2_000 * MS,
+        vec![
+            string("http.request.method", "POST"),
+            int("http.response.status_code", 500),
+        ],
+    );
+    pay.status_code = 2;
+    pay.response_status = ResponseStatus::ServerError;
+    pay.response_code = Some(500);
+    vec![
+        span(
+            trace_a(),
+            1,
+            None,
+            "frontend",
+            "node-a",
+            SpanKind::Server,
+            "GET /checkout",
+            base,
+            base + 100 * MS,
+            vec![
+                string("http.request.method", "GET"),
+                int("http.response.status_code", 200),
+            ],
+        ),
+        span(
+            trace_a(),
+            2,
+            Some(1),
+            "frontend",
+            "node-a",
+            SpanKind::Client,
+            "POST /cart",
+            base + 10 * MS,
+            base + 60 * MS,
+            vec![string("http.request.method", "POST")],
+        ),
+        span(
+            trace_a(),
+            3,
+            Some(2),
+            "cart",
+            "node-b",
+            SpanKind::Server,
+            "POST /cart",
+            base + 15 * MS,
+            base + 55 * MS,
+            vec![string("http.request.method", "POST")],
+        ),
+        span(
+            trace_a(),
+            4,
+            Some(3),
+            "cart",
+            "node-b",
+            SpanKind::Client,
+            "redis GET",
+            base + 20 * MS,
+            base + 30 * MS,
+            vec![string("db.system", "redis")],
+        ),
+        render,
+        pay,
+    ]
+}
+
+fn base_time() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64;
+    (now - 600 * 1_000_000) / 1_000_000 * 1_000_000
+}
+
+struct Client {
+    router: axum::Router,
+}
+
+impl Client {
+    async fn get(&self, uri: &str) -> (StatusCode, Value) {
+        let response = self
+            .router
+            .clone()
+            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let value = serde_json::from_slice(&body)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
+        (status, value)
+    }
+
+    async fn ok(&self, uri: &str) -> Value {
+        let (status, body) = self.get(uri).await;
+        assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+        body
+    }
+}
+
+fn encode(text: &str) -> String {
+    let mut encoded = String::new();
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
+            encoded.push(byte as char);
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+/// Writes the known traces and checks every endpoint.
+async fn check_endpoints(store: Arc<dyn SpanStore>, after_write: impl AsyncFnOnce()) {
+    let base = base_time();
+    store.write(known_spans(base)).await.unwrap();
+    after_write().await;
+    let backend = store.backend();
+    let client = Client {
+        router: api_router(store, ApiConfig::default()),
+    };
+    native(&client, base).await;
+    jaeger(&client, base).await;
+    jaeger_v3(&client, base).await;
+    tempo(&client, base).await;
+    eprintln!("{backend}: every endpoint answered as expected");
+}
+
+async fn native(client: &Client, base: i64) {
+    let a = trace_a().to_hex();
+    let trace = client.ok(&format!("/api/v1/traces/{a}")).await;
+    let ids: Vec<&str> = trace["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|span| span["span_id"].as_str().unwrap())
+        .collect();
+    let hex = |n: u8| span_id(n).to_hex();
+    assert_eq!(ids, [hex(1), hex(2), hex(3), hex(4), hex(5)]);
+    let field = |name: &str| -> Vec<Value> {
+        trace["spans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|span| span[name].clone())
+            .collect()
+    };
+    assert_eq!(
+        field("depth"),
+        [json!(0), json!(1), json!(2), json!(3), json!(1)]
+    );
+    // GET /checkout: 100 ms less the cart call (50) and render (30).
+    assert_eq!(
+        field("self_time"),
+        [
+            json!(20_000),
+            json!(10_000),
+            json!(30_000),
+            json!(10_000),
+            json!(30_000)
+        ]
+    );
+    assert_eq!(
+        field("on_critical_path"),
+        [
+            json!(true),
+            json!(true),
+            json!(true),
+            json!(true),
+            json!(true)
+        ]
+    );
+    assert_eq!(field("is_error")[4], json!(true));
+    assert_eq!(
+        trace["summary"],
+        json!({
+            "trace_id": a,
+            "root_service": "frontend",
+            "root_operation": "GET /checkout",
+            "start_time": base,
+            "end_time": base + 100 * MS,
+            "duration": 100 * MS,
+            "span_count": 5,
+            "error_count": 1,
+            "services": [
+                { "name": "cart", "span_count": 2, "error_count": 0 },
+                { "name": "frontend", "span_count": 3, "error_count": 1 },
+            ],
+        })
+    );
+    assert_eq!(trace["truncated"], json!(false));
+    assert_eq!(
+        trace["spans"][0]["attributes"]["http.response.status_code"],
+        json!(200)
+    );
+    let cut = client.ok(&format!("/api/v1/traces/{a}?limit=2")).await;
+    assert_eq!(cut["spans_returned"], json!(2));
+    assert_eq!(cut["truncated"], json!(true));
+    assert_eq!(cut["summary"]["span_count"], json!(5));
+
+    let (status, body) = client
+        .get(&format!("/api/v1/traces/{}", "0".repeat(31) + "1"))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body["error"].as_str().unwrap().contains("not found"));
+    let (status, body) = client.get("/api/v1/traces/xyz").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"].as_str().unwrap().contains("invalid trace id"));
+
+    let found = |body: &Value| -> Vec<String> {
+        body["traces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|trace| trace["trace_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let b = trace_b().to_hex();
+    let all = client.ok("/api/v1/traces").await;
+    assert_eq!(found(&all), [b.as_str(), a.as_str()], "newest first");
+    assert_eq!(all["traces"][0]["duration"], json!(1_000 * MS));
+    assert_eq!(all["complete"], json!(true));
+    let by_service = client.ok("/api/v1/traces?service=cart").await;
+    assert_eq!(found(&by_service), [a.as_str()]);
+    let by_attribute = client.ok("/api/v1/traces?attr.db.system=redis").await;
+    assert_eq!(found(&by_attribute), [a.as_str()]);
+    let by_int_attribute = client
+        .ok("/api/v1/traces?attr.http.response.status_code=500")
+        .await;
+    assert_eq!(found(&by_int_attribute), [b.as_str()]);
+    let failed = client
+        .ok("/api/v1/traces?status=error&service=frontend")
+        .await;
+    assert_eq!(found(&failed), [a.as_str()]);
+    let slow = client.ok("/api/v1/traces?min_duration=500ms").await;
+    assert_eq!(found(&slow), [b.as_str()]);
+    let fast = client
+        .ok("/api/v1/traces?max_duration=60000&service=frontend&operation=POST%20/cart")
+        .await;
+    assert_eq!(found(&fast), [a.as_str()]);
+    let window = format!("/api/v1/traces?start={}&end={}", base, base + 500 * MS);
+    assert_eq!(found(&client.ok(&window).await), [a.as_str()]);
+    assert_eq!(
+        found(&client.ok("/api/v1/traces?limit=1").await),
+        [b.as_str()]
+    );
+    for (query, message) in [
+        ("min_duration=fast", "invalid duration"),
+        ("min_duration=2s&max_duration=1s", "min_duration"),
+        ("status=broken", "invalid status"),
+        ("start=yesterday", "RFC 3339"),
+        ("limit=100000", "allowed"),
+    ] {
+        let (status, body) = client.get(&format!("/api/v1/traces?{query}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
+        assert!(
+            body["error"].as_str().unwrap().contains(message),
+            "{query}: {body}"
+        );
+    }
+
+    assert_eq!(
+        client.ok("/api/v1/services").await,
+        json!({ "services": ["cart", "frontend", "payments"] })
+    );
+    assert_eq!(
+        client.ok("/api/v1/services/frontend/operations").await,
+        json!({ "service": "frontend", "operations": [
+            { "name": "GET /checkout", "span_kind": "server" },
+            { "name": "POST /cart", "span_kind": "client" },
+            { "name": "render", "span_kind": "internal" },
+        ]})
+    );
+}
+
+async fn jaeger(client: &Client, base: i64) {
+    let services = client.ok("/jaeger/api/services").await;
+    assert_eq!(
+        services,
+        json!({ "data": ["cart", "frontend", "payments"], "total": 3, "limit": 0, "offset": 0, "errors": null })
+    );
+    let operations = client.ok("/jaeger/api/services/cart/operations").await;
+    assert_eq!(operations["data"], json!(["POST /cart", "redis GET"]));
+    let servers = client
+        .ok("/jaeger/api/operations?service=frontend&spanKind=server")
+        .await;
+    assert_eq!(
+        servers["data"],
+        json!([{ "name": "GET /checkout", "spanKind": "server" }])
+    );
+    let (status, body) = client.get("/jaeger/api/operations").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["errors"][0]["code"], json!(400));
+
+    let a = trace_a().to_hex();
+    let trace = client.ok(&format!("/jaeger/api/traces/{a}")).await;
+    let trace = &trace["data"][0];
+    assert_eq!(trace["traceID"], json!(a));
+    let spans = trace["spans"].as_array().unwrap();
+    assert_eq!(spans.len(), 5);
+    let root = &spans[0];
+    assert_eq!(root["operationName"], json!("GET /checkout"));
+    assert_eq!(root["startTime"], json!(base));
+    assert_eq!(root["duration"], json!(100 * MS));
+    assert_eq!(root["references"], json!([]));
+    assert!(root["tags"].as_array().unwrap().contains(&json!(
+        { "key": "http.response.status_code", "type": "int64", "value": 200 }
+    )));
+    assert!(root["tags"].as_array().unwrap().contains(&json!(
+        { "key": "span.kind", "type": "string", "value": "server" }
+    )));
+    let cart = &spans[2];
+    assert_eq!(
+        cart["references"],
+        json!([{ "refType": "CHILD_OF", "traceID": a, "spanID": span_id(2).to_hex() }])
+    );
+    let process = &trace["processes"][cart["processID"].as_str().unwrap()];
+    assert_eq!(process["serviceName"], json!("cart"));
+    assert_eq!(
+        process["tags"],
+        json!([{ "key": "host.name", "type": "string", "value": "node-b" }])
+    );
+    assert_eq!(trace["processes"].as_object().unwrap().len(), 2);
+    let render = &spans[4];
+    let render_tags = render["tags"].as_array().unwrap();
+    assert!(render_tags.contains(&json!({ "key": "error", "type": "bool", "value": true })));
+    assert!(render_tags.contains(&json!(
+        { "key": "otel.status_description", "type": "string", "value": "template missing" }
+    )));
+    assert_eq!(
+        render["logs"][0]["fields"],
+        json!([
+            { "key": "event", "type": "string", "value": "exception" },
+            { "key": "exception.type", "type": "string", "value": "TemplateError" },
+        ])
+    );
+    // A trace id whose high half is zero prints as 16 digits, and is found that way too.
+    let b = trace_b().to_hex();
+    let short = client.ok(&format!("/jaeger/api/traces/{}", &b[16..])).await;
+    assert_eq!(short["data"][0]["traceID"], json!(&b[16..]));
+    let (status, body) = client
+        .get(&format!("/jaeger/api/traces/{}", "1".repeat(32)))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["errors"][0]["msg"], json!("trace not found"));
+
+    let window = format!("start={}&end={}", base - 60_000_000, base + 60_000_000);
+    let tags = encode(r#"{"http.request.method":"POST"}"#);
+    let search = client
+        .ok(&format!(
+            "/jaeger/api/traces?service=cart&{window}&tags={tags}&limit=20&lookback=custom"
+        ))
+        .await;
+    assert_eq!(search["total"], json!(1));
+    assert_eq!(
+        search["data"][0]["spans"].as_array().unwrap().len(),
+        5,
+        "whole traces"
+    );
+    let errors = client
+        .ok(&format!(
+            "/jaeger/api/traces?service=frontend&{window}&tag=error:true"
+        ))
+        .await;
+    assert_eq!(errors["data"][0]["traceID"], json!(a));
+    let none = client
+        .ok(&format!(
+            "/jaeger/api/traces?service=frontend&{window}&minDuration=1s"
+        ))
+        .await;
+    assert_eq!(none["data"], json!([]));
+    let (status, body) = client
+        .get(&format!(
+            "/jaeger/api/traces?service=cart&{window}&minDuration=2s&maxDuration=1s"
+        ))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["errors"][0]["msg"]
+        .as_str()
+        .unwrap()
+        .contains("maxDuration"));
+    let (status, _) = client.get(&format!("/jaeger/api/traces?{window}")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "service is required");
+    let missing = "2".repeat(32);
+    let many = client
+        .ok(&format!("/jaeger/api/traces?traceID={a}&traceID={missing}"))
+        .await;
+    assert_eq!(many["total"], json!(1));
+    assert_eq!(many["errors"][0]["traceID"], json!(missing));
+}
+
+async fn jaeger_v3(client: &Client, base: i64) {
+    assert_eq!(
+        client.ok("/jaeger/api/v3/services").await,
+        json!({ "services": ["cart", "frontend", "payments"] })
+    );
+    let operations = client.ok("/jaeger/api/v3/operations?service=cart").await;
+    assert_eq!(
+        operations,
+        json!({ "operations": [
+            { "name": "POST /cart", "spanKind": "server" },
+            { "name": "redis GET", "spanKind": "client" },
+        ]})
+    );
+    let a = trace_a().to_hex();
+    let trace = client.ok(&format!("/jaeger/api/v3/traces/{a}")).await;
+    let resources = trace["result"]["resourceSpans"].as_array().unwrap();
+    assert_eq!(resources.len(), 2, "frontend and cart");
+    let first = &resources[0]["scopeSpans"][0];
+    assert_eq!(
+        first["scope"],
+        json!({ "name": "io.opentelemetry.http", "version": "1.2.0" })
+    );
+    let root = &first["spans"][0];
+    assert_eq!(root["traceId"], json!(a));
+    assert_eq!(root["kind"], json!(2));
+    assert_eq!(
+        root["startTimeUnixNano"],
+        json!((i128::from(base) * 1_000).to_string())
+    );
+    assert_eq!(
+        root["attributes"][1],
+        json!({ "key": "http.response.status_code", "value": { "intValue": "200" } })
+    );
+    let start = chrono_time(base - 60_000_000);
+    let end = chrono_time(base + 60_000_000);
+    let search = client
+        .ok(&format!(
+            "/jaeger/api/v3/traces?query.service_name=payments&query.start_time_min={start}&query.start_time_max={end}"
+        ))
+        .await;
+    let spans = &search["result"]["resourceSpans"][0]["scopeSpans"][0]["spans"];
+    assert_eq!(spans[0]["status"], json!({ "code": 2, "message": "" }));
+    let (status, body) = client
+        .get(&format!(
+            "/jaeger/api/v3/traces?query.service_name=nobody&query.start_time_min={start}&query.start_time_max={end}"
+        ))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"]["httpCode"], json!(404));
+    let (status, _) = client
+        .get("/jaeger/api/v3/traces?query.service_name=cart")
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "the time range is required"
+    );
+}
+
+fn chrono_time(micros: i64) -> String {
+    let seconds = micros.div_euclid(1_000_000);
+    let days = seconds.div_euclid(86_400);
+    let rest = seconds.rem_euclid(86_400);
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3_600,
+        rest % 3_600 / 60,
+        rest % 60
+    )
+}
+
+async fn tempo(client: &Client, base: i64) {
+    let (status, body) = client.get("/tempo/api/echo").await;
+    assert_eq!((status, body), (StatusCode::OK, json!("echo")));
+    let window = format!(
+        "start={}&end={}",
+        base / 1_000_000 - 60,
+        base / 1_000_000 + 60
+    );
+    let q = encode(
+        r#"{ resource.service.name = "payments" && span.http.response.status_code >= 500 && duration > 100ms }"#,
+    );
+    let search = client
+        .ok(&format!("/tempo/api/search?q={q}&{window}&limit=20"))
+        .await;
+    let traces = search["traces"].as_array().unwrap();
+    assert_eq!(traces.len(), 1, "{search}");
+    let b = &traces[0];
+    assert_eq!(b["traceID"], json!(trace_b().to_hex()));
+    assert_eq!(b["rootServiceName"], json!("payments"));
+    assert_eq!(b["rootTraceName"], json!("POST /pay"));
+    assert_eq!(b["durationMs"], json!(1_000));
+    assert_eq!(
+        b["startTimeUnixNano"],
+        json!((i128::from(base + 1_000 * MS) * 1_000).to_string())
+    );
+    assert_eq!(b["spanSets"][0]["matched"], json!(1));
+    assert_eq!(
+        b["serviceStats"]["payments"],
+        json!({ "spanCount": 1, "errorCount": 1 })
+    );
+    let either = encode(r#"{ name = "redis GET" || (status = error && kind = server) }"#);
+    let both = client
+        .ok(&format!("/tempo/api/search?q={either}&{window}"))
+        .await;
+    assert_eq!(both["traces"].as_array().unwrap().len(), 2, "{both}");
+    let errors = client
+        .ok(&format!(
+            "/tempo/api/search?q={}&{window}",
+            encode("{ status = error }")
+        ))
+        .await;
+    let a = errors["traces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["traceID"] == json!(trace_a().to_hex()))
+        .unwrap();
+    assert_eq!(
+        a["spanSets"][0]["spans"][0]["spanID"],
+        json!(span_id(5).to_hex())
+    );
+    let legacy = client
+        .ok(&format!(
+            "/tempo/api/search?tags={}&minDuration=20ms&{window}",
+            encode("service.name=cart db.system=redis")
+        ))
+        .await;
+    assert_eq!(
+        legacy["traces"].as_array().unwrap().len(),
+        0,
+        "redis GET took 10 ms"
+    );
+    let legacy = client
+        .ok(&format!(
+            "/tempo/api/search?tags={}&{window}",
+            encode("service.name=cart db.system=redis")
+        ))
+        .await;
+    assert_eq!(legacy["traces"][0]["traceID"], json!(trace_a().to_hex()));
+    let (status, body) = client
+        .get(&format!(
+            "/tempo/api/search?q={}",
+            encode("{ duration > 5 }")
+        ))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"].as_str().unwrap().contains("TraceQL"),
+        "{body}"
+    );
+
+    let trace = client
+        .ok(&format!("/tempo/api/traces/{}", trace_a().to_hex()))
+        .await;
+    let batches = trace["batches"].as_array().unwrap();
+    assert_eq!(batches.len(), 2);
+    let root = &batches[0]["scopeSpans"][0]["spans"][0];
+    assert_eq!(root["spanId"], json!("AQEBAQEBAQE="), "base64 ids");
+    assert_eq!(root["kind"], json!("SPAN_KIND_SERVER"));
+    let v2 = client
+        .ok(&format!("/tempo/api/v2/traces/{}", trace_b().to_hex()))
+        .await;
+    assert_eq!(v2["status"], json!("COMPLETE"));
+    assert_eq!(
+        v2["trace"]["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["status"]["code"],
+        json!("STATUS_CODE_ERROR")
+    );
+
+    let tags = client.ok("/tempo/api/search/tags").await;
+    let names = tags["tagNames"].as_array().unwrap();
+    for name in [
+        "service.name",
+        "host.name",
+        "http.request.method",
+        "db.system",
+    ] {
+        assert!(names.contains(&json!(name)), "{name} in {tags}");
+    }
+    let scoped = client.ok("/tempo/api/v2/search/tags?scope=span").await;
+    assert_eq!(scoped["scopes"][0]["name"], json!("span"));
+    assert!(scoped["scopes"][0]["tags"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("db.system")));
+    let services = client
+        .ok("/tempo/api/v2/search/tag/resource.service.name/values")
+        .await;
+    assert_eq!(
+        services["tagValues"],
+        json!([
+            { "type": "string", "value": "cart" },
+            { "type": "string", "value": "frontend" },
+            { "type": "string", "value": "payments" },
+        ])
+    );
+    let methods = client
+        .ok("/tempo/api/search/tag/http.request.method/values")
+        .await;
+    assert_eq!(methods["tagValues"], json!(["GET", "POST"]));
+    let codes = client
+        .ok("/tempo/api/v2/search/tag/span.http.response.status_code/values")
+        .await;
+    assert_eq!(
+        codes["tagValues"],
+        json!([{ "type": "int", "value": "200" }, { "type": "int", "value": "500" }])
+    );
+}
+
+#[tokio::test]
+async fn on_the_memory_store() {
+    check_endpoints(Arc::new(MemoryStore::new(1_000)), async || {}).await;
+}
+
+fn embedded_config(dir: &std::path::Path) -> EmbeddedConfig {
+    EmbeddedConfig {
+        upkeep_interval: Duration::from_secs(3600),
+        flush_interval: Duration::from_secs(3600),
+        ..EmbeddedConfig::new(dir)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_embedded_store_buffer() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(embedded_config(dir.path()))
+        .await
+        .unwrap();
+    check_endpoints(Arc::new(store), async || {}).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_embedded_store_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        EmbeddedStore::open(embedded_config(dir.path()))
+            .await
+            .unwrap(),
+    );
+    let flushing = store.clone();
+    check_endpoints(store, async move || flushing.flush().await.unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_clickhouse() {
+    let server = TestServer::start();
+    let store = ClickHouseStore::open(ClickHouseConfig {
+        database: "endpoints".into(),
+        batch_wait: Duration::from_millis(20),
+        upkeep_interval: Duration::from_secs(3600),
+        ..ClickHouseConfig::new(server.url())
+    })
+    .await
+    .unwrap();
+    check_endpoints(Arc::new(store), async || {}).await;
+}
