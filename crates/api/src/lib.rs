@@ -2,12 +2,14 @@
 //!
 //! - `/api/v1/...`: spanflow's own JSON API (`native`).
 //! - `/jaeger/api/...`: Jaeger's query API, v1 and api_v3 (`jaeger`).
+//! - `POST /v1/query/`: DeepFlow's querier SQL API (`deepflow`).
 //! - `/tempo/api/...`: Tempo's HTTP API with a TraceQL subset (`tempo`, `traceql`).
 //!
 //! Invariant: handlers parse HTTP and print JSON; what a query means lives in the store layer.
 
 #![recursion_limit = "256"]
 
+mod deepflow;
 mod jaeger;
 mod json;
 mod native;
@@ -28,6 +30,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 use spanflow_model::{metric_names, TraceId};
+use spanflow_store::sql::SqlLimits;
 use spanflow_store::{SpanStore, StoreError};
 
 pub use json::span_json;
@@ -43,6 +46,8 @@ pub struct ApiConfig {
     pub max_search_traces: usize,
     /// Spans a trace search reads at most to find its traces.
     pub max_inspected_spans: usize,
+    /// Rows, time and memory one SQL query may take.
+    pub sql: SqlLimits,
 }
 
 impl Default for ApiConfig {
@@ -51,6 +56,7 @@ impl Default for ApiConfig {
             max_trace_spans: 50_000,
             max_search_traces: 1_000,
             max_inspected_spans: 50_000,
+            sql: SqlLimits::default(),
         }
     }
 }
@@ -73,6 +79,7 @@ pub fn api_router(store: Arc<dyn SpanStore>, config: ApiConfig) -> Router {
         )
         .merge(jaeger::router())
         .merge(tempo::router())
+        .merge(deepflow::router())
         .with_state(api)
         .layer(axum::middleware::from_fn(count_requests))
 }

@@ -221,6 +221,31 @@ impl Client {
         (status, value)
     }
 
+    async fn post(&self, uri: &str, content_type: &str, body: String) -> (StatusCode, Value) {
+        let request = Request::post(uri)
+            .header("content-type", content_type)
+            .body(Body::from(body))
+            .unwrap();
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    /// DeepFlow's querier call, as a form.
+    async fn sql(&self, sql: &str) -> (StatusCode, Value) {
+        let body = format!("db=flow_log&sql={}", encode(sql));
+        self.post("/v1/query/", "application/x-www-form-urlencoded", body)
+            .await
+    }
+
+    async fn sql_ok(&self, sql: &str) -> Value {
+        let (status, body) = self.sql(sql).await;
+        assert_eq!(status, StatusCode::OK, "{sql}: {body}");
+        assert_eq!(body["OPT_STATUS"], json!("SUCCESS"));
+        body["result"].clone()
+    }
+
     async fn ok(&self, uri: &str) -> Value {
         let (status, body) = self.get(uri).await;
         assert_eq!(status, StatusCode::OK, "{uri}: {body}");
@@ -247,8 +272,40 @@ async fn check_endpoints(store: Arc<dyn SpanStore>, after_write: impl AsyncFnOnc
     after_write().await;
     let backend = store.backend();
     let client = Client {
-        router: api_router(store, ApiConfig::default()),
+        router: api_router(store.clone(), ApiConfig::default()),
     };
+    if backend == "memory" {
+        let (status, body) = client.sql("SELECT * FROM l7_flow_log").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body["DESCRIPTION"]
+            .as_str()
+            .unwrap()
+            .contains("does not answer SQL"));
+    } else {
+        deepflow(&client).await;
+        let small = Client {
+            router: api_router(
+                store,
+                ApiConfig {
+                    sql: spanflow_store::sql::SqlLimits {
+                        max_rows: 2,
+                        ..Default::default()
+                    },
+                    ..ApiConfig::default()
+                },
+            ),
+        };
+        let (status, body) = small.sql("SELECT trace_id FROM l7_flow_log").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(body["OPT_STATUS"], json!("FAIL"));
+        assert!(
+            body["DESCRIPTION"]
+                .as_str()
+                .unwrap()
+                .contains("more than 2 rows"),
+            "{body}"
+        );
+    }
     native(&client, base).await;
     jaeger(&client, base).await;
     jaeger_v3(&client, base).await;
@@ -401,6 +458,135 @@ async fn native(client: &Client, base: i64) {
             { "name": "render", "span_kind": "internal" },
         ]})
     );
+}
+
+async fn deepflow(client: &Client) {
+    let counts = client
+        .sql_ok("SELECT app_service, count(*) AS spans FROM l7_flow_log GROUP BY app_service ORDER BY app_service")
+        .await;
+    assert_eq!(counts["columns"], json!(["app_service", "spans"]));
+    assert_eq!(
+        counts["values"],
+        json!([["cart", 2], ["frontend", 3], ["payments", 1]])
+    );
+    let posts = client
+        .sql_ok(
+            "SELECT endpoint, attribute.http.request.method AS method FROM l7_flow_log \
+             WHERE attribute.http.request.method = 'POST' ORDER BY endpoint, app_service",
+        )
+        .await;
+    assert_eq!(
+        posts["values"],
+        json!([
+            ["POST /cart", "POST"],
+            ["POST /cart", "POST"],
+            ["POST /pay", "POST"]
+        ])
+    );
+    let quoted = client
+        .sql_ok("SELECT count(*) AS n FROM l7_flow_log WHERE `attribute.http.response.status_code` = '500'")
+        .await;
+    assert_eq!(quoted["values"], json!([[1]]));
+    let slowest = client
+        .sql_ok(
+            "SELECT app_service, max(response_duration) AS slowest, sum(response_duration) AS total \
+             FROM l7_flow_log GROUP BY app_service ORDER BY slowest DESC LIMIT 2",
+        )
+        .await;
+    assert_eq!(
+        slowest["values"],
+        json!([
+            ["payments", 1_000_000, 1_000_000],
+            ["frontend", 100_000, 180_000]
+        ])
+    );
+    let errors = client
+        .sql_ok("SELECT endpoint FROM l7_flow_log WHERE status_code = 2 ORDER BY endpoint")
+        .await;
+    assert_eq!(errors["values"], json!([["POST /pay"], ["render"]]));
+    let (status, body) = client
+        .post(
+            "/v1/query/",
+            "application/json",
+            json!({ "db": "flow_log", "sql": "SELECT count(*) AS n FROM l7_flow_log" }).to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["result"]["values"], json!([[6]]));
+
+    let tables = client.sql_ok("show tables").await;
+    assert_eq!(tables["values"], json!([["l7_flow_log"]]));
+    let tags = client.sql_ok("show tags from l7_flow_log").await;
+    let names: Vec<&Value> = tags["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| &row[0])
+        .collect();
+    for name in [
+        "app_service",
+        "endpoint",
+        "trace_id",
+        "response_duration",
+        "attribute.<key>",
+    ] {
+        assert!(names.contains(&&json!(name)), "{name} in {tags}");
+    }
+    let services = client
+        .sql_ok("show tag app_service values from l7_flow_log")
+        .await;
+    assert_eq!(
+        services["values"],
+        json!([
+            ["frontend", "frontend", 3],
+            ["cart", "cart", 2],
+            ["payments", "payments", 1]
+        ])
+    );
+    let methods = client
+        .sql_ok("show tag attribute.http.request.method values from l7_flow_log where app_service = 'cart' limit 5")
+        .await;
+    // The redis call has no method: a missing attribute reads as '' on every store.
+    assert_eq!(methods["values"], json!([["", "", 1], ["POST", "POST", 1]]));
+
+    for (sql, message) in [
+        ("DROP TABLE l7_flow_log", "only SELECT"),
+        (
+            "INSERT INTO l7_flow_log (app_service) VALUES ('x')",
+            "only SELECT",
+        ),
+        (
+            "SELECT 1 FROM l7_flow_log; DROP TABLE l7_flow_log",
+            "one statement",
+        ),
+        ("SELECT * FROM system.tables", "only the table"),
+        ("SELECT no_such_column FROM l7_flow_log", ""),
+        ("SELEKT 1", "parse"),
+        ("show tag app_service values from secrets", "unknown table"),
+    ] {
+        let (status, body) = client.sql(sql).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{sql}: {body}");
+        assert_eq!(body["OPT_STATUS"], json!("FAIL"), "{sql}");
+        assert!(
+            body["DESCRIPTION"].as_str().unwrap().contains(message),
+            "{sql}: {body}"
+        );
+    }
+    let (status, body) = client
+        .post(
+            "/v1/query/",
+            "application/x-www-form-urlencoded",
+            "db=other&sql=show%20tables".into(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["DESCRIPTION"]
+        .as_str()
+        .unwrap()
+        .contains("unknown database"));
+    // Nothing was written by any of it.
+    let count = client.sql_ok("SELECT count(*) AS n FROM l7_flow_log").await;
+    assert_eq!(count["values"], json!([[6]]));
 }
 
 async fn jaeger(client: &Client, base: i64) {

@@ -486,6 +486,31 @@ fn fixed_string(bytes: &[u8]) -> String {
     literal
 }
 
+/// A `JSONCompact` answer as a SQL result.
+pub fn sql_result(body: &[u8]) -> Result<spanflow_store::sql::SqlResult, serde_json::Error> {
+    #[derive(serde::Deserialize)]
+    struct Column {
+        name: String,
+        #[serde(rename = "type")]
+        kind: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        meta: Vec<Column>,
+        data: Vec<Vec<serde_json::Value>>,
+    }
+    let answer: Answer = serde_json::from_slice(body)?;
+    Ok(spanflow_store::sql::SqlResult {
+        columns: answer
+            .meta
+            .iter()
+            .map(|column| column.name.clone())
+            .collect(),
+        types: answer.meta.into_iter().map(|column| column.kind).collect(),
+        values: answer.data,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,7 +22,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use clickhouse::Client;
 use spanflow_model::{metric_names, SpanKind, SpanRow, TraceId};
+use spanflow_store::sql::{SqlDialect, SqlLimits, SqlResult};
 use spanflow_store::{ErrorKind, Operation, SpanQuery, SpanStore, StoreError, TimeRange};
+
+/// The most a SQL answer may weigh, as ClickHouse sends it.
+const MAX_SQL_ANSWER_BYTES: usize = 256 << 20;
 use tokio::sync::{oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
@@ -776,6 +780,80 @@ impl SpanStore for ClickHouseStore {
                 span_kind: SpanKind::from_i32(i32::from(row.span_kind)),
             })
             .collect())
+    }
+
+    async fn sql(&self, sql: &str, limits: &SqlLimits) -> Result<SqlResult, StoreError> {
+        let prepared = spanflow_store::sql::prepare(sql, SqlDialect::ClickHouse)?;
+        // The client reads `?` as a placeholder; `??` is a literal one.
+        let text = prepared.replace('?', "??");
+        let seconds = limits.timeout.as_secs().max(1);
+        let answer = self
+            .inner
+            .read("running SQL", |client| {
+                let query = client
+                    .query(&text)
+                    // Reads only, and the limits below cannot be lifted by the query (its
+                    // SETTINGS clause is refused before it gets here).
+                    .with_setting("readonly", "2")
+                    .with_setting("max_result_rows", (limits.max_rows + 1).to_string())
+                    .with_setting("result_overflow_mode", "break")
+                    .with_setting("max_execution_time", seconds.to_string())
+                    .with_setting("max_memory_usage", limits.max_memory_bytes.to_string())
+                    .with_setting("output_format_json_quote_64bit_integers", "0");
+                async move {
+                    let mut cursor = match query.fetch_bytes("JSONCompact") {
+                        Ok(cursor) => cursor,
+                        Err(clickhouse::error::Error::BadResponse(message)) => {
+                            return Ok(Err(message))
+                        }
+                        Err(error) => return Err(error),
+                    };
+                    let mut body = Vec::new();
+                    loop {
+                        match cursor.next().await {
+                            Ok(Some(chunk)) => {
+                                if body.len() + chunk.len() > MAX_SQL_ANSWER_BYTES {
+                                    return Ok(Err(format!(
+                                        "the answer is larger than {} MiB; select fewer \
+                                         columns or rows",
+                                        MAX_SQL_ANSWER_BYTES >> 20
+                                    )));
+                                }
+                                body.extend_from_slice(&chunk);
+                            }
+                            Ok(None) => return Ok(Ok(body)),
+                            Err(clickhouse::error::Error::BadResponse(message)) => {
+                                return Ok(Err(message))
+                            }
+                            Err(error) => return Err(error),
+                        }
+                    }
+                }
+            })
+            .await?;
+        let body = answer.map_err(|message| {
+            StoreError::new(
+                ErrorKind::BadRequest,
+                format!("ClickHouse refused the query: {message}"),
+            )
+        })?;
+        let result = read::sql_result(&body).map_err(|error| {
+            StoreError::new(
+                ErrorKind::Internal,
+                format!("ClickHouse answered SQL with JSON spanflow cannot read: {error}"),
+            )
+        })?;
+        if result.values.len() > limits.max_rows {
+            return Err(StoreError::new(
+                ErrorKind::BadRequest,
+                format!(
+                    "the query returns more than {} rows, the most allowed; add a LIMIT or \
+                     aggregate",
+                    limits.max_rows
+                ),
+            ));
+        }
+        Ok(result)
     }
 
     fn backend(&self) -> &'static str {

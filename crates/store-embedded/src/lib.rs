@@ -83,11 +83,16 @@ impl From<EmbeddedError> for StoreError {
     fn from(error: EmbeddedError) -> StoreError {
         let kind = match &error {
             EmbeddedError::BadQuery(_) => ErrorKind::BadRequest,
-            EmbeddedError::Query(datafusion::error::DataFusionError::ResourcesExhausted(_)) => {
-                ErrorKind::BadRequest
-            }
-            EmbeddedError::Query(datafusion::error::DataFusionError::Plan(_))
-            | EmbeddedError::Query(datafusion::error::DataFusionError::SQL(..)) => {
+            // A query that names what does not exist, or asks for too much, is the caller's.
+            EmbeddedError::Query(error)
+                if matches!(
+                    error.find_root(),
+                    datafusion::error::DataFusionError::ResourcesExhausted(_)
+                        | datafusion::error::DataFusionError::Plan(_)
+                        | datafusion::error::DataFusionError::SQL(..)
+                        | datafusion::error::DataFusionError::SchemaError(..)
+                ) =>
+            {
                 ErrorKind::BadRequest
             }
             EmbeddedError::Io { .. } | EmbeddedError::Wal(_) => ErrorKind::Unavailable,

@@ -8,6 +8,7 @@ use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{array_position, cast, col, lit, DataFrame, Expr, ParquetReadOptions};
 use spanflow_model::SpanRow;
+use spanflow_store::sql::SqlResult;
 use spanflow_store::{SpanQuery, TimeRange};
 
 use crate::store::EmbeddedConfig;
@@ -179,6 +180,7 @@ pub async fn sql(
     paths: Vec<String>,
     buffered: Vec<RecordBatch>,
     sql: &str,
+    max_rows: Option<usize>,
 ) -> Result<Vec<RecordBatch>, EmbeddedError> {
     let context = session(config)?;
     let table = schema::sql_view(table(&context, paths, buffered).await?)?;
@@ -201,5 +203,121 @@ pub async fn sql(
             }
             other => EmbeddedError::Query(other),
         })?;
-    Ok(frame.collect().await?)
+    let frame = match max_rows {
+        Some(max_rows) => frame.limit(0, Some(max_rows))?,
+        None => frame,
+    };
+    let schema = Arc::new(frame.schema().as_arrow().clone());
+    let batches = frame.collect().await?;
+    // An empty answer still says which columns it has.
+    Ok(if batches.is_empty() {
+        vec![RecordBatch::new_empty(schema)]
+    } else {
+        batches
+    })
+}
+
+/// Query results as column names, type names and rows of JSON values: numbers stay numbers,
+/// times are µs since the epoch, everything else is its text.
+pub fn to_json(batches: &[RecordBatch]) -> Result<SqlResult, EmbeddedError> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::{
+        DataType, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type,
+        TimestampMicrosecondType, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
+    };
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+    use serde_json::{json, Value};
+    let mut result = SqlResult::default();
+    let Some(first) = batches.first() else {
+        return Ok(result);
+    };
+    for field in first.schema().fields() {
+        result.columns.push(field.name().clone());
+        result.types.push(field.data_type().to_string());
+    }
+    let options = FormatOptions::default().with_null("");
+    for batch in batches {
+        let mut columns: Vec<Vec<Value>> = Vec::with_capacity(batch.num_columns());
+        for array in batch.columns() {
+            let array = array.as_ref();
+            let values: Vec<Value> = match array.data_type() {
+                DataType::Int8 => array
+                    .as_primitive::<Int8Type>()
+                    .iter()
+                    .map(|v| json!(v))
+                    .collect(),
+                DataType::Int16 => array
+                    .as_primitive::<Int16Type>()
+                    .iter()
+                    .map(|v| json!(v))
+                    .collect(),
+                DataType::Int32 => array
+                    .as_primitive::<Int32Type>()
+                    .iter()
+                    .map(|v| json!(v))
+                    .collect(),
+                DataType::Int64 => array
+                    .as_primitive::<Int64Type>()
+                    .iter()
+                    .map(|v| json!(v))
+                    .collect(),
+                DataType::UInt8 => array
+                    .as_primitive::<UInt8Type>()
+                    .iter()
+                    .map(|v| json!(v))
+                    .collect(),
+                DataType::UInt16 => array
+                    .as_primitive::<UInt16Type>()
+                    .iter()
+                    .map(|v| json!(v))
+                    .collect(),
+                DataType::UInt32 => array
+                    .as_primitive::<UInt32Type>()
+                    .iter()
+                    .map(|v| json!(v))
+                    .collect(),
+                DataType::UInt64 => array
+                    .as_primitive::<UInt64Type>()
+                    .iter()
+                    .map(|v| json!(v))
+                    .collect(),
+                DataType::Float32 => array
+                    .as_primitive::<Float32Type>()
+                    .iter()
+                    .map(|v| json!(v))
+                    .collect(),
+                DataType::Float64 => array
+                    .as_primitive::<Float64Type>()
+                    .iter()
+                    .map(|v| json!(v))
+                    .collect(),
+                DataType::Boolean => array.as_boolean().iter().map(|v| json!(v)).collect(),
+                DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, _) => array
+                    .as_primitive::<TimestampMicrosecondType>()
+                    .iter()
+                    .map(|v| json!(v))
+                    .collect(),
+                _ => {
+                    let formatter = ArrayFormatter::try_new(array, &options)
+                        .map_err(|error| EmbeddedError::Query(error.into()))?;
+                    (0..array.len())
+                        .map(|row| {
+                            if array.is_null(row) {
+                                Value::Null
+                            } else {
+                                Value::String(formatter.value(row).to_string())
+                            }
+                        })
+                        .collect()
+                }
+            };
+            columns.push(values);
+        }
+        for row in 0..batch.num_rows() {
+            result
+                .values
+                .push(columns.iter().map(|column| column[row].clone()).collect());
+        }
+    }
+    Ok(result)
 }

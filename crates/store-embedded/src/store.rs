@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use arrow::array::{Array, StringArray, UInt8Array};
 use arrow::record_batch::RecordBatch;
 use spanflow_model::{metric_names, SpanKind, SpanRow, TraceId};
-use spanflow_store::{Operation, SpanQuery, SpanStore, StoreError, TimeRange};
+use spanflow_store::sql::{SqlDialect, SqlLimits, SqlResult};
+use spanflow_store::{ErrorKind, Operation, SpanQuery, SpanStore, StoreError, TimeRange};
 
 use crate::manifest::{FileEntry, Manifest};
 use crate::trace_index::TraceIndex;
@@ -250,7 +251,14 @@ impl EmbeddedStore {
     pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>, EmbeddedError> {
         let (entries, buffers) = self.snapshot(|_, _| true);
         let paths = self.paths(&entries);
-        query::sql(&self.inner.config, paths, buffered_batches(&buffers), sql).await
+        query::sql(
+            &self.inner.config,
+            paths,
+            buffered_batches(&buffers),
+            sql,
+            None,
+        )
+        .await
     }
 
     /// The files that pass `keep`, and the buffers, newest first: what one read sees.
@@ -481,6 +489,43 @@ impl SpanStore for EmbeddedStore {
             }
         }
         Ok(operations.into_iter().collect())
+    }
+
+    async fn sql(&self, sql: &str, limits: &SqlLimits) -> Result<SqlResult, StoreError> {
+        let prepared = spanflow_store::sql::prepare(sql, SqlDialect::DataFusion)?;
+        let (entries, buffers) = self.snapshot(|_, _| true);
+        let paths = self.paths(&entries);
+        let run = query::sql(
+            &self.inner.config,
+            paths,
+            buffered_batches(&buffers),
+            &prepared,
+            Some(limits.max_rows.saturating_add(1)),
+        );
+        let batches = tokio::time::timeout(limits.timeout, run)
+            .await
+            .map_err(|_| {
+                StoreError::new(
+                    ErrorKind::BadRequest,
+                    format!(
+                        "the query ran past its time limit of {} s; narrow it with a time range \
+                         or a LIMIT",
+                        limits.timeout.as_secs_f64()
+                    ),
+                )
+            })??;
+        let result = query::to_json(&batches)?;
+        if result.values.len() > limits.max_rows {
+            return Err(StoreError::new(
+                ErrorKind::BadRequest,
+                format!(
+                    "the query returns more than {} rows, the most allowed; add a LIMIT or \
+                     aggregate",
+                    limits.max_rows
+                ),
+            ));
+        }
+        Ok(result)
     }
 
     fn backend(&self) -> &'static str {

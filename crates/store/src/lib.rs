@@ -8,6 +8,7 @@ mod error;
 mod find;
 mod memory;
 mod query;
+pub mod sql;
 pub mod text;
 
 pub use error::{ErrorKind, StoreError};
@@ -16,6 +17,7 @@ pub use memory::MemoryStore;
 pub use query::{AttributeFilter, Operation, SpanQuery, TimeRange};
 
 use spanflow_model::{SpanRow, TraceId};
+use sql::{SqlLimits, SqlResult};
 
 /// A backend that keeps span rows.
 ///
@@ -43,6 +45,18 @@ pub trait SpanStore: Send + Sync + 'static {
         service: &str,
         range: TimeRange,
     ) -> Result<Vec<Operation>, StoreError>;
+
+    /// Runs one read-only `SELECT` over `l7_flow_log` in the backend's SQL dialect, within
+    /// `limits` (see [`sql::prepare`] for what gets through).
+    async fn sql(&self, _sql: &str, _limits: &SqlLimits) -> Result<SqlResult, StoreError> {
+        Err(StoreError::new(
+            ErrorKind::BadRequest,
+            format!(
+                "the {} store does not answer SQL; use the embedded or the ClickHouse store",
+                self.backend()
+            ),
+        ))
+    }
 
     /// A short backend name for logs and `/healthz` (`memory`, `embedded`, `clickhouse`).
     fn backend(&self) -> &'static str;
