@@ -8,7 +8,9 @@ use spanflow_model::{
     Attribute, L7Protocol, ObservationPoint, ResourceTags, ResponseStatus, SpanId, SpanKind,
     SpanRow, TraceId,
 };
-use spanflow_store::{text, SpanQuery, TimeRange};
+use spanflow_store::analytics::{Edge, NodeKind, RedPoint, RedQuery};
+use spanflow_store::sql::SqlResult;
+use spanflow_store::{text, ErrorKind, SpanQuery, StoreError, TimeRange};
 
 use crate::schema::Flavor;
 
@@ -509,6 +511,129 @@ pub fn sql_result(body: &[u8]) -> Result<spanflow_store::sql::SqlResult, serde_j
         types: answer.meta.into_iter().map(|column| column.kind).collect(),
         values: answer.data,
     })
+}
+
+/// The service map's query: client and producer spans joined to the server and consumer
+/// spans under them in other services, and client and producer spans to databases and queues.
+pub fn service_map_sql(range: TimeRange, flavor: Flavor, spans_table: &str) -> String {
+    let mut range = range_conditions(range, flavor).join(" AND ");
+    if !range.is_empty() {
+        range = format!(" AND {range}");
+    }
+    let failed = spanflow_store::analytics::FAILED_SQL;
+    format!(
+        "SELECT caller, callee, toUInt8(0) AS kind, count() AS calls, sum(failed) AS errors, \
+             quantiles(0.5, 0.95, 0.99)(response_duration) AS latency \
+         FROM (SELECT trace_id, span_id AS link, app_service AS caller FROM {spans_table} \
+             WHERE span_kind IN (3, 4){range}) AS callers \
+         ALL INNER JOIN (SELECT trace_id, assumeNotNull(parent_span_id) AS link, \
+             app_service AS callee, response_duration, toUInt8({failed}) AS failed \
+             FROM {spans_table} WHERE span_kind IN (2, 5) AND isNotNull(parent_span_id){range}) \
+             AS callees \
+         USING (trace_id, link) \
+         WHERE caller != callee \
+         GROUP BY caller, callee \
+         UNION ALL \
+         SELECT app_service AS caller, l7_protocol_str AS callee, \
+             toUInt8(if(l7_protocol >= 100, 2, 1)) AS kind, count() AS calls, \
+             sum(toUInt8({failed})) AS errors, \
+             quantiles(0.5, 0.95, 0.99)(response_duration) AS latency \
+         FROM {spans_table} WHERE span_kind IN (3, 4) AND l7_protocol_str != '' \
+             AND ((l7_protocol >= 60 AND l7_protocol <= 82) \
+                 OR (l7_protocol >= 100 AND l7_protocol <= 107)){range} \
+         GROUP BY caller, callee, kind"
+    )
+}
+
+/// A RED series' query; the service is a quoted literal.
+pub fn red_sql(query: &RedQuery, flavor: Flavor, spans_table: &str) -> String {
+    let step = query.step_us.max(1);
+    let micros = match flavor {
+        Flavor::Legacy => "start_time",
+        Flavor::Modern => "toUnixTimestamp64Micro(start_time)",
+    };
+    let operation = if query.by_operation { "endpoint" } else { "''" };
+    let mut conditions = vec![
+        format!("app_service = {}", quote(&query.service)),
+        "span_kind IN (2, 5)".to_string(),
+    ];
+    conditions.extend(range_conditions(query.range, flavor));
+    format!(
+        "SELECT intDiv({micros}, {step}) * {step} AS bucket, {operation} AS operation, \
+             count() AS calls, sum(toUInt8({failed})) AS errors, \
+             quantiles(0.5, 0.95, 0.99)(response_duration) AS latency \
+         FROM {spans_table}{} GROUP BY bucket, operation",
+        where_clause(&conditions),
+        failed = spanflow_store::analytics::FAILED_SQL,
+    )
+}
+
+/// A string as a ClickHouse literal.
+fn quote(text: &str) -> String {
+    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+fn latency(value: &serde_json::Value, index: usize) -> f64 {
+    value
+        .get(index)
+        .and_then(serde_json::Value::as_f64)
+        .unwrap_or_default()
+}
+
+fn malformed(what: &str) -> StoreError {
+    StoreError::new(
+        ErrorKind::Internal,
+        format!("ClickHouse answered the {what} query with rows spanflow cannot read"),
+    )
+}
+
+/// The service map's rows as edges, sorted by caller, callee and kind.
+pub fn edges(result: &SqlResult) -> Result<Vec<Edge>, StoreError> {
+    let mut edges = Vec::with_capacity(result.values.len());
+    for row in &result.values {
+        let [caller, callee, kind, calls, errors, quantiles] = row.as_slice() else {
+            return Err(malformed("service map"));
+        };
+        edges.push(Edge {
+            caller: caller.as_str().unwrap_or_default().to_string(),
+            callee: callee.as_str().unwrap_or_default().to_string(),
+            callee_kind: match kind.as_u64() {
+                Some(1) => NodeKind::Database,
+                Some(2) => NodeKind::Messaging,
+                _ => NodeKind::Service,
+            },
+            calls: calls.as_u64().unwrap_or_default(),
+            errors: errors.as_u64().unwrap_or_default(),
+            p50_us: latency(quantiles, 0),
+            p95_us: latency(quantiles, 1),
+            p99_us: latency(quantiles, 2),
+        });
+    }
+    edges.sort_by(|a, b| {
+        (&a.caller, &a.callee, a.callee_kind).cmp(&(&b.caller, &b.callee, b.callee_kind))
+    });
+    Ok(edges)
+}
+
+/// A RED series' rows as points, sorted by bucket and operation.
+pub fn red_points(result: &SqlResult, by_operation: bool) -> Result<Vec<RedPoint>, StoreError> {
+    let mut points = Vec::with_capacity(result.values.len());
+    for row in &result.values {
+        let [bucket, operation, calls, errors, quantiles] = row.as_slice() else {
+            return Err(malformed("RED"));
+        };
+        points.push(RedPoint {
+            time_us: bucket.as_i64().unwrap_or_default(),
+            operation: by_operation.then(|| operation.as_str().unwrap_or_default().to_string()),
+            calls: calls.as_u64().unwrap_or_default(),
+            errors: errors.as_u64().unwrap_or_default(),
+            p50_us: latency(quantiles, 0),
+            p95_us: latency(quantiles, 1),
+            p99_us: latency(quantiles, 2),
+        });
+    }
+    points.sort_by(|a, b| (a.time_us, &a.operation).cmp(&(b.time_us, &b.operation)));
+    Ok(points)
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use clickhouse::Client;
 use spanflow_model::{metric_names, SpanKind, SpanRow, TraceId};
+use spanflow_store::analytics::{Edge, RedPoint, RedQuery};
 use spanflow_store::sql::{SqlDialect, SqlLimits, SqlResult};
 use spanflow_store::{ErrorKind, Operation, SpanQuery, SpanStore, StoreError, TimeRange};
 
@@ -518,6 +519,67 @@ impl Inner {
         Ok(dropped)
     }
 
+    /// Runs a query whose answer is any table, as `JSONCompact`; what ClickHouse refuses
+    /// (bad SQL, a limit reached) is the caller's error, with ClickHouse's message.
+    async fn json(
+        &self,
+        what: &str,
+        text: &str,
+        settings: &[(&str, String)],
+    ) -> Result<SqlResult, StoreError> {
+        let answer = self
+            .read(what, |client| {
+                let mut query = client
+                    .query(text)
+                    .with_setting("output_format_json_quote_64bit_integers", "0");
+                for (name, value) in settings {
+                    query = query.with_setting(*name, value.clone());
+                }
+                async move {
+                    let mut cursor = match query.fetch_bytes("JSONCompact") {
+                        Ok(cursor) => cursor,
+                        Err(clickhouse::error::Error::BadResponse(message)) => {
+                            return Ok(Err(message))
+                        }
+                        Err(error) => return Err(error),
+                    };
+                    let mut body = Vec::new();
+                    loop {
+                        match cursor.next().await {
+                            Ok(Some(chunk)) => {
+                                if body.len() + chunk.len() > MAX_SQL_ANSWER_BYTES {
+                                    return Ok(Err(format!(
+                                        "the answer is larger than {} MiB; select fewer \
+                                         columns or rows",
+                                        MAX_SQL_ANSWER_BYTES >> 20
+                                    )));
+                                }
+                                body.extend_from_slice(&chunk);
+                            }
+                            Ok(None) => return Ok(Ok(body)),
+                            Err(clickhouse::error::Error::BadResponse(message)) => {
+                                return Ok(Err(message))
+                            }
+                            Err(error) => return Err(error),
+                        }
+                    }
+                }
+            })
+            .await?;
+        let body = answer.map_err(|message| {
+            StoreError::new(
+                ErrorKind::BadRequest,
+                format!("ClickHouse refused the query: {message}"),
+            )
+        })?;
+        read::sql_result(&body).map_err(|error| {
+            StoreError::new(
+                ErrorKind::Internal,
+                format!("ClickHouse answered with JSON spanflow cannot read: {error}"),
+            )
+        })
+    }
+
     /// Runs a read on the current server, and on the next when it does not answer.
     async fn read<T, F, Fut>(&self, what: &str, run: F) -> Result<T, StoreError>
     where
@@ -782,67 +844,36 @@ impl SpanStore for ClickHouseStore {
             .collect())
     }
 
+    async fn service_map(&self, range: TimeRange) -> Result<Vec<Edge>, StoreError> {
+        let sql = read::service_map_sql(range, self.inner.flavor, SPANS_TABLE);
+        let result = self
+            .inner
+            .json("building the service map", &sql, &[])
+            .await?;
+        read::edges(&result)
+    }
+
+    async fn red(&self, query: &RedQuery) -> Result<Vec<RedPoint>, StoreError> {
+        let sql = read::red_sql(query, self.inner.flavor, SPANS_TABLE);
+        let result = self.inner.json("computing a RED series", &sql, &[]).await?;
+        read::red_points(&result, query.by_operation)
+    }
+
     async fn sql(&self, sql: &str, limits: &SqlLimits) -> Result<SqlResult, StoreError> {
         let prepared = spanflow_store::sql::prepare(sql, SqlDialect::ClickHouse)?;
         // The client reads `?` as a placeholder; `??` is a literal one.
         let text = prepared.replace('?', "??");
         let seconds = limits.timeout.as_secs().max(1);
-        let answer = self
-            .inner
-            .read("running SQL", |client| {
-                let query = client
-                    .query(&text)
-                    // Reads only, and the limits below cannot be lifted by the query (its
-                    // SETTINGS clause is refused before it gets here).
-                    .with_setting("readonly", "2")
-                    .with_setting("max_result_rows", (limits.max_rows + 1).to_string())
-                    .with_setting("result_overflow_mode", "break")
-                    .with_setting("max_execution_time", seconds.to_string())
-                    .with_setting("max_memory_usage", limits.max_memory_bytes.to_string())
-                    .with_setting("output_format_json_quote_64bit_integers", "0");
-                async move {
-                    let mut cursor = match query.fetch_bytes("JSONCompact") {
-                        Ok(cursor) => cursor,
-                        Err(clickhouse::error::Error::BadResponse(message)) => {
-                            return Ok(Err(message))
-                        }
-                        Err(error) => return Err(error),
-                    };
-                    let mut body = Vec::new();
-                    loop {
-                        match cursor.next().await {
-                            Ok(Some(chunk)) => {
-                                if body.len() + chunk.len() > MAX_SQL_ANSWER_BYTES {
-                                    return Ok(Err(format!(
-                                        "the answer is larger than {} MiB; select fewer \
-                                         columns or rows",
-                                        MAX_SQL_ANSWER_BYTES >> 20
-                                    )));
-                                }
-                                body.extend_from_slice(&chunk);
-                            }
-                            Ok(None) => return Ok(Ok(body)),
-                            Err(clickhouse::error::Error::BadResponse(message)) => {
-                                return Ok(Err(message))
-                            }
-                            Err(error) => return Err(error),
-                        }
-                    }
-                }
-            })
-            .await?;
-        let body = answer.map_err(|message| {
-            StoreError::new(
-                ErrorKind::BadRequest,
-                format!("ClickHouse refused the query: {message}"),
-            )
-        })?;
-        let result = read::sql_result(&body).map_err(|error| {
-            StoreError::new(
-                ErrorKind::Internal,
-                format!("ClickHouse answered SQL with JSON spanflow cannot read: {error}"),
-            )
-        })?;
+        // Reads only, and the limits below cannot be lifted by the query (its SETTINGS clause
+        // is refused before it gets here).
+        let settings = [
+            ("readonly", "2".to_string()),
+            ("max_result_rows", (limits.max_rows + 1).to_string()),
+            ("result_overflow_mode", "break".to_string()),
+            ("max_execution_time", seconds.to_string()),
+            ("max_memory_usage", limits.max_memory_bytes.to_string()),
+        ];
+        let result = self.inner.json("running SQL", &text, &settings).await?;
         if result.values.len() > limits.max_rows {
             return Err(StoreError::new(
                 ErrorKind::BadRequest,

@@ -10,7 +10,9 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use spanflow_model::{AttrValue, Attribute, ResponseStatus, SpanRow};
+use spanflow_store::analytics::RedQuery;
 use spanflow_store::conformance::{full_row, row};
+use spanflow_store::TimeRange;
 use spanflow_store::{AttributeFilter, SpanQuery};
 use spanflow_store_clickhouse::read::{self, Hit, Placement, SearchSql};
 use spanflow_store_clickhouse::rowbinary::Encoder;
@@ -217,7 +219,57 @@ fn the_current_schema_takes_spanflow_rows_and_answers_its_queries() {
         keys_of(&sql(read::bind_hits(client.query(&fetch), &hits)))
     ));
 
+    // The listings and the aggregates.
+    let n_before_aggregates = statements.len();
+    statements.push(read::services_sql(
+        TimeRange::ALL,
+        Flavor::Modern,
+        spans_table,
+    ));
+    statements.push(sql(client
+        .query(&read::operations_sql(
+            TimeRange::new(Some(1_700_000_000_000_000), None),
+            Flavor::Modern,
+            spans_table,
+        ))
+        .bind("checkout")));
+    statements.push(read::service_map_sql(
+        TimeRange::new(Some(1_600_000_000_000_000), Some(1_800_000_000_000_000)),
+        Flavor::Modern,
+        spans_table,
+    ));
+    statements.push(read::red_sql(
+        &RedQuery {
+            service: "checkout".into(),
+            range: TimeRange::new(Some(1_700_000_000_000_000), None),
+            step_us: 60_000_000,
+            by_operation: false,
+        },
+        Flavor::Modern,
+        spans_table,
+    ));
+
     let answers = run_on_chdb(&statements);
+    let aggregates = answers[n_before_aggregates..].to_vec();
+    assert_eq!(aggregates[0], "checkout\npayments\n");
+    assert_eq!(
+        aggregates[1],
+        "GET /cart\t2\nGET /orders\t2\nSELECT orders\t3\n"
+    );
+    assert_eq!(
+        aggregates[2],
+        format!(
+            "{}\t{}\t1\t1\t{}\t[{d},{d},{d}]\n",
+            full.app_service,
+            full.l7_protocol_str,
+            u8::from(spanflow_store::analytics::failed(&full)),
+            d = full.response_duration
+        )
+    );
+    assert_eq!(
+        aggregates[3],
+        "1699999980000000\t\t2\t1\t[451500,855150,891030]\n"
+    );
     let answers = &answers[n_ddl + 2..];
     assert_eq!(
         answers[0],

@@ -174,6 +174,30 @@ pub async fn distinct(
     Ok(frame.collect().await?)
 }
 
+/// Runs spanflow's own `sql` over the stored rows (raw ids, no view) registered as `spans`,
+/// after `filter`: the aggregates behind the service map and RED series.
+pub async fn aggregate(
+    config: &EmbeddedConfig,
+    paths: Vec<String>,
+    buffered: Vec<RecordBatch>,
+    range: TimeRange,
+    service: Option<&str>,
+    sql: &str,
+) -> Result<SqlResult, EmbeddedError> {
+    let context = session(config)?;
+    let mut filters = range_filters(range);
+    if let Some(service) = service {
+        filters.push(col("app_service").eq(lit(service.to_string())));
+    }
+    let mut frame = table(&context, paths, buffered).await?;
+    if let Some(filter) = filters.into_iter().reduce(Expr::and) {
+        frame = frame.filter(filter)?;
+    }
+    context.register_table("spans", frame.into_view())?;
+    let batches = context.sql(sql).await?.collect().await?;
+    to_json(&batches)
+}
+
 /// Read-only SQL over `l7_flow_log`: the files and the buffered rows as one table.
 pub async fn sql(
     config: &EmbeddedConfig,

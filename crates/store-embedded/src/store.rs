@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use arrow::array::{Array, StringArray, UInt8Array};
 use arrow::record_batch::RecordBatch;
 use spanflow_model::{metric_names, SpanKind, SpanRow, TraceId};
+use spanflow_store::analytics::{Edge, NodeKind, RedPoint, RedQuery, FAILED_SQL};
 use spanflow_store::sql::{SqlDialect, SqlLimits, SqlResult};
 use spanflow_store::{ErrorKind, Operation, SpanQuery, SpanStore, StoreError, TimeRange};
 
@@ -280,6 +281,30 @@ impl EmbeddedStore {
         (entries, buffers)
     }
 
+    /// Runs an aggregate over the files and buffers that may hold rows in `range`.
+    async fn aggregate(
+        &self,
+        range: TimeRange,
+        service: Option<&str>,
+        sql: &str,
+    ) -> Result<SqlResult, EmbeddedError> {
+        let (entries, buffers) = self.snapshot(|entry, _| {
+            range.end_us.is_none_or(|end| entry.min_start_time <= end)
+                && range
+                    .start_us
+                    .is_none_or(|start| entry.max_start_time >= start)
+        });
+        query::aggregate(
+            &self.inner.config,
+            self.paths(&entries),
+            buffered_batches(&buffers),
+            range,
+            service,
+            sql,
+        )
+        .await
+    }
+
     /// The distinct values of `columns` over the files and buffers that may hold rows in
     /// `range`, of `service` when given.
     async fn distinct(
@@ -491,6 +516,48 @@ impl SpanStore for EmbeddedStore {
         Ok(operations.into_iter().collect())
     }
 
+    async fn service_map(&self, range: TimeRange) -> Result<Vec<Edge>, StoreError> {
+        let percentiles = percentile_sql("s.response_duration");
+        let own_percentiles = percentile_sql("response_duration");
+        let sql = format!(
+            "WITH callers AS (SELECT trace_id, span_id, app_service FROM spans \
+                 WHERE span_kind IN (3, 4)), \
+             callees AS (SELECT trace_id, parent_span_id, app_service, response_duration, \
+                 {FAILED_SQL} AS failed FROM spans \
+                 WHERE span_kind IN (2, 5) AND parent_span_id IS NOT NULL) \
+             SELECT c.app_service AS caller, s.app_service AS callee, 0 AS kind, \
+                 count(*) AS calls, sum(CASE WHEN s.failed THEN 1 ELSE 0 END) AS errors, \
+                 {percentiles} \
+             FROM callers c JOIN callees s \
+                 ON c.trace_id = s.trace_id AND c.span_id = s.parent_span_id \
+             WHERE c.app_service <> s.app_service \
+             GROUP BY c.app_service, s.app_service \
+             UNION ALL \
+             SELECT app_service AS caller, l7_protocol_str AS callee, \
+                 CASE WHEN l7_protocol >= 100 THEN 2 ELSE 1 END AS kind, count(*) AS calls, \
+                 sum(CASE WHEN {FAILED_SQL} THEN 1 ELSE 0 END) AS errors, {own_percentiles} \
+             FROM spans WHERE span_kind IN (3, 4) AND l7_protocol_str <> '' \
+                 AND (l7_protocol BETWEEN 60 AND 82 OR l7_protocol BETWEEN 100 AND 107) \
+             GROUP BY app_service, l7_protocol_str, CASE WHEN l7_protocol >= 100 THEN 2 ELSE 1 END"
+        );
+        let result = self.aggregate(range, None, &sql).await?;
+        edges(&result)
+    }
+
+    async fn red(&self, red: &RedQuery) -> Result<Vec<RedPoint>, StoreError> {
+        let step = red.step_us.max(1);
+        let operation = if red.by_operation { "endpoint" } else { "''" };
+        let sql = format!(
+            "SELECT CAST(start_time AS BIGINT) / {step} * {step} AS bucket, \
+                 {operation} AS operation, count(*) AS calls, \
+                 sum(CASE WHEN {FAILED_SQL} THEN 1 ELSE 0 END) AS errors, {} \
+             FROM spans WHERE span_kind IN (2, 5) GROUP BY 1, 2",
+            percentile_sql("response_duration")
+        );
+        let result = self.aggregate(red.range, Some(&red.service), &sql).await?;
+        red_points(&result, red.by_operation)
+    }
+
     async fn sql(&self, sql: &str, limits: &SqlLimits) -> Result<SqlResult, StoreError> {
         let prepared = spanflow_store::sql::prepare(sql, SqlDialect::DataFusion)?;
         let (entries, buffers) = self.snapshot(|_, _| true);
@@ -556,6 +623,62 @@ fn newest_distinct(rows: Vec<SpanRow>, limit: usize) -> Vec<SpanRow> {
 
 /// The buffers' batches, oldest first. `buffers` is newest first, as [`EmbeddedStore::snapshot`]
 /// returns them.
+/// The three latency percentiles of `column`, as DataFusion writes them.
+fn percentile_sql(column: &str) -> String {
+    [("p50", 0.5), ("p95", 0.95), ("p99", 0.99)]
+        .map(|(name, q)| {
+            format!("approx_percentile_cont({q}) WITHIN GROUP (ORDER BY {column}) AS {name}")
+        })
+        .join(", ")
+}
+
+fn number(value: &serde_json::Value) -> f64 {
+    value.as_f64().unwrap_or_default()
+}
+
+fn edges(result: &SqlResult) -> Result<Vec<Edge>, StoreError> {
+    let mut edges: Vec<Edge> = result
+        .values
+        .iter()
+        .map(|row| Edge {
+            caller: row[0].as_str().unwrap_or_default().to_string(),
+            callee: row[1].as_str().unwrap_or_default().to_string(),
+            callee_kind: match row[2].as_i64() {
+                Some(1) => NodeKind::Database,
+                Some(2) => NodeKind::Messaging,
+                _ => NodeKind::Service,
+            },
+            calls: row[3].as_u64().unwrap_or_default(),
+            errors: row[4].as_u64().unwrap_or_default(),
+            p50_us: number(&row[5]),
+            p95_us: number(&row[6]),
+            p99_us: number(&row[7]),
+        })
+        .collect();
+    edges.sort_by(|a, b| {
+        (&a.caller, &a.callee, a.callee_kind).cmp(&(&b.caller, &b.callee, b.callee_kind))
+    });
+    Ok(edges)
+}
+
+fn red_points(result: &SqlResult, by_operation: bool) -> Result<Vec<RedPoint>, StoreError> {
+    let mut points: Vec<RedPoint> = result
+        .values
+        .iter()
+        .map(|row| RedPoint {
+            time_us: row[0].as_i64().unwrap_or_default(),
+            operation: by_operation.then(|| row[1].as_str().unwrap_or_default().to_string()),
+            calls: row[2].as_u64().unwrap_or_default(),
+            errors: row[3].as_u64().unwrap_or_default(),
+            p50_us: number(&row[4]),
+            p95_us: number(&row[5]),
+            p99_us: number(&row[6]),
+        })
+        .collect();
+    points.sort_by(|a, b| (a.time_us, &a.operation).cmp(&(b.time_us, &b.operation)));
+    Ok(points)
+}
+
 /// A column of a query's result by name.
 fn column<'a, T: Array + 'static>(
     batch: &'a RecordBatch,

@@ -73,6 +73,18 @@ impl SpanStore for FlushingStore {
     ) -> Result<Vec<spanflow_store::Operation>, spanflow_store::StoreError> {
         self.0.operations(service, range).await
     }
+    async fn service_map(
+        &self,
+        range: spanflow_store::TimeRange,
+    ) -> Result<Vec<spanflow_store::analytics::Edge>, spanflow_store::StoreError> {
+        self.0.service_map(range).await
+    }
+    async fn red(
+        &self,
+        query: &spanflow_store::analytics::RedQuery,
+    ) -> Result<Vec<spanflow_store::analytics::RedPoint>, spanflow_store::StoreError> {
+        self.0.red(query).await
+    }
     fn backend(&self) -> &'static str {
         "embedded (flushed)"
     }

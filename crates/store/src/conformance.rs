@@ -162,6 +162,7 @@ where
     a_resent_span_is_stored_once(make_store().await).await;
     searches_filter_and_limit(make_store().await).await;
     services_and_operations_are_listed_per_time_range(make_store().await).await;
+    the_service_map_and_red_series_aggregate_calls(make_store().await).await;
 }
 
 /// The cases only a durable backend passes: `open` opens the store kept at `location`, with a
@@ -381,6 +382,170 @@ async fn services_and_operations_are_listed_per_time_range(store: impl SpanStore
         .await
         .unwrap()
         .is_empty());
+}
+
+/// A span of `kind` lasting `duration` µs, child of `parent` when given.
+fn call(
+    trace: u8,
+    span: u8,
+    parent: Option<u8>,
+    service: &str,
+    kind: SpanKind,
+    start_time: i64,
+    duration: u64,
+) -> SpanRow {
+    let mut row = row(trace, span, service, "op", start_time);
+    row.parent_span_id = parent.map(span_id);
+    row.span_kind = kind;
+    row.observation_point = kind.observation_point();
+    row.response_duration = duration;
+    row.end_time = start_time + duration as i64;
+    row.time = row.end_time / 1_000_000;
+    row
+}
+
+async fn the_service_map_and_red_series_aggregate_calls(store: impl SpanStore) {
+    use crate::analytics::{Edge, NodeKind, RedPoint, RedQuery};
+    let base = 1_700_000_000_000_000i64;
+    let mut rows = Vec::new();
+    for (trace, start) in [(1u8, base), (2, base + 10_000_000)] {
+        rows.push(call(
+            trace,
+            1,
+            None,
+            "frontend",
+            SpanKind::Server,
+            start,
+            9_000,
+        ));
+        let mut post = call(
+            trace,
+            2,
+            Some(1),
+            "frontend",
+            SpanKind::Client,
+            start + 10,
+            3_000,
+        );
+        post.endpoint = "POST /cart".into();
+        rows.push(post);
+        let mut cart = call(
+            trace,
+            3,
+            Some(2),
+            "cart",
+            SpanKind::Server,
+            start + 20,
+            2_000,
+        );
+        cart.endpoint = "POST /cart".into();
+        if trace == 2 {
+            cart.status_code = 2;
+        }
+        rows.push(cart);
+        let mut redis = call(trace, 4, Some(3), "cart", SpanKind::Client, start + 30, 500);
+        redis.l7_protocol = L7Protocol::Redis;
+        redis.l7_protocol_str = "redis".into();
+        rows.push(redis);
+        // A call within one service is no edge.
+        rows.push(call(
+            trace,
+            5,
+            Some(1),
+            "frontend",
+            SpanKind::Client,
+            start + 40,
+            100,
+        ));
+        rows.push(call(
+            trace,
+            6,
+            Some(5),
+            "frontend",
+            SpanKind::Server,
+            start + 41,
+            90,
+        ));
+    }
+    let mut publish = call(3, 1, None, "frontend", SpanKind::Producer, base + 20, 700);
+    publish.l7_protocol = L7Protocol::Kafka;
+    publish.l7_protocol_str = "kafka".into();
+    rows.push(publish);
+    rows.push(call(
+        3,
+        2,
+        Some(1),
+        "worker",
+        SpanKind::Consumer,
+        base + 5_000,
+        4_000,
+    ));
+    store.write(rows).await.unwrap();
+    let backend = store.backend();
+    let edge = |caller: &str, callee: &str, callee_kind, calls, errors, latency: f64| Edge {
+        caller: caller.into(),
+        callee: callee.into(),
+        callee_kind,
+        calls,
+        errors,
+        p50_us: latency,
+        p95_us: latency,
+        p99_us: latency,
+    };
+    let map = store.service_map(TimeRange::ALL).await.unwrap();
+    assert_eq!(
+        map,
+        [
+            edge("cart", "redis", NodeKind::Database, 2, 0, 500.0),
+            edge("frontend", "cart", NodeKind::Service, 2, 1, 2_000.0),
+            edge("frontend", "kafka", NodeKind::Messaging, 1, 0, 700.0),
+            edge("frontend", "worker", NodeKind::Service, 1, 0, 4_000.0),
+        ],
+        "{backend}"
+    );
+    let first = store
+        .service_map(TimeRange::new(Some(base), Some(base + 1_000_000)))
+        .await
+        .unwrap();
+    assert_eq!(first[1].calls, 1, "{backend}: only the first trace");
+    let point = |time_us, operation: Option<&str>, errors, latency: f64| RedPoint {
+        time_us,
+        operation: operation.map(str::to_string),
+        calls: 1,
+        errors,
+        p50_us: latency,
+        p95_us: latency,
+        p99_us: latency,
+    };
+    let red = store
+        .red(&RedQuery {
+            service: "cart".into(),
+            range: TimeRange::new(Some(base), Some(base + 60_000_000)),
+            step_us: 10_000_000,
+            by_operation: true,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        red,
+        [
+            point(base, Some("POST /cart"), 0, 2_000.0),
+            point(base + 10_000_000, Some("POST /cart"), 1, 2_000.0),
+        ],
+        "{backend}"
+    );
+    let all = store
+        .red(&RedQuery {
+            service: "frontend".into(),
+            range: TimeRange::new(Some(base), Some(base + 60_000_000)),
+            step_us: 60_000_000,
+            by_operation: false,
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1, "{backend}");
+    assert_eq!((all[0].calls, all[0].errors), (4, 0), "{backend}");
+    assert_eq!(all[0].p99_us, 9_000.0, "{backend}");
 }
 
 async fn searches_filter_and_limit(store: impl SpanStore) {

@@ -3,6 +3,7 @@
 //!
 //! Invariant: a store knows rows, never OTLP or HTTP.
 
+pub mod analytics;
 pub mod conformance;
 mod error;
 mod find;
@@ -16,6 +17,7 @@ pub use find::{find_traces, FoundTraces};
 pub use memory::MemoryStore;
 pub use query::{AttributeFilter, Operation, SpanQuery, TimeRange};
 
+use analytics::{Edge, RedPoint, RedQuery};
 use spanflow_model::{SpanRow, TraceId};
 use sql::{SqlLimits, SqlResult};
 
@@ -45,6 +47,15 @@ pub trait SpanStore: Send + Sync + 'static {
         service: &str,
         range: TimeRange,
     ) -> Result<Vec<Operation>, StoreError>;
+
+    /// Calls between services (client or producer span to the server or consumer span under
+    /// it, in another service) and from services to databases and queues, in `range`, sorted
+    /// by caller, callee and kind. See [`analytics::service_map`] for the reference.
+    async fn service_map(&self, range: TimeRange) -> Result<Vec<Edge>, StoreError>;
+
+    /// Request rate, errors and duration percentiles of a service's entry spans over time,
+    /// sorted by bucket, then operation. See [`analytics::red`] for the reference.
+    async fn red(&self, query: &RedQuery) -> Result<Vec<RedPoint>, StoreError>;
 
     /// Runs one read-only `SELECT` over `l7_flow_log` in the backend's SQL dialect, within
     /// `limits` (see [`sql::prepare`] for what gets through).

@@ -7,6 +7,7 @@ use std::sync::Mutex;
 
 use spanflow_model::{metric_names, SpanId, SpanRow, TraceId};
 
+use crate::analytics::{self, Edge, RedPoint, RedQuery};
 use crate::{Operation, SpanQuery, SpanStore, StoreError, TimeRange};
 
 pub struct MemoryStore {
@@ -164,6 +165,18 @@ impl SpanStore for MemoryStore {
             })
             .collect();
         Ok(operations.into_iter().collect())
+    }
+
+    async fn service_map(&self, range: TimeRange) -> Result<Vec<Edge>, StoreError> {
+        let inner = self.lock();
+        let rows: Vec<&SpanRow> = inner.rows.iter().collect();
+        Ok(analytics::service_map(&rows, range))
+    }
+
+    async fn red(&self, query: &RedQuery) -> Result<Vec<RedPoint>, StoreError> {
+        let inner = self.lock();
+        let rows: Vec<&SpanRow> = inner.rows.iter().collect();
+        Ok(analytics::red(&rows, query))
     }
 
     fn backend(&self) -> &'static str {
