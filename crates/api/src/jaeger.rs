@@ -35,6 +35,7 @@ pub(crate) fn router() -> Router<Arc<Api>> {
         .route("/jaeger/api/operations", get(operations))
         .route("/jaeger/api/traces", get(search))
         .route("/jaeger/api/traces/{trace_id}", get(trace))
+        .route("/jaeger/api/dependencies", get(dependencies))
         .route("/jaeger/api/v3/services", get(v3_services))
         .route("/jaeger/api/v3/operations", get(v3_operations))
         .route("/jaeger/api/v3/traces", get(v3_search))
@@ -371,6 +372,53 @@ async fn trace(
     match api.store.trace(trace_id).await {
         Ok(spans) if spans.is_empty() => v1_error(StatusCode::NOT_FOUND, "trace not found"),
         Ok(spans) => data(json!([trace_json(&spans, raw)]), 1),
+        Err(error) => v1_store_error(error),
+    }
+}
+
+/// `GET /jaeger/api/dependencies?endTs=<ms>&lookback=<ms>&service=`: calls between services,
+/// one entry per (parent, child).
+async fn dependencies(State(api): State<Arc<Api>>, Query(params): Params) -> Response {
+    let millis = |name: &str, default: i64| -> Result<i64, BadParam> {
+        match param(&params, &[name]) {
+            None => Ok(default),
+            Some(text) => text
+                .parse::<i64>()
+                .map_err(|_| BadParam(format!("invalid {name} {text:?}: want milliseconds"))),
+        }
+    };
+    let range = match (
+        millis("endTs", now_us() / 1_000),
+        millis("lookback", 86_400_000),
+    ) {
+        (Ok(end), Ok(lookback)) if lookback >= 0 => TimeRange::new(
+            Some(end.saturating_sub(lookback).saturating_mul(1_000)),
+            Some(end.saturating_mul(1_000)),
+        ),
+        (Ok(_), Ok(_)) => {
+            return v1_error(StatusCode::BAD_REQUEST, "lookback must not be negative")
+        }
+        (Err(bad), _) | (_, Err(bad)) => return v1_error(StatusCode::BAD_REQUEST, &bad.0),
+    };
+    let service = param(&params, &["service"]);
+    match api.store.service_map(range).await {
+        Ok(edges) => {
+            let mut pairs: std::collections::BTreeMap<(String, String), u64> = Default::default();
+            for edge in edges {
+                if service.is_some_and(|s| s != edge.caller && s != edge.callee) {
+                    continue;
+                }
+                *pairs.entry((edge.caller, edge.callee)).or_default() += edge.calls;
+            }
+            let links: Vec<Value> = pairs
+                .into_iter()
+                .map(|((parent, child), calls)| {
+                    json!({ "parent": parent, "child": child, "callCount": calls })
+                })
+                .collect();
+            let total = links.len();
+            data(json!(links), total)
+        }
         Err(error) => v1_store_error(error),
     }
 }

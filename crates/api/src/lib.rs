@@ -77,6 +77,8 @@ pub fn api_router(store: Arc<dyn SpanStore>, config: ApiConfig) -> Router {
             "/api/v1/services/{service}/operations",
             get(native::operations),
         )
+        .route("/api/v1/service-map", get(native::service_map))
+        .route("/api/v1/red", get(native::red))
         .merge(jaeger::router())
         .merge(tempo::router())
         .merge(deepflow::router())

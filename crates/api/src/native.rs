@@ -1,6 +1,7 @@
 //! spanflow's own JSON API under `/api/v1`: a trace as a tree, trace search with summaries,
 //! services and their operations.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
@@ -9,10 +10,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Map, Value};
 use spanflow_model::{ResponseStatus, SpanRow};
+use spanflow_store::analytics::{Edge, RedQuery};
 use spanflow_store::{AttributeFilter, SpanQuery, TimeRange};
 
 use crate::json::span_json;
-use crate::params::{parse_go_duration_us, parse_limit, parse_time_us, BadParam};
+use crate::params::{now_us, parse_go_duration_us, parse_limit, parse_time_us, BadParam};
 use crate::search::{traces_matching, Summary};
 use crate::tree::{is_error, Tree};
 use crate::{error, parse_trace_id, store_failure, Api};
@@ -271,6 +273,138 @@ pub(crate) async fn operations(
                 })
                 .collect();
             Json(json!({ "service": service, "operations": operations })).into_response()
+        }
+        Err(store_error) => store_failure(store_error),
+    }
+}
+
+fn edge_json(edge: &Edge) -> Value {
+    json!({
+        "caller": edge.caller,
+        "callee": edge.callee,
+        "callee_kind": edge.callee_kind.as_str(),
+        "calls": edge.calls,
+        "errors": edge.errors,
+        "latency_p50": edge.p50_us,
+        "latency_p95": edge.p95_us,
+        "latency_p99": edge.p99_us,
+    })
+}
+
+/// The window of an aggregate: `start` and `end`, the last hour when absent.
+fn aggregate_range(params: &[(String, String)]) -> Result<TimeRange, BadParam> {
+    let range = time_range(params)?;
+    let end = range.end_us.unwrap_or_else(now_us);
+    Ok(TimeRange::new(
+        Some(range.start_us.unwrap_or(end - 3_600_000_000)),
+        Some(end),
+    ))
+}
+
+/// `GET /api/v1/service-map?start=&end=`: nodes and the calls between them.
+pub(crate) async fn service_map(State(api): State<Arc<Api>>, Query(params): Params) -> Response {
+    let range = match aggregate_range(&params) {
+        Ok(range) => range,
+        Err(bad) => return bad_request(bad),
+    };
+    match api.store.service_map(range).await {
+        Ok(edges) => {
+            let mut nodes: BTreeMap<&str, &str> = BTreeMap::new();
+            for edge in &edges {
+                nodes.entry(&edge.caller).or_insert("service");
+                nodes.insert(&edge.callee, edge.callee_kind.as_str());
+            }
+            let nodes: Vec<Value> = nodes
+                .into_iter()
+                .map(|(name, kind)| json!({ "name": name, "kind": kind }))
+                .collect();
+            Json(json!({
+                "start": range.start_us,
+                "end": range.end_us,
+                "nodes": nodes,
+                "edges": edges.iter().map(edge_json).collect::<Vec<_>>(),
+            }))
+            .into_response()
+        }
+        Err(store_error) => store_failure(store_error),
+    }
+}
+
+/// Buckets a RED series may have at most.
+const MAX_RED_BUCKETS: i64 = 10_000;
+
+/// `GET /api/v1/red?service=&group_by=operation&start=&end=&step=`: calls, errors and latency
+/// percentiles of a service's entry spans per step.
+pub(crate) async fn red(State(api): State<Arc<Api>>, Query(params): Params) -> Response {
+    let parsed = (|| {
+        let service = param(&params, "service")
+            .ok_or_else(|| BadParam("service is required".into()))?
+            .to_string();
+        let range = aggregate_range(&params)?;
+        let span = range.end_us.unwrap_or_default() - range.start_us.unwrap_or_default();
+        let step_us = match param(&params, "step") {
+            Some(text) => match text.parse::<i64>() {
+                Ok(seconds) => seconds.saturating_mul(1_000_000),
+                Err(_) => parse_go_duration_us(text)? as i64,
+            },
+            // About 60 points.
+            None => (span / 60).max(1_000_000),
+        };
+        if step_us <= 0 {
+            return Err(BadParam("step must be positive".into()));
+        }
+        if span / step_us > MAX_RED_BUCKETS {
+            return Err(BadParam(format!(
+                "the range holds more than {MAX_RED_BUCKETS} steps; widen the step"
+            )));
+        }
+        let by_operation = match param(&params, "group_by") {
+            None | Some("service") => false,
+            Some("operation") => true,
+            Some(other) => {
+                return Err(BadParam(format!(
+                    "invalid group_by {other:?}: want operation or service"
+                )))
+            }
+        };
+        Ok(RedQuery {
+            service,
+            range,
+            step_us,
+            by_operation,
+        })
+    })();
+    let query = match parsed {
+        Ok(query) => query,
+        Err(bad) => return bad_request(bad),
+    };
+    match api.store.red(&query).await {
+        Ok(points) => {
+            let step_seconds = query.step_us as f64 / 1e6;
+            let points: Vec<Value> = points
+                .iter()
+                .map(|point| {
+                    json!({
+                        "time": point.time_us,
+                        "operation": point.operation,
+                        "calls": point.calls,
+                        "errors": point.errors,
+                        "rate": point.calls as f64 / step_seconds,
+                        "error_rate": if point.calls == 0 { 0.0 } else { point.errors as f64 / point.calls as f64 },
+                        "latency_p50": point.p50_us,
+                        "latency_p95": point.p95_us,
+                        "latency_p99": point.p99_us,
+                    })
+                })
+                .collect();
+            Json(json!({
+                "service": query.service,
+                "start": query.range.start_us,
+                "end": query.range.end_us,
+                "step": query.step_us,
+                "points": points,
+            }))
+            .into_response()
         }
         Err(store_error) => store_failure(store_error),
     }

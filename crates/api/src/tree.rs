@@ -6,17 +6,9 @@
 
 use std::collections::HashMap;
 
-use spanflow_model::{ResponseStatus, SpanId, SpanRow};
+use spanflow_model::{SpanId, SpanRow};
 
-/// Whether a span counts as failed: OTLP status `ERROR`, or a server-side failure or timeout
-/// as the row's DeepFlow status says (a client's 4xx is the caller's error, not the span's).
-pub fn is_error(row: &SpanRow) -> bool {
-    row.status_code == 2
-        || matches!(
-            row.response_status,
-            ResponseStatus::Error | ResponseStatus::ServerError | ResponseStatus::Timeout
-        )
-}
+pub use spanflow_store::analytics::failed as is_error;
 
 /// One span's place in the tree. Times are µs since the epoch, after the clock-skew shift.
 #[derive(Clone, Debug, PartialEq)]
@@ -355,7 +347,7 @@ fn critical_path(nodes: &[Node], root: usize) -> Vec<Section> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use spanflow_model::{ResourceTags, TraceId};
+    use spanflow_model::{ResourceTags, ResponseStatus, TraceId};
     use std::sync::Arc;
 
     fn id(n: u16) -> SpanId {

@@ -119,6 +119,20 @@ fn known_spans(base: i64) -> Vec<SpanRow> {
         dropped_attributes_count: 0,
     }];
     render.observation_point = ObservationPoint::App;
+    let mut redis = span(
+        trace_a(),
+        4,
+        Some(3),
+        "cart",
+        "node-b",
+        SpanKind::Client,
+        "redis GET",
+        base + 20 * MS,
+        base + 30 * MS,
+        vec![string("db.system", "redis")],
+    );
+    redis.l7_protocol = spanflow_model::L7Protocol::Redis;
+    redis.l7_protocol_str = "redis".into();
     let mut pay = span(
         trace_b(),
         9,
@@ -177,18 +191,7 @@ fn known_spans(base: i64) -> Vec<SpanRow> {
             base + 55 * MS,
             vec![string("http.request.method", "POST")],
         ),
-        span(
-            trace_a(),
-            4,
-            Some(3),
-            "cart",
-            "node-b",
-            SpanKind::Client,
-            "redis GET",
-            base + 20 * MS,
-            base + 30 * MS,
-            vec![string("db.system", "redis")],
-        ),
+        redis,
         render,
         pay,
     ]
@@ -446,6 +449,59 @@ async fn native(client: &Client, base: i64) {
         );
     }
 
+    let minute = 60_000_000;
+    let map = client
+        .ok(&format!(
+            "/api/v1/service-map?start={}&end={}",
+            base - minute,
+            base + minute
+        ))
+        .await;
+    assert_eq!(
+        map["nodes"],
+        json!([
+            { "name": "cart", "kind": "service" },
+            { "name": "frontend", "kind": "service" },
+            { "name": "redis", "kind": "database" },
+        ])
+    );
+    assert_eq!(
+        map["edges"],
+        json!([
+            { "caller": "cart", "callee": "redis", "callee_kind": "database", "calls": 1,
+              "errors": 0, "latency_p50": 10_000.0, "latency_p95": 10_000.0, "latency_p99": 10_000.0 },
+            { "caller": "frontend", "callee": "cart", "callee_kind": "service", "calls": 1,
+              "errors": 0, "latency_p50": 40_000.0, "latency_p95": 40_000.0, "latency_p99": 40_000.0 },
+        ])
+    );
+    let red = client
+        .ok(&format!(
+            "/api/v1/red?service=payments&group_by=operation&start={}&end={}&step=60",
+            base - minute,
+            base + minute
+        ))
+        .await;
+    assert_eq!(red["step"], json!(minute));
+    assert_eq!(
+        red["points"],
+        json!([{
+            "time": (base + 1_000 * MS).div_euclid(minute) * minute,
+            "operation": "POST /pay",
+            "calls": 1,
+            "errors": 1,
+            "rate": 1.0 / 60.0,
+            "error_rate": 1.0,
+            "latency_p50": 1_000_000.0,
+            "latency_p95": 1_000_000.0,
+            "latency_p99": 1_000_000.0,
+        }])
+    );
+    let (status, body) = client.get("/api/v1/red?group_by=operation").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"].as_str().unwrap().contains("service"));
+    let (status, _) = client.get("/api/v1/red?service=cart&step=1us").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "too many buckets");
+
     assert_eq!(
         client.ok("/api/v1/services").await,
         json!({ "services": ["cart", "frontend", "payments"] })
@@ -697,6 +753,19 @@ async fn jaeger(client: &Client, base: i64) {
         .contains("maxDuration"));
     let (status, _) = client.get(&format!("/jaeger/api/traces?{window}")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "service is required");
+    let dependencies = client
+        .ok(&format!(
+            "/jaeger/api/dependencies?endTs={}&lookback=120000",
+            (base + 60_000_000) / 1_000
+        ))
+        .await;
+    assert_eq!(
+        dependencies["data"],
+        json!([
+            { "parent": "cart", "child": "redis", "callCount": 1 },
+            { "parent": "frontend", "child": "cart", "callCount": 1 },
+        ])
+    );
     let missing = "2".repeat(32);
     let many = client
         .ok(&format!("/jaeger/api/traces?traceID={a}&traceID={missing}"))
