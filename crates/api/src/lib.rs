@@ -14,6 +14,7 @@ mod jaeger;
 mod json;
 mod native;
 pub mod otlp_json;
+pub mod otlp_proto;
 pub mod params;
 mod search;
 mod tempo;

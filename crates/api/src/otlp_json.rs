@@ -136,36 +136,48 @@ pub fn span(row: &SpanRow, style: Style) -> Value {
     span
 }
 
-/// A scope's (name, version) and its spans.
-type ScopeSpans = ((String, String), Vec<Value>);
+/// The rows of one resource: its attributes and its scopes, each with its rows.
+pub struct ResourceGroup<'a> {
+    pub attributes: Vec<Attribute>,
+    /// ((scope name, scope version), rows)
+    pub scopes: Vec<((String, String), Vec<&'a SpanRow>)>,
+}
 
-/// Rows as `ResourceSpans`, one per resource, each with one `ScopeSpans` per scope, in the
-/// order the rows first name them.
-pub fn resource_spans<'a>(rows: impl IntoIterator<Item = &'a SpanRow>, style: Style) -> Vec<Value> {
-    let mut resources: Vec<(Vec<Attribute>, Vec<ScopeSpans>)> = Vec::new();
+/// Rows grouped by resource, then by scope, in the order the rows first name them.
+pub fn group<'a>(rows: impl IntoIterator<Item = &'a SpanRow>) -> Vec<ResourceGroup<'a>> {
+    let mut groups: Vec<ResourceGroup<'a>> = Vec::new();
     let mut by_resource: HashMap<String, usize> = HashMap::new();
     for row in rows {
         let attributes = resource_attributes(row);
         let key = format!("{:?}", attributes);
         let index = *by_resource.entry(key).or_insert_with(|| {
-            resources.push((attributes, Vec::new()));
-            resources.len() - 1
+            groups.push(ResourceGroup {
+                attributes,
+                scopes: Vec::new(),
+            });
+            groups.len() - 1
         });
-        let scopes = &mut resources[index].1;
+        let scopes = &mut groups[index].scopes;
         let scope = (row.scope_name.clone(), row.scope_version.clone());
         match scopes.iter_mut().find(|(name, _)| *name == scope) {
-            Some((_, spans)) => spans.push(span(row, style)),
-            None => scopes.push((scope, vec![span(row, style)])),
+            Some((_, spans)) => spans.push(row),
+            None => scopes.push((scope, vec![row])),
         }
     }
-    resources
+    groups
+}
+
+/// Rows as `ResourceSpans`, one per resource, each with one `ScopeSpans` per scope, in the
+/// order the rows first name them.
+pub fn resource_spans<'a>(rows: impl IntoIterator<Item = &'a SpanRow>, style: Style) -> Vec<Value> {
+    group(rows)
         .into_iter()
-        .map(|(attributes, scopes)| {
+        .map(|group| {
             json!({
-                "resource": { "attributes": key_values(&attributes) },
-                "scopeSpans": scopes.into_iter().map(|((name, version), spans)| json!({
+                "resource": { "attributes": key_values(&group.attributes) },
+                "scopeSpans": group.scopes.into_iter().map(|((name, version), rows)| json!({
                     "scope": { "name": name, "version": version },
-                    "spans": spans,
+                    "spans": rows.into_iter().map(|row| span(row, style)).collect::<Vec<_>>(),
                 })).collect::<Vec<_>>(),
             })
         })

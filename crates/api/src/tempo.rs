@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -17,7 +17,7 @@ use crate::otlp_json::{self, Style};
 use crate::params::{parse_go_duration_us, parse_limit, parse_time_us, BadParam};
 use crate::search::{traces_matching, Summary};
 use crate::tree::is_error;
-use crate::{error, parse_trace_id, store_failure, traceql, Api};
+use crate::{error, otlp_proto, parse_trace_id, store_failure, traceql, Api};
 
 type Params = Query<Vec<(String, String)>>;
 
@@ -59,19 +59,45 @@ async fn read_trace(api: &Api, trace_id: &str) -> Result<Vec<SpanRow>, Response>
     }
 }
 
-/// `GET /tempo/api/traces/{id}`: `{"batches": [ResourceSpans]}`. `start` and `end` are
-/// accepted and not needed: a trace id is found however old it is.
-async fn trace_v1(State(api): State<Arc<Api>>, Path(trace_id): Path<String>) -> Response {
+/// Whether the client asked for protobuf, as Grafana's Tempo data source does.
+fn wants_protobuf(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.contains("application/protobuf"))
+}
+
+fn protobuf(bytes: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, "application/protobuf")], bytes).into_response()
+}
+
+/// `GET /tempo/api/traces/{id}`: `{"batches": [ResourceSpans]}`, or Tempo's `Trace` message
+/// when protobuf is asked for. `start` and `end` are accepted and not needed: a trace id is
+/// found however old it is.
+async fn trace_v1(
+    State(api): State<Arc<Api>>,
+    Path(trace_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     match read_trace(&api, &trace_id).await {
+        Ok(spans) if wants_protobuf(&headers) => protobuf(otlp_proto::tempo_trace(&spans)),
         Ok(spans) => Json(json!({ "batches": otlp_json::resource_spans(&spans, Style::Tempo) }))
             .into_response(),
         Err(response) => response,
     }
 }
 
-/// `GET /tempo/api/v2/traces/{id}`: `{"trace": {"resourceSpans": [...]}, "status": ...}`.
-async fn trace_v2(State(api): State<Arc<Api>>, Path(trace_id): Path<String>) -> Response {
+/// `GET /tempo/api/v2/traces/{id}`: `{"trace": {"resourceSpans": [...]}, "status": ...}`, or
+/// a `TraceByIDResponse` message when protobuf is asked for.
+async fn trace_v2(
+    State(api): State<Arc<Api>>,
+    Path(trace_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     match read_trace(&api, &trace_id).await {
+        Ok(spans) if wants_protobuf(&headers) => {
+            protobuf(otlp_proto::tempo_trace_by_id_response(&spans))
+        }
         Ok(spans) => Json(json!({
             "trace": { "resourceSpans": otlp_json::resource_spans(&spans, Style::Tempo) },
             "status": "COMPLETE",

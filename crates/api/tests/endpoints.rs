@@ -249,6 +249,22 @@ impl Client {
         body["result"].clone()
     }
 
+    async fn get_bytes(&self, uri: &str, accept: &str) -> (StatusCode, String, Vec<u8>) {
+        let request = Request::get(uri)
+            .header("accept", accept)
+            .body(Body::empty())
+            .unwrap();
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .map(|value| value.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, content_type, body.to_vec())
+    }
+
     async fn ok(&self, uri: &str) -> Value {
         let (status, body) = self.get(uri).await;
         assert_eq!(status, StatusCode::OK, "{uri}: {body}");
@@ -313,6 +329,8 @@ async fn check_endpoints(store: Arc<dyn SpanStore>, after_write: impl AsyncFnOnc
     jaeger(&client, base).await;
     jaeger_v3(&client, base).await;
     tempo(&client, base).await;
+    grafana_jaeger_data_source(&client, base).await;
+    grafana_tempo_data_source(&client, base).await;
     eprintln!("{backend}: every endpoint answered as expected");
 }
 
@@ -1039,4 +1057,161 @@ async fn on_clickhouse() {
     .await
     .unwrap();
     check_endpoints(Arc::new(store), async || {}).await;
+}
+
+/// The calls Grafana's Jaeger data source makes, in its order, with the data source's URL set
+/// to spanflow's `/jaeger`, and the fields it reads from each answer.
+async fn grafana_jaeger_data_source(client: &Client, base: i64) {
+    // "Save & test": the service list must not be empty.
+    let health = client.ok("/jaeger/api/services").await;
+    assert!(!health["data"].as_array().unwrap().is_empty());
+    // The query editor's pickers.
+    let services = client.ok("/jaeger/api/services").await;
+    assert!(services["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(Value::is_string));
+    let operations = client.ok("/jaeger/api/services/frontend/operations").await;
+    assert!(operations["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(Value::is_string));
+    // Search: logfmt tags `http.request.method=POST` become a JSON object; times in µs.
+    let tags = encode(r#"{"http.request.method":"POST"}"#);
+    let search = client
+        .ok(&format!(
+            "/jaeger/api/traces?service=frontend&operation=POST%20%2Fcart&tags={tags}\
+             &minDuration=1ms&maxDuration=10s&limit=20&start={}&end={}&lookback=custom",
+            base - 3_600_000_000,
+            base + 3_600_000_000
+        ))
+        .await;
+    let traces = search["data"].as_array().unwrap();
+    assert_eq!(traces.len(), 1);
+    // The results table is built from whole traces: the root span's service and name, the
+    // trace's start and duration.
+    let trace = &traces[0];
+    assert_eq!(trace["traceID"], json!(trace_a().to_hex()));
+    for span in trace["spans"].as_array().unwrap() {
+        for field in ["traceID", "spanID", "operationName", "processID"] {
+            assert!(span[field].is_string(), "{field} in {span}");
+        }
+        assert!(
+            span["startTime"].is_i64() && span["duration"].is_u64(),
+            "{span}"
+        );
+        assert!(
+            span["references"].is_array() && span["tags"].is_array() && span["logs"].is_array()
+        );
+        let process = &trace["processes"][span["processID"].as_str().unwrap()];
+        assert!(process["serviceName"].is_string(), "{process}");
+    }
+    // The trace view reads `data[0]`, with or without a time range.
+    let view = client
+        .ok(&format!(
+            "/jaeger/api/traces/{}?start={}&end={}",
+            trace_a().to_hex(),
+            base,
+            base + 1
+        ))
+        .await;
+    assert_eq!(view["data"][0]["spans"].as_array().unwrap().len(), 5);
+    // The node graph: `endTs` and `lookback` in ms.
+    let graph = client
+        .ok(&format!(
+            "/jaeger/api/dependencies?endTs={}&lookback=3600000",
+            base / 1_000 + 60_000
+        ))
+        .await;
+    for link in graph["data"].as_array().unwrap() {
+        assert!(link["parent"].is_string() && link["child"].is_string());
+        assert!(link["callCount"].is_u64());
+    }
+}
+
+/// The calls Grafana's Tempo data source makes with its URL set to spanflow's `/tempo`.
+async fn grafana_tempo_data_source(client: &Client, base: i64) {
+    use opentelemetry_proto::tonic::trace::v1::TracesData;
+    use prost::Message;
+    let (status, echo) = client.get("/tempo/api/echo").await;
+    assert_eq!((status, echo), (StatusCode::OK, json!("echo")));
+    // The TraceQL editor's autocompletion.
+    let tags = client.ok("/tempo/api/v2/search/tags?scope=resource").await;
+    assert!(tags["scopes"][0]["tags"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("service.name")));
+    let values = client
+        .ok("/tempo/api/v2/search/tag/resource.service.name/values")
+        .await;
+    assert!(values["tagValues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|v| v["type"] == json!("string")));
+    // Search, with the time range in seconds.
+    let q = encode(r#"{ resource.service.name = "frontend" && status = error }"#);
+    let search = client
+        .ok(&format!(
+            "/tempo/api/search?q={q}&limit=20&spss=3&start={}&end={}",
+            base / 1_000_000 - 3_600,
+            base / 1_000_000 + 3_600
+        ))
+        .await;
+    let trace = &search["traces"][0];
+    for field in [
+        "traceID",
+        "rootServiceName",
+        "rootTraceName",
+        "startTimeUnixNano",
+    ] {
+        assert!(trace[field].is_string(), "{field} in {trace}");
+    }
+    assert!(trace["durationMs"].is_i64());
+    let set = &trace["spanSets"][0];
+    assert_eq!(set["matched"], json!(1));
+    assert!(set["spans"][0]["durationNanos"].is_string());
+    // The trace view asks v2 for protobuf; older Grafanas ask v1.
+    let id = trace["traceID"].as_str().unwrap();
+    let (status, content_type, body) = client
+        .get_bytes(
+            &format!("/tempo/api/v2/traces/{id}"),
+            "application/protobuf",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(content_type, "application/protobuf");
+    // TraceByIDResponse { Trace trace = 1; ... }: field 1 wraps Tempo's Trace.
+    assert_eq!(body[0], 0x0a);
+    let (length, used) = {
+        let mut value = 0u64;
+        let mut used = 0;
+        for (index, byte) in body[1..].iter().enumerate() {
+            value |= u64::from(byte & 0x7f) << (7 * index);
+            used = index + 1;
+            if byte & 0x80 == 0 {
+                break;
+            }
+        }
+        (value as usize, used)
+    };
+    let trace = TracesData::decode(&body[1 + used..1 + used + length]).unwrap();
+    let spans: usize = trace
+        .resource_spans
+        .iter()
+        .flat_map(|resource| &resource.scope_spans)
+        .map(|scope| scope.spans.len())
+        .sum();
+    assert_eq!(spans, 5);
+    let (status, _, body) = client
+        .get_bytes(&format!("/tempo/api/traces/{id}"), "application/protobuf")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let v1 = TracesData::decode(body.as_slice()).unwrap();
+    assert_eq!(v1.resource_spans.len(), 2, "frontend and cart");
+    let root = &v1.resource_spans[0].scope_spans[0].spans[0];
+    assert_eq!(root.span_id, span_id(1).0.to_vec());
+    assert_eq!(root.start_time_unix_nano, base as u64 * 1_000);
 }
