@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use spanflow_cli::client;
 use spanflow_cli::serve::{self, Role};
 use spanflow_cli::settings::Settings;
 
@@ -34,6 +35,159 @@ enum Command {
     /// Accepts what agents send (and any other POST) and only counts it: the server an
     /// agent is benchmarked against, and an empty HTTP handler to measure the stack's ceiling.
     Sink(SinkArgs),
+    /// Draws a trace as a waterfall in the terminal.
+    Trace(TraceArgs),
+    /// Lists the newest traces that match.
+    Search(SearchArgs),
+    /// Runs DeepFlow-style SQL over `l7_flow_log` and prints the rows.
+    Query(QueryArgs),
+}
+
+#[derive(clap::Args)]
+struct ServerArg {
+    /// The server's query API.
+    #[arg(
+        long,
+        env = "SPANFLOW_SERVER",
+        default_value = "http://127.0.0.1:20416"
+    )]
+    server: String,
+    /// Print the API's JSON instead of drawing it.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(clap::Args)]
+struct TraceArgs {
+    /// The trace id: 32 hex digits (or 16).
+    trace_id: String,
+    #[command(flatten)]
+    server: ServerArg,
+    /// Spans to show at most (the upper levels of the tree first).
+    #[arg(long)]
+    limit: Option<usize>,
+    #[arg(long, value_enum, default_value = "auto")]
+    color: ColorChoice,
+    /// Width of the time axis, in characters.
+    #[arg(long, default_value_t = 40)]
+    width: usize,
+}
+
+#[derive(clap::Args)]
+struct SearchArgs {
+    #[command(flatten)]
+    server: ServerArg,
+    #[arg(long)]
+    service: Option<String>,
+    /// The span name.
+    #[arg(long)]
+    operation: Option<String>,
+    /// An attribute filter, `key=value`; repeatable.
+    #[arg(long = "attr")]
+    attributes: Vec<String>,
+    /// As `250ms`, `1.5s`, or µs.
+    #[arg(long)]
+    min_duration: Option<String>,
+    #[arg(long)]
+    max_duration: Option<String>,
+    /// `error`, `ok`, `server_error`, `client_error`, `timeout` or `unknown`.
+    #[arg(long)]
+    status: Option<String>,
+    /// RFC 3339, or µs since the epoch.
+    #[arg(long)]
+    start: Option<String>,
+    #[arg(long)]
+    end: Option<String>,
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+}
+
+#[derive(clap::Args)]
+struct QueryArgs {
+    /// One SELECT over `l7_flow_log`, or a DeepFlow `show` command.
+    sql: String,
+    #[command(flatten)]
+    server: ServerArg,
+}
+
+fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn trace(args: TraceArgs) -> anyhow::Result<()> {
+    let mut query = Vec::new();
+    if let Some(limit) = args.limit {
+        query.push(("limit".to_string(), limit.to_string()));
+    }
+    let path = format!("/api/v1/traces/{}", args.trace_id);
+    let trace = client_runtime()?.block_on(client::get(&args.server.server, &path, &query))?;
+    if args.server.json {
+        return print_json(&trace);
+    }
+    let color = match args.color {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => std::io::IsTerminal::is_terminal(&std::io::stdout()),
+    };
+    print!(
+        "{}",
+        client::waterfall(&trace, color, args.width.clamp(10, 400))
+    );
+    Ok(())
+}
+
+fn search(args: SearchArgs) -> anyhow::Result<()> {
+    let mut query: Vec<(String, String)> = Vec::new();
+    let mut add = |name: &str, value: Option<String>| {
+        if let Some(value) = value {
+            query.push((name.to_string(), value));
+        }
+    };
+    add("service", args.service);
+    add("operation", args.operation);
+    add("min_duration", args.min_duration);
+    add("max_duration", args.max_duration);
+    add("status", args.status);
+    add("start", args.start);
+    add("end", args.end);
+    add("limit", Some(args.limit.to_string()));
+    for attribute in &args.attributes {
+        let (key, value) = attribute
+            .split_once('=')
+            .with_context(|| format!("--attr {attribute:?} is not key=value"))?;
+        query.push((format!("attr.{key}"), value.to_string()));
+    }
+    let result =
+        client_runtime()?.block_on(client::get(&args.server.server, "/api/v1/traces", &query))?;
+    if args.server.json {
+        return print_json(&result);
+    }
+    print!("{}", client::search_table(&result));
+    Ok(())
+}
+
+fn query(args: QueryArgs) -> anyhow::Result<()> {
+    let answer = client_runtime()?.block_on(client::sql(&args.server.server, &args.sql))?;
+    if args.server.json {
+        return print_json(&answer);
+    }
+    print!("{}", client::sql_table(&answer));
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -237,6 +391,9 @@ fn main() -> anyhow::Result<()> {
         Command::Server(args) => (Role::Server, args),
         Command::Loadgen(args) => return loadgen(args),
         Command::Sink(args) => return sink(args),
+        Command::Trace(args) => return trace(args),
+        Command::Search(args) => return search(args),
+        Command::Query(args) => return query(args),
     };
     let file = match &args.config {
         Some(path) => Settings::from_file(path)?,
