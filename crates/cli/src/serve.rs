@@ -94,6 +94,19 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
+/// The query API's limits from the settings.
+fn api_config(settings: &Resolved) -> spanflow_api::ApiConfig {
+    spanflow_api::ApiConfig {
+        max_trace_spans: settings.trace_max_spans,
+        sql: spanflow_store::sql::SqlLimits {
+            max_rows: settings.sql_max_rows,
+            timeout: Duration::from_millis(settings.sql_timeout_ms),
+            max_memory_bytes: settings.query_memory_bytes as u64,
+        },
+        ..spanflow_api::ApiConfig::default()
+    }
+}
+
 /// `/healthz` and `/metrics`, on the agent's main port and the server's query port.
 fn ops_router(role: &'static str, store: Option<&'static str>) -> Router {
     let handle = metrics_handle();
@@ -231,9 +244,8 @@ pub async fn start(role: Role, settings: Resolved) -> anyhow::Result<Running> {
             "server ingest",
             None,
         );
-        let query_router =
-            spanflow_api::api_router(store.clone(), spanflow_api::ApiConfig::default())
-                .merge(ops_router("server", Some(store.backend())));
+        let query_router = spanflow_api::api_router(store.clone(), api_config(&settings))
+            .merge(ops_router("server", Some(store.backend())));
         spawn_http(
             &mut tasks,
             query,

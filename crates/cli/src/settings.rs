@@ -85,6 +85,13 @@ settings! {
     query_memory_bytes: usize = "SPANFLOW_QUERY_MEMORY_BYTES",
     /// Server: the most spans the memory store holds; the oldest are dropped past it.
     memory_max_spans: usize = "SPANFLOW_MEMORY_MAX_SPANS",
+    /// Query API: spans a trace view returns at most; a bigger trace is cut to its upper
+    /// levels and marked `truncated`.
+    trace_max_spans: usize = "SPANFLOW_TRACE_MAX_SPANS",
+    /// Query API: rows one SQL query may return; more is an error that asks for a LIMIT.
+    sql_max_rows: usize = "SPANFLOW_SQL_MAX_ROWS",
+    /// Query API: how long one SQL query may run.
+    sql_timeout_ms: u64 = "SPANFLOW_SQL_TIMEOUT_MS",
     /// Log filter, e.g. `info` or `spanflow_agent=debug,info` (RUST_LOG also works).
     log: String = "SPANFLOW_LOG",
 }
@@ -129,6 +136,9 @@ pub struct Resolved {
     pub store_flush_interval_ms: u64,
     pub query_memory_bytes: usize,
     pub memory_max_spans: usize,
+    pub trace_max_spans: usize,
+    pub sql_max_rows: usize,
+    pub sql_timeout_ms: u64,
     pub log: String,
 }
 
@@ -195,6 +205,9 @@ impl Settings {
             store_flush_interval_ms: self.store_flush_interval_ms.unwrap_or(30_000),
             query_memory_bytes: self.query_memory_bytes.unwrap_or(512 << 20),
             memory_max_spans: self.memory_max_spans.unwrap_or(1_000_000),
+            trace_max_spans: self.trace_max_spans.unwrap_or(50_000).max(1),
+            sql_max_rows: self.sql_max_rows.unwrap_or(10_000).max(1),
+            sql_timeout_ms: self.sql_timeout_ms.unwrap_or(30_000).max(1),
             log: self.log.unwrap_or_else(|| "info".to_string()),
         }
     }
