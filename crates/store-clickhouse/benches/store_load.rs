@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use spanflow_loadgen::corpus::Random;
 use spanflow_loadgen::rows::trace;
-use spanflow_store::{AttributeFilter, SpanQuery, SpanStore};
+use spanflow_store::{SpanQuery, SpanStore};
 use spanflow_store_clickhouse::test_server::TestServer;
 use spanflow_store_clickhouse::{ClickHouseConfig, ClickHouseStore};
 
@@ -213,66 +213,10 @@ fn main() {
             latencies.last().unwrap(),
             latencies.len()
         );
-        let searches = [
-            (
-                "service",
-                SpanQuery {
-                    service: Some("checkout".into()),
-                    limit: 20,
-                    ..SpanQuery::default()
-                },
-            ),
-            (
-                "service+operation",
-                SpanQuery {
-                    service: Some("payments".into()),
-                    operation: Some("SELECT orders".into()),
-                    limit: 20,
-                    ..SpanQuery::default()
-                },
-            ),
-            (
-                "duration",
-                SpanQuery {
-                    min_duration_us: Some(150_000),
-                    limit: 20,
-                    ..SpanQuery::default()
-                },
-            ),
-            (
-                "attribute",
-                SpanQuery {
-                    attributes: vec![AttributeFilter {
-                        key: "messaging.destination.name".into(),
-                        value: "emails".into(),
-                    }],
-                    limit: 20,
-                    ..SpanQuery::default()
-                },
-            ),
-            (
-                "time range",
-                SpanQuery {
-                    start_time_min_us: Some(now_us - 3_600_000_000),
-                    start_time_max_us: Some(now_us - 3_000_000_000),
-                    limit: 20,
-                    ..SpanQuery::default()
-                },
-            ),
-        ];
-        for (name, query) in searches {
-            let mut times = Vec::new();
-            for _ in 0..5 {
-                let started = Instant::now();
-                let found = store.search(&query).await.unwrap();
-                times.push(started.elapsed());
-                assert!(!found.is_empty(), "{name} found nothing");
-            }
-            times.sort();
+        for timing in spanflow_store::workload::run(&store, now_us, 5).await {
             println!(
-                "search {name:<18} median {:?} max {:?}",
-                percentile(&times, 0.5),
-                times.last().unwrap()
+                "{:<40} median {:?} max {:?}",
+                timing.name, timing.median, timing.max
             );
         }
         if args.iter().any(|arg| arg == "--hold") {

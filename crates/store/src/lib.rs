@@ -11,6 +11,7 @@ mod memory;
 mod query;
 pub mod sql;
 pub mod text;
+pub mod workload;
 
 pub use error::{ErrorKind, StoreError};
 pub use find::{find_traces, FoundTraces};
