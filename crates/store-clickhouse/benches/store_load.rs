@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use spanflow_loadgen::corpus::Random;
 use spanflow_loadgen::rows::trace;
-use spanflow_store::{SpanQuery, SpanStore};
+use spanflow_store::SpanStore;
 use spanflow_store_clickhouse::test_server::TestServer;
 use spanflow_store_clickhouse::{ClickHouseConfig, ClickHouseStore};
 
