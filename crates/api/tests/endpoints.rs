@@ -1215,3 +1215,59 @@ async fn grafana_tempo_data_source(client: &Client, base: i64) {
     assert_eq!(root.span_id, span_id(1).0.to_vec());
     assert_eq!(root.start_time_unix_nano, base as u64 * 1_000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trace_of_a_hundred_thousand_spans_is_served_cut_to_its_upper_levels() {
+    let store = Arc::new(MemoryStore::new(200_000));
+    let base = base_time();
+    let trace = trace_a();
+    // A root with 1,000 children, each with 99 children of its own.
+    let mut rows = Vec::with_capacity(100_000);
+    let id = |n: u32| SpanId(u64::from(n + 1).to_be_bytes());
+    let mut row = |n: u32, parent: Option<u32>, start: i64| {
+        let mut row = span(
+            trace, 0, None, "wide", "node-a", SpanKind::Server, "step",
+            start, start + 10, vec![],
+        );
+        row.span_id = id(n);
+        row.parent_span_id = parent.map(id);
+        row
+    };
+    rows.push(row(0, None, base));
+    for child in 0..1_000u32 {
+        let n = 1 + child * 100;
+        rows.push(row(n, Some(0), base + i64::from(child)));
+        for grandchild in 1..100u32 {
+            rows.push(row(n + grandchild, Some(n), base + i64::from(child)));
+        }
+    }
+    assert_eq!(rows.len(), 100_000);
+    store.write(rows).await.unwrap();
+    let client = Client {
+        router: api_router(
+            store,
+            ApiConfig {
+                max_trace_spans: 5_000,
+                ..ApiConfig::default()
+            },
+        ),
+    };
+    let uri = format!("/api/v1/traces/{}", trace.to_hex());
+    let cut = client.ok(&uri).await;
+    assert_eq!(cut["truncated"], json!(true));
+    assert_eq!(cut["spans_returned"], json!(5_000));
+    assert_eq!(cut["summary"]["span_count"], json!(100_000));
+    let depths: Vec<u64> = cut["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|span| span["depth"].as_u64().unwrap())
+        .collect();
+    // The root and all its children first, then as many grandchildren as fit.
+    assert_eq!(depths.iter().filter(|&&depth| depth <= 1).count(), 1_001);
+    assert_eq!(depths.len(), 5_000);
+    let small = client.ok(&format!("{uri}?limit=10")).await;
+    assert_eq!(small["spans_returned"], json!(10));
+    let (status, body) = client.get(&format!("{uri}?limit=6000")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "over the configured most: {body}");
+}

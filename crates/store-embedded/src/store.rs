@@ -517,21 +517,29 @@ impl SpanStore for EmbeddedStore {
     }
 
     async fn service_map(&self, range: TimeRange) -> Result<Vec<Edge>, StoreError> {
-        let percentiles = percentile_sql("s.response_duration");
+        let percentiles = percentile_sql("duration");
         let own_percentiles = percentile_sql("response_duration");
+        // A call is a client (or producer) span and the server (or consumer) span whose
+        // parent it is. Grouping both sides by (trace id, the caller's span id) pairs them
+        // where a hash join would hold one side in memory whole: an aggregate can spill.
         let sql = format!(
-            "WITH callers AS (SELECT trace_id, span_id, app_service FROM spans \
-                 WHERE span_kind IN (3, 4)), \
-             callees AS (SELECT trace_id, parent_span_id, app_service, response_duration, \
-                 {FAILED_SQL} AS failed FROM spans \
-                 WHERE span_kind IN (2, 5) AND parent_span_id IS NOT NULL) \
-             SELECT c.app_service AS caller, s.app_service AS callee, 0 AS kind, \
-                 count(*) AS calls, sum(CASE WHEN s.failed THEN 1 ELSE 0 END) AS errors, \
-                 {percentiles} \
-             FROM callers c JOIN callees s \
-                 ON c.trace_id = s.trace_id AND c.span_id = s.parent_span_id \
-             WHERE c.app_service <> s.app_service \
-             GROUP BY c.app_service, s.app_service \
+            "WITH sides AS ( \
+                 SELECT trace_id, span_id AS link, app_service, 0 AS side, \
+                     CAST(0 AS BIGINT UNSIGNED) AS response_duration, 0 AS failed \
+                 FROM spans WHERE span_kind IN (3, 4) \
+                 UNION ALL \
+                 SELECT trace_id, parent_span_id AS link, app_service, 1 AS side, \
+                     response_duration, CASE WHEN {FAILED_SQL} THEN 1 ELSE 0 END AS failed \
+                 FROM spans WHERE span_kind IN (2, 5) AND parent_span_id IS NOT NULL), \
+             calls AS ( \
+                 SELECT max(CASE WHEN side = 0 THEN app_service END) AS caller, \
+                     max(CASE WHEN side = 1 THEN app_service END) AS callee, \
+                     max(CASE WHEN side = 1 THEN response_duration END) AS duration, \
+                     sum(side) AS n, sum(failed) AS failed \
+                 FROM sides GROUP BY trace_id, link) \
+             SELECT caller, callee, 0 AS kind, sum(n) AS calls, sum(failed) AS errors, {percentiles} \
+             FROM calls WHERE caller IS NOT NULL AND callee IS NOT NULL AND caller <> callee \
+             GROUP BY caller, callee \
              UNION ALL \
              SELECT app_service AS caller, l7_protocol_str AS callee, \
                  CASE WHEN l7_protocol >= 100 THEN 2 ELSE 1 END AS kind, count(*) AS calls, \
