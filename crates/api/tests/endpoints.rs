@@ -1226,8 +1226,16 @@ async fn a_trace_of_a_hundred_thousand_spans_is_served_cut_to_its_upper_levels()
     let id = |n: u32| SpanId(u64::from(n + 1).to_be_bytes());
     let mut row = |n: u32, parent: Option<u32>, start: i64| {
         let mut row = span(
-            trace, 0, None, "wide", "node-a", SpanKind::Server, "step",
-            start, start + 10, vec![],
+            trace,
+            0,
+            None,
+            "wide",
+            "node-a",
+            SpanKind::Server,
+            "step",
+            start,
+            start + 10,
+            vec![],
         );
         row.span_id = id(n);
         row.parent_span_id = parent.map(id);
@@ -1241,7 +1249,7 @@ async fn a_trace_of_a_hundred_thousand_spans_is_served_cut_to_its_upper_levels()
             rows.push(row(n + grandchild, Some(n), base + i64::from(child)));
         }
     }
-    assert_eq!(rows.len(), 100_000);
+    assert_eq!(rows.len(), 100_001);
     store.write(rows).await.unwrap();
     let client = Client {
         router: api_router(
@@ -1256,7 +1264,7 @@ async fn a_trace_of_a_hundred_thousand_spans_is_served_cut_to_its_upper_levels()
     let cut = client.ok(&uri).await;
     assert_eq!(cut["truncated"], json!(true));
     assert_eq!(cut["spans_returned"], json!(5_000));
-    assert_eq!(cut["summary"]["span_count"], json!(100_000));
+    assert_eq!(cut["summary"]["span_count"], json!(100_001));
     let depths: Vec<u64> = cut["spans"]
         .as_array()
         .unwrap()
@@ -1269,5 +1277,9 @@ async fn a_trace_of_a_hundred_thousand_spans_is_served_cut_to_its_upper_levels()
     let small = client.ok(&format!("{uri}?limit=10")).await;
     assert_eq!(small["spans_returned"], json!(10));
     let (status, body) = client.get(&format!("{uri}?limit=6000")).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "over the configured most: {body}");
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "over the configured most: {body}"
+    );
 }

@@ -20,8 +20,8 @@ struct Inner {
     /// Rows in arrival order; `rows[i]` has sequence number `first_seq + i`.
     rows: VecDeque<SpanRow>,
     first_seq: u64,
-    /// Sequence numbers of each trace's rows.
-    by_trace: HashMap<TraceId, Vec<u64>>,
+    /// Each trace's rows: span id to sequence number.
+    by_trace: HashMap<TraceId, HashMap<SpanId, u64>>,
     n_evicted: u64,
 }
 
@@ -57,10 +57,8 @@ impl MemoryStore {
 
 impl Inner {
     fn position_of(&self, trace_id: &TraceId, span_id: &SpanId) -> Option<usize> {
-        self.by_trace.get(trace_id)?.iter().find_map(|seq| {
-            let position = (seq - self.first_seq) as usize;
-            (self.rows[position].span_id == *span_id).then_some(position)
-        })
+        let seq = self.by_trace.get(trace_id)?.get(span_id)?;
+        Some((seq - self.first_seq) as usize)
     }
 
     fn insert(&mut self, row: SpanRow) {
@@ -69,7 +67,10 @@ impl Inner {
             return;
         }
         let seq = self.first_seq + self.rows.len() as u64;
-        self.by_trace.entry(row.trace_id).or_default().push(seq);
+        self.by_trace
+            .entry(row.trace_id)
+            .or_default()
+            .insert(row.span_id, seq);
         self.rows.push_back(row);
     }
 
@@ -81,7 +82,9 @@ impl Inner {
         self.first_seq += 1;
         self.n_evicted += 1;
         if let Some(seqs) = self.by_trace.get_mut(&row.trace_id) {
-            seqs.retain(|other| *other != seq);
+            if seqs.get(&row.span_id) == Some(&seq) {
+                seqs.remove(&row.span_id);
+            }
             if seqs.is_empty() {
                 self.by_trace.remove(&row.trace_id);
             }
@@ -116,7 +119,7 @@ impl SpanStore for MemoryStore {
             .by_trace
             .get(&trace_id)
             .into_iter()
-            .flatten()
+            .flat_map(HashMap::values)
             .map(|seq| inner.rows[(seq - inner.first_seq) as usize].clone())
             .collect();
         drop(inner);
