@@ -15,7 +15,9 @@ use spanflow_model::{AttrValue, Attribute, SpanKind, SpanRow, TraceId};
 use spanflow_store::{AttributeFilter, SpanQuery, TimeRange};
 
 use crate::otlp_json::{self, Style};
-use crate::params::{now_us, parse_go_duration_us, parse_limit, parse_time_us, BadParam};
+use crate::params::{
+    now_us, param_any, parse_go_duration_us, parse_limit, parse_time_us, BadParam,
+};
 use crate::search::{read_traces, traces_matching};
 use crate::tree::{is_error, Tree};
 use crate::{parse_trace_id, Api};
@@ -40,14 +42,6 @@ pub(crate) fn router() -> Router<Arc<Api>> {
         .route("/jaeger/api/v3/operations", get(v3_operations))
         .route("/jaeger/api/v3/traces", get(v3_search))
         .route("/jaeger/api/v3/traces/{trace_id}", get(v3_trace))
-}
-
-fn param<'a>(params: &'a [(String, String)], names: &[&str]) -> Option<&'a str> {
-    params
-        .iter()
-        .find(|(key, _)| names.contains(&key.as_str()))
-        .map(|(_, value)| value.as_str())
-        .filter(|value| !value.is_empty())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -121,9 +115,9 @@ async fn operation_list(
     api: &Api,
     params: &[(String, String)],
 ) -> Result<Vec<Value>, Result<BadParam, spanflow_store::StoreError>> {
-    let service = param(params, &["service"])
+    let service = param_any(params, &["service"])
         .ok_or_else(|| Ok(BadParam("parameter 'service' is required".into())))?;
-    let kind = param(params, &["spanKind", "span_kind"])
+    let kind = param_any(params, &["spanKind", "span_kind"])
         .map(span_kind)
         .transpose()
         .map_err(Ok)?;
@@ -244,17 +238,21 @@ impl Search {
 }
 
 fn v1_search(params: &[(String, String)], max_limit: usize) -> Result<Search, BadParam> {
-    let service = param(params, &["service"])
+    let service = param_any(params, &["service"])
         .ok_or_else(|| BadParam("parameter 'service' is required".into()))?;
-    let end = param(params, &["end"])
+    let end = param_any(params, &["end"])
         .map(|text| parse_time_us(text, 1, "end"))
         .transpose()?
         .unwrap_or_else(now_us);
-    let start = param(params, &["start"])
+    let start = param_any(params, &["start"])
         .map(|text| parse_time_us(text, 1, "start"))
         .transpose()?
         .unwrap_or(end - DEFAULT_LOOKBACK_US);
-    let duration = |name: &str| param(params, &[name]).map(parse_go_duration_us).transpose();
+    let duration = |name: &str| {
+        param_any(params, &[name])
+            .map(parse_go_duration_us)
+            .transpose()
+    };
     let (min, max) = (duration("minDuration")?, duration("maxDuration")?);
     if let (Some(min), Some(max)) = (min, max) {
         if max < min {
@@ -265,7 +263,7 @@ fn v1_search(params: &[(String, String)], max_limit: usize) -> Result<Search, Ba
     }
     let mut query = SpanQuery {
         service: Some(service.to_string()),
-        operation: param(params, &["operation"]).map(str::to_string),
+        operation: param_any(params, &["operation"]).map(str::to_string),
         min_duration_us: min,
         max_duration_us: max,
         start_time_min_us: Some(start),
@@ -280,7 +278,7 @@ fn v1_search(params: &[(String, String)], max_limit: usize) -> Result<Search, Ba
             query.attributes.push(AttributeFilter { key, value });
         }
     }
-    let limit = parse_limit(param(params, &["limit"]), 100, max_limit, "limit")?;
+    let limit = parse_limit(param_any(params, &["limit"]), 100, max_limit, "limit")?;
     Ok(Search {
         query,
         derived,
@@ -289,7 +287,7 @@ fn v1_search(params: &[(String, String)], max_limit: usize) -> Result<Search, Ba
 }
 
 async fn search(State(api): State<Arc<Api>>, Query(params): Params) -> Response {
-    let raw = param(&params, &["raw"]) == Some("true");
+    let raw = param_any(&params, &["raw"]) == Some("true");
     let ids: Vec<&str> = params
         .iter()
         .filter(|(key, _)| key == "traceID")
@@ -368,7 +366,7 @@ async fn trace(
     };
     // `start` and `end` may narrow a lookup; a trace id is found without them, so they are
     // ignored, and a link keeps working for as long as the trace is kept.
-    let raw = param(&params, &["raw"]) == Some("true");
+    let raw = param_any(&params, &["raw"]) == Some("true");
     match api.store.trace(trace_id).await {
         Ok(spans) if spans.is_empty() => v1_error(StatusCode::NOT_FOUND, "trace not found"),
         Ok(spans) => data(json!([trace_json(&spans, raw)]), 1),
@@ -380,7 +378,7 @@ async fn trace(
 /// one entry per (parent, child).
 async fn dependencies(State(api): State<Arc<Api>>, Query(params): Params) -> Response {
     let millis = |name: &str, default: i64| -> Result<i64, BadParam> {
-        match param(&params, &[name]) {
+        match param_any(&params, &[name]) {
             None => Ok(default),
             Some(text) => text
                 .parse::<i64>()
@@ -400,7 +398,7 @@ async fn dependencies(State(api): State<Arc<Api>>, Query(params): Params) -> Res
         }
         (Err(bad), _) | (_, Err(bad)) => return v1_error(StatusCode::BAD_REQUEST, &bad.0),
     };
-    let service = param(&params, &["service"]);
+    let service = param_any(&params, &["service"]);
     match api.store.service_map(range).await {
         Ok(edges) => {
             let mut pairs: std::collections::BTreeMap<(String, String), u64> = Default::default();
@@ -625,7 +623,7 @@ async fn v3_operations(State(api): State<Arc<Api>>, Query(params): Params) -> Re
 
 fn v3_query(params: &[(String, String)], max_limit: usize) -> Result<(SpanQuery, usize), BadParam> {
     let time = |names: &[&str]| {
-        param(params, names)
+        param_any(params, names)
             .map(|text| parse_time_us(text, 1, names[0]))
             .transpose()
     };
@@ -633,10 +631,15 @@ fn v3_query(params: &[(String, String)], max_limit: usize) -> Result<(SpanQuery,
         .ok_or_else(|| BadParam("query.start_time_min is required".into()))?;
     let end = time(&["query.start_time_max", "query.startTimeMax"])?
         .ok_or_else(|| BadParam("query.start_time_max is required".into()))?;
-    let duration = |names: &[&str]| param(params, names).map(parse_go_duration_us).transpose();
+    let duration = |names: &[&str]| {
+        param_any(params, names)
+            .map(parse_go_duration_us)
+            .transpose()
+    };
     let mut query = SpanQuery {
-        service: param(params, &["query.service_name", "query.serviceName"]).map(str::to_string),
-        operation: param(params, &["query.operation_name", "query.operationName"])
+        service: param_any(params, &["query.service_name", "query.serviceName"])
+            .map(str::to_string),
+        operation: param_any(params, &["query.operation_name", "query.operationName"])
             .map(str::to_string),
         min_duration_us: duration(&["query.duration_min", "query.durationMin"])?,
         max_duration_us: duration(&["query.duration_max", "query.durationMax"])?,
@@ -644,7 +647,7 @@ fn v3_query(params: &[(String, String)], max_limit: usize) -> Result<(SpanQuery,
         start_time_max_us: Some(end),
         ..SpanQuery::default()
     };
-    if let Some(attributes) = param(params, &["query.attributes"]) {
+    if let Some(attributes) = param_any(params, &["query.attributes"]) {
         let map: serde_json::Map<String, Value> = serde_json::from_str(attributes)
             .map_err(|error| BadParam(format!("malformed query.attributes: {error}")))?;
         for (key, value) in map {
@@ -667,7 +670,7 @@ fn v3_query(params: &[(String, String)], max_limit: usize) -> Result<(SpanQuery,
         }
     }
     let limit = parse_limit(
-        param(
+        param_any(
             params,
             &[
                 "query.search_depth",

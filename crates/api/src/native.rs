@@ -14,20 +14,12 @@ use spanflow_store::analytics::{Edge, RedQuery};
 use spanflow_store::{AttributeFilter, SpanQuery, TimeRange};
 
 use crate::json::span_json;
-use crate::params::{now_us, parse_go_duration_us, parse_limit, parse_time_us, BadParam};
+use crate::params::{now_us, param, parse_go_duration_us, parse_limit, parse_time_us, BadParam};
 use crate::search::{traces_matching, Summary};
 use crate::tree::{is_error, Tree};
 use crate::{error, parse_trace_id, store_failure, Api};
 
 type Params = Query<Vec<(String, String)>>;
-
-fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    params
-        .iter()
-        .find(|(key, _)| key == name)
-        .map(|(_, value)| value.as_str())
-        .filter(|value| !value.is_empty())
-}
 
 fn bad_request(bad: BadParam) -> Response {
     error(StatusCode::BAD_REQUEST, &bad.0)

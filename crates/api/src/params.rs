@@ -12,6 +12,19 @@ impl std::fmt::Display for BadParam {
     }
 }
 
+/// The first non-empty value of the query parameter `name`.
+pub fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    param_any(params, &[name])
+}
+
+/// The first non-empty value of any of `names` (a parameter spelled more than one way).
+pub fn param_any<'a>(params: &'a [(String, String)], names: &[&str]) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(key, value)| names.contains(&key.as_str()) && !value.is_empty())
+        .map(|(_, value)| value.as_str())
+}
+
 /// Now, µs since the epoch.
 pub fn now_us() -> i64 {
     SystemTime::now()

@@ -14,7 +14,7 @@ use spanflow_model::SpanRow;
 use spanflow_store::{AttributeFilter, SpanQuery, TimeRange};
 
 use crate::otlp_json::{self, Style};
-use crate::params::{parse_go_duration_us, parse_limit, parse_time_us, BadParam};
+use crate::params::{param, parse_go_duration_us, parse_limit, parse_time_us, BadParam};
 use crate::search::{traces_matching, Summary};
 use crate::tree::is_error;
 use crate::{error, otlp_proto, parse_trace_id, store_failure, traceql, Api};
@@ -36,14 +36,6 @@ pub(crate) fn router() -> Router<Arc<Api>> {
         .route("/tempo/api/v2/search/tags", get(tags_v2))
         .route("/tempo/api/search/tag/{tag}/values", get(tag_values_v1))
         .route("/tempo/api/v2/search/tag/{tag}/values", get(tag_values_v2))
-}
-
-fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    params
-        .iter()
-        .find(|(key, _)| key == name)
-        .map(|(_, value)| value.as_str())
-        .filter(|value| !value.is_empty())
 }
 
 async fn read_trace(api: &Api, trace_id: &str) -> Result<Vec<SpanRow>, Response> {

@@ -1224,7 +1224,7 @@ async fn a_trace_of_a_hundred_thousand_spans_is_served_cut_to_its_upper_levels()
     // A root with 1,000 children, each with 99 children of its own.
     let mut rows = Vec::with_capacity(100_000);
     let id = |n: u32| SpanId(u64::from(n + 1).to_be_bytes());
-    let mut row = |n: u32, parent: Option<u32>, start: i64| {
+    let row = |n: u32, parent: Option<u32>, start: i64| {
         let mut row = span(
             trace,
             0,

@@ -875,14 +875,7 @@ impl SpanStore for ClickHouseStore {
         ];
         let result = self.inner.json("running SQL", &text, &settings).await?;
         if result.values.len() > limits.max_rows {
-            return Err(StoreError::new(
-                ErrorKind::BadRequest,
-                format!(
-                    "the query returns more than {} rows, the most allowed; add a LIMIT or \
-                     aggregate",
-                    limits.max_rows
-                ),
-            ));
+            return Err(spanflow_store::sql::too_many_rows(limits.max_rows));
         }
         Ok(result)
     }

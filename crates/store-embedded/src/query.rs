@@ -151,6 +151,25 @@ pub async fn search_rows(
     collect_rows(frame).await
 }
 
+/// The stored rows that start in `range` and, when given, have `service` as their service.
+async fn table_of(
+    context: &SessionContext,
+    paths: Vec<String>,
+    buffered: Vec<RecordBatch>,
+    range: TimeRange,
+    service: Option<&str>,
+) -> Result<DataFrame, EmbeddedError> {
+    let mut filters = range_filters(range);
+    if let Some(service) = service {
+        filters.push(col("app_service").eq(lit(service.to_string())));
+    }
+    let frame = table(context, paths, buffered).await?;
+    Ok(match filters.into_iter().reduce(Expr::and) {
+        Some(filter) => frame.filter(filter)?,
+        None => frame,
+    })
+}
+
 /// The distinct values of `columns` among the rows that start in `range` and, when given, have
 /// `service` as their service.
 pub async fn distinct(
@@ -162,14 +181,7 @@ pub async fn distinct(
     columns: &[&str],
 ) -> Result<Vec<RecordBatch>, EmbeddedError> {
     let context = session(config)?;
-    let mut filters = range_filters(range);
-    if let Some(service) = service {
-        filters.push(col("app_service").eq(lit(service.to_string())));
-    }
-    let mut frame = table(&context, paths, buffered).await?;
-    if let Some(filter) = filters.into_iter().reduce(Expr::and) {
-        frame = frame.filter(filter)?;
-    }
+    let frame = table_of(&context, paths, buffered, range, service).await?;
     let frame = frame.aggregate(columns.iter().map(|name| col(*name)).collect(), Vec::new())?;
     Ok(frame.collect().await?)
 }
@@ -185,14 +197,7 @@ pub async fn aggregate(
     sql: &str,
 ) -> Result<SqlResult, EmbeddedError> {
     let context = session(config)?;
-    let mut filters = range_filters(range);
-    if let Some(service) = service {
-        filters.push(col("app_service").eq(lit(service.to_string())));
-    }
-    let mut frame = table(&context, paths, buffered).await?;
-    if let Some(filter) = filters.into_iter().reduce(Expr::and) {
-        frame = frame.filter(filter)?;
-    }
+    let frame = table_of(&context, paths, buffered, range, service).await?;
     context.register_table("spans", frame.into_view())?;
     let batches = context.sql(sql).await?.collect().await?;
     to_json(&batches)

@@ -591,14 +591,7 @@ impl SpanStore for EmbeddedStore {
             })??;
         let result = query::to_json(&batches)?;
         if result.values.len() > limits.max_rows {
-            return Err(StoreError::new(
-                ErrorKind::BadRequest,
-                format!(
-                    "the query returns more than {} rows, the most allowed; add a LIMIT or \
-                     aggregate",
-                    limits.max_rows
-                ),
-            ));
+            return Err(spanflow_store::sql::too_many_rows(limits.max_rows));
         }
         Ok(result)
     }

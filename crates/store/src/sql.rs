@@ -52,6 +52,13 @@ pub struct SqlResult {
     pub values: Vec<Vec<Value>>,
 }
 
+/// The error of a query that returns more than `max_rows` rows.
+pub fn too_many_rows(max_rows: usize) -> StoreError {
+    bad(format!(
+        "the query returns more than {max_rows} rows, the most allowed; add a LIMIT or aggregate"
+    ))
+}
+
 fn bad(message: impl Into<String>) -> StoreError {
     StoreError::new(ErrorKind::BadRequest, message)
 }
