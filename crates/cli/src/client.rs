@@ -121,12 +121,17 @@ pub fn waterfall(trace: &Value, color: bool, bar_width: usize) -> String {
     let errors = summary["error_count"].as_u64().unwrap_or_default();
     let _ = writeln!(
         out,
-        "trace {}  {}: {}  {}  {} spans, {} {}  {}",
+        "trace {}  {}: {}  {}  {} {}, {} {}  {}",
         trace["trace_id"].as_str().unwrap_or(""),
         summary["root_service"].as_str().unwrap_or(""),
         summary["root_operation"].as_str().unwrap_or(""),
         duration(total),
         summary["span_count"],
+        if summary["span_count"].as_u64() == Some(1) {
+            "span"
+        } else {
+            "spans"
+        },
         errors,
         if errors == 1 { "error" } else { "errors" },
         time(start),
