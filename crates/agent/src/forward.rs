@@ -20,7 +20,7 @@ pub struct AgentIdentity {
     pub host_ip: String,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ForwardConfig {
     /// Base URL of the server's ingest port, e.g. `http://127.0.0.1:30033`.
     pub server_url: String,
@@ -31,6 +31,23 @@ pub struct ForwardConfig {
     pub max_backoff: Duration,
     /// How long to keep trying to send what is queued once shutdown starts.
     pub shutdown_grace: Duration,
+    /// The bearer token the server's ingest port wants, if it wants one.
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for ForwardConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ForwardConfig")
+            .field("server_url", &self.server_url)
+            .field("max_batch_bytes", &self.max_batch_bytes)
+            .field("flush_interval", &self.flush_interval)
+            .field("request_timeout", &self.request_timeout)
+            .field("min_backoff", &self.min_backoff)
+            .field("max_backoff", &self.max_backoff)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .field("token", &self.token.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
 }
 
 impl Default for ForwardConfig {
@@ -43,6 +60,7 @@ impl Default for ForwardConfig {
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(10),
+            token: None,
         }
     }
 }
@@ -183,13 +201,14 @@ impl Forwarder {
     }
 
     async fn send(&self, body: bytes::Bytes) -> Sent {
-        let response = self
+        let mut request = self
             .client
             .post(&self.url)
-            .header(http::header::CONTENT_TYPE, CONTENT_TYPE)
-            .body(body)
-            .send()
-            .await;
+            .header(http::header::CONTENT_TYPE, CONTENT_TYPE);
+        if let Some(token) = &self.config.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.body(body).send().await;
         let response = match response {
             Ok(response) => response,
             Err(error) => return Sent::Failed(error.to_string(), None),

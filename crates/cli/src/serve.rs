@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth;
 use crate::settings::{Resolved, StoreKind};
 
 /// Which parts run in this process.
@@ -235,7 +236,11 @@ pub async fn start(role: Role, settings: Resolved) -> anyhow::Result<Running> {
             store = store.backend(),
             "server listening"
         );
-        let ingest_router = spanflow_server::ingest_router(store.clone(), Default::default());
+        let ingest_router = auth::protect(
+            spanflow_server::ingest_router(store.clone(), Default::default()),
+            settings.ingest_tokens.clone(),
+            "ingest",
+        );
         spawn_http(
             &mut tasks,
             ingest,
@@ -244,8 +249,12 @@ pub async fn start(role: Role, settings: Resolved) -> anyhow::Result<Running> {
             "server ingest",
             None,
         );
-        let query_router = spanflow_api::api_router(store.clone(), api_config(&settings))
-            .merge(ops_router("server", Some(store.backend())));
+        let query_router = auth::protect(
+            spanflow_api::api_router(store.clone(), api_config(&settings))
+                .merge(ops_router("server", Some(store.backend()))),
+            settings.query_tokens.clone(),
+            "query",
+        );
         spawn_http(
             &mut tasks,
             query,
@@ -287,6 +296,16 @@ pub async fn start(role: Role, settings: Resolved) -> anyhow::Result<Running> {
             server_url,
             max_batch_bytes: settings.batch_max_bytes,
             flush_interval: Duration::from_millis(settings.flush_interval_ms),
+            // In one process the agent knows the server's tokens.
+            token: settings
+                .server_token
+                .as_ref()
+                .map(|token| token.expose().trim().to_string())
+                .or_else(|| {
+                    matches!(role, Role::Both)
+                        .then(|| settings.ingest_tokens.first())
+                        .flatten()
+                }),
             ..ForwardConfig::default()
         };
         let forwarder = agent.forwarder(forward_config, identity);
@@ -311,8 +330,12 @@ pub async fn start(role: Role, settings: Resolved) -> anyhow::Result<Running> {
             }
             Ok(())
         });
-        let deepflow = spanflow_agent::deepflow_router(agent.receiver.clone())
-            .merge(ops_router("agent", None));
+        let deepflow = auth::protect(
+            spanflow_agent::deepflow_router(agent.receiver.clone())
+                .merge(ops_router("agent", None)),
+            settings.receiver_tokens.clone(),
+            "agent-http",
+        );
         spawn_http(
             &mut tasks,
             http,
@@ -324,12 +347,19 @@ pub async fn start(role: Role, settings: Resolved) -> anyhow::Result<Running> {
         spawn_http(
             &mut tasks,
             otlp_http,
-            spanflow_agent::otlp_router(agent.receiver.clone()),
+            auth::protect(
+                spanflow_agent::otlp_router(agent.receiver.clone()),
+                settings.receiver_tokens.clone(),
+                "agent-otlp-http",
+            ),
             &shutdown,
             "agent OTLP/HTTP",
             Some(open.clone()),
         );
-        let grpc_service = TraceService::new(agent.receiver.clone());
+        let grpc_service = tonic::service::interceptor::InterceptedService::new(
+            TraceService::new(agent.receiver.clone()),
+            auth::grpc_check(settings.receiver_tokens.clone(), "agent-otlp-grpc"),
+        );
         let grpc_shutdown = shutdown.clone();
         tasks.spawn(async move {
             let served = tonic::transport::Server::builder()

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde::Deserialize;
 
+use crate::auth::{Secret, Tokens};
+
 /// Defines the settings struct once, so that flags, environment variables, YAML keys and the
 /// merge all come from the same list.
 macro_rules! settings {
@@ -51,6 +53,15 @@ settings! {
     batch_max_bytes: usize = "SPANFLOW_BATCH_MAX_BYTES",
     /// Agent: a batch is sent once its oldest payload has waited this long.
     flush_interval_ms: u64 = "SPANFLOW_FLUSH_INTERVAL_MS",
+    /// Agent: bearer tokens (comma-separated) the OTLP receivers accept, sent by clients as
+    /// `Authorization: Bearer <token>`; without it the receivers take any client.
+    receiver_tokens: Secret = "SPANFLOW_RECEIVER_TOKENS",
+    /// Agent: the bearer token sent to the server (`spanflow up`: the first ingest token).
+    server_token: Secret = "SPANFLOW_SERVER_TOKEN",
+    /// Server: bearer tokens (comma-separated) the ingest port accepts from agents.
+    ingest_tokens: Secret = "SPANFLOW_INGEST_TOKENS",
+    /// Server: bearer tokens (comma-separated) the query API accepts (`/healthz` stays open).
+    query_tokens: Secret = "SPANFLOW_QUERY_TOKENS",
     /// Server: address of the ingest port agents send to.
     ingest_listen: SocketAddr = "SPANFLOW_INGEST_LISTEN",
     /// Server: address of the query API, with /healthz and /metrics.
@@ -115,6 +126,10 @@ pub struct Resolved {
     pub agent_otlp_http_listen: SocketAddr,
     pub agent_otlp_grpc_listen: SocketAddr,
     pub server_url: Option<String>,
+    pub receiver_tokens: Tokens,
+    pub server_token: Option<Secret>,
+    pub ingest_tokens: Tokens,
+    pub query_tokens: Tokens,
     pub agent_id: String,
     pub max_body_bytes: usize,
     pub max_queue_bytes: usize,
@@ -167,6 +182,12 @@ impl Settings {
                 .agent_otlp_grpc_listen
                 .unwrap_or_else(|| address("0.0.0.0:4317")),
             server_url: self.server_url,
+            receiver_tokens: Tokens::parse(self.receiver_tokens.as_ref()),
+            server_token: self
+                .server_token
+                .filter(|token| !token.expose().trim().is_empty()),
+            ingest_tokens: Tokens::parse(self.ingest_tokens.as_ref()),
+            query_tokens: Tokens::parse(self.query_tokens.as_ref()),
             agent_id: self
                 .agent_id
                 .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned()),

@@ -58,6 +58,9 @@ pub const CLICKHOUSE_INSERTS_ABANDONED: &str = "spanflow_clickhouse_inserts_aban
 /// Counter: query API requests, by `route` and `status`.
 pub const API_REQUESTS: &str = "spanflow_api_requests_total";
 
+/// Counter: requests refused for a missing or wrong bearer token, by `port`.
+pub const AUTH_REFUSED: &str = "spanflow_auth_refused_total";
+
 /// How a metric is shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MetricKind {
@@ -192,5 +195,10 @@ pub const ALL: &[(&str, MetricKind, &str)] = &[
         API_REQUESTS,
         MetricKind::Counter,
         "query API requests, by route and status",
+    ),
+    (
+        AUTH_REFUSED,
+        MetricKind::Counter,
+        "requests refused for a missing or wrong bearer token, by port",
     ),
 ];
