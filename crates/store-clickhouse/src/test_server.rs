@@ -56,19 +56,35 @@ const USERS: &str = "<?xml version=\"1.0\"?>\n<yandex>\n<profiles><default></def
 impl TestServer {
     /// One server, on its own.
     pub fn start() -> TestServer {
-        let mut servers = TestServer::configure(1, false);
-        let mut server = servers.pop().expect("one server");
-        server.run();
-        server
+        TestServer::start_all(1, false).pop().expect("one server")
     }
 
     /// `shards` servers forming the cluster [`CLUSTER`], one shard each.
     pub fn cluster(shards: usize) -> Vec<TestServer> {
-        let mut servers = TestServer::configure(shards, true);
-        for server in &mut servers {
-            server.run();
+        TestServer::start_all(shards, true)
+    }
+
+    /// Configures and starts `n` servers. A free port can be taken by another process between
+    /// choosing it and the server binding it (tests start servers in parallel); then the
+    /// server exits, and all of them start again on new ports.
+    fn start_all(n: usize, cluster: bool) -> Vec<TestServer> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut servers = TestServer::configure(n, cluster);
+            let mut failure = None;
+            for server in &mut servers {
+                if let Err(error) = server.try_run() {
+                    failure = Some(error);
+                    break;
+                }
+            }
+            match failure {
+                None => return servers,
+                Some(error) if error.contains("Address already in use") && attempt < 5 => continue,
+                Some(error) => panic!("clickhouse-server did not start: {error}"),
+            }
         }
-        servers
     }
 
     fn configure(n: usize, cluster: bool) -> Vec<TestServer> {
@@ -127,6 +143,13 @@ impl TestServer {
     }
 
     fn run(&mut self) {
+        if let Err(error) = self.try_run() {
+            panic!("clickhouse-server did not start: {error}");
+        }
+    }
+
+    /// Starts the server and waits until it answers; the error log if it exits first.
+    fn try_run(&mut self) -> Result<(), String> {
         let root = self.dir.path();
         let child = Command::new(server_binary())
             .arg(format!(
@@ -141,6 +164,17 @@ impl TestServer {
         self.child = Some(child);
         let started = Instant::now();
         while !self.answers() {
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|child| child.try_wait().ok().flatten());
+            if let Some(status) = exited {
+                self.child = None;
+                return Err(format!(
+                    "it exited ({status}): {}",
+                    std::fs::read_to_string(root.join("error.log")).unwrap_or_default()
+                ));
+            }
             assert!(
                 started.elapsed() < Duration::from_secs(30),
                 "clickhouse-server did not answer on port {} within 30 s: {}",
@@ -149,6 +183,7 @@ impl TestServer {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+        Ok(())
     }
 
     /// The server's process id, while it runs.
