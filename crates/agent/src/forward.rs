@@ -22,7 +22,8 @@ pub struct AgentIdentity {
 
 #[derive(Clone)]
 pub struct ForwardConfig {
-    /// Base URL of the server's ingest port, e.g. `http://127.0.0.1:30033`.
+    /// Base URL of the server's ingest port, e.g. `http://127.0.0.1:30033`, or several,
+    /// comma-separated: a batch that fails on one is sent to the next.
     pub server_url: String,
     pub max_batch_bytes: usize,
     pub flush_interval: Duration,
@@ -70,7 +71,9 @@ pub struct Forwarder {
     config: ForwardConfig,
     identity: AgentIdentity,
     client: reqwest::Client,
-    url: String,
+    /// The ingest URL of each server, and the one batches go to now.
+    urls: Vec<String>,
+    current: usize,
     next_seq: u64,
 }
 
@@ -89,7 +92,20 @@ impl Forwarder {
         config: ForwardConfig,
         identity: AgentIdentity,
     ) -> Forwarder {
-        let url = format!("{}{}", config.server_url.trim_end_matches('/'), INGEST_PATH);
+        let mut urls: Vec<String> = config
+            .server_url
+            .split(',')
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .map(|url| format!("{}{}", url.trim_end_matches('/'), INGEST_PATH))
+            .collect();
+        if urls.is_empty() {
+            urls.push(format!(
+                "{}{}",
+                ForwardConfig::default().server_url,
+                INGEST_PATH
+            ));
+        }
         let client = reqwest::Client::builder()
             .timeout(config.request_timeout)
             .build()
@@ -99,7 +115,8 @@ impl Forwarder {
             config,
             identity,
             client,
-            url,
+            urls,
+            current: 0,
             next_seq: 0,
         }
     }
@@ -107,7 +124,7 @@ impl Forwarder {
     /// Runs until `shutdown`, then sends what is queued for up to the shutdown grace period.
     pub async fn run(mut self, shutdown: CancellationToken) {
         tracing::info!(
-            server = self.url,
+            servers = self.urls.join(", "),
             agent_id = self.identity.agent_id,
             "forwarding to the server"
         );
@@ -178,12 +195,20 @@ impl Forwarder {
                 }
                 Sent::Failed(reason, retry_after) => {
                     metrics::counter!(metric_names::AGENT_FORWARD_RETRIES).increment(1);
+                    let failed_server = self.urls[self.current].clone();
+                    if self.urls.len() > 1 {
+                        // The next try goes to the next server; with all of them failing, the
+                        // backoff below still spaces the tries.
+                        self.current = (self.current + 1) % self.urls.len();
+                    }
                     let wait = retry_after.unwrap_or(backoff).min(self.config.max_backoff);
                     if attempt == 1 || attempt.is_multiple_of(10) {
                         tracing::warn!(
                             attempt,
                             n_spans,
                             reason,
+                            server = failed_server,
+                            next_server = self.urls[self.current],
                             wait_ms = wait.as_millis() as u64,
                             "sending a batch failed; it is kept and sent again"
                         );
@@ -203,7 +228,7 @@ impl Forwarder {
     async fn send(&self, body: bytes::Bytes) -> Sent {
         let mut request = self
             .client
-            .post(&self.url)
+            .post(&self.urls[self.current])
             .header(http::header::CONTENT_TYPE, CONTENT_TYPE);
         if let Some(token) = &self.config.token {
             request = request.bearer_auth(token);

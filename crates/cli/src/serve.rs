@@ -290,7 +290,8 @@ pub async fn start(role: Role, settings: Resolved) -> anyhow::Result<Running> {
         let identity = AgentIdentity {
             agent_id: settings.agent_id.clone(),
             host_name: gethostname::gethostname().to_string_lossy().into_owned(),
-            host_ip: local_ip_towards(&server_url).unwrap_or_default(),
+            host_ip: local_ip_towards(server_url.split(',').next().unwrap_or_default().trim())
+                .unwrap_or_default(),
         };
         let forward_config = ForwardConfig {
             server_url,

@@ -40,7 +40,8 @@ settings! {
     agent_otlp_http_listen: SocketAddr = "SPANFLOW_AGENT_OTLP_HTTP_LISTEN",
     /// Agent: address of the OTLP/gRPC port.
     agent_otlp_grpc_listen: SocketAddr = "SPANFLOW_AGENT_OTLP_GRPC_LISTEN",
-    /// Agent: base URL of the server's ingest port.
+    /// Agent: base URL of the server's ingest port, or several, comma-separated: a batch a
+    /// server fails goes to the next.
     server_url: String = "SPANFLOW_SERVER_URL",
     /// Agent: the name this agent reports (default: the host name).
     agent_id: String = "SPANFLOW_AGENT_ID",
