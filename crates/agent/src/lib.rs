@@ -15,7 +15,9 @@ use std::sync::Arc;
 
 pub use forward::{AgentIdentity, ForwardConfig, Forwarder};
 pub use queue::ForwardQueue;
-pub use receive::{Accepted, ContentKind, ReceiveError, ReceiveErrorKind, Receiver};
+pub use receive::{
+    Accepted, ContentKind, ReceiveError, ReceiveErrorKind, Receiver, DEFAULT_BODY_TIMEOUT,
+};
 pub use receive_grpc::TraceService;
 pub use receive_http::{
     deepflow_router, otlp_router, DEEPFLOW_TRACES_PATH, MISTAKEN_TRACES_PATH, OTLP_TRACES_PATH,
@@ -30,8 +32,18 @@ pub struct Agent {
 
 impl Agent {
     pub fn new(max_body_bytes: usize, max_queue_bytes: usize) -> Agent {
+        Agent::with_body_timeout(max_body_bytes, max_queue_bytes, DEFAULT_BODY_TIMEOUT)
+    }
+
+    /// An agent whose HTTP receivers give a client `body_timeout` to send its body.
+    pub fn with_body_timeout(
+        max_body_bytes: usize,
+        max_queue_bytes: usize,
+        body_timeout: std::time::Duration,
+    ) -> Agent {
         let queue = Arc::new(ForwardQueue::new(max_queue_bytes));
-        let receiver = Arc::new(Receiver::new(queue.clone(), max_body_bytes));
+        let receiver =
+            Arc::new(Receiver::new(queue.clone(), max_body_bytes).with_body_timeout(body_timeout));
         Agent { receiver, queue }
     }
 

@@ -141,14 +141,30 @@ impl ReceiveError {
 pub struct Receiver {
     queue: Arc<ForwardQueue>,
     max_body_bytes: usize,
+    body_timeout: std::time::Duration,
 }
+
+/// How long an HTTP client may take to send its body, by default.
+pub const DEFAULT_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Receiver {
     pub fn new(queue: Arc<ForwardQueue>, max_body_bytes: usize) -> Receiver {
         Receiver {
             queue,
             max_body_bytes,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
         }
+    }
+
+    /// The same receiver with another body timeout.
+    pub fn with_body_timeout(mut self, body_timeout: std::time::Duration) -> Receiver {
+        self.body_timeout = body_timeout;
+        self
+    }
+
+    /// How long an HTTP client may take to send its body; a slower one gets 408.
+    pub fn body_timeout(&self) -> std::time::Duration {
+        self.body_timeout
     }
 
     pub fn max_body_bytes(&self) -> usize {

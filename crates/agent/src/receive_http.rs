@@ -83,10 +83,21 @@ async fn export(
         );
     };
     let max_body_bytes = receiver.max_body_bytes();
-    let compressed = match http_body_util::Limited::new(body, max_body_bytes)
-        .collect()
-        .await
-    {
+    let read = http_body_util::Limited::new(body, max_body_bytes).collect();
+    let Ok(read) = tokio::time::timeout(receiver.body_timeout(), read).await else {
+        // A client that never finishes its body must not hold a connection and a buffer.
+        count("body_timeout");
+        return failure(
+            kind,
+            StatusCode::REQUEST_TIMEOUT,
+            tonic::Code::DeadlineExceeded as i32,
+            &format!(
+                "the request body did not arrive within {} s",
+                receiver.body_timeout().as_secs_f64()
+            ),
+        );
+    };
+    let compressed = match read {
         Ok(collected) => collected.to_bytes(),
         Err(error)
             if error

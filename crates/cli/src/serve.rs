@@ -272,7 +272,11 @@ pub async fn start(role: Role, settings: Resolved) -> anyhow::Result<Running> {
             (None, Some(ingest)) => format!("http://127.0.0.1:{}", ingest.port()),
             (None, None) => "http://127.0.0.1:30033".to_string(),
         };
-        let agent = Agent::new(settings.max_body_bytes, settings.max_queue_bytes);
+        let agent = Agent::with_body_timeout(
+            settings.max_body_bytes,
+            settings.max_queue_bytes,
+            Duration::from_millis(settings.body_timeout_ms),
+        );
         let http = bind(settings.agent_http_listen, "agent OTLP/HTTP (DeepFlow)").await?;
         let otlp_http = bind(settings.agent_otlp_http_listen, "agent OTLP/HTTP").await?;
         let grpc = bind(settings.agent_otlp_grpc_listen, "agent OTLP/gRPC").await?;

@@ -47,6 +47,8 @@ settings! {
     agent_id: String = "SPANFLOW_AGENT_ID",
     /// Agent: cap on a request body after decompression, in bytes.
     max_body_bytes: usize = "SPANFLOW_MAX_BODY_BYTES",
+    /// Agent: how long an HTTP client may take to send a request body; a slower one gets 408.
+    body_timeout_ms: u64 = "SPANFLOW_BODY_TIMEOUT_MS",
     /// Agent: cap on bytes waiting for the server (compressed, as queued); past it, clients are
     /// told to retry later.
     max_queue_bytes: usize = "SPANFLOW_MAX_QUEUE_BYTES",
@@ -133,6 +135,7 @@ pub struct Resolved {
     pub query_tokens: Tokens,
     pub agent_id: String,
     pub max_body_bytes: usize,
+    pub body_timeout_ms: u64,
     pub max_queue_bytes: usize,
     pub batch_max_bytes: usize,
     pub flush_interval_ms: u64,
@@ -193,6 +196,7 @@ impl Settings {
                 .agent_id
                 .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned()),
             max_body_bytes: self.max_body_bytes.unwrap_or(64 << 20),
+            body_timeout_ms: self.body_timeout_ms.unwrap_or(30_000).max(1),
             max_queue_bytes: self.max_queue_bytes.unwrap_or(128 << 20),
             batch_max_bytes: self.batch_max_bytes.unwrap_or(1 << 20),
             flush_interval_ms: self.flush_interval_ms.unwrap_or(200),

@@ -316,3 +316,43 @@ async fn every_receiver_answers_hostile_input_and_stays_up_with_bounded_memory()
     eprintln!("resident memory after the corpus: {} MiB", rss >> 20);
     spanflow.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_finishes_its_body_gets_408_and_others_are_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let spanflow = start(
+        Role::Both,
+        spanflow_cli::settings::Settings {
+            body_timeout_ms: Some(300),
+            ..test_settings()
+        },
+    )
+    .await;
+    let address = spanflow.agent_otlp_http.unwrap();
+    let mut slow = tokio::net::TcpStream::connect(address).await.unwrap();
+    slow.write_all(
+        b"POST /v1/traces HTTP/1.1\r\nHost: agent\r\nContent-Type: application/x-protobuf\r\n\
+          Content-Length: 1000\r\n\r\n0123456789",
+    )
+    .await
+    .unwrap();
+    // Meanwhile another client is served.
+    let (trace_id, next) = good(200);
+    let status = post(
+        &format!("http://{address}/v1/traces"),
+        PROTOBUF,
+        None,
+        next.encode_to_vec(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    fetch_trace(spanflow.server_query.unwrap(), &trace_id, 1).await;
+    let mut answer = vec![0u8; 64];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), slow.read(&mut answer))
+        .await
+        .expect("the agent answers the slow client within its body timeout")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..read]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    spanflow.stop().await.unwrap();
+}
