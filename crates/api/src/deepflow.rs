@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use spanflow_store::sql::{SqlResult, TABLE};
 use spanflow_store::StoreError;
 
-use crate::Api;
+use crate::{store_status, Api};
 
 /// The database DeepFlow keeps `l7_flow_log` in.
 const DATABASE: &str = "flow_log";
@@ -50,12 +50,7 @@ fn fail(status: StatusCode, description: &str) -> Response {
 }
 
 fn store_fail(error: StoreError) -> Response {
-    let status =
-        StatusCode::from_u16(error.kind.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    if status.is_server_error() {
-        tracing::warn!(%error, "SQL query failed");
-    }
-    fail(status, &error.to_string())
+    fail(store_status(&error), &error.to_string())
 }
 
 fn success(result: SqlResult) -> Response {
@@ -258,7 +253,15 @@ async fn show_tag_values(api: &Api, sql: &str) -> Response {
                     vec![value.clone(), value, count]
                 })
                 .collect();
-            success(table(&["value", "display_name", "count"], values))
+            let value_type = result.types.first().cloned().unwrap_or_default();
+            let count_type = result.types.get(1).cloned().unwrap_or_default();
+            success(SqlResult {
+                columns: ["value", "display_name", "count"]
+                    .map(String::from)
+                    .to_vec(),
+                types: vec![value_type.clone(), value_type, count_type],
+                values,
+            })
         }
         Err(error) => store_fail(error),
     }

@@ -20,7 +20,7 @@ use crate::params::{
 };
 use crate::search::{read_traces, traces_matching};
 use crate::tree::{is_error, Tree};
-use crate::{parse_trace_id, Api};
+use crate::{parse_trace_id, store_status, Api};
 
 type Params = Query<Vec<(String, String)>>;
 
@@ -66,10 +66,7 @@ fn v1_error(status: StatusCode, message: &str) -> Response {
 }
 
 fn v1_store_error(error: spanflow_store::StoreError) -> Response {
-    tracing::warn!(%error, "store read failed");
-    let status =
-        StatusCode::from_u16(error.kind.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    v1_error(status, &error.to_string())
+    v1_error(store_status(&error), &error.to_string())
 }
 
 async fn services(State(api): State<Arc<Api>>) -> Response {
@@ -600,10 +597,7 @@ fn v3_error(status: StatusCode, message: &str) -> Response {
 }
 
 fn v3_store_error(error: spanflow_store::StoreError) -> Response {
-    tracing::warn!(%error, "store read failed");
-    let status =
-        StatusCode::from_u16(error.kind.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    v3_error(status, &error.to_string())
+    v3_error(store_status(&error), &error.to_string())
 }
 
 async fn v3_services(State(api): State<Arc<Api>>) -> Response {

@@ -121,9 +121,19 @@ pub(crate) fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
 }
 
-pub(crate) fn store_failure(store_error: StoreError) -> Response {
-    tracing::warn!(error = %store_error, "store read failed");
+/// The HTTP status a failed store call answers with, whichever dialect answers it. Failures
+/// of the store are logged; a caller's bad query is only the caller's to read.
+pub(crate) fn store_status(store_error: &StoreError) -> StatusCode {
     let status = StatusCode::from_u16(store_error.kind.http_status())
         .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    error(status, &store_error.to_string())
+    if status.is_server_error() {
+        tracing::warn!(error = %store_error, "store read failed");
+    } else {
+        tracing::debug!(error = %store_error, "query refused");
+    }
+    status
+}
+
+pub(crate) fn store_failure(store_error: StoreError) -> Response {
+    error(store_status(&store_error), &store_error.to_string())
 }

@@ -8,7 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use spanflow_model::{ResponseStatus, SpanRow};
 use spanflow_store::analytics::{Edge, RedQuery};
 use spanflow_store::{AttributeFilter, SpanQuery, TimeRange};
@@ -258,10 +258,7 @@ pub(crate) async fn operations(
             let operations: Vec<Value> = operations
                 .iter()
                 .map(|operation| {
-                    let mut object = Map::new();
-                    object.insert("name".into(), json!(operation.name));
-                    object.insert("span_kind".into(), json!(operation.span_kind.as_str()));
-                    Value::Object(object)
+                    json!({ "name": operation.name, "span_kind": operation.span_kind.as_str() })
                 })
                 .collect();
             Json(json!({ "service": service, "operations": operations })).into_response()
