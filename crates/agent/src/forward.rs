@@ -7,10 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use spanflow_model::metric_names;
-use spanflow_transport::{AgentBatch, Payload, CONTENT_TYPE, INGEST_PATH, VERSION};
+use spanflow_transport::{AgentBatch, CONTENT_TYPE, INGEST_PATH, VERSION};
 use tokio_util::sync::CancellationToken;
 
-use crate::queue::ForwardQueue;
+use crate::queue::{Batch, ForwardQueue};
+
+/// How often the spool's new records are fsynced.
+const SPOOL_SYNC_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Who the agent is, sent with every batch.
 #[derive(Clone, Debug, Default)]
@@ -75,6 +78,8 @@ pub struct Forwarder {
     urls: Vec<String>,
     current: usize,
     next_seq: u64,
+    /// Once shutdown starts: when the grace period to deliver what is held ends.
+    stop_by: Option<tokio::time::Instant>,
 }
 
 /// What became of one send attempt.
@@ -118,47 +123,74 @@ impl Forwarder {
             urls,
             current: 0,
             next_seq: 0,
+            stop_by: None,
         }
     }
 
-    /// Runs until `shutdown`, then sends what is queued for up to the shutdown grace period.
+    /// Runs until `shutdown`, then sends what is queued for up to the shutdown grace period;
+    /// with a spool, what is still undelivered then stays on disk for the next start.
     pub async fn run(mut self, shutdown: CancellationToken) {
         tracing::info!(
             servers = self.urls.join(", "),
             agent_id = self.identity.agent_id,
+            spooled = self.queue.is_spooled(),
             "forwarding to the server"
         );
+        let syncing = self.queue.is_spooled().then(|| {
+            let queue = self.queue.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(SPOOL_SYNC_INTERVAL);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    every.tick().await;
+                    queue.sync_spool().await;
+                }
+            })
+        });
+        let mut delivered = true;
         loop {
-            let payloads = tokio::select! {
-                payloads = self.queue.next_batch(self.config.max_batch_bytes, self.config.flush_interval) => payloads,
+            let batch = tokio::select! {
+                batch = self.queue.next_batch(self.config.max_batch_bytes, self.config.flush_interval) => batch,
                 _ = shutdown.cancelled() => break,
             };
-            self.deliver(payloads, None).await;
-        }
-        let deadline = tokio::time::Instant::now() + self.config.shutdown_grace;
-        loop {
-            let payloads = self.queue.take_all();
-            if payloads.is_empty() {
-                return;
+            if !self.deliver(batch, &shutdown).await {
+                delivered = false;
+                break;
             }
-            if !self.deliver(payloads, Some(deadline)).await {
-                let lost = self.queue.queued_bytes();
+        }
+        self.stop_by
+            .get_or_insert(tokio::time::Instant::now() + self.config.shutdown_grace);
+        while delivered {
+            let batch = self.queue.take_all().await;
+            if batch.payloads.is_empty() {
+                self.queue.release(batch.receipt);
+                break;
+            }
+            delivered = self.deliver(batch, &shutdown).await;
+        }
+        if let Some(syncing) = syncing {
+            syncing.abort();
+            self.queue.sync_spool().await;
+        }
+        if !delivered {
+            if self.queue.is_spooled() {
+                tracing::warn!(
+                    spooled_bytes = self.queue.spooled_bytes(),
+                    "shutdown grace period over; what is undelivered stays in the spool for the next start"
+                );
+            } else {
                 tracing::error!(
-                    queued_bytes = lost,
+                    queued_bytes = self.queue.queued_bytes(),
                     "shutdown grace period over; queued spans were not delivered"
                 );
-                return;
             }
         }
     }
 
-    /// Sends one batch until it is acknowledged or refused (or the deadline passes: false).
-    async fn deliver(
-        &mut self,
-        payloads: Vec<Payload>,
-        deadline: Option<tokio::time::Instant>,
-    ) -> bool {
-        let n_bytes: usize = payloads.iter().map(|payload| payload.otlp.len()).sum();
+    /// Sends one batch until it is acknowledged or refused; false if shutdown's grace period
+    /// ran out first.
+    async fn deliver(&mut self, batch: Batch, shutdown: &CancellationToken) -> bool {
+        let Batch { payloads, receipt } = batch;
         let batch = AgentBatch {
             version: VERSION,
             agent_id: self.identity.agent_id.clone(),
@@ -175,11 +207,20 @@ impl Forwarder {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            match self.send(body.clone()).await {
+            let sent = match self.stop_by {
+                None => self.send(body.clone()).await,
+                Some(stop_by) => {
+                    match tokio::time::timeout_at(stop_by, self.send(body.clone())).await {
+                        Ok(sent) => sent,
+                        Err(_) => return false,
+                    }
+                }
+            };
+            match sent {
                 Sent::Acknowledged => {
                     metrics::counter!(metric_names::AGENT_BATCHES_ACKED).increment(1);
                     metrics::counter!(metric_names::AGENT_SPANS_FORWARDED).increment(n_spans);
-                    self.queue.release(n_bytes);
+                    self.queue.release(receipt);
                     return true;
                 }
                 Sent::Refused(reason) => {
@@ -190,7 +231,7 @@ impl Forwarder {
                         reason,
                         "server refused a batch as malformed; its spans are lost"
                     );
-                    self.queue.release(n_bytes);
+                    self.queue.release(receipt);
                     return true;
                 }
                 Sent::Failed(reason, retry_after) => {
@@ -213,12 +254,18 @@ impl Forwarder {
                             "sending a batch failed; it is kept and sent again"
                         );
                     }
-                    if deadline
-                        .is_some_and(|deadline| tokio::time::Instant::now() + wait > deadline)
-                    {
-                        return false;
+                    let now = tokio::time::Instant::now();
+                    if shutdown.is_cancelled() {
+                        let stop_by = *self.stop_by.get_or_insert(now + self.config.shutdown_grace);
+                        if now + wait > stop_by {
+                            return false;
+                        }
                     }
-                    tokio::time::sleep(wait).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        // A shutdown starts the grace period at once.
+                        _ = shutdown.cancelled(), if self.stop_by.is_none() => {}
+                    }
                     backoff = (backoff * 2).min(self.config.max_backoff);
                 }
             }

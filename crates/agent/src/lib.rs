@@ -10,11 +10,12 @@ mod queue;
 mod receive;
 mod receive_grpc;
 mod receive_http;
+mod spool;
 
 use std::sync::Arc;
 
 pub use forward::{AgentIdentity, ForwardConfig, Forwarder};
-pub use queue::ForwardQueue;
+pub use queue::{Batch, ForwardQueue, QueueFull, Receipt};
 pub use receive::{
     Accepted, ContentKind, ReceiveError, ReceiveErrorKind, Receiver, DEFAULT_BODY_TIMEOUT,
 };
@@ -22,6 +23,7 @@ pub use receive_grpc::TraceService;
 pub use receive_http::{
     deepflow_router, otlp_router, DEEPFLOW_TRACES_PATH, MISTAKEN_TRACES_PATH, OTLP_TRACES_PATH,
 };
+pub use spool::SpoolConfig;
 
 /// The receiving half of an agent and the queue it fills; the caller binds the listeners and
 /// runs the [`Forwarder`].
@@ -30,21 +32,52 @@ pub struct Agent {
     pub queue: Arc<ForwardQueue>,
 }
 
+/// How an agent receives and holds what it accepts.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// Cap on a request body after decompression.
+    pub max_body_bytes: usize,
+    /// Bound on payload bytes held in memory (without a spool: on everything held).
+    pub max_queue_bytes: usize,
+    /// How long an HTTP client may take to send its body.
+    pub body_timeout: std::time::Duration,
+    /// Where accepted payloads are kept until a server acknowledges them, if anywhere.
+    pub spool: Option<SpoolConfig>,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            max_body_bytes: 64 << 20,
+            max_queue_bytes: 128 << 20,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            spool: None,
+        }
+    }
+}
+
 impl Agent {
+    /// An agent that holds what it accepts in memory only.
     pub fn new(max_body_bytes: usize, max_queue_bytes: usize) -> Agent {
-        Agent::with_body_timeout(max_body_bytes, max_queue_bytes, DEFAULT_BODY_TIMEOUT)
+        Agent::open(&AgentConfig {
+            max_body_bytes,
+            max_queue_bytes,
+            ..AgentConfig::default()
+        })
+        .expect("an agent without a spool opens nothing")
     }
 
-    /// An agent whose HTTP receivers give a client `body_timeout` to send its body.
-    pub fn with_body_timeout(
-        max_body_bytes: usize,
-        max_queue_bytes: usize,
-        body_timeout: std::time::Duration,
-    ) -> Agent {
-        let queue = Arc::new(ForwardQueue::new(max_queue_bytes));
-        let receiver =
-            Arc::new(Receiver::new(queue.clone(), max_body_bytes).with_body_timeout(body_timeout));
-        Agent { receiver, queue }
+    /// An agent as configured; with a spool, what it holds from before is queued first.
+    pub fn open(config: &AgentConfig) -> std::io::Result<Agent> {
+        let queue = Arc::new(match &config.spool {
+            None => ForwardQueue::new(config.max_queue_bytes),
+            Some(spool) => ForwardQueue::with_spool(config.max_queue_bytes, spool)?,
+        });
+        let receiver = Arc::new(
+            Receiver::new(queue.clone(), config.max_body_bytes)
+                .with_body_timeout(config.body_timeout),
+        );
+        Ok(Agent { receiver, queue })
     }
 
     pub fn forwarder(&self, config: ForwardConfig, identity: AgentIdentity) -> Forwarder {

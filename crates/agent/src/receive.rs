@@ -229,17 +229,8 @@ impl Receiver {
 
     fn throttled(full: crate::queue::QueueFull) -> ReceiveError {
         metrics::counter!(metric_names::AGENT_REQUESTS_THROTTLED).increment(1);
-        tracing::debug!(
-            queued_bytes = full.queued_bytes,
-            "forward queue full; asking the client to retry"
-        );
-        ReceiveError::new(
-            ReceiveErrorKind::Unavailable,
-            format!(
-                "the agent's forward queue is full ({} bytes waiting for the server); retry later",
-                full.queued_bytes
-            ),
-        )
+        tracing::debug!(reason = %full, "asking the client to retry");
+        ReceiveError::new(ReceiveErrorKind::Unavailable, full.to_string())
     }
 
     /// Protobuf is forwarded as received: only walked, never decoded, unless spans must be cut.
@@ -335,8 +326,8 @@ mod tests {
 
     const PEER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
-    #[test]
-    fn a_compressed_body_that_loses_no_span_is_queued_in_the_senders_bytes() {
+    #[tokio::test]
+    async fn a_compressed_body_that_loses_no_span_is_queued_in_the_senders_bytes() {
         let (receiver, queue) = receiver();
         let body = request(&[&[1; 8], &[2; 8]]);
         let gzipped = gzip(&body);
@@ -348,7 +339,7 @@ mod tests {
             .accept(ContentKind::Protobuf, body, PEER, Some(received))
             .unwrap();
         assert_eq!(accepted.n_spans, 2);
-        let queued = queue.take_all();
+        let queued = queue.take_all().await.payloads;
         assert_eq!(queued.len(), 1);
         assert_eq!(queued[0].checked_encoding().unwrap(), Encoding::Gzip);
         assert_eq!(queued[0].otlp, gzipped);
@@ -356,8 +347,8 @@ mod tests {
         assert_eq!(queued[0].peer_ip, "127.0.0.1");
     }
 
-    #[test]
-    fn a_body_that_loses_spans_or_came_uncompressed_is_queued_zstd_once() {
+    #[tokio::test]
+    async fn a_body_that_loses_spans_or_came_uncompressed_is_queued_zstd_once() {
         let (receiver, queue) = receiver();
         // The second span's id is all zeros: cut, so the sender's bytes no longer do.
         let body = request(&[&[1; 8], &[0; 8]]);
@@ -373,7 +364,7 @@ mod tests {
         receiver
             .accept(ContentKind::Protobuf, plain.clone(), PEER, None)
             .unwrap();
-        let queued = queue.take_all();
+        let queued = queue.take_all().await.payloads;
         assert_eq!(queued.len(), 2);
         for payload in &queued {
             assert_eq!(payload.checked_encoding().unwrap(), Encoding::Zstd);

@@ -8,7 +8,7 @@ use anyhow::Context;
 use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use spanflow_agent::{Agent, AgentIdentity, ForwardConfig, TraceService};
+use spanflow_agent::{Agent, AgentConfig, AgentIdentity, ForwardConfig, SpoolConfig, TraceService};
 use spanflow_store::{MemoryStore, SpanStore};
 use spanflow_store_clickhouse::{ClickHouseConfig, ClickHouseStore};
 use spanflow_store_embedded::{EmbeddedConfig, EmbeddedStore};
@@ -213,6 +213,8 @@ async fn open_store(settings: &Resolved) -> anyhow::Result<Arc<dyn SpanStore>> {
 
 /// Binds every listener of `role` and starts serving; returns once all ports are bound.
 pub async fn start(role: Role, settings: Resolved) -> anyhow::Result<Running> {
+    // Before anything records: what opening a store or a spool finds is counted too.
+    metrics_handle();
     let shutdown = CancellationToken::new();
     // In one process the server stops only once the agent has delivered what it holds: the
     // agent's last batches go to this server, and a server that stopped first would lose them.
@@ -272,11 +274,19 @@ pub async fn start(role: Role, settings: Resolved) -> anyhow::Result<Running> {
             (None, Some(ingest)) => format!("http://127.0.0.1:{}", ingest.port()),
             (None, None) => "http://127.0.0.1:30033".to_string(),
         };
-        let agent = Agent::with_body_timeout(
-            settings.max_body_bytes,
-            settings.max_queue_bytes,
-            Duration::from_millis(settings.body_timeout_ms),
-        );
+        let agent = Agent::open(&AgentConfig {
+            max_body_bytes: settings.max_body_bytes,
+            max_queue_bytes: settings.max_queue_bytes,
+            body_timeout: Duration::from_millis(settings.body_timeout_ms),
+            spool: settings
+                .spool_dir
+                .as_ref()
+                .map(|dir| SpoolConfig::new(dir, settings.spool_max_bytes)),
+        })
+        .with_context(|| match &settings.spool_dir {
+            Some(dir) => format!("opening the agent's spool in {}", dir.display()),
+            None => "starting the agent".to_string(),
+        })?;
         let http = bind(settings.agent_http_listen, "agent OTLP/HTTP (DeepFlow)").await?;
         let otlp_http = bind(settings.agent_otlp_http_listen, "agent OTLP/HTTP").await?;
         let grpc = bind(settings.agent_otlp_grpc_listen, "agent OTLP/gRPC").await?;

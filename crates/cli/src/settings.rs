@@ -52,6 +52,12 @@ settings! {
     /// Agent: cap on bytes waiting for the server (compressed, as queued); past it, clients are
     /// told to retry later.
     max_queue_bytes: usize = "SPANFLOW_MAX_QUEUE_BYTES",
+    /// Agent: where accepted payloads wait on disk until a server acknowledges them, so that
+    /// neither a restart nor a long outage loses them (default: `<data_dir>/spool`).
+    spool_dir: PathBuf = "SPANFLOW_SPOOL_DIR",
+    /// Agent: cap on the spool's bytes on disk; past it, clients are told to retry later.
+    /// 0 turns the spool off: payloads then wait in memory only, bounded by max_queue_bytes.
+    spool_max_bytes: u64 = "SPANFLOW_SPOOL_MAX_BYTES",
     /// Agent: a batch is sent once this many (compressed) bytes are waiting.
     batch_max_bytes: usize = "SPANFLOW_BATCH_MAX_BYTES",
     /// Agent: a batch is sent once its oldest payload has waited this long.
@@ -137,6 +143,9 @@ pub struct Resolved {
     pub max_body_bytes: usize,
     pub body_timeout_ms: u64,
     pub max_queue_bytes: usize,
+    /// The agent's spool directory, unless the spool is off.
+    pub spool_dir: Option<PathBuf>,
+    pub spool_max_bytes: u64,
     pub batch_max_bytes: usize,
     pub flush_interval_ms: u64,
     pub ingest_listen: SocketAddr,
@@ -198,6 +207,16 @@ impl Settings {
             max_body_bytes: self.max_body_bytes.unwrap_or(64 << 20),
             body_timeout_ms: self.body_timeout_ms.unwrap_or(30_000).max(1),
             max_queue_bytes: self.max_queue_bytes.unwrap_or(128 << 20),
+            spool_dir: match self.spool_max_bytes {
+                Some(0) => None,
+                _ => Some(self.spool_dir.clone().unwrap_or_else(|| {
+                    self.data_dir
+                        .clone()
+                        .unwrap_or_else(|| PathBuf::from("./spanflow-data"))
+                        .join("spool")
+                })),
+            },
+            spool_max_bytes: self.spool_max_bytes.unwrap_or(1 << 30),
             batch_max_bytes: self.batch_max_bytes.unwrap_or(1 << 20),
             flush_interval_ms: self.flush_interval_ms.unwrap_or(200),
             ingest_listen: self

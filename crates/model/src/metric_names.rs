@@ -13,6 +13,14 @@ pub const AGENT_RECEIVED_BYTES: &str = "spanflow_agent_received_bytes_total";
 pub const AGENT_REQUESTS_THROTTLED: &str = "spanflow_agent_requests_throttled_total";
 /// Gauge: bytes of OTLP payloads waiting in the agent for a server acknowledgement.
 pub const AGENT_QUEUE_BYTES: &str = "spanflow_agent_queue_bytes";
+/// Gauge: bytes of payloads in the agent's spool on disk, waiting for a server
+/// acknowledgement.
+pub const AGENT_SPOOL_BYTES: &str = "spanflow_agent_spool_bytes";
+/// Counter: payloads found in the spool at start (accepted before a restart, not yet
+/// acknowledged) and sent again.
+pub const AGENT_SPOOL_RECOVERED: &str = "spanflow_agent_spool_recovered_payloads_total";
+/// Counter: spool records found damaged (a torn write, a bad checksum) and skipped.
+pub const AGENT_SPOOL_DAMAGED: &str = "spanflow_agent_spool_damaged_records_total";
 /// Counter: batches the agent sent and a server acknowledged.
 pub const AGENT_BATCHES_ACKED: &str = "spanflow_agent_batches_acked_total";
 /// Counter: spans a server acknowledged as stored.
@@ -70,6 +78,21 @@ pub enum MetricKind {
 
 /// Every metric with its kind and help text.
 pub const ALL: &[(&str, MetricKind, &str)] = &[
+    (
+        AGENT_SPOOL_BYTES,
+        MetricKind::Gauge,
+        "Bytes of payloads in the agent's spool on disk, waiting for a server acknowledgement",
+    ),
+    (
+        AGENT_SPOOL_RECOVERED,
+        MetricKind::Counter,
+        "Payloads found in the spool at start and sent again",
+    ),
+    (
+        AGENT_SPOOL_DAMAGED,
+        MetricKind::Counter,
+        "Spool records found damaged and skipped",
+    ),
     (
         AGENT_REQUESTS,
         MetricKind::Counter,
