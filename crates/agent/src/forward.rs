@@ -37,6 +37,9 @@ pub struct ForwardConfig {
     pub shutdown_grace: Duration,
     /// The bearer token the server's ingest port wants, if it wants one.
     pub token: Option<String>,
+    /// PEM certificates of the authorities that sign the servers' TLS certificates, beside
+    /// the public roots (for `https://` server URLs).
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for ForwardConfig {
@@ -50,6 +53,7 @@ impl std::fmt::Debug for ForwardConfig {
             .field("max_backoff", &self.max_backoff)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("token", &self.token.as_ref().map(|_| "[redacted]"))
+            .field("ca_pem", &self.ca_pem.as_ref().map(Vec::len))
             .finish()
     }
 }
@@ -65,6 +69,7 @@ impl Default for ForwardConfig {
             max_backoff: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(10),
             token: None,
+            ca_pem: None,
         }
     }
 }
@@ -96,7 +101,7 @@ impl Forwarder {
         queue: Arc<ForwardQueue>,
         config: ForwardConfig,
         identity: AgentIdentity,
-    ) -> Forwarder {
+    ) -> Result<Forwarder, reqwest::Error> {
         let mut urls: Vec<String> = config
             .server_url
             .split(',')
@@ -111,11 +116,14 @@ impl Forwarder {
                 INGEST_PATH
             ));
         }
-        let client = reqwest::Client::builder()
-            .timeout(config.request_timeout)
-            .build()
-            .expect("an HTTP client without TLS always builds");
-        Forwarder {
+        let mut client = reqwest::Client::builder().timeout(config.request_timeout);
+        if let Some(pem) = &config.ca_pem {
+            for certificate in reqwest::Certificate::from_pem_bundle(pem)? {
+                client = client.add_root_certificate(certificate);
+            }
+        }
+        let client = client.build()?;
+        Ok(Forwarder {
             queue,
             config,
             identity,
@@ -124,7 +132,7 @@ impl Forwarder {
             current: 0,
             next_seq: 0,
             stop_by: None,
-        }
+        })
     }
 
     /// Runs until `shutdown`, then sends what is queued for up to the shutdown grace period;

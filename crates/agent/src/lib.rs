@@ -80,7 +80,12 @@ impl Agent {
         Ok(Agent { receiver, queue })
     }
 
-    pub fn forwarder(&self, config: ForwardConfig, identity: AgentIdentity) -> Forwarder {
+    /// The forwarder of this agent's queue; fails only on unreadable CA certificates.
+    pub fn forwarder(
+        &self,
+        config: ForwardConfig,
+        identity: AgentIdentity,
+    ) -> Result<Forwarder, reqwest::Error> {
         Forwarder::new(self.queue.clone(), config, identity)
     }
 }

@@ -170,14 +170,12 @@ impl ForwardQueue {
                 queued_bytes: spool.held_bytes(),
                 spooled: true,
             }),
-            None => {
-                (state.memory_bytes > 0 && state.memory_bytes + n_bytes > max_bytes).then(|| {
-                    QueueFull::Full {
-                        queued_bytes: state.memory_bytes as u64,
-                        spooled: false,
-                    }
-                })
-            }
+            None => (state.memory_bytes > 0 && state.memory_bytes + n_bytes > max_bytes).then_some(
+                QueueFull::Full {
+                    queued_bytes: state.memory_bytes as u64,
+                    spooled: false,
+                },
+            ),
         }
     }
 

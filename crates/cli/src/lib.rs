@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod listen;
 pub mod serve;
 pub mod settings;
 pub mod sink;

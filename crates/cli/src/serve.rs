@@ -17,6 +17,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth;
+use crate::listen::{self, PortLimits};
 use crate::settings::{Resolved, StoreKind};
 
 /// Which parts run in this process.
@@ -147,19 +148,16 @@ fn spawn_http(
     tasks: &mut JoinSet<anyhow::Result<()>>,
     listener: TcpListener,
     router: Router,
+    limits: &PortLimits,
     shutdown: &CancellationToken,
     what: &'static str,
     open: Option<ReceiverOpen>,
 ) {
-    let shutdown = shutdown.clone();
+    let (shutdown, limits) = (shutdown.clone(), limits.clone());
     tasks.spawn(async move {
-        let served = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-        .with_context(|| format!("serving the {what} port"));
+        let served = listen::serve(listener, router, limits, shutdown, what)
+            .await
+            .with_context(|| format!("serving the {what} port"));
         drop(open);
         served
     });
@@ -215,6 +213,11 @@ async fn open_store(settings: &Resolved) -> anyhow::Result<Arc<dyn SpanStore>> {
 pub async fn start(role: Role, settings: Resolved) -> anyhow::Result<Running> {
     // Before anything records: what opening a store or a spool finds is counted too.
     metrics_handle();
+    let port_limits = PortLimits {
+        max_connections: settings.max_connections,
+        header_read_timeout: Duration::from_millis(settings.header_read_timeout_ms),
+        tls: None,
+    };
     let shutdown = CancellationToken::new();
     // In one process the server stops only once the agent has delivered what it holds: the
     // agent's last batches go to this server, and a server that stopped first would lose them.
@@ -238,6 +241,14 @@ pub async fn start(role: Role, settings: Resolved) -> anyhow::Result<Running> {
             store = store.backend(),
             "server listening"
         );
+        let server_limits = PortLimits {
+            tls: match (&settings.tls_cert_file, &settings.tls_key_file) {
+                (Some(cert), Some(key)) => Some(listen::tls_acceptor(cert, key)?),
+                (None, None) => None,
+                _ => anyhow::bail!("TLS needs both tls_cert_file and tls_key_file"),
+            },
+            ..port_limits.clone()
+        };
         let ingest_router = auth::protect(
             spanflow_server::ingest_router(store.clone(), Default::default()),
             settings.ingest_tokens.clone(),
@@ -247,6 +258,7 @@ pub async fn start(role: Role, settings: Resolved) -> anyhow::Result<Running> {
             &mut tasks,
             ingest,
             ingest_router,
+            &server_limits,
             &server_shutdown,
             "server ingest",
             None,
@@ -261,6 +273,7 @@ pub async fn start(role: Role, settings: Resolved) -> anyhow::Result<Running> {
             &mut tasks,
             query,
             query_router,
+            &server_limits,
             &server_shutdown,
             "query API",
             None,
@@ -307,23 +320,32 @@ pub async fn start(role: Role, settings: Resolved) -> anyhow::Result<Running> {
             host_ip: local_ip_towards(server_url.split(',').next().unwrap_or_default().trim())
                 .unwrap_or_default(),
         };
-        let forward_config = ForwardConfig {
-            server_url,
-            max_batch_bytes: settings.batch_max_bytes,
-            flush_interval: Duration::from_millis(settings.flush_interval_ms),
-            // In one process the agent knows the server's tokens.
-            token: settings
-                .server_token
-                .as_ref()
-                .map(|token| token.expose().trim().to_string())
-                .or_else(|| {
-                    matches!(role, Role::Both)
-                        .then(|| settings.ingest_tokens.first())
-                        .flatten()
-                }),
-            ..ForwardConfig::default()
-        };
-        let forwarder = agent.forwarder(forward_config, identity);
+        let forward_config =
+            ForwardConfig {
+                server_url,
+                max_batch_bytes: settings.batch_max_bytes,
+                flush_interval: Duration::from_millis(settings.flush_interval_ms),
+                // In one process the agent knows the server's tokens.
+                token: settings
+                    .server_token
+                    .as_ref()
+                    .map(|token| token.expose().trim().to_string())
+                    .or_else(|| {
+                        matches!(role, Role::Both)
+                            .then(|| settings.ingest_tokens.first())
+                            .flatten()
+                    }),
+                ca_pem: match &settings.server_ca_file {
+                    Some(path) => Some(std::fs::read(path).with_context(|| {
+                        format!("reading the server CA file {}", path.display())
+                    })?),
+                    None => None,
+                },
+                ..ForwardConfig::default()
+            };
+        let forwarder = agent
+            .forwarder(forward_config, identity)
+            .context("reading the server CA certificates")?;
         // The forwarder's final delivery starts once every receiver has stopped and answered
         // the requests it had in flight.
         let (open, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
@@ -355,6 +377,7 @@ pub async fn start(role: Role, settings: Resolved) -> anyhow::Result<Running> {
             &mut tasks,
             http,
             deepflow,
+            &port_limits,
             &shutdown,
             "agent OTLP/HTTP (DeepFlow)",
             Some(open.clone()),
@@ -367,6 +390,7 @@ pub async fn start(role: Role, settings: Resolved) -> anyhow::Result<Running> {
                 settings.receiver_tokens.clone(),
                 "agent-otlp-http",
             ),
+            &port_limits,
             &shutdown,
             "agent OTLP/HTTP",
             Some(open.clone()),
@@ -375,19 +399,15 @@ pub async fn start(role: Role, settings: Resolved) -> anyhow::Result<Running> {
             TraceService::new(agent.receiver.clone()),
             auth::grpc_check(settings.receiver_tokens.clone(), "agent-otlp-grpc"),
         );
-        let grpc_shutdown = shutdown.clone();
-        tasks.spawn(async move {
-            let served = tonic::transport::Server::builder()
-                .add_service(grpc_service)
-                .serve_with_incoming_shutdown(
-                    tonic::transport::server::TcpIncoming::from(grpc),
-                    grpc_shutdown.cancelled_owned(),
-                )
-                .await
-                .context("serving the agent OTLP/gRPC port");
-            drop(open);
-            served
-        });
+        spawn_http(
+            &mut tasks,
+            grpc,
+            tonic::service::Routes::new(grpc_service).into_axum_router(),
+            &port_limits,
+            &shutdown,
+            "agent OTLP/gRPC",
+            Some(open),
+        );
     }
 
     Ok(Running {

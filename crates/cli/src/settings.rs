@@ -71,6 +71,19 @@ settings! {
     ingest_tokens: Secret = "SPANFLOW_INGEST_TOKENS",
     /// Server: bearer tokens (comma-separated) the query API accepts (`/healthz` stays open).
     query_tokens: Secret = "SPANFLOW_QUERY_TOKENS",
+    /// Agent: a PEM file of the certificate authorities that sign the servers' TLS
+    /// certificates (for `https://` server URLs), trusted beside the public roots.
+    server_ca_file: PathBuf = "SPANFLOW_SERVER_CA_FILE",
+    /// Server: a PEM certificate chain; with tls_key_file, the ingest port and the query API
+    /// serve TLS only.
+    tls_cert_file: PathBuf = "SPANFLOW_TLS_CERT_FILE",
+    /// Server: the PEM private key of tls_cert_file.
+    tls_key_file: PathBuf = "SPANFLOW_TLS_KEY_FILE",
+    /// Every port: connections open at once; past it a new connection is answered 503.
+    max_connections: usize = "SPANFLOW_MAX_CONNECTIONS",
+    /// Every port: how long a client may take to send a request's headers, and how long a
+    /// keep-alive connection may sit idle.
+    header_read_timeout_ms: u64 = "SPANFLOW_HEADER_READ_TIMEOUT_MS",
     /// Server: address of the ingest port agents send to.
     ingest_listen: SocketAddr = "SPANFLOW_INGEST_LISTEN",
     /// Server: address of the query API, with /healthz and /metrics.
@@ -148,6 +161,11 @@ pub struct Resolved {
     pub spool_max_bytes: u64,
     pub batch_max_bytes: usize,
     pub flush_interval_ms: u64,
+    pub server_ca_file: Option<PathBuf>,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    pub max_connections: usize,
+    pub header_read_timeout_ms: u64,
     pub ingest_listen: SocketAddr,
     pub query_listen: SocketAddr,
     pub data_dir: PathBuf,
@@ -219,6 +237,11 @@ impl Settings {
             spool_max_bytes: self.spool_max_bytes.unwrap_or(1 << 30),
             batch_max_bytes: self.batch_max_bytes.unwrap_or(1 << 20),
             flush_interval_ms: self.flush_interval_ms.unwrap_or(200),
+            server_ca_file: self.server_ca_file,
+            tls_cert_file: self.tls_cert_file,
+            tls_key_file: self.tls_key_file,
+            max_connections: self.max_connections.unwrap_or(4096).max(1),
+            header_read_timeout_ms: self.header_read_timeout_ms.unwrap_or(30_000).max(1),
             ingest_listen: self
                 .ingest_listen
                 .unwrap_or_else(|| address("0.0.0.0:30033")),

@@ -189,3 +189,130 @@ async fn an_agent_with_a_wrong_server_token_keeps_its_spans_and_the_server_store
     // grace period rather than pretending it was delivered.
     drop(impostor);
 }
+
+/// A certificate authority and a certificate it signed for 127.0.0.1 and localhost, as PEM
+/// files in `dir`: (ca, cert, key).
+fn certificates(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    std::fs::write(&paths.0, ca.pem()).unwrap();
+    std::fs::write(&paths.1, cert.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_reach_a_tls_server_only_when_they_trust_its_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = certificates(dir.path());
+    let server = start(
+        Role::Server,
+        spanflow_cli::settings::Settings {
+            tls_cert_file: Some(cert),
+            tls_key_file: Some(key),
+            ingest_tokens: secret("agents"),
+            ..test_settings()
+        },
+    )
+    .await;
+    let ingest = server.server_ingest.unwrap().port();
+    let query = server.server_query.unwrap();
+    let trusting = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap())
+        .build()
+        .unwrap();
+    // Plain HTTP to a TLS port gets nowhere.
+    assert!(reqwest::get(format!("http://{query}/healthz"))
+        .await
+        .is_err());
+    // Nor does TLS with a certificate the client does not trust.
+    assert!(
+        reqwest::get(format!("https://localhost:{}/healthz", query.port()))
+            .await
+            .is_err()
+    );
+    let health = trusting
+        .get(format!("https://localhost:{}/healthz", query.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+
+    let agent_with = |ca_file: Option<std::path::PathBuf>| spanflow_cli::settings::Settings {
+        server_url: Some(format!("https://127.0.0.1:{ingest}")),
+        server_token: secret("agents"),
+        server_ca_file: ca_file,
+        spool_max_bytes: Some(0),
+        ..test_settings()
+    };
+    let (trusted_id, body) = one_span(71, "GET /over-tls");
+    let agent = start(Role::Agent, agent_with(Some(ca.clone()))).await;
+    let url = format!("http://{}/v1/traces", agent.agent_otlp_http.unwrap());
+    assert_eq!(post(&url, body, None).await.status(), 200);
+
+    let (untrusted_id, body) = one_span(72, "GET /untrusted");
+    let doubting = start(Role::Agent, agent_with(None)).await;
+    let url = format!("http://{}/v1/traces", doubting.agent_otlp_http.unwrap());
+    assert_eq!(post(&url, body, None).await.status(), 200);
+
+    let trace = |trace_id: String| {
+        let trusting = trusting.clone();
+        async move {
+            trusting
+                .get(format!(
+                    "https://localhost:{}/api/v1/traces/{trace_id}",
+                    query.port()
+                ))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while trace(trusted_id.clone()).await != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the trusting agent's span never arrived over TLS"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        trace(untrusted_id).await,
+        404,
+        "an agent that does not trust the certificate sends nothing"
+    );
+    let retries = reqwest::get(format!("http://{}/metrics", doubting.agent_http.unwrap()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        retries.lines().any(
+            |line| line.starts_with("spanflow_agent_forward_retries_total ")
+                && !line.ends_with(" 0")
+        ),
+        "the doubting agent keeps its batch and retries:\n{retries}"
+    );
+    agent.stop().await.unwrap();
+    drop(doubting);
+    server.stop().await.unwrap();
+}

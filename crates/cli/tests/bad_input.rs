@@ -356,3 +356,97 @@ async fn a_client_that_never_finishes_its_body_gets_408_and_others_are_served() 
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     spanflow.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let spanflow = start(
+        Role::Both,
+        spanflow_cli::settings::Settings {
+            header_read_timeout_ms: Some(300),
+            ..test_settings()
+        },
+    )
+    .await;
+    for address in [
+        spanflow.agent_otlp_http.unwrap(),
+        spanflow.agent_http.unwrap(),
+        spanflow.server_query.unwrap(),
+        spanflow.server_ingest.unwrap(),
+    ] {
+        let mut slow = tokio::net::TcpStream::connect(address).await.unwrap();
+        slow.write_all(b"POST /v1/traces HTTP/1.1\r\nHost: agent\r\nX-Slow: ")
+            .await
+            .unwrap();
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            slow.read_to_end(&mut rest),
+        )
+        .await;
+        assert!(
+            closed.is_ok(),
+            "{address}: a client stuck in its headers is disconnected"
+        );
+    }
+    spanflow.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_connection_limit_a_client_is_told_to_retry_and_others_are_served_after() {
+    use tokio::io::AsyncReadExt;
+    let spanflow = start(
+        Role::Both,
+        spanflow_cli::settings::Settings {
+            max_connections: Some(3),
+            ..test_settings()
+        },
+    )
+    .await;
+    let address = spanflow.agent_otlp_http.unwrap();
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(tokio::net::TcpStream::connect(address).await.unwrap());
+    }
+    let mut refused = tokio::net::TcpStream::connect(address).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        refused.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the refused connection is answered and closed")
+    .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("retry-after: 1"), "{answer}");
+    drop(held);
+    let (trace_id, next) = good(201);
+    let mut status = 0;
+    for _ in 0..50 {
+        status = post(
+            &format!("http://{address}/v1/traces"),
+            PROTOBUF,
+            None,
+            next.encode_to_vec(),
+        )
+        .await;
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 200, "room again once connections close");
+    fetch_trace(spanflow.server_query.unwrap(), &trace_id, 1).await;
+    let metrics = reqwest::get(format!("http://{}/metrics", spanflow.server_query.unwrap()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("spanflow_connections_refused_total{port=\"agent OTLP/HTTP\"} 1"),
+        "{metrics}"
+    );
+    spanflow.stop().await.unwrap();
+}

@@ -120,6 +120,8 @@ async fn grpc_backpressure_is_unavailable() {
     let mut settings = test_settings();
     settings.server_url = Some(format!("http://127.0.0.1:{port}"));
     settings.max_queue_bytes = Some(1);
+    // In memory only: with a spool the agent would hold far more.
+    settings.spool_max_bytes = Some(0);
     let running = start(Role::Agent, settings).await;
     let grpc = running.agent_otlp_grpc.unwrap();
     let trace_id = unique_trace_id(8);

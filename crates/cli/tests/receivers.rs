@@ -293,6 +293,8 @@ async fn a_full_queue_answers_503_with_retry_after_and_nothing_is_lost_once_the_
     let mut agent_settings = test_settings();
     agent_settings.server_url = Some(format!("http://127.0.0.1:{server_port}"));
     agent_settings.max_queue_bytes = Some(1);
+    // In memory only: with a spool the agent would hold far more.
+    agent_settings.spool_max_bytes = Some(0);
     let agent = start(Role::Agent, agent_settings).await;
     let url = format!("http://{}/v1/traces", agent.agent_http.unwrap());
 

@@ -69,6 +69,9 @@ pub const API_REQUESTS: &str = "spanflow_api_requests_total";
 /// Counter: requests refused for a missing or wrong bearer token, by `port`.
 pub const AUTH_REFUSED: &str = "spanflow_auth_refused_total";
 
+/// Counter: connections refused because a port had its most open connections, by `port`.
+pub const CONNECTIONS_REFUSED: &str = "spanflow_connections_refused_total";
+
 /// How a metric is shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MetricKind {
@@ -218,6 +221,11 @@ pub const ALL: &[(&str, MetricKind, &str)] = &[
         API_REQUESTS,
         MetricKind::Counter,
         "query API requests, by route and status",
+    ),
+    (
+        CONNECTIONS_REFUSED,
+        MetricKind::Counter,
+        "connections refused because a port had its most open connections, by port",
     ),
     (
         AUTH_REFUSED,
