@@ -17,7 +17,7 @@ use std::sync::Arc;
 pub use forward::{AgentIdentity, ForwardConfig, Forwarder};
 pub use queue::{Batch, ForwardQueue, QueueFull, Receipt};
 pub use receive::{
-    Accepted, ContentKind, ReceiveError, ReceiveErrorKind, Receiver, DEFAULT_BODY_TIMEOUT,
+    Accepted, ContentKind, ReceiveError, ReceiveErrorKind, Receiver, Sender, DEFAULT_BODY_TIMEOUT,
 };
 pub use receive_grpc::TraceService;
 pub use receive_http::{

@@ -73,6 +73,25 @@ impl ContentKind {
     }
 }
 
+/// Who sent a request: its TCP peer, and the tenant it named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sender {
+    pub peer: IpAddr,
+    pub org: Option<String>,
+}
+
+impl Sender {
+    /// A sender from its peer address and its `X-Org-Id` value, if it sent one.
+    pub fn new(peer: IpAddr, org_header: Option<&[u8]>) -> Result<Sender, ReceiveError> {
+        let org = match org_header {
+            None => None,
+            Some(value) => spanflow_model::tenant::parse_org(value)
+                .map_err(|error| ReceiveError::new(ReceiveErrorKind::BadRequest, error))?,
+        };
+        Ok(Sender { peer, org })
+    }
+}
+
 /// What was accepted from one request.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Accepted {
@@ -177,7 +196,7 @@ impl Receiver {
         &self,
         kind: ContentKind,
         body: Bytes,
-        peer: IpAddr,
+        sender: &Sender,
         received: Option<Received>,
     ) -> Result<Accepted, ReceiveError> {
         let (otlp, accepted) = match kind {
@@ -205,7 +224,8 @@ impl Receiver {
             ),
         };
         let payload = Payload {
-            peer_ip: peer.to_canonical().to_string(),
+            peer_ip: sender.peer.to_canonical().to_string(),
+            org_id: sender.org.clone().unwrap_or_default(),
             n_spans: u32::try_from(accepted.n_spans).unwrap_or(u32::MAX),
             otlp,
             encoding: encoding as i32,
@@ -324,7 +344,12 @@ mod tests {
         (Receiver::new(queue.clone(), 1 << 20), queue)
     }
 
-    const PEER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    fn sender() -> Sender {
+        Sender {
+            peer: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            org: None,
+        }
+    }
 
     #[tokio::test]
     async fn a_compressed_body_that_loses_no_span_is_queued_in_the_senders_bytes() {
@@ -336,7 +361,7 @@ mod tests {
             encoding: Encoding::Gzip,
         };
         let accepted = receiver
-            .accept(ContentKind::Protobuf, body, PEER, Some(received))
+            .accept(ContentKind::Protobuf, body, &sender(), Some(received))
             .unwrap();
         assert_eq!(accepted.n_spans, 2);
         let queued = queue.take_all().await.payloads;
@@ -357,12 +382,12 @@ mod tests {
             encoding: Encoding::Gzip,
         };
         let accepted = receiver
-            .accept(ContentKind::Protobuf, body, PEER, Some(received))
+            .accept(ContentKind::Protobuf, body, &sender(), Some(received))
             .unwrap();
         assert_eq!((accepted.n_spans, accepted.n_rejected), (1, 1));
         let plain = request(&[&[3; 8]]);
         receiver
-            .accept(ContentKind::Protobuf, plain.clone(), PEER, None)
+            .accept(ContentKind::Protobuf, plain.clone(), &sender(), None)
             .unwrap();
         let queued = queue.take_all().await.payloads;
         assert_eq!(queued.len(), 2);

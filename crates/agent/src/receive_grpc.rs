@@ -19,7 +19,7 @@ use tonic::codec::{
 use tonic::codegen::{http, Body, BoxFuture, StdError};
 use tonic::server::{NamedService, UnaryService};
 
-use crate::receive::{cpu_work, ContentKind, Receiver};
+use crate::receive::{cpu_work, ContentKind, Receiver, Sender};
 
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
@@ -99,6 +99,19 @@ impl UnaryService<Bytes> for Export {
                     "the connection's peer address is unknown",
                 ));
             };
+            let sender = match Sender::new(
+                peer.ip(),
+                request
+                    .metadata()
+                    .get(spanflow_model::tenant::ORG_HEADER)
+                    .map(|value| value.as_bytes()),
+            ) {
+                Ok(sender) => sender,
+                Err(error) => {
+                    count(error.outcome());
+                    return Err(tonic::Status::new(error.grpc_code(), error.message));
+                }
+            };
             let body = request.into_inner();
             metrics::counter!(metric_names::AGENT_RECEIVED_BYTES).increment(body.len() as u64);
             if let Err(error) = receiver.check_room(body.len()) {
@@ -106,7 +119,7 @@ impl UnaryService<Bytes> for Export {
                 return Err(tonic::Status::new(error.grpc_code(), error.message));
             }
             let outcome = cpu_work(body.len(), move || {
-                receiver.accept(ContentKind::Protobuf, body, peer.ip(), None)
+                receiver.accept(ContentKind::Protobuf, body, &sender, None)
             })
             .await
             .map_err(|_| tonic::Status::internal("request handling failed"))?;

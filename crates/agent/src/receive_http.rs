@@ -19,7 +19,7 @@ use spanflow_otlp::status::Status;
 use spanflow_otlp::{json, ExportTracePartialSuccess, ExportTraceServiceResponse};
 
 use crate::receive::{
-    cpu_work, Accepted, ContentKind, ReceiveError, ReceiveErrorKind, Received, Receiver,
+    cpu_work, Accepted, ContentKind, ReceiveError, ReceiveErrorKind, Received, Receiver, Sender,
     RETRY_AFTER_SECONDS,
 };
 
@@ -82,6 +82,18 @@ async fn export(
             ),
         );
     };
+    let sender = match Sender::new(
+        peer.ip(),
+        headers
+            .get(spanflow_model::tenant::ORG_HEADER)
+            .map(|value| value.as_bytes()),
+    ) {
+        Ok(sender) => sender,
+        Err(error) => {
+            count(error.outcome());
+            return error_response(kind, &error);
+        }
+    };
     let max_body_bytes = receiver.max_body_bytes();
     let read = http_body_util::Limited::new(body, max_body_bytes).collect();
     let Ok(read) = tokio::time::timeout(receiver.body_timeout(), read).await else {
@@ -130,7 +142,6 @@ async fn export(
         count(error.outcome());
         return error_response(kind, &error);
     }
-    let peer_ip = peer.ip();
     let received = match encoding {
         Encoding::Identity => None,
         Encoding::Gzip => Some(spanflow_transport::Encoding::Gzip),
@@ -146,7 +157,7 @@ async fn export(
                 DecompressError::TooLarge { .. } => too_large(max_body_bytes),
                 corrupt => ReceiveError::new(ReceiveErrorKind::BadRequest, corrupt.to_string()),
             })?;
-        receiver.accept(kind, body, peer_ip, received)
+        receiver.accept(kind, body, &sender, received)
     })
     .await;
     match outcome {

@@ -344,6 +344,7 @@ mod tests {
             n_spans: u32::from(n),
             otlp: vec![n; n_bytes].into(),
             encoding: 2,
+            org_id: String::new(),
         }
     }
 

@@ -107,6 +107,116 @@ impl Tokens {
     }
 }
 
+/// Tokens bound to a tenant: a request with one is that tenant's alone.
+#[derive(Clone, Default)]
+pub struct TenantTokens(Arc<Vec<(String, Vec<u8>)>>);
+
+impl TenantTokens {
+    /// `<org>=<token>` pairs, comma-separated; a pair without a valid org id is skipped with
+    /// an error in the log (its token then opens nothing).
+    pub fn parse(secret: Option<&Secret>) -> TenantTokens {
+        let mut pairs = Vec::new();
+        for pair in secret
+            .map(|secret| secret.expose().split(',').collect::<Vec<_>>())
+            .unwrap_or_default()
+        {
+            let pair = pair.trim();
+            if pair.is_empty() {
+                continue;
+            }
+            match pair.split_once('=') {
+                Some((org, token)) if !token.trim().is_empty() => {
+                    match spanflow_model::tenant::parse_org(org.as_bytes()) {
+                        Ok(Some(org)) => pairs.push((org, token.trim().as_bytes().to_vec())),
+                        _ => tracing::error!(org, "tenant_tokens: not a valid org id; skipped"),
+                    }
+                }
+                _ => tracing::error!("tenant_tokens: an entry is not <org>=<token>; skipped"),
+            }
+        }
+        TenantTokens(Arc::new(pairs))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The org whose token `presented` is. Every token is compared in constant time.
+    fn org_of(&self, presented: &[u8]) -> Option<&str> {
+        let mut found = None;
+        for (org, token) in self.0.iter() {
+            if bool::from(token.as_slice().ct_eq(presented)) {
+                found = Some(org.as_str());
+            }
+        }
+        found
+    }
+}
+
+impl std::fmt::Debug for TenantTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[{} tenant tokens, redacted]", self.0.len())
+    }
+}
+
+/// Whether a request passes a port's tokens and tenant tokens; a tenant token sets the
+/// request's `X-Org-Id` to its tenant. The refusal's status and reason otherwise.
+pub fn admit(
+    tokens: &Tokens,
+    tenants: &TenantTokens,
+    headers: &mut HeaderMap,
+) -> Result<(), (StatusCode, &'static str)> {
+    if tenants.is_empty() {
+        return match tokens.refusal(headers) {
+            None => Ok(()),
+            Some(reason) => Err((StatusCode::UNAUTHORIZED, reason)),
+        };
+    }
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err((
+            StatusCode::UNAUTHORIZED,
+            "this port needs an `Authorization: Bearer <token>` header",
+        ));
+    };
+    let Some(presented) = value
+        .as_bytes()
+        .strip_prefix(b"Bearer ")
+        .or_else(|| value.as_bytes().strip_prefix(b"bearer "))
+        .map(<[u8]>::to_vec)
+    else {
+        return Err((
+            StatusCode::UNAUTHORIZED,
+            "the Authorization header is not `Bearer <token>`",
+        ));
+    };
+    if let Some(org) = tenants.org_of(&presented) {
+        let named = headers
+            .get(spanflow_model::tenant::ORG_HEADER)
+            .map(|value| spanflow_model::tenant::parse_org(value.as_bytes()));
+        match named {
+            None | Some(Ok(None)) => {}
+            Some(Ok(Some(named))) if named == org => {}
+            Some(_) => {
+                return Err((
+                    StatusCode::FORBIDDEN,
+                    "this token belongs to another tenant than the X-Org-Id named",
+                ))
+            }
+        }
+        let org = header::HeaderValue::from_str(org).expect("org ids are header-safe");
+        headers.insert(spanflow_model::tenant::ORG_HEADER, org);
+        return Ok(());
+    }
+    if tokens.accepts(&presented) {
+        Ok(())
+    } else {
+        Err((
+            StatusCode::UNAUTHORIZED,
+            "the bearer token is not one this port accepts",
+        ))
+    }
+}
+
 impl std::fmt::Debug for Tokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "[{} tokens, redacted]", self.0.len())
@@ -115,29 +225,44 @@ impl std::fmt::Debug for Tokens {
 
 struct Guard {
     tokens: Tokens,
+    tenants: TenantTokens,
     port: &'static str,
 }
 
 /// `router` behind the tokens, except `/healthz`, which load balancers call without one.
 pub fn protect(router: Router, tokens: Tokens, port: &'static str) -> Router {
-    if tokens.is_open() {
+    protect_tenants(router, tokens, TenantTokens::default(), port)
+}
+
+/// `router` behind the tokens and the tenant tokens (see [`admit`]).
+pub fn protect_tenants(
+    router: Router,
+    tokens: Tokens,
+    tenants: TenantTokens,
+    port: &'static str,
+) -> Router {
+    if tokens.is_open() && tenants.is_empty() {
         return router;
     }
-    let guard = Arc::new(Guard { tokens, port });
+    let guard = Arc::new(Guard {
+        tokens,
+        tenants,
+        port,
+    });
     router.layer(axum::middleware::from_fn_with_state(guard, check))
 }
 
-async fn check(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
+async fn check(State(guard): State<Arc<Guard>>, mut request: Request, next: Next) -> Response {
     if request.uri().path() == "/healthz" {
         return next.run(request).await;
     }
-    match guard.tokens.refusal(request.headers()) {
-        None => next.run(request).await,
-        Some(reason) => {
+    match admit(&guard.tokens, &guard.tenants, request.headers_mut()) {
+        Ok(()) => next.run(request).await,
+        Err((status, reason)) => {
             metrics::counter!(metric_names::AUTH_REFUSED, "port" => guard.port).increment(1);
             tracing::debug!(port = guard.port, reason, "request refused");
             (
-                StatusCode::UNAUTHORIZED,
+                status,
                 [(header::WWW_AUTHENTICATE, "Bearer")],
                 axum::Json(serde_json::json!({ "error": reason })),
             )
@@ -146,18 +271,36 @@ async fn check(State(guard): State<Arc<Guard>>, request: Request, next: Next) ->
     }
 }
 
-/// A tonic interceptor: UNAUTHENTICATED without one of the tokens.
+/// A tonic interceptor: UNAUTHENTICATED without one of the tokens, PERMISSION_DENIED for a
+/// tenant token naming another tenant.
 pub fn grpc_check(
     tokens: Tokens,
+    tenants: TenantTokens,
     port: &'static str,
 ) -> impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone {
-    move |request: tonic::Request<()>| {
-        let headers = request.metadata().clone().into_headers();
-        match tokens.refusal(&headers) {
-            None => Ok(request),
-            Some(reason) => {
+    move |mut request: tonic::Request<()>| {
+        if tokens.is_open() && tenants.is_empty() {
+            return Ok(request);
+        }
+        let mut headers = request.metadata().clone().into_headers();
+        match admit(&tokens, &tenants, &mut headers) {
+            Ok(()) => {
+                if let Some(org) = headers.get(spanflow_model::tenant::ORG_HEADER) {
+                    if let Ok(org) = org.to_str().unwrap_or_default().parse() {
+                        request
+                            .metadata_mut()
+                            .insert(spanflow_model::tenant::ORG_HEADER, org);
+                    }
+                }
+                Ok(request)
+            }
+            Err((status, reason)) => {
                 metrics::counter!(metric_names::AUTH_REFUSED, "port" => port).increment(1);
-                Err(tonic::Status::unauthenticated(reason))
+                Err(if status == StatusCode::FORBIDDEN {
+                    tonic::Status::permission_denied(reason)
+                } else {
+                    tonic::Status::unauthenticated(reason)
+                })
             }
         }
     }

@@ -7,3 +7,4 @@ pub mod listen;
 pub mod serve;
 pub mod settings;
 pub mod sink;
+pub mod tenants;

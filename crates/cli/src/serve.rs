@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth;
 use crate::listen::{self, PortLimits};
 use crate::settings::{Resolved, StoreKind};
+use crate::tenants;
 
 /// Which parts run in this process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -167,6 +168,52 @@ fn spawn_http(
 /// once every one is dropped, so that no request answered 200 is queued after it.
 type ReceiverOpen = tokio::sync::mpsc::Sender<()>;
 
+/// The tenants' stores: the default one, and one per org id beside it, each in its own
+/// directory (`<data_dir>/tenants/<org>`) or ClickHouse database (`<org>_<database>`). The
+/// embedded store's tenants found on disk are opened at once, so that their retention runs.
+async fn open_tenants(
+    settings: &Resolved,
+    default: Arc<dyn SpanStore>,
+) -> anyhow::Result<Arc<spanflow_server::Tenants>> {
+    let for_tenants = settings.clone();
+    let open: spanflow_server::OpenStore = Arc::new(move |org: String| {
+        let settings = for_tenants.clone();
+        Box::pin(async move {
+            open_store(&tenant_settings(&settings, &org))
+                .await
+                .map_err(|error| {
+                    spanflow_store::StoreError::new(
+                        spanflow_store::ErrorKind::Unavailable,
+                        format!("opening the store of tenant {org}: {error:#}"),
+                    )
+                })
+        })
+    });
+    let tenants = spanflow_server::Tenants::new(default, open, settings.max_tenants);
+    if settings.store == StoreKind::Embedded {
+        if let Ok(entries) = std::fs::read_dir(settings.data_dir.join("tenants")) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if let Ok(Some(org)) = spanflow_model::tenant::parse_org(name.as_bytes()) {
+                    tenants
+                        .store(Some(&org))
+                        .await
+                        .map_err(|error| anyhow::anyhow!(error.to_string()))?;
+                }
+            }
+        }
+    }
+    Ok(tenants)
+}
+
+/// The settings of a tenant's store.
+fn tenant_settings(settings: &Resolved, org: &str) -> Resolved {
+    let mut settings = settings.clone();
+    settings.data_dir = settings.data_dir.join("tenants").join(org);
+    settings.clickhouse_database = format!("{org}_{}", settings.clickhouse_database);
+    settings
+}
+
 async fn open_store(settings: &Resolved) -> anyhow::Result<Arc<dyn SpanStore>> {
     Ok(match settings.store {
         StoreKind::Memory => Arc::new(MemoryStore::new(settings.memory_max_spans)),
@@ -249,8 +296,9 @@ pub async fn start(role: Role, settings: Resolved) -> anyhow::Result<Running> {
             },
             ..port_limits.clone()
         };
+        let tenants = open_tenants(&settings, store.clone()).await?;
         let ingest_router = auth::protect(
-            spanflow_server::ingest_router(store.clone(), Default::default()),
+            spanflow_server::ingest_router(tenants.clone(), Default::default()),
             settings.ingest_tokens.clone(),
             "ingest",
         );
@@ -263,10 +311,15 @@ pub async fn start(role: Role, settings: Resolved) -> anyhow::Result<Running> {
             "server ingest",
             None,
         );
-        let query_router = auth::protect(
-            spanflow_api::api_router(store.clone(), api_config(&settings))
-                .merge(ops_router("server", Some(store.backend()))),
+        let query_router = auth::protect_tenants(
+            tenants::dispatch(
+                spanflow_api::api_router(store.clone(), api_config(&settings))
+                    .merge(ops_router("server", Some(store.backend()))),
+                tenants,
+                api_config(&settings),
+            ),
             settings.query_tokens.clone(),
+            settings.tenant_tokens.clone(),
             "query",
         );
         spawn_http(
@@ -367,10 +420,11 @@ pub async fn start(role: Role, settings: Resolved) -> anyhow::Result<Running> {
             }
             Ok(())
         });
-        let deepflow = auth::protect(
+        let deepflow = auth::protect_tenants(
             spanflow_agent::deepflow_router(agent.receiver.clone())
                 .merge(ops_router("agent", None)),
             settings.receiver_tokens.clone(),
+            settings.tenant_tokens.clone(),
             "agent-http",
         );
         spawn_http(
@@ -385,9 +439,10 @@ pub async fn start(role: Role, settings: Resolved) -> anyhow::Result<Running> {
         spawn_http(
             &mut tasks,
             otlp_http,
-            auth::protect(
+            auth::protect_tenants(
                 spanflow_agent::otlp_router(agent.receiver.clone()),
                 settings.receiver_tokens.clone(),
+                settings.tenant_tokens.clone(),
                 "agent-otlp-http",
             ),
             &port_limits,
@@ -397,7 +452,11 @@ pub async fn start(role: Role, settings: Resolved) -> anyhow::Result<Running> {
         );
         let grpc_service = tonic::service::interceptor::InterceptedService::new(
             TraceService::new(agent.receiver.clone()),
-            auth::grpc_check(settings.receiver_tokens.clone(), "agent-otlp-grpc"),
+            auth::grpc_check(
+                settings.receiver_tokens.clone(),
+                settings.tenant_tokens.clone(),
+                "agent-otlp-grpc",
+            ),
         );
         spawn_http(
             &mut tasks,

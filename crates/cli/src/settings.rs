@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde::Deserialize;
 
-use crate::auth::{Secret, Tokens};
+use crate::auth::{Secret, TenantTokens, Tokens};
 
 /// Defines the settings struct once, so that flags, environment variables, YAML keys and the
 /// merge all come from the same list.
@@ -84,6 +84,12 @@ settings! {
     /// Every port: how long a client may take to send a request's headers, and how long a
     /// keep-alive connection may sit idle.
     header_read_timeout_ms: u64 = "SPANFLOW_HEADER_READ_TIMEOUT_MS",
+    /// Server: tenants (orgs named by `X-Org-Id`) kept apart, each in its own store, at most.
+    max_tenants: usize = "SPANFLOW_MAX_TENANTS",
+    /// Agent receivers and query API: tokens bound to a tenant, as comma-separated
+    /// `<org>=<token>` pairs. A request with one of them is that tenant's, whatever its
+    /// `X-Org-Id`; with any set, every receiver and the query API want a token.
+    tenant_tokens: Secret = "SPANFLOW_TENANT_TOKENS",
     /// Server: address of the ingest port agents send to.
     ingest_listen: SocketAddr = "SPANFLOW_INGEST_LISTEN",
     /// Server: address of the query API, with /healthz and /metrics.
@@ -166,6 +172,8 @@ pub struct Resolved {
     pub tls_key_file: Option<PathBuf>,
     pub max_connections: usize,
     pub header_read_timeout_ms: u64,
+    pub max_tenants: usize,
+    pub tenant_tokens: TenantTokens,
     pub ingest_listen: SocketAddr,
     pub query_listen: SocketAddr,
     pub data_dir: PathBuf,
@@ -242,6 +250,8 @@ impl Settings {
             tls_key_file: self.tls_key_file,
             max_connections: self.max_connections.unwrap_or(4096).max(1),
             header_read_timeout_ms: self.header_read_timeout_ms.unwrap_or(30_000).max(1),
+            max_tenants: self.max_tenants.unwrap_or(100),
+            tenant_tokens: TenantTokens::parse(self.tenant_tokens.as_ref()),
             ingest_listen: self
                 .ingest_listen
                 .unwrap_or_else(|| address("0.0.0.0:30033")),

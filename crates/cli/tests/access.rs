@@ -316,3 +316,116 @@ async fn agents_reach_a_tls_server_only_when_they_trust_its_certificate() {
     drop(doubting);
     server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_reads_its_own_spans_and_no_one_elses() {
+    let spanflow = start(
+        Role::Both,
+        spanflow_cli::settings::Settings {
+            tenant_tokens: secret("acme=acme-key, globex=globex-key"),
+            receiver_tokens: secret("collector"),
+            query_tokens: secret("admin"),
+            ..test_settings()
+        },
+    )
+    .await;
+    let otlp = format!("http://{}/v1/traces", spanflow.agent_otlp_http.unwrap());
+    let query = spanflow.server_query.unwrap();
+    let send = |token: &'static str, org: Option<&'static str>, seed: u8| {
+        let otlp = otlp.clone();
+        async move {
+            let (trace_id, body) = one_span(seed, "GET /tenant");
+            let mut request = reqwest::Client::new()
+                .post(&otlp)
+                .header("content-type", "application/x-protobuf")
+                .bearer_auth(token)
+                .body(body);
+            if let Some(org) = org {
+                request = request.header("x-org-id", org);
+            }
+            (trace_id, request.send().await.unwrap().status())
+        }
+    };
+    let read = |token: &'static str, org: Option<&'static str>, path: String| async move {
+        let mut request = reqwest::Client::new()
+            .get(format!("http://{query}{path}"))
+            .bearer_auth(token);
+        if let Some(org) = org {
+            request = request.header("x-org-id", org);
+        }
+        request.send().await.unwrap().status()
+    };
+
+    // A tenant token makes the spans its tenant's, and names no other.
+    let (acme_trace, status) = send("acme-key", None, 81).await;
+    assert_eq!(status, 200);
+    let (_, status) = send("acme-key", Some("globex"), 82).await;
+    assert_eq!(status, 403, "a tenant token cannot write as another tenant");
+    // A collector's own token names its tenant by header.
+    let (globex_trace, status) = send("collector", Some("globex"), 83).await;
+    assert_eq!(status, 200);
+    let (default_trace, status) = send("collector", None, 84).await;
+    assert_eq!(status, 200);
+    let (_, status) = send("collector", Some("../etc"), 85).await;
+    assert_eq!(status, 400, "an org id is a plain name");
+
+    let trace_path = |trace_id: &str| format!("/api/v1/traces/{trace_id}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while read("acme-key", None, trace_path(&acme_trace)).await != 200
+        || read("globex-key", None, trace_path(&globex_trace)).await != 200
+        || read("admin", None, trace_path(&default_trace)).await != 200
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "each tenant's trace reached its store: {:?}",
+            (
+                read("acme-key", None, trace_path(&acme_trace)).await,
+                read("globex-key", None, trace_path(&globex_trace)).await,
+                read("admin", None, trace_path(&default_trace)).await
+            )
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // No tenant sees another's spans, by any API.
+    assert_eq!(read("acme-key", None, trace_path(&globex_trace)).await, 404);
+    assert_eq!(read("globex-key", None, trace_path(&acme_trace)).await, 404);
+    assert_eq!(
+        read("acme-key", None, trace_path(&default_trace)).await,
+        404
+    );
+    assert_eq!(read("admin", None, trace_path(&acme_trace)).await, 404);
+    assert_eq!(
+        read("acme-key", Some("globex"), trace_path(&globex_trace)).await,
+        403
+    );
+    assert_eq!(
+        read("globex-key", None, format!("/api/traces/{acme_trace}")).await,
+        404,
+        "Jaeger's API too"
+    );
+    let sql = |token: &'static str| async move {
+        reqwest::Client::new()
+            .post(format!("http://{query}/v1/query/"))
+            .bearer_auth(token)
+            .form(&[("sql", "SELECT count(*) AS n FROM l7_flow_log")])
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()["result"]["values"][0][0]
+            .as_u64()
+    };
+    assert_eq!(sql("acme-key").await, Some(1), "SQL sees one tenant's rows");
+    assert_eq!(sql("globex-key").await, Some(1));
+    // The admin token reads any tenant by naming it.
+    assert_eq!(
+        read("admin", Some("acme"), trace_path(&acme_trace)).await,
+        200
+    );
+    assert_eq!(read("nobody", None, trace_path(&acme_trace)).await, 401);
+    // Each tenant's spans are on disk apart.
+    assert!(spanflow.data_dir.path().join("tenants/acme").is_dir());
+    assert!(spanflow.data_dir.path().join("tenants/globex").is_dir());
+    spanflow.stop().await.unwrap();
+}

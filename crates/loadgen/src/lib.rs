@@ -445,6 +445,7 @@ fn batch_body(seq: u64, payloads: &[Payload], gzip: bool) -> Body {
                 } else {
                     spanflow_transport::Encoding::Identity
                 } as i32,
+                org_id: String::new(),
             })
             .collect(),
     };

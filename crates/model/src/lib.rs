@@ -6,6 +6,7 @@
 mod ids;
 pub mod metric_names;
 mod row;
+pub mod tenant;
 
 pub use ids::{AgentId, IdError, SpanId, TraceId};
 pub use row::{

@@ -3,6 +3,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::tenants::Tenants;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -15,7 +16,6 @@ use spanflow_model::{metric_names, SpanRow};
 use spanflow_otlp::decompress::{decompress, DecompressError, Encoding};
 use spanflow_otlp::map::{map_request, Sender};
 use spanflow_otlp::ExportTraceServiceRequest;
-use spanflow_store::SpanStore;
 use spanflow_transport::{AgentBatch, TransportError, INGEST_PATH};
 
 #[derive(Clone, Debug)]
@@ -33,15 +33,15 @@ impl Default for IngestConfig {
 }
 
 struct Ingest {
-    store: Arc<dyn SpanStore>,
+    tenants: Arc<Tenants>,
     config: IngestConfig,
 }
 
-/// The router agents post batches to.
-pub fn ingest_router(store: Arc<dyn SpanStore>, config: IngestConfig) -> Router {
+/// The router agents post batches to; each payload's rows go to its tenant's store.
+pub fn ingest_router(tenants: Arc<Tenants>, config: IngestConfig) -> Router {
     Router::new()
         .route(INGEST_PATH, post(receive_batch))
-        .with_state(Arc::new(Ingest { store, config }))
+        .with_state(Arc::new(Ingest { tenants, config }))
 }
 
 /// What one batch came to.
@@ -83,7 +83,7 @@ async fn receive_batch(
         .to_string();
     let max_batch_bytes = ingest.config.max_batch_bytes;
     let decoded = tokio::task::spawn_blocking(move || decode_batch(body, max_batch_bytes)).await;
-    let (rows, outcome) = match decoded {
+    let (groups, outcome) = match decoded {
         Ok(Ok(decoded)) => decoded,
         Ok(Err(error)) => {
             metrics::counter!(metric_names::SERVER_BATCHES, "outcome" => "malformed").increment(1);
@@ -99,12 +99,21 @@ async fn receive_batch(
             return refuse(StatusCode::INTERNAL_SERVER_ERROR, "batch decoding failed");
         }
     };
-    if let Err(error) = ingest.store.write(rows).await {
-        metrics::counter!(metric_names::SERVER_BATCHES, "outcome" => "store_error").increment(1);
-        tracing::warn!(%error, kind = ?error.kind, "store write failed; the agent will resend");
-        let status = StatusCode::from_u16(error.kind.http_status())
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return refuse(status, &error.to_string());
+    // A batch is acknowledged once every tenant's rows are stored; a resend after a failure
+    // halfway stores the first tenants' rows again, which the stores absorb.
+    for (org, rows) in groups {
+        let written = match ingest.tenants.store(Some(&org)).await {
+            Ok(store) => store.write(rows).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = written {
+            metrics::counter!(metric_names::SERVER_BATCHES, "outcome" => "store_error")
+                .increment(1);
+            tracing::warn!(%error, kind = ?error.kind, org, "store write failed; the agent will resend");
+            let status = StatusCode::from_u16(error.kind.http_status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return refuse(status, &error.to_string());
+        }
     }
     metrics::counter!(metric_names::SERVER_BATCHES, "outcome" => "stored").increment(1);
     metrics::counter!(metric_names::SERVER_SPANS_STORED).increment(outcome.n_spans_stored as u64);
@@ -135,15 +144,18 @@ fn refuse(status: StatusCode, message: &str) -> Response {
     response
 }
 
-/// Decodes a batch into rows. A payload that is not valid OTLP is skipped and counted (an agent
+/// Rows of one tenant (the org id; empty for the default tenant).
+type TenantRows = (String, Vec<SpanRow>);
+
+/// Decodes a batch into rows, grouped by tenant in the order tenants first appear. A payload that is not valid OTLP is skipped and counted (an agent
 /// validates payloads before it accepts them, so this means a bug or a foreign sender); the
 /// rest of the batch is kept. The payloads together may not inflate past `max_batch_bytes`.
 fn decode_batch(
     body: bytes::Bytes,
     max_batch_bytes: usize,
-) -> Result<(Vec<SpanRow>, Outcome), TransportError> {
+) -> Result<(Vec<TenantRows>, Outcome), TransportError> {
     let batch = AgentBatch::decode_body(body, max_batch_bytes)?;
-    let mut rows = Vec::with_capacity(batch.n_spans() as usize);
+    let mut groups: Vec<TenantRows> = Vec::new();
     let mut outcome = Outcome::default();
     let mut budget = max_batch_bytes;
     for payload in &batch.payloads {
@@ -180,10 +192,13 @@ fn decode_batch(
         };
         let mapped = map_request(&request, &sender);
         outcome.n_spans_rejected += mapped.n_rejected;
-        rows.extend(mapped.rows);
+        outcome.n_spans_stored += mapped.rows.len();
+        match groups.iter_mut().find(|(org, _)| *org == payload.org_id) {
+            Some((_, rows)) => rows.extend(mapped.rows),
+            None => groups.push((payload.org_id.clone(), mapped.rows)),
+        }
     }
-    outcome.n_spans_stored = rows.len();
-    Ok((rows, outcome))
+    Ok((groups, outcome))
 }
 
 #[cfg(test)]
@@ -223,6 +238,7 @@ mod tests {
             n_spans,
             otlp: otlp.into(),
             encoding: encoding as i32,
+            org_id: String::new(),
         }
     }
 
@@ -256,7 +272,8 @@ mod tests {
             ],
         )
         .encode_body();
-        let (rows, outcome) = decode_batch(body.into(), 1 << 20).unwrap();
+        let (groups, outcome) = decode_batch(body.into(), 1 << 20).unwrap();
+        let rows: Vec<SpanRow> = groups.into_iter().flat_map(|(_, rows)| rows).collect();
         assert_eq!(outcome.n_spans_stored, 6);
         assert_eq!(outcome.n_payloads_rejected, 0);
         assert_eq!(rows.len(), 6);
@@ -267,7 +284,8 @@ mod tests {
     #[test]
     fn a_version_1_body_from_an_older_agent_is_stored() {
         let body = batch(1, vec![payload(otlp(2), PayloadEncoding::Identity, 2)]).encode_v1_body(1);
-        let (rows, outcome) = decode_batch(body.into(), 1 << 20).unwrap();
+        let (groups, outcome) = decode_batch(body.into(), 1 << 20).unwrap();
+        let rows: Vec<SpanRow> = groups.into_iter().flat_map(|(_, rows)| rows).collect();
         assert_eq!((rows.len(), outcome.n_spans_stored), (2, 2));
     }
 
@@ -281,7 +299,8 @@ mod tests {
             ],
         )
         .encode_body();
-        let (rows, outcome) = decode_batch(body.into(), 1 << 20).unwrap();
+        let (groups, outcome) = decode_batch(body.into(), 1 << 20).unwrap();
+        let rows: Vec<SpanRow> = groups.into_iter().flat_map(|(_, rows)| rows).collect();
         assert_eq!((rows.len(), outcome.n_payloads_rejected), (1, 1));
 
         // Two payloads of 600 KB once inflated, under a 1 MB cap for the batch.

@@ -5,6 +5,8 @@
 //! Invariant: the server knows the [`SpanStore`] trait, never a concrete backend.
 
 mod ingest;
+mod tenants;
 
 pub use ingest::{ingest_router, IngestConfig};
 pub use spanflow_store::SpanStore;
+pub use tenants::{OpenStore, Tenants};

@@ -60,6 +60,9 @@ pub struct Payload {
     pub otlp: Bytes,
     #[prost(enumeration = "Encoding", tag = "4")]
     pub encoding: i32,
+    /// The tenant the sender named (`X-Org-Id`); empty for the default tenant.
+    #[prost(string, tag = "5")]
+    pub org_id: String,
 }
 
 /// How a payload's bytes are compressed.
@@ -156,6 +159,7 @@ mod tests {
                 n_spans: 3,
                 otlp: Bytes::from_static(b"\x1f\x8b\x08"),
                 encoding: Encoding::Gzip as i32,
+                org_id: String::new(),
             }],
         }
     }
