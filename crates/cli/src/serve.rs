@@ -298,7 +298,13 @@ pub async fn start(role: Role, settings: Resolved) -> anyhow::Result<Running> {
         };
         let tenants = open_tenants(&settings, store.clone()).await?;
         let ingest_router = auth::protect(
-            spanflow_server::ingest_router(tenants.clone(), Default::default()),
+            spanflow_server::ingest_router(
+                tenants.clone(),
+                spanflow_server::IngestConfig {
+                    span_limits: settings.span_limits,
+                    ..Default::default()
+                },
+            ),
             settings.ingest_tokens.clone(),
             "ingest",
         );

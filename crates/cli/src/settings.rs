@@ -90,6 +90,16 @@ settings! {
     /// `<org>=<token>` pairs. A request with one of them is that tenant's, whatever its
     /// `X-Org-Id`; with any set, every receiver and the query API want a token.
     tenant_tokens: Secret = "SPANFLOW_TENANT_TOKENS",
+    /// Server: attributes a span (and each of its events and links) keeps at most; the rest
+    /// are dropped and counted in the row's dropped_attributes_count.
+    max_span_attributes: usize = "SPANFLOW_MAX_SPAN_ATTRIBUTES",
+    /// Server: events a span keeps at most (the rest counted in dropped_events_count).
+    max_span_events: usize = "SPANFLOW_MAX_SPAN_EVENTS",
+    /// Server: links a span keeps at most (the rest counted in dropped_links_count).
+    max_span_links: usize = "SPANFLOW_MAX_SPAN_LINKS",
+    /// Server: bytes of any one string of a span (attribute key or value, name, URL,
+    /// message); a longer one is cut and named in the span's `spanflow.truncated` attribute.
+    max_string_bytes: usize = "SPANFLOW_MAX_STRING_BYTES",
     /// Server: address of the ingest port agents send to.
     ingest_listen: SocketAddr = "SPANFLOW_INGEST_LISTEN",
     /// Server: address of the query API, with /healthz and /metrics.
@@ -174,6 +184,7 @@ pub struct Resolved {
     pub header_read_timeout_ms: u64,
     pub max_tenants: usize,
     pub tenant_tokens: TenantTokens,
+    pub span_limits: spanflow_otlp::limits::SpanLimits,
     pub ingest_listen: SocketAddr,
     pub query_listen: SocketAddr,
     pub data_dir: PathBuf,
@@ -252,6 +263,18 @@ impl Settings {
             header_read_timeout_ms: self.header_read_timeout_ms.unwrap_or(30_000).max(1),
             max_tenants: self.max_tenants.unwrap_or(100),
             tenant_tokens: TenantTokens::parse(self.tenant_tokens.as_ref()),
+            span_limits: {
+                let defaults = spanflow_otlp::limits::SpanLimits::default();
+                spanflow_otlp::limits::SpanLimits {
+                    max_attributes: self.max_span_attributes.unwrap_or(defaults.max_attributes),
+                    max_events: self.max_span_events.unwrap_or(defaults.max_events),
+                    max_links: self.max_span_links.unwrap_or(defaults.max_links),
+                    max_string_bytes: self
+                        .max_string_bytes
+                        .unwrap_or(defaults.max_string_bytes)
+                        .max(1),
+                }
+            },
             ingest_listen: self
                 .ingest_listen
                 .unwrap_or_else(|| address("0.0.0.0:30033")),

@@ -450,3 +450,214 @@ async fn past_the_connection_limit_a_client_is_told_to_retry_and_others_are_serv
     );
     spanflow.stop().await.unwrap();
 }
+
+/// An agent batch holding `payloads`.
+fn batch_body(version: u32, payloads: Vec<spanflow_transport::Payload>) -> Vec<u8> {
+    spanflow_transport::AgentBatch {
+        version,
+        agent_id: "corpus".into(),
+        agent_host_name: "corpus".into(),
+        agent_host_ip: "127.0.0.1".into(),
+        batch_seq: 1,
+        payloads,
+    }
+    .encode_body()
+}
+
+fn payload(otlp: Vec<u8>, encoding: i32) -> spanflow_transport::Payload {
+    spanflow_transport::Payload {
+        peer_ip: "10.0.0.1".into(),
+        n_spans: 1,
+        otlp: otlp.into(),
+        encoding,
+        org_id: String::new(),
+    }
+}
+
+/// `n_bytes` of zeros, compressed: a bomb.
+fn bomb(n_bytes: usize, gzip: bool) -> Vec<u8> {
+    let zeros = vec![0u8; n_bytes];
+    if gzip {
+        spanflow_otlp::decompress::gzip(&zeros)
+    } else {
+        zstd::encode_all(&zeros[..], 3).unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_answers_hostile_batches_and_queries_and_stays_up() {
+    let spanflow = start(Role::Server, test_settings()).await;
+    let ingest = format!(
+        "http://{}{}",
+        spanflow.server_ingest.unwrap(),
+        spanflow_transport::INGEST_PATH
+    );
+    let query = spanflow.server_query.unwrap();
+    let (_, good_request) = good(1);
+    let good_otlp = good_request.encode_to_vec();
+    let valid = batch_body(
+        spanflow_transport::VERSION,
+        vec![payload(good_otlp.clone(), 0)],
+    );
+    let mut huge_length = Vec::new();
+    prost::encoding::encode_key(
+        6,
+        prost::encoding::WireType::LengthDelimited,
+        &mut huge_length,
+    );
+    prost::encoding::encode_varint(1 << 62, &mut huge_length);
+    let batches: Vec<(&str, Vec<u8>, u16)> = vec![
+        ("garbage", b"not a batch at all".to_vec(), 400),
+        ("empty", Vec::new(), 400),
+        ("truncated", valid[..valid.len() / 2].to_vec(), 400),
+        ("a huge length", huge_length, 400),
+        (
+            "an unknown version",
+            batch_body(99, vec![payload(good_otlp.clone(), 0)]),
+            400,
+        ),
+        (
+            "an unknown payload encoding",
+            batch_body(
+                spanflow_transport::VERSION,
+                vec![payload(good_otlp.clone(), 7)],
+            ),
+            400,
+        ),
+        (
+            "a zstd bomb of a version 1 body",
+            bomb(300 << 20, false),
+            413,
+        ),
+        (
+            "a gzip bomb in a payload",
+            batch_body(
+                spanflow_transport::VERSION,
+                vec![payload(bomb(300 << 20, true), 1)],
+            ),
+            413,
+        ),
+        (
+            // Skipped and counted; the rest of the batch is kept.
+            "a payload that is not OTLP",
+            batch_body(
+                spanflow_transport::VERSION,
+                vec![payload(b"\xff\xff\xff".to_vec(), 0)],
+            ),
+            200,
+        ),
+    ];
+    let mut seed = 150u8;
+    for (name, body, expected) in batches {
+        let status = post(&ingest, spanflow_transport::CONTENT_TYPE, None, body).await;
+        assert_eq!(status, expected, "{name}");
+        seed += 1;
+        let (trace_id, next) = good(seed);
+        let body = batch_body(
+            spanflow_transport::VERSION,
+            vec![payload(next.encode_to_vec(), 0)],
+        );
+        let status = post(&ingest, spanflow_transport::CONTENT_TYPE, None, body).await;
+        assert_eq!(status, 200, "the batch after {name}");
+        fetch_trace(query, &trace_id, 1).await;
+    }
+
+    // The query API: every malformed question is a 4xx with a reason, never a 5xx.
+    let (known, _) = good(seed);
+    let long_sql = format!("SELECT {} 1 FROM l7_flow_log", "1 + ".repeat(20_000));
+    let gets = [
+        "/api/v1/traces/not-hex".to_string(),
+        format!("/api/traces/{}", "a".repeat(33)),
+        "/api/v1/traces?limit=-1".to_string(),
+        "/api/v1/traces?min_duration=fast".to_string(),
+        "/api/traces?service=x&start=yesterday".to_string(),
+        "/api/traces?service=x&minDuration=1parsec".to_string(),
+        "/api/search?q=%7B%20.a%20%3D".to_string(),
+        "/api/search?tags=%3D%3D%3D&limit=99999999999999999999".to_string(),
+        format!("/api/v2/traces/{}", "0".repeat(32)),
+        "/api/v1/red?service=x&step=0".to_string(),
+    ];
+    let client = reqwest::Client::new();
+    for path in &gets {
+        let response = client
+            .get(format!("http://{query}{path}"))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        assert!(
+            (400..500).contains(&status),
+            "{path}: {status} {}",
+            response.text().await.unwrap()
+        );
+    }
+    for sql in [
+        "DROP TABLE l7_flow_log",
+        "SELECT * FROM system.tables",
+        "SELECT 1; SELECT 2",
+        "SELECT * FROM l7_flow_log INTO OUTFILE '/tmp/x'",
+        long_sql.as_str(),
+        "SELEC",
+    ] {
+        let response = client
+            .post(format!("http://{query}/v1/query/"))
+            .form(&[("sql", sql)])
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        assert!(
+            (400..500).contains(&status),
+            "{}: {status}",
+            &sql[..sql.len().min(60)]
+        );
+    }
+    fetch_trace(query, &known, 1).await;
+    let rss = rss_bytes();
+    assert!(rss < 1 << 30, "resident memory {} MiB", rss >> 20);
+    spanflow.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_span_holds_past_the_limits_is_dropped_and_counted_or_cut_and_marked() {
+    let spanflow = start(
+        Role::Both,
+        spanflow_cli::settings::Settings {
+            max_span_attributes: Some(10),
+            max_string_bytes: Some(1000),
+            ..test_settings()
+        },
+    )
+    .await;
+    let trace_id = unique_trace_id(230);
+    let mut span = server_span(trace_id, [9; 8], &"/long".repeat(400));
+    span.attributes = (0..25)
+        .map(|n| {
+            string(
+                &format!("key.{n:02}"),
+                &"v".repeat(if n == 3 { 5000 } else { 10 }),
+            )
+        })
+        .collect();
+    let body = request(vec![string("service.name", "limits")], vec![span]).encode_to_vec();
+    let url = format!("http://{}/v1/traces", spanflow.agent_otlp_http.unwrap());
+    assert_eq!(post(&url, PROTOBUF, None, body).await, 200);
+    let trace = fetch_trace(spanflow.server_query.unwrap(), &hex::encode(trace_id), 1).await;
+    let stored = &trace["spans"][0];
+    let attributes = stored["attributes"].as_object().unwrap();
+    assert_eq!(
+        attributes.len(),
+        11,
+        "ten kept, and the mark: {attributes:?}"
+    );
+    assert_eq!(stored["dropped_attributes_count"], 15);
+    assert_eq!(attributes["key.03"].as_str().unwrap().len(), 1000);
+    assert_eq!(stored["endpoint"].as_str().unwrap().len(), 1000);
+    let mark = attributes["spanflow.truncated"].as_str().unwrap();
+    let named: Vec<&str> = mark.split(',').collect();
+    assert!(
+        named.contains(&"endpoint") && named.contains(&"attributes.key.03"),
+        "what was cut is named: {mark}"
+    );
+    spanflow.stop().await.unwrap();
+}

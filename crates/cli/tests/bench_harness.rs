@@ -85,3 +85,39 @@ fn the_harness_smoke_run_finds_every_span_it_sends_in_every_scenario() {
         );
     }
 }
+
+#[test]
+fn the_soak_smoke_run_reports_every_minute_and_loses_nothing() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = tempfile::tempdir().unwrap();
+    let output = Command::new(root.join("bench/run"))
+        .args([
+            "--smoke",
+            "--only",
+            "soak",
+            "--bin",
+            env!("CARGO_BIN_EXE_spanflow"),
+        ])
+        .arg("--out")
+        .arg(out.path())
+        .env_remove("SPANFLOW_LOG")
+        .output()
+        .expect("bench/run starts");
+    assert!(
+        output.status.success(),
+        "bench/run failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("summary.json")).unwrap()).unwrap();
+    let soak = &summary["soak"];
+    assert_eq!(soak["spans_lost"], 0, "{soak}");
+    assert_eq!(soak["requests_failed"], 0, "{soak}");
+    let minutes = soak["minutes"].as_array().unwrap();
+    assert_eq!(minutes.len(), 2, "{soak}");
+    for minute in minutes {
+        assert!(minute["rss_mib"].as_f64().unwrap() > 1.0, "{minute}");
+        assert!(minute["latency_p99_ms"].as_f64().unwrap() > 0.0, "{minute}");
+    }
+}

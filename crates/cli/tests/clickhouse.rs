@@ -103,46 +103,58 @@ async fn clickhouse_down_under_load_loses_no_acknowledged_span_and_stores_none_t
     let url = server.url();
     let spanflow = start(
         Role::Both,
-        clickhouse_settings(std::slice::from_ref(&url), None),
+        Settings {
+            // A small spool, so that the outage reaches the clients as 503s.
+            spool_max_bytes: Some(1 << 20),
+            ..clickhouse_settings(std::slice::from_ref(&url), None)
+        },
     )
     .await;
     let agent = format!("http://{}/v1/traces", spanflow.agent_http.unwrap());
 
     const SPANS_PER_TRACE: u8 = 10;
     const SENDERS: usize = 4;
-    let stop_at = Instant::now() + Duration::from_secs(14);
+    const OUTAGE: Duration = Duration::from_secs(60);
+    let stop_at = Instant::now() + OUTAGE + Duration::from_secs(10);
     let senders: Vec<_> = (0..SENDERS)
         .map(|sender| {
             let agent = agent.clone();
             tokio::spawn(async move {
                 let client = reqwest::Client::new();
                 let mut acknowledged = Vec::new();
+                let mut refused = 0usize;
                 let mut n = 0usize;
                 while Instant::now() < stop_at {
                     let seed = ((sender * 64 + n) % 251) as u8;
                     n += 1;
-                    if let Some(trace_id) =
-                        send_trace(&client, &agent, seed, SPANS_PER_TRACE, "outage").await
-                    {
-                        acknowledged.push(trace_id);
+                    match send_trace(&client, &agent, seed, SPANS_PER_TRACE, "outage").await {
+                        Some(trace_id) => acknowledged.push(trace_id),
+                        None => refused += 1,
                     }
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
-                acknowledged
+                (acknowledged, refused)
             })
         })
         .collect();
 
-    // ClickHouse goes away for five seconds in the middle of the load.
+    // ClickHouse goes away for a minute in the middle of the load.
     tokio::time::sleep(Duration::from_secs(4)).await;
     server.kill();
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    tokio::time::sleep(OUTAGE).await;
     server.restart();
 
     let mut acknowledged = Vec::new();
+    let mut refused = 0;
     for sender in senders {
-        acknowledged.extend(sender.await.unwrap());
+        let (sent, not_taken) = sender.await.unwrap();
+        acknowledged.extend(sent);
+        refused += not_taken;
     }
+    assert!(
+        refused > 0,
+        "the store's outage reached the clients as 503s once the agent's spool was full"
+    );
     let expected = acknowledged.len() as u64 * u64::from(SPANS_PER_TRACE);
     assert!(
         acknowledged.len() > 200,
@@ -207,6 +219,12 @@ async fn clickhouse_down_under_load_loses_no_acknowledged_span_and_stores_none_t
     assert!(
         failures > 0.0,
         "the outage shows in the metrics:\n{metrics}"
+    );
+    assert!(
+        metrics.lines().any(|line| line
+            .starts_with("spanflow_server_batches_total{outcome=\"store_error\"}")
+            && !line.ends_with(" 0")),
+        "the server told the agent to wait:\n{metrics}"
     );
     spanflow.stop().await.unwrap();
 }

@@ -38,6 +38,9 @@ pub const SERVER_BATCHES: &str = "spanflow_server_batches_total";
 pub const SERVER_SPANS_STORED: &str = "spanflow_server_spans_stored_total";
 /// Counter: spans the server could not map (bad ids that slipped past an agent).
 pub const SERVER_SPANS_REJECTED: &str = "spanflow_server_spans_rejected_total";
+/// Counter: spans stored with attributes, events or links past a limit dropped (and counted
+/// in the row), or strings past a limit shortened (and named in `spanflow.truncated`).
+pub const SERVER_SPANS_LIMITED: &str = "spanflow_server_spans_limited_total";
 /// Counter: payloads inside a batch that were not decodable OTLP.
 pub const SERVER_PAYLOADS_REJECTED: &str = "spanflow_server_payloads_rejected_total";
 
@@ -81,6 +84,11 @@ pub enum MetricKind {
 
 /// Every metric with its kind and help text.
 pub const ALL: &[(&str, MetricKind, &str)] = &[
+    (
+        SERVER_SPANS_LIMITED,
+        MetricKind::Counter,
+        "spans stored with what went past a span limit dropped and counted, or shortened and marked",
+    ),
     (
         AGENT_SPOOL_BYTES,
         MetricKind::Gauge,

@@ -5,6 +5,7 @@
 
 pub mod decompress;
 pub mod json;
+pub mod limits;
 pub mod map;
 pub mod scan;
 pub mod status;

@@ -14,6 +14,7 @@ use http_body_util::BodyExt;
 use prost::Message;
 use spanflow_model::{metric_names, SpanRow};
 use spanflow_otlp::decompress::{decompress, DecompressError, Encoding};
+use spanflow_otlp::limits::SpanLimits;
 use spanflow_otlp::map::{map_request, Sender};
 use spanflow_otlp::ExportTraceServiceRequest;
 use spanflow_transport::{AgentBatch, TransportError, INGEST_PATH};
@@ -22,12 +23,15 @@ use spanflow_transport::{AgentBatch, TransportError, INGEST_PATH};
 pub struct IngestConfig {
     /// Cap on a batch body, and on its payloads after decompression, together.
     pub max_batch_bytes: usize,
+    /// What one span may hold; past it, dropped and counted, or shortened and marked.
+    pub span_limits: SpanLimits,
 }
 
 impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig {
             max_batch_bytes: 256 << 20,
+            span_limits: SpanLimits::default(),
         }
     }
 }
@@ -50,6 +54,8 @@ struct Outcome {
     n_spans_stored: usize,
     n_spans_rejected: usize,
     n_payloads_rejected: usize,
+    /// Spans that went past a span limit (stored with what was past it dropped or cut).
+    n_spans_limited: usize,
 }
 
 async fn receive_batch(
@@ -81,8 +87,9 @@ async fn receive_batch(
         .and_then(|value| value.to_str().ok())
         .unwrap_or("")
         .to_string();
-    let max_batch_bytes = ingest.config.max_batch_bytes;
-    let decoded = tokio::task::spawn_blocking(move || decode_batch(body, max_batch_bytes)).await;
+    let (max_batch_bytes, limits) = (ingest.config.max_batch_bytes, ingest.config.span_limits);
+    let decoded =
+        tokio::task::spawn_blocking(move || decode_batch(body, max_batch_bytes, &limits)).await;
     let (groups, outcome) = match decoded {
         Ok(Ok(decoded)) => decoded,
         Ok(Err(error)) => {
@@ -121,6 +128,10 @@ async fn receive_batch(
         metrics::counter!(metric_names::SERVER_SPANS_REJECTED)
             .increment(outcome.n_spans_rejected as u64);
     }
+    if outcome.n_spans_limited > 0 {
+        metrics::counter!(metric_names::SERVER_SPANS_LIMITED)
+            .increment(outcome.n_spans_limited as u64);
+    }
     if outcome.n_payloads_rejected > 0 {
         metrics::counter!(metric_names::SERVER_PAYLOADS_REJECTED)
             .increment(outcome.n_payloads_rejected as u64);
@@ -153,6 +164,7 @@ type TenantRows = (String, Vec<SpanRow>);
 fn decode_batch(
     body: bytes::Bytes,
     max_batch_bytes: usize,
+    limits: &SpanLimits,
 ) -> Result<(Vec<TenantRows>, Outcome), TransportError> {
     let batch = AgentBatch::decode_body(body, max_batch_bytes)?;
     let mut groups: Vec<TenantRows> = Vec::new();
@@ -190,7 +202,12 @@ fn decode_batch(
             peer_ip: payload.peer_ip.parse::<IpAddr>().ok(),
             agent_id: batch.agent_id.clone(),
         };
-        let mapped = map_request(&request, &sender);
+        let mut mapped = map_request(&request, &sender);
+        for row in &mut mapped.rows {
+            if limits.apply(row) {
+                outcome.n_spans_limited += 1;
+            }
+        }
         outcome.n_spans_rejected += mapped.n_rejected;
         outcome.n_spans_stored += mapped.rows.len();
         match groups.iter_mut().find(|(org, _)| *org == payload.org_id) {
@@ -272,7 +289,7 @@ mod tests {
             ],
         )
         .encode_body();
-        let (groups, outcome) = decode_batch(body.into(), 1 << 20).unwrap();
+        let (groups, outcome) = decode_batch(body.into(), 1 << 20, &SpanLimits::default()).unwrap();
         let rows: Vec<SpanRow> = groups.into_iter().flat_map(|(_, rows)| rows).collect();
         assert_eq!(outcome.n_spans_stored, 6);
         assert_eq!(outcome.n_payloads_rejected, 0);
@@ -284,7 +301,7 @@ mod tests {
     #[test]
     fn a_version_1_body_from_an_older_agent_is_stored() {
         let body = batch(1, vec![payload(otlp(2), PayloadEncoding::Identity, 2)]).encode_v1_body(1);
-        let (groups, outcome) = decode_batch(body.into(), 1 << 20).unwrap();
+        let (groups, outcome) = decode_batch(body.into(), 1 << 20, &SpanLimits::default()).unwrap();
         let rows: Vec<SpanRow> = groups.into_iter().flat_map(|(_, rows)| rows).collect();
         assert_eq!((rows.len(), outcome.n_spans_stored), (2, 2));
     }
@@ -299,7 +316,7 @@ mod tests {
             ],
         )
         .encode_body();
-        let (groups, outcome) = decode_batch(body.into(), 1 << 20).unwrap();
+        let (groups, outcome) = decode_batch(body.into(), 1 << 20, &SpanLimits::default()).unwrap();
         let rows: Vec<SpanRow> = groups.into_iter().flat_map(|(_, rows)| rows).collect();
         assert_eq!((rows.len(), outcome.n_payloads_rejected), (1, 1));
 
@@ -314,7 +331,7 @@ mod tests {
         )
         .encode_body();
         assert!(matches!(
-            decode_batch(body.into(), 1_000_000),
+            decode_batch(body.into(), 1_000_000, &SpanLimits::default()),
             Err(TransportError::TooLarge { .. })
         ));
     }

@@ -1,0 +1,301 @@
+//! Limits on what one span may hold: attributes, events and links per span, and the bytes of
+//! any one string (an attribute's key or value, a name, a URL, a message). What goes past a
+//! limit is never silently cut: dropped attributes, events and links are counted in the
+//! row's `dropped_*_count` fields, as OTLP counts them, and a span whose strings were
+//! shortened carries the attribute `spanflow.truncated` naming what was shortened.
+
+use std::sync::Arc;
+
+use spanflow_model::{AttrValue, Attribute, SpanRow};
+
+/// The attribute that names what was shortened, e.g. `attributes.http.url,endpoint`.
+pub const TRUNCATED_ATTRIBUTE: &str = "spanflow.truncated";
+
+/// At most this many names are listed in [`TRUNCATED_ATTRIBUTE`]...
+const MAX_NAMES_LISTED: usize = 16;
+/// ...each at most this long.
+const MAX_NAME_BYTES: usize = 256;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpanLimits {
+    /// Attributes per span, per event and per link.
+    pub max_attributes: usize,
+    pub max_events: usize,
+    pub max_links: usize,
+    /// Bytes of any one string; a longer one is cut at a character boundary.
+    pub max_string_bytes: usize,
+}
+
+impl Default for SpanLimits {
+    /// Generous: a span past these is a bug or an attack, not an application's intent.
+    fn default() -> Self {
+        SpanLimits {
+            max_attributes: 1024,
+            max_events: 1024,
+            max_links: 1024,
+            max_string_bytes: 64 << 10,
+        }
+    }
+}
+
+/// Cuts `text` to at most `max_bytes` at a character boundary; whether it cut.
+fn cut(text: &mut String, max_bytes: usize) -> bool {
+    if text.len() <= max_bytes {
+        return false;
+    }
+    let mut end = max_bytes;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    true
+}
+
+struct Marks {
+    names: Vec<String>,
+    n_cut: usize,
+}
+
+impl Marks {
+    fn add(&mut self, name: impl FnOnce() -> String) {
+        self.n_cut += 1;
+        if self.names.len() < MAX_NAMES_LISTED {
+            let mut name = name();
+            cut(&mut name, MAX_NAME_BYTES);
+            self.names.push(name);
+        }
+    }
+}
+
+impl SpanLimits {
+    /// Applies the limits to `row`; whether anything was dropped or shortened.
+    pub fn apply(&self, row: &mut SpanRow) -> bool {
+        let mut marks = Marks {
+            names: Vec::new(),
+            n_cut: 0,
+        };
+        let mut dropped = false;
+        let max = self.max_string_bytes;
+        for (name, field) in [
+            ("endpoint", &mut row.endpoint),
+            ("request_resource", &mut row.request_resource),
+            ("request_domain", &mut row.request_domain),
+            ("request_type", &mut row.request_type),
+            ("status_message", &mut row.status_message),
+            ("response_exception", &mut row.response_exception),
+            ("trace_state", &mut row.trace_state),
+            ("app_service", &mut row.app_service),
+            ("app_instance", &mut row.app_instance),
+            ("scope_name", &mut row.scope_name),
+            ("scope_version", &mut row.scope_version),
+            ("l7_protocol_str", &mut row.l7_protocol_str),
+            ("version", &mut row.version),
+        ] {
+            if cut(field, max) {
+                marks.add(|| name.to_string());
+            }
+        }
+        let n_dropped = self.attributes(&mut row.attributes, "attributes", &mut marks);
+        row.dropped_attributes_count = row
+            .dropped_attributes_count
+            .saturating_add(u32::try_from(n_dropped).unwrap_or(u32::MAX));
+        dropped |= n_dropped > 0;
+        if row.events.len() > self.max_events {
+            let n = row.events.len() - self.max_events;
+            row.events.truncate(self.max_events);
+            row.dropped_events_count = row
+                .dropped_events_count
+                .saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
+            dropped = true;
+        }
+        for event in &mut row.events {
+            if cut(&mut event.name, max) {
+                marks.add(|| "events.name".to_string());
+            }
+            let n = self.attributes(&mut event.attributes, "events.attributes", &mut marks);
+            event.dropped_attributes_count = event
+                .dropped_attributes_count
+                .saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
+            dropped |= n > 0;
+        }
+        if row.links.len() > self.max_links {
+            let n = row.links.len() - self.max_links;
+            row.links.truncate(self.max_links);
+            row.dropped_links_count = row
+                .dropped_links_count
+                .saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
+            dropped = true;
+        }
+        for link in &mut row.links {
+            if cut(&mut link.trace_state, max) {
+                marks.add(|| "links.trace_state".to_string());
+            }
+            let n = self.attributes(&mut link.attributes, "links.attributes", &mut marks);
+            link.dropped_attributes_count = link
+                .dropped_attributes_count
+                .saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
+            dropped |= n > 0;
+        }
+        // Shared by a resource's spans: copied only when something in it must change.
+        if self.resource_needs_limits(&row.resource_attributes) {
+            let mut resource_attributes = row.resource_attributes.to_vec();
+            self.attributes(&mut resource_attributes, "resource", &mut marks);
+            row.resource_attributes = Arc::from(resource_attributes);
+        }
+        if marks.n_cut > 0 {
+            let mut names = marks.names.join(",");
+            if marks.n_cut > marks.names.len() {
+                names.push_str(&format!(",+{}", marks.n_cut - marks.names.len()));
+            }
+            row.attributes.push(Attribute::new(
+                TRUNCATED_ATTRIBUTE,
+                AttrValue::String(names),
+            ));
+        }
+        dropped || marks.n_cut > 0
+    }
+
+    fn resource_needs_limits(&self, attributes: &[Attribute]) -> bool {
+        attributes.len() > self.max_attributes
+            || attributes.iter().any(|attribute| {
+                attribute.key.len() > self.max_string_bytes
+                    || self.value_needs_limits(&attribute.value)
+            })
+    }
+
+    fn value_needs_limits(&self, value: &AttrValue) -> bool {
+        match value {
+            AttrValue::String(text) => text.len() > self.max_string_bytes,
+            AttrValue::Bytes(bytes) => bytes.len() > self.max_string_bytes,
+            AttrValue::Array(values) => {
+                values.len() > self.max_attributes
+                    || values.iter().any(|value| self.value_needs_limits(value))
+            }
+            AttrValue::KeyValueList(attributes) => self.resource_needs_limits(attributes),
+            _ => false,
+        }
+    }
+
+    /// Drops attributes past the count, shortens long keys and values; the number dropped.
+    fn attributes(&self, attributes: &mut Vec<Attribute>, what: &str, marks: &mut Marks) -> usize {
+        let n_dropped = attributes.len().saturating_sub(self.max_attributes);
+        attributes.truncate(self.max_attributes);
+        for attribute in attributes.iter_mut() {
+            // Named by the key as sent (the list cuts it short).
+            let sent_key = (attribute.key.len() > self.max_string_bytes).then(|| {
+                let mut key = attribute.key.clone();
+                cut(&mut key, MAX_NAME_BYTES);
+                key
+            });
+            let key_cut = cut(&mut attribute.key, self.max_string_bytes);
+            if self.value(&mut attribute.value) || key_cut {
+                let key = sent_key.as_deref().unwrap_or(&attribute.key);
+                marks.add(|| format!("{what}.{key}"));
+            }
+        }
+        n_dropped
+    }
+
+    /// Shortens a value in place; whether anything in it changed.
+    fn value(&self, value: &mut AttrValue) -> bool {
+        match value {
+            AttrValue::String(text) => cut(text, self.max_string_bytes),
+            AttrValue::Bytes(bytes) if bytes.len() > self.max_string_bytes => {
+                bytes.truncate(self.max_string_bytes);
+                true
+            }
+            AttrValue::Array(values) => {
+                let mut changed = values.len() > self.max_attributes;
+                values.truncate(self.max_attributes);
+                for value in values.iter_mut() {
+                    changed |= self.value(value);
+                }
+                changed
+            }
+            AttrValue::KeyValueList(attributes) => {
+                let mut changed = attributes.len() > self.max_attributes;
+                attributes.truncate(self.max_attributes);
+                for attribute in attributes.iter_mut() {
+                    changed |= cut(&mut attribute.key, self.max_string_bytes);
+                    changed |= self.value(&mut attribute.value);
+                }
+                changed
+            }
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use spanflow_model::Event;
+
+    use super::*;
+
+    fn limits() -> SpanLimits {
+        SpanLimits {
+            max_attributes: 3,
+            max_events: 2,
+            max_links: 1,
+            max_string_bytes: 8,
+        }
+    }
+
+    fn text(value: &str) -> AttrValue {
+        AttrValue::String(value.to_string())
+    }
+
+    #[test]
+    fn a_span_within_the_limits_is_untouched() {
+        let mut row = SpanRow {
+            endpoint: "GET /".into(),
+            attributes: vec![Attribute::new("a", text("short"))],
+            ..SpanRow::default()
+        };
+        let before = row.clone();
+        assert!(!limits().apply(&mut row));
+        assert_eq!(row, before);
+    }
+
+    #[test]
+    fn what_goes_past_a_limit_is_counted_or_marked() {
+        let mut row = SpanRow {
+            endpoint: "GET /a-very-long-path".into(),
+            request_domain: "aññññ".into(),
+            attributes: vec![
+                Attribute::new("a", text("ünïcödé-text")),
+                Attribute::new("b", AttrValue::Array(vec![text("0123456789")])),
+                Attribute::new("c", AttrValue::Int(1)),
+                Attribute::new("d", AttrValue::Int(2)),
+                Attribute::new("e", AttrValue::Int(3)),
+            ],
+            events: vec![Event::default(), Event::default(), Event::default()],
+            dropped_attributes_count: 1,
+            resource_attributes: Arc::from(vec![Attribute::new(
+                "service.name",
+                text("a-service-name-too-long"),
+            )]),
+            ..SpanRow::default()
+        };
+        assert!(limits().apply(&mut row));
+        assert_eq!(row.endpoint, "GET /a-v");
+        // Byte 8 falls inside the fourth "ñ": the cut backs off to the boundary before it.
+        assert_eq!(row.request_domain, "añññ");
+        // Cut at a character boundary: "ünïcö" is 8 bytes.
+        assert_eq!(row.attributes[0].value, text("ünïcö"));
+        assert_eq!(
+            row.attributes[1].value,
+            AttrValue::Array(vec![text("01234567")])
+        );
+        assert_eq!(row.dropped_attributes_count, 3, "1 sent dropped + 2 here");
+        assert_eq!(row.events.len(), 2);
+        assert_eq!(row.dropped_events_count, 1);
+        assert_eq!(row.resource_attributes[0].value, text("a-servic"));
+        assert_eq!(
+            row.attribute(TRUNCATED_ATTRIBUTE),
+            Some(&text(
+                "endpoint,request_domain,attributes.a,attributes.b,resource.service.name"
+            ))
+        );
+    }
+}
