@@ -327,7 +327,12 @@ pub async fn start(role: Role, settings: Resolved) -> anyhow::Result<Running> {
             settings.query_tokens.clone(),
             settings.tenant_tokens.clone(),
             "query",
-        );
+        )
+        // The web UI's pages and assets hold no data, so they sit outside the token check (a
+        // browser cannot send a bearer token for a page load; the UI sends it with its API
+        // calls) and outside the tenant dispatch. Its routes are its own paths only, with no
+        // fallback, so every other path still reaches the API.
+        .merge(spanflow_ui::router());
         spawn_http(
             &mut tasks,
             query,
