@@ -258,8 +258,9 @@ async function get<T>(path: string, params?: Params, signal?: AbortSignal): Prom
 export const api = {
   search: (params: [string, string][], signal?: AbortSignal) =>
     get<SearchAnswer>("/api/v1/traces", params, signal),
-  trace: (traceId: string, signal?: AbortSignal) =>
-    get<TraceAnswer>(`/api/v1/traces/${encodeURIComponent(traceId)}`, undefined, signal),
+  /** A trace, cut to its upper `limit` spans when given (the server caps it too). */
+  trace: (traceId: string, limit: number | null, signal?: AbortSignal) =>
+    get<TraceAnswer>(`/api/v1/traces/${encodeURIComponent(traceId)}`, { limit: limit ?? undefined }, signal),
   services: async (start: number, end: number, signal?: AbortSignal) =>
     (await get<{ services: string[] }>("/api/v1/services", { start, end }, signal)).services,
   operations: async (service: string, start: number, end: number, signal?: AbortSignal) =>

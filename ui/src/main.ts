@@ -7,7 +7,7 @@ import { h, message } from "./dom";
 import { interceptLinks, navigate, onRoute, type View } from "./router";
 import { mapView } from "./views/map";
 import { searchView } from "./views/search";
-import { traceView } from "./views/trace";
+import { traceLimit, traceView } from "./views/trace";
 
 const TRACE_ID = /^[0-9a-f]{16}([0-9a-f]{16})?$/;
 
@@ -117,7 +117,7 @@ function viewFor(url: URL): { key: string; mount: () => View } {
   const trace = /^\/trace\/([^/]+)$/.exec(path);
   if (trace) {
     const id = decodeURIComponent(trace[1]).toLowerCase();
-    return { key: `trace:${id}`, mount: () => traceView(id, url) };
+    return { key: `trace:${id}:${traceLimit(url.searchParams)}`, mount: () => traceView(id, url) };
   }
   if (path === "/search") return { key: "search", mount: () => searchView(url) };
   if (path === "/map") return { key: "map", mount: () => mapView(url) };

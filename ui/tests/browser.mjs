@@ -4,9 +4,11 @@
 //
 //   node ui/tests/browser.mjs <base-url> <screenshot-dir> '<known>'
 //
-// <known> is JSON: {"checkout": "<trace id>", "error": "<trace id>", "big": "<trace id>",
-// "detail_span": "<span name whose detail pane is read>"}. Screenshots of every page go to
-// <screenshot-dir>. The browser is /usr/bin/chromium unless SPANFLOW_CHROMIUM names another.
+// <known> is JSON: {"checkout": "<trace id>", "big": "<trace id of 10,000 spans>",
+// "detail_span": "<service and name of the span whose detail pane is read>"}; or
+// {"token": "<query token>"} against a spanflow that wants one, to check that the UI asks for
+// it. Screenshots of every page go to <screenshot-dir>. The browser is /usr/bin/chromium
+// unless SPANFLOW_CHROMIUM names another.
 
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
@@ -90,6 +92,23 @@ async function waterfallRows() {
 }
 
 const waterfallReady = () => page.waitForSelector('[data-testid="waterfall"][data-ready="true"]');
+
+if (known.token) {
+  await step("token", async () => {
+    await page.goto(`${base}/search`);
+    await page.waitForSelector(".message-error");
+    const asked = await page.innerText(".message-error");
+    await page.fill("#access-token-inline", known.token);
+    await page.click(".message-error button[type=submit]");
+    await page.waitForSelector('[data-testid="result-list"], .message-info');
+    const answered = await page.innerText(".search-results");
+    await shot("token");
+    return { asked, answered };
+  });
+  await browser.close();
+  console.log(JSON.stringify(report));
+  process.exit(0);
+}
 
 await step("search", async () => {
   await page.goto(`${base}/search?service=frontend&lookback=1h`);
@@ -318,6 +337,21 @@ await step("big_trace", async () => {
   const flame_drawn = Number(await page.getAttribute('[data-testid="flame"]', "data-drawn"));
   const flame_screenshot = await shot("big-flame");
   return { open_ms, timings, row_count, dom_rows, scrolling, flame_ms, flame_drawn, screenshot, flame_screenshot };
+});
+
+await step("big_trace_cut", async () => {
+  // A URL can ask for fewer spans: the upper levels, and a banner that offers the rest.
+  await page.goto(`${base}/trace/${known.big}?limit=5000`);
+  await waterfallReady();
+  const row_count = Number(await page.getAttribute('[data-testid="waterfall"]', "data-row-count"));
+  const banner = await page.innerText('[data-testid="truncated"]');
+  await page.click('[data-testid="truncated"] a');
+  await page.waitForURL(/limit=0/);
+  await page.waitForFunction(() => document.querySelector('[data-testid="waterfall"]')?.dataset.rowCount === "10000", null, {
+    timeout: 60_000,
+  });
+  const all_rows = Number(await page.getAttribute('[data-testid="waterfall"]', "data-row-count"));
+  return { row_count, banner, all_rows, banner_after: await page.$('[data-testid="truncated"]').then((element) => element !== null) };
 });
 
 await browser.close();

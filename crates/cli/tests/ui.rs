@@ -839,6 +839,16 @@ async fn the_web_ui_searches_draws_traces_and_the_service_map() {
     assert!(large["flame_drawn"].as_u64().unwrap() > 0);
     assert!(large["flame_ms"].as_u64().unwrap() < 3_000);
 
+    let cut = &steps["big_trace_cut"];
+    assert_eq!(cut["row_count"], 5_000);
+    let banner = cut["banner"].as_str().unwrap();
+    assert!(
+        banner.contains("10,000 spans") && banner.contains("upper 5,000"),
+        "{banner}"
+    );
+    assert_eq!(cut["all_rows"], BIG_TRACE_SPANS);
+    assert_eq!(cut["banner_after"], false);
+
     spanflow_up.stop().await.unwrap();
 }
 
@@ -894,6 +904,21 @@ async fn the_ui_loads_without_the_token_the_api_wants() {
     assert_eq!(api.status(), 200);
     let health = client.get(format!("{base}/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200);
+    // In a browser: the UI asks for the token, then searches with it.
+    let report = run_browser(&base, &serde_json::json!({ "token": "readers" })).await;
+    assert_eq!(report["failures"], serde_json::json!([]), "{report}");
+    let token = &report["steps"]["token"];
+    assert!(
+        token["asked"].as_str().unwrap().contains("wants a token"),
+        "{token}"
+    );
+    assert!(
+        token["answered"]
+            .as_str()
+            .unwrap()
+            .contains("No traces found"),
+        "{token}"
+    );
     let unknown = client
         .get(format!("{base}/api/v1/nothing"))
         .bearer_auth("readers")

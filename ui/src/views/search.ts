@@ -53,8 +53,8 @@ function field(label: string, control: HTMLElement, hint?: string): HTMLElement 
 }
 
 export function searchView(initialUrl: URL): View {
-  const service = h("select", { id: "search-service", name: "service" });
-  const operation = h("select", { id: "search-operation", name: "operation" });
+  const service = h("select", { id: "search-service", name: "service" }, option("", "All services"));
+  const operation = h("select", { id: "search-operation", name: "operation" }, option("", "All operations"));
   const tags = h("input", {
     id: "search-tags",
     name: "tags",
@@ -322,7 +322,8 @@ export function searchView(initialUrl: URL): View {
       if ((error as Error).name === "AbortError") return;
       results.removeAttribute("aria-busy");
       clear(results);
-      results.append(errorMessage(error, () => void runSearch(params)));
+      // Again from the URL: the service list failed the same way (a missing token, say).
+      results.append(errorMessage(error, () => update(new URL(location.href))));
     }
   }
 

@@ -16,6 +16,18 @@ import { Waterfall } from "./waterfall";
 
 type Mode = "waterfall" | "flame";
 
+/**
+ * Spans a trace page loads unless its URL says otherwise (`limit=`, 0 for as many as the
+ * server gives): past it, the upper levels are shown and a banner offers the rest, so that
+ * a huge trace still opens quickly.
+ */
+export const DEFAULT_TRACE_LIMIT = 20_000;
+
+export function traceLimit(params: URLSearchParams): number {
+  const text = params.get("limit");
+  return text !== null && /^\d+$/.test(text) ? Number(text) : DEFAULT_TRACE_LIMIT;
+}
+
 interface State {
   mode: Mode;
   selected: number | null;
@@ -48,6 +60,8 @@ function writeState(model: TraceModel, state: State): void {
   if (state.find) params.set("find", state.find);
   if (state.dim) params.set("cp", "1");
   if (state.zoom !== null) params.set("zoom", model.spans[state.zoom].span_id);
+  const limit = new URLSearchParams(location.search).get("limit");
+  if (limit !== null) params.set("limit", limit);
   setQuery(params);
 }
 
@@ -57,18 +71,26 @@ export function traceView(traceId: string, url: URL): View {
   let page: TracePage | null = null;
   let pendingUrl = url;
   const mountedAt = performance.now();
+  const limit = traceLimit(url.searchParams);
 
   const load = async () => {
     clear(element);
     element.append(message("loading", `Loading trace ${traceId}…`));
     try {
       const fetchStart = performance.now();
-      const answer = await api.trace(traceId, abort.signal);
+      let answer;
+      try {
+        answer = await api.trace(traceId, limit || null, abort.signal);
+      } catch (error) {
+        // A server whose trace_max_spans is below the limit refuses it: take what it allows.
+        if (!(error instanceof ApiError && error.status === 400 && /allowed/.test(error.message))) throw error;
+        answer = await api.trace(traceId, null, abort.signal);
+      }
       const fetched = performance.now();
       const model = buildModel(answer);
       const built = performance.now();
       clear(element);
-      page = new TracePage(model, pendingUrl.searchParams);
+      page = new TracePage(model, pendingUrl.searchParams, limit);
       element.append(page.element);
       page.start();
       requestAnimationFrame(() => {
@@ -102,7 +124,7 @@ export function traceView(traceId: string, url: URL): View {
   void load();
 
   return {
-    key: `trace:${traceId}`,
+    key: `trace:${traceId}:${limit}`,
     title: `Trace ${traceId.slice(0, 8)}`,
     element,
     update(next) {
@@ -135,6 +157,7 @@ class TracePage {
   constructor(
     private readonly model: TraceModel,
     params: URLSearchParams,
+    private readonly limit: number,
   ) {
     this.state = readState(model, params);
     this.waterfall = new Waterfall(model, {
@@ -269,11 +292,17 @@ class TracePage {
     });
     const banners: HTMLElement[] = [];
     if (model.answer.truncated) {
+      const cutHere = this.limit > 0 && model.spans.length >= this.limit;
+      const all = new URLSearchParams(location.search);
+      all.set("limit", "0");
       banners.push(
         h(
           "div",
-          { class: "banner warn", role: "note" },
-          `This trace has ${formatCount(total)} spans; its upper ${formatCount(model.spans.length)} are shown (the server's trace_max_spans). Deeper spans are left out.`,
+          { class: "banner warn", role: "note", "data-testid": "truncated" },
+          `This trace has ${formatCount(total)} spans; its upper ${formatCount(model.spans.length)} are shown`,
+          cutHere
+            ? h("span", null, ", so that the page stays quick. ", h("a", { href: `${location.pathname}?${all}` }, "Show all"))
+            : " (the server's trace_max_spans). Deeper spans are left out.",
         ),
       );
     }
@@ -363,6 +392,9 @@ class TracePage {
   private showMode(): void {
     const mode = this.state.mode;
     for (const [name, tab] of Object.entries(this.tabs)) tab.setAttribute("aria-pressed", String(name === mode));
+    // Moving an element resets its scroll position: only swap when the mode changed.
+    const shown = this.main.firstElementChild;
+    if ((mode === "flame" && shown === this.flame?.element) || (mode === "waterfall" && shown === this.waterfall.element)) return;
     clear(this.main);
     if (mode === "flame") {
       if (!this.flame) {
