@@ -175,6 +175,10 @@ await step("trace", async () => {
   );
   const url = new URL(page.url());
   const screenshot = await shot("trace");
+  // The pane's lower sections: resource, events, links.
+  await page.$eval(".trace-detail", (pane) => (pane.scrollTop = pane.scrollHeight));
+  await shot("trace-detail-end");
+  await page.$eval(".trace-detail", (pane) => (pane.scrollTop = 0));
   return { open_ms, rows, title, span_count, legend, detail_text, attribute_types, selected_in_url: url.searchParams.get("span"), screenshot };
 });
 
@@ -208,7 +212,13 @@ await step("trace_state", async () => {
   await page.waitForSelector('[data-testid="span-detail"]');
   const find_count = await page.textContent('[data-testid="find-count"]');
   const find_selected = await page.textContent('[data-testid="span-detail"] .detail-service');
-  return { after_reload, after_arrow, folded_parent: parent.span_id, folded_rows, folded_url, folded_after_reload, find_count, find_selected };
+  await shot("trace-find");
+  // Only the critical path: the other spans dimmed.
+  await page.check("#trace-critical-only");
+  const dimmed = await page.$$eval(".wf-row.dim:not([hidden])", (rows) => rows.length);
+  await shot("trace-critical-path");
+  await page.uncheck("#trace-critical-only");
+  return { after_reload, after_arrow, folded_parent: parent.span_id, folded_rows, folded_url, folded_after_reload, find_count, find_selected, dimmed };
 });
 
 await step("flame", async () => {
@@ -239,7 +249,7 @@ await step("trace_id_box", async () => {
 
 await step("not_found", async () => {
   await page.goto(`${base}/trace/0000000000000000000000000000abcd`);
-  await page.waitForSelector(".message");
+  await page.waitForSelector(".message:not(.message-loading)");
   return { message: await page.innerText(".message") };
 });
 

@@ -212,7 +212,8 @@ async fn send(endpoint: &str, specs: Vec<Spec>) {
 }
 
 /// A checkout: frontend calls payments (which queries PostgreSQL) and inventory, publishes to
-/// Kafka and renders a receipt: 8 spans, listed in waterfall order.
+/// Kafka and renders a receipt while the publish runs (which puts the publish off the critical
+/// path): 8 spans, listed in waterfall order.
 fn checkout(trace_id: [u8; 16], start: u64, inventory_fails: bool, linked: [u8; 16]) -> Vec<Spec> {
     let at = |offset_ms: u64| start + offset_ms * MS;
     let mut payments = Spec::new(
@@ -330,7 +331,7 @@ fn checkout(trace_id: [u8; 16], start: u64, inventory_fails: bool, linked: [u8; 
             "frontend",
             "publish order",
             SpanKind::Producer,
-            at(102),
+            at(101),
             at(110),
         )
         .with(vec![
@@ -344,7 +345,7 @@ fn checkout(trace_id: [u8; 16], start: u64, inventory_fails: bool, linked: [u8; 
             "frontend",
             "render receipt",
             SpanKind::Internal,
-            at(110),
+            at(104),
             at(118),
         ),
     ]
@@ -693,6 +694,20 @@ async fn the_web_ui_searches_draws_traces_and_the_service_map() {
     assert_eq!(state["folded_after_reload"], 6);
     assert_eq!(state["find_count"], "1 of 2");
     assert_eq!(state["find_selected"], "frontend");
+    // Rows shown (the charge and its query are folded away) that are off the critical path.
+    let off_path = api_spans
+        .iter()
+        .enumerate()
+        .filter(|(index, span)| *index != 2 && *index != 3 && span["on_critical_path"] == false)
+        .count();
+    assert!(
+        off_path > 0,
+        "the publish overlaps the render, off the critical path"
+    );
+    assert_eq!(
+        state["dimmed"], off_path,
+        "rows off the critical path are dimmed"
+    );
 
     // The flame graph draws every span; a click selects one.
     let flame = &steps["flame"];

@@ -177,10 +177,11 @@ export function spanDetail(model: TraceModel, index: number, actions: DetailActi
   const duration = model.ends[index] - start;
   const critical = model.critical.get(index) ?? [];
   const criticalTime = critical.reduce((sum, [from, to]) => sum + (to - from), 0);
-  const tags: [string, Child][] = RESOURCE_TAGS.filter(([field]) => span[field]).map(([field, name]) => [
-    name,
-    String(span[field]),
-  ]);
+  // The row's tag columns, where the resource attributes do not already say the same.
+  const resource = span.resource_attributes ?? {};
+  const tags: [string, Child][] = RESOURCE_TAGS.filter(([field, name]) => span[field] && !(name in resource)).map(
+    ([field, name]) => [name, String(span[field])],
+  );
   const events = span.events ?? [];
   const links = span.links ?? [];
 
