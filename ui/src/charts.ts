@@ -63,7 +63,7 @@ function axes(frame: Frame, xDomain: [number, number], yMax: number, yFormat: (v
     const y = frame.top + plotHeight - (tick / yMax) * plotHeight;
     group.append(
       s("line", { class: "grid", x1: frame.left, x2: frame.left + plotWidth, y1: y, y2: y }),
-      s("text", { class: "tick", x: frame.left - 6, y: y + 4, "text-anchor": "end" }, yFormat(tick)),
+      s("text", { class: "tick", x: frame.left - 6, y: y + 4, "text-anchor": "end" }, tick === 0 ? "0" : yFormat(tick)),
     );
   }
   const [x0, x1] = xDomain;

@@ -27,6 +27,11 @@ export function formatDuration(micros: number): string {
   return `${sign}${minutes}m ${seconds}s`;
 }
 
+/** A point on a time axis: a duration, with its origin as a plain 0. */
+export function formatOffset(micros: number): string {
+  return micros === 0 ? "0" : formatDuration(micros);
+}
+
 /** A duration typed by a person (`250ms`, `1.5s`, `2m`, `800us`, or plain µs) in µs. */
 export function parseDuration(text: string): number | null {
   const trimmed = text.trim();

@@ -179,7 +179,15 @@ await step("trace", async () => {
   await page.$eval(".trace-detail", (pane) => (pane.scrollTop = pane.scrollHeight));
   await shot("trace-detail-end");
   await page.$eval(".trace-detail", (pane) => (pane.scrollTop = 0));
-  return { open_ms, rows, title, span_count, legend, detail_text, attribute_types, selected_in_url: url.searchParams.get("span"), screenshot };
+  // Zoom: the time axis fits the selected span, and comes back.
+  await page.click('[data-testid="span-detail"] button:has-text("Zoom to span")');
+  await page.waitForURL(/zoom=/);
+  const zoom_ticks = await page.$$eval(".wf-ruler-ticks .wf-tick", (ticks) => ticks.map((tick) => tick.textContent));
+  await page.click(".zoom-reset");
+  const unzoomed_ticks = await page.$$eval(".wf-ruler-ticks .wf-tick", (ticks) => ticks.map((tick) => tick.textContent));
+  return {
+    zoom_ticks,
+    unzoomed_ticks, open_ms, rows, title, span_count, legend, detail_text, attribute_types, selected_in_url: url.searchParams.get("span"), screenshot };
 });
 
 await step("trace_state", async () => {

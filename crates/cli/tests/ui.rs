@@ -683,6 +683,15 @@ async fn the_web_ui_searches_draws_traces_and_the_service_map() {
     );
     let charge_id = api_spans[2]["span_id"].as_str().unwrap();
     assert_eq!(trace["selected_in_url"], charge_id);
+    // Zoomed to the charge (8 ms to 60 ms into the trace), then back to the whole 120 ms.
+    assert_eq!(
+        trace["zoom_ticks"],
+        serde_json::json!(["8ms", "21ms", "34ms", "47ms", "60ms"])
+    );
+    assert_eq!(
+        trace["unzoomed_ticks"],
+        serde_json::json!(["0", "30ms", "60ms", "90ms", "120ms"])
+    );
 
     // State in the URL: selection, folding; the keyboard; find.
     let state = &steps["trace_state"];

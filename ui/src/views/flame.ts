@@ -4,7 +4,7 @@
 
 import { ERROR_COLOR, serviceColor } from "../color";
 import { h } from "../dom";
-import { formatDuration } from "../format";
+import { formatDuration, formatOffset } from "../format";
 import type { TraceModel } from "./model";
 
 const ROW = 22;
@@ -108,7 +108,7 @@ export class Flame {
         h(
           "span",
           { class: `wf-tick${tick === 4 ? " wf-tick-last" : ""}`, style: `left:${tick * 25}%` },
-          formatDuration(start + ((end - start) * tick) / 4 - this.model.start),
+          formatOffset(start + ((end - start) * tick) / 4 - this.model.start),
         ),
       );
     }

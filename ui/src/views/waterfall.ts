@@ -4,7 +4,7 @@
 
 import { serviceColor } from "../color";
 import { h } from "../dom";
-import { formatDuration } from "../format";
+import { formatDuration, formatOffset } from "../format";
 import { hasChildren, type TraceModel } from "./model";
 
 export const ROW_HEIGHT = 26;
@@ -172,7 +172,7 @@ export class Waterfall {
         h(
           "span",
           { class: `wf-tick${tick === 4 ? " wf-tick-last" : ""}`, style: `left:${tick * 25}%` },
-          formatDuration(at - this.model.start),
+          formatOffset(at - this.model.start),
         ),
       );
     }
