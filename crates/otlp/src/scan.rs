@@ -13,9 +13,12 @@
 //! nothing unless the payload is invalid or has rejected spans.
 //!
 //! On the way it counts spans and judges their ids: a span is rejected (OTLP partial success)
-//! when its `trace_id` is not 16 bytes or is all zero, or its `span_id` is not 8 bytes or is all
-//! zero. A missing id is empty and so rejected; when an id field repeats, the last one wins, as
-//! in prost. [`without_rejected_spans`] cuts the rejected spans out of the original bytes.
+//! when its `trace_id` is not 16 bytes or is all zero, its `span_id` is not 8 bytes or is all
+//! zero, or its `parent_span_id` is neither 8 bytes nor all zero (empty for a root). A missing
+//! trace or span id is empty and so rejected; when an id field repeats, the last one wins, as in
+//! prost. These are the spans the server's mapping (`map::map_span`) cannot store, so every span
+//! the agent accepts becomes a row. [`without_rejected_spans`] cuts the rejected spans out of
+//! the original bytes.
 //!
 //! Field numbers follow the prost structs of `opentelemetry-proto` 0.33 (OTLP 1.9), including
 //! `Span.flags` (16), `Link.flags` (6), `Resource.entity_refs` (3, `EntityRef` messages),
@@ -47,7 +50,7 @@ pub struct ScanError {
 pub struct Scan {
     /// Spans accepted.
     pub n_spans: usize,
-    /// Spans rejected because of a bad `trace_id` or `span_id`.
+    /// Spans rejected because of a bad `trace_id`, `span_id` or `parent_span_id`.
     pub n_rejected: usize,
     /// For OTLP partial success when `n_rejected > 0`, e.g. `"3 spans rejected: trace_id must be
     /// 16 bytes (got 5); span_id must not be all zero"` (the first case of each kind of problem).
@@ -417,6 +420,17 @@ fn span_id_ok(id: &[u8]) -> bool {
     <[u8; 8]>::try_from(id).is_ok_and(|b| u64::from_ne_bytes(b) != 0)
 }
 
+/// A parent id the mapping takes: 8 bytes, or all zero (empty included) for a root.
+#[inline]
+fn parent_span_id_ok(id: &[u8]) -> bool {
+    id.len() == 8 || id.iter().all(|&b| b == 0)
+}
+
+#[inline]
+fn ids_ok(trace_id: &[u8], span_id: &[u8], parent_span_id: &[u8]) -> bool {
+    trace_id_ok(trace_id) && span_id_ok(span_id) && parent_span_id_ok(parent_span_id)
+}
+
 fn id_problem(id: &[u8], want: usize) -> Option<IdProblem> {
     if id.len() != want {
         Some(IdProblem::Length(id.len()))
@@ -436,21 +450,22 @@ struct Tally {
     trace_zero: bool,
     span_len: Option<usize>,
     span_zero: bool,
+    parent_len: Option<usize>,
 }
 
 impl Tally {
     #[inline]
-    fn judge(&mut self, trace_id: &[u8], span_id: &[u8]) {
-        if trace_id_ok(trace_id) && span_id_ok(span_id) {
+    fn judge(&mut self, trace_id: &[u8], span_id: &[u8], parent_span_id: &[u8]) {
+        if ids_ok(trace_id, span_id, parent_span_id) {
             self.ok += 1;
         } else {
-            self.reject(trace_id, span_id);
+            self.reject(trace_id, span_id, parent_span_id);
         }
     }
 
     #[cold]
     #[inline(never)]
-    fn reject(&mut self, trace_id: &[u8], span_id: &[u8]) {
+    fn reject(&mut self, trace_id: &[u8], span_id: &[u8], parent_span_id: &[u8]) {
         self.bad += 1;
         match id_problem(trace_id, 16) {
             Some(IdProblem::Length(n)) => {
@@ -465,6 +480,9 @@ impl Tally {
             }
             Some(IdProblem::Zero) => self.span_zero = true,
             None => {}
+        }
+        if !parent_span_id_ok(parent_span_id) {
+            self.parent_len.get_or_insert(parent_span_id.len());
         }
     }
 
@@ -482,6 +500,9 @@ impl Tally {
             }
             if self.span_zero {
                 reasons.push("span_id must not be all zero".to_string());
+            }
+            if let Some(n) = self.parent_len {
+                reasons.push(format!("parent_span_id must be 8 bytes or empty (got {n})"));
             }
             let spans = if self.bad == 1 { "span" } else { "spans" };
             format!("{} {spans} rejected: {}", self.bad, reasons.join("; "))
@@ -588,13 +609,14 @@ fn walk_span(mut c: Cur<'_>, t: &mut Tally) -> Result<(), Fail> {
     const M: &str = "Span";
     let mut trace_id: &[u8] = &[];
     let mut span_id: &[u8] = &[];
+    let mut parent_span_id: &[u8] = &[];
     while c.more() {
         let (tag, wt) = c.key(M)?;
         match tag {
             1 => trace_id = c.bytes(wt, "Span.trace_id")?,
             2 => span_id = c.bytes(wt, "Span.span_id")?,
             3 => c.string(wt, "Span.trace_state")?,
-            4 => c.bytes(wt, "Span.parent_span_id").map(drop)?,
+            4 => parent_span_id = c.bytes(wt, "Span.parent_span_id")?,
             5 => c.string(wt, "Span.name")?,
             6 => c.int(wt, "Span.kind")?,
             7 => c.fixed64(wt, "Span.start_time_unix_nano")?,
@@ -610,7 +632,7 @@ fn walk_span(mut c: Cur<'_>, t: &mut Tally) -> Result<(), Fail> {
             _ => c.skip(wt, tag, M)?,
         }
     }
-    t.judge(trace_id, span_id);
+    t.judge(trace_id, span_id, parent_span_id);
     Ok(())
 }
 
@@ -764,20 +786,22 @@ fn filter(mut c: Cur<'_>, level: Level, out: &mut Vec<u8>) -> Result<bool, Fail>
     Ok(changed)
 }
 
-/// Whether the span under `c` has good ids (the last `trace_id` and `span_id` fields win).
+/// Whether the span under `c` has good ids (the last field of each id wins).
 fn span_ids_ok(mut c: Cur<'_>) -> Result<bool, Fail> {
     const M: &str = "Span";
     let mut trace_id: &[u8] = &[];
     let mut span_id: &[u8] = &[];
+    let mut parent_span_id: &[u8] = &[];
     while c.more() {
         let (tag, wt) = c.key(M)?;
         match (tag, wt) {
             (1, LEN) => trace_id = c.bytes(wt, M)?,
             (2, LEN) => span_id = c.bytes(wt, M)?,
+            (4, LEN) => parent_span_id = c.bytes(wt, M)?,
             _ => c.skip(wt, tag, M)?,
         }
     }
-    Ok(trace_id_ok(trace_id) && span_id_ok(span_id))
+    Ok(ids_ok(trace_id, span_id, parent_span_id))
 }
 
 #[cfg(test)]
@@ -949,6 +973,7 @@ mod tests {
             && span.trace_id.iter().any(|&b| b != 0)
             && span.span_id.len() == 8
             && span.span_id.iter().any(|&b| b != 0)
+            && (span.parent_span_id.len() == 8 || span.parent_span_id.iter().all(|&b| b == 0))
     }
 
     fn without_bad(mut req: ExportTraceServiceRequest) -> ExportTraceServiceRequest {
@@ -1019,6 +1044,14 @@ mod tests {
             );
             let rescan = scan_request(&filtered).unwrap();
             assert_eq!((rescan.n_spans, rescan.n_rejected), (total - bad, 0));
+            // Every span the agent accepts, the server stores.
+            let mapped = crate::map::map_request(&refiltered, &crate::map::Sender::default());
+            assert_eq!(
+                (mapped.rows.len(), mapped.n_rejected),
+                (total - bad, 0),
+                "{:?}",
+                mapped.rejected_message
+            );
         } else if let Err(e) = &scanned {
             assert!(e.message.starts_with("invalid protobuf at byte "), "{e}");
             assert_eq!(without_rejected_spans(bytes).as_ref(), Err(e));
@@ -1098,24 +1131,65 @@ mod tests {
             ),
         ];
         for &(trace_id, span_id, reason) in cases {
-            let req = request(vec![resource(
-                "svc",
-                vec![scope(
-                    "lib",
-                    vec![good_span("a"), span_with(trace_id, span_id, "bad")],
-                )],
-            )]);
-            let scan = check(&req.encode_to_vec()).unwrap();
-            assert_eq!(
-                scan,
-                Scan {
-                    n_spans: 1,
-                    n_rejected: 1,
-                    rejected_message: Some(format!("1 span rejected: {reason}")),
-                },
-                "{reason}"
+            check_rejection(span_with(trace_id, span_id, "bad"), reason);
+        }
+    }
+
+    /// A parent id the server's mapping would refuse makes the agent reject the span: else the
+    /// client hears its span was accepted and the server drops it (found by the `otlp_protobuf`
+    /// fuzz target).
+    #[test]
+    fn a_parent_span_id_of_the_wrong_length_is_rejected() {
+        for n in [1, 4, 7, 9, 15, 16] {
+            let mut span = good_span("bad parent");
+            span.parent_span_id = vec![3; n];
+            check_rejection(
+                span,
+                &format!("parent_span_id must be 8 bytes or empty (got {n})"),
             );
         }
+        // All zero, of any length, is a root, as the mapping reads it.
+        for parent_span_id in [vec![], vec![0; 3], vec![0; 8], vec![0; 16], vec![7; 8]] {
+            let mut span = good_span("root or child");
+            span.parent_span_id = parent_span_id;
+            let scan = check(&one_span(span)).unwrap();
+            assert_eq!((scan.n_spans, scan.n_rejected), (1, 0));
+        }
+    }
+
+    /// The inputs the `otlp_protobuf` fuzz target found failing, kept as they were found.
+    #[test]
+    fn fuzz_regressions() {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fuzz-regressions/otlp_protobuf"
+        );
+        let mut n_inputs = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let bytes = std::fs::read(&path).unwrap();
+            let _ = check(&bytes);
+            n_inputs += 1;
+        }
+        assert!(n_inputs > 0, "no inputs in {dir}");
+    }
+
+    /// Asserts that `bad` next to a good span is rejected for `reason` alone.
+    fn check_rejection(bad: Span, reason: &str) {
+        let req = request(vec![resource(
+            "svc",
+            vec![scope("lib", vec![good_span("a"), bad])],
+        )]);
+        let scan = check(&req.encode_to_vec()).unwrap();
+        assert_eq!(
+            scan,
+            Scan {
+                n_spans: 1,
+                n_rejected: 1,
+                rejected_message: Some(format!("1 span rejected: {reason}")),
+            },
+            "{reason}"
+        );
     }
 
     #[test]
