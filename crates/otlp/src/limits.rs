@@ -2,13 +2,16 @@
 //! any one string (an attribute's key or value, a name, a URL, a message). What goes past a
 //! limit is never silently cut: dropped attributes, events and links are counted in the
 //! row's `dropped_*_count` fields, as OTLP counts them, and a span whose strings were
-//! shortened carries the attribute `spanflow.truncated` naming what was shortened.
+//! shortened carries the attribute `spanflow.truncated` naming what was shortened. A row has no
+//! count for its resource's attributes, so attributes dropped from the resource are named
+//! there too, as `resource.dropped_attributes_count=<n>`.
 
 use std::sync::Arc;
 
 use spanflow_model::{AttrValue, Attribute, SpanRow};
 
-/// The attribute that names what was shortened, e.g. `attributes.http.url,endpoint`.
+/// The attribute that names what was shortened (or dropped from the resource), e.g.
+/// `attributes.http.url,endpoint`.
 pub const TRUNCATED_ATTRIBUTE: &str = "spanflow.truncated";
 
 /// At most this many names are listed in [`TRUNCATED_ATTRIBUTE`]...
@@ -139,7 +142,11 @@ impl SpanLimits {
         // Shared by a resource's spans: copied only when something in it must change.
         if self.resource_needs_limits(&row.resource_attributes) {
             let mut resource_attributes = row.resource_attributes.to_vec();
-            self.attributes(&mut resource_attributes, "resource", &mut marks);
+            let n = self.attributes(&mut resource_attributes, "resource", &mut marks);
+            if n > 0 {
+                marks.add(|| format!("resource.dropped_attributes_count={n}"));
+                dropped = true;
+            }
             row.resource_attributes = Arc::from(resource_attributes);
         }
         if marks.n_cut > 0 {
@@ -296,6 +303,33 @@ mod tests {
             Some(&text(
                 "endpoint,request_domain,attributes.a,attributes.b,resource.service.name"
             ))
+        );
+    }
+
+    /// Found by the `agent_batch` fuzz target: attributes dropped from the resource alone went
+    /// uncounted, and `apply` said the span was untouched.
+    #[test]
+    fn attributes_dropped_from_the_resource_alone_are_named() {
+        let resource: Vec<Attribute> = ["a", "b", "c", "d", "e"]
+            .into_iter()
+            .map(|key| Attribute::new(key, AttrValue::Int(1)))
+            .collect();
+        let mut row = SpanRow {
+            endpoint: "GET /".into(),
+            resource_attributes: Arc::from(resource),
+            ..SpanRow::default()
+        };
+        assert!(limits().apply(&mut row));
+        let kept: Vec<&str> = row
+            .resource_attributes
+            .iter()
+            .map(|attribute| attribute.key.as_str())
+            .collect();
+        assert_eq!(kept, ["a", "b", "c"]);
+        assert_eq!(row.dropped_attributes_count, 0, "the span's own count");
+        assert_eq!(
+            row.attribute(TRUNCATED_ATTRIBUTE),
+            Some(&text("resource.dropped_attributes_count=2"))
         );
     }
 }
