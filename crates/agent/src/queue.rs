@@ -52,6 +52,8 @@ impl Entry {
 #[derive(Default)]
 struct State {
     waiting: VecDeque<Entry>,
+    /// Bytes of OTLP waiting, as batch sizes count them.
+    waiting_bytes: usize,
     /// Bytes of payloads in memory, waiting or in flight.
     memory_bytes: usize,
     /// When the oldest waiting payload arrived.
@@ -139,6 +141,11 @@ impl ForwardQueue {
         }
         let state = State {
             oldest_at: (!recovered.records.is_empty()).then(Instant::now),
+            waiting_bytes: recovered
+                .records
+                .iter()
+                .map(|location| location.len as usize)
+                .sum(),
             waiting: recovered
                 .records
                 .into_iter()
@@ -214,6 +221,7 @@ impl ForwardQueue {
         };
         state.memory_bytes += entry.memory_bytes();
         state.oldest_at.get_or_insert_with(Instant::now);
+        state.waiting_bytes += entry.n_bytes();
         state.waiting.push_back(entry);
         let memory_bytes = state.memory_bytes;
         drop(state);
@@ -234,7 +242,7 @@ impl ForwardQueue {
                     None => Err(None),
                     Some(oldest_at) => {
                         let due = oldest_at + flush_interval;
-                        if Self::waiting_bytes(&state) >= max_batch_bytes || Instant::now() >= due {
+                        if state.waiting_bytes >= max_batch_bytes || Instant::now() >= due {
                             Ok(Self::cut(&mut state, max_batch_bytes))
                         } else {
                             Err(Some(due))
@@ -253,18 +261,6 @@ impl ForwardQueue {
                 }
             }
         }
-    }
-
-    fn waiting_bytes(state: &State) -> usize {
-        // Only compared with the batch size: stop counting once past any sane batch.
-        let mut total = 0usize;
-        for entry in &state.waiting {
-            total += entry.n_bytes();
-            if total >= 1 << 30 {
-                break;
-            }
-        }
-        total
     }
 
     /// Takes whatever is waiting, for a last send at shutdown.
@@ -287,6 +283,7 @@ impl ForwardQueue {
             batch_bytes += n_bytes;
             batch.extend(state.waiting.pop_front());
         }
+        state.waiting_bytes -= batch_bytes;
         state.oldest_at = if state.waiting.is_empty() {
             None
         } else {

@@ -85,6 +85,8 @@ pub struct Spool {
     to_sync: Vec<File>,
     /// Record bytes appended and not yet acknowledged.
     held_bytes: u64,
+    /// The oldest segment still on disk.
+    oldest_id: u64,
     /// Held open for the lock on the directory.
     _lock: File,
 }
@@ -204,6 +206,11 @@ impl Spool {
             dirty: false,
             to_sync: Vec::new(),
             held_bytes,
+            oldest_id: ids
+                .iter()
+                .copied()
+                .find(|&id| id >= acked_segment)
+                .unwrap_or(current_id),
             _lock: lock,
         };
         metrics::gauge!(metric_names::AGENT_SPOOL_BYTES).set(held_bytes as f64);
@@ -295,11 +302,13 @@ impl Spool {
         let tmp = self.dir.join(format!("{ACKED_FILE}.tmp"));
         std::fs::write(&tmp, format!("{segment} {offset}\n"))?;
         std::fs::rename(&tmp, self.dir.join(ACKED_FILE))?;
-        for id in segment_ids(&self.dir)? {
-            if id >= segment {
-                break;
+        while self.oldest_id < segment {
+            match std::fs::remove_file(segment_path(&self.dir, self.oldest_id)) {
+                Ok(()) => {}
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                Err(error) => return Err(error),
             }
-            std::fs::remove_file(segment_path(&self.dir, id))?;
+            self.oldest_id += 1;
         }
         Ok(())
     }
