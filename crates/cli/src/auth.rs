@@ -92,19 +92,24 @@ impl Tokens {
         if self.is_open() {
             return None;
         }
-        let Some(value) = headers.get(header::AUTHORIZATION) else {
-            return Some("this port needs an `Authorization: Bearer <token>` header");
-        };
-        let token = value
-            .as_bytes()
-            .strip_prefix(b"Bearer ")
-            .or_else(|| value.as_bytes().strip_prefix(b"bearer "));
-        match token {
-            Some(token) if self.accepts(token) => None,
-            Some(_) => Some("the bearer token is not one this port accepts"),
-            None => Some("the Authorization header is not `Bearer <token>`"),
+        match bearer(headers) {
+            Ok(token) if self.accepts(token) => None,
+            Ok(_) => Some("the bearer token is not one this port accepts"),
+            Err(reason) => Some(reason),
         }
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` header, or why there is none.
+fn bearer(headers: &HeaderMap) -> Result<&[u8], &'static str> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or("this port needs an `Authorization: Bearer <token>` header")?;
+    value
+        .as_bytes()
+        .strip_prefix(b"Bearer ")
+        .or_else(|| value.as_bytes().strip_prefix(b"bearer "))
+        .ok_or("the Authorization header is not `Bearer <token>`")
 }
 
 /// Tokens bound to a tenant: a request with one is that tenant's alone.
@@ -172,23 +177,9 @@ pub fn admit(
             Some(reason) => Err((StatusCode::UNAUTHORIZED, reason)),
         };
     }
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Err((
-            StatusCode::UNAUTHORIZED,
-            "this port needs an `Authorization: Bearer <token>` header",
-        ));
-    };
-    let Some(presented) = value
-        .as_bytes()
-        .strip_prefix(b"Bearer ")
-        .or_else(|| value.as_bytes().strip_prefix(b"bearer "))
-        .map(<[u8]>::to_vec)
-    else {
-        return Err((
-            StatusCode::UNAUTHORIZED,
-            "the Authorization header is not `Bearer <token>`",
-        ));
-    };
+    let presented = bearer(headers)
+        .map_err(|reason| (StatusCode::UNAUTHORIZED, reason))?
+        .to_vec();
     if let Some(org) = tenants.org_of(&presented) {
         let named = headers
             .get(spanflow_model::tenant::ORG_HEADER)

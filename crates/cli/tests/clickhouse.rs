@@ -321,14 +321,6 @@ fn send_with_sdk(endpoint: String, service: &'static str, traces: usize) -> Vec<
     trace_ids
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `spanflow server --store clickhouse` as a process of its own; killed when dropped.
 struct ServerProcess {
     child: std::process::Child,

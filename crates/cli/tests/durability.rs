@@ -5,20 +5,12 @@
 mod common;
 
 use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use prost::Message;
 use reqwest::header::CONTENT_TYPE;
 use spanflow_cli::serve::Role;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// `spanflow server` as a child process, on the given ports and data directory.
 fn spawn_server(ingest: u16, query: u16, data_dir: &std::path::Path) -> Child {
@@ -43,19 +35,6 @@ fn spawn_server(ingest: u16, query: u16, data_dir: &std::path::Path) -> Child {
         ])
         .spawn()
         .expect("spanflow server starts")
-}
-
-async fn wait_healthy(query: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Ok(response) = reqwest::get(format!("http://127.0.0.1:{query}/healthz")).await {
-            if response.status() == 200 {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("server on port {query} did not become healthy");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

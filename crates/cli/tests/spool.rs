@@ -36,14 +36,6 @@ impl std::ops::DerefMut for Process {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct AgentPorts {
     http: u16,
     otlp_http: u16,
@@ -86,19 +78,6 @@ fn spawn_server(ingest: u16, query: u16, data_dir: &Path) -> Process {
             .spawn()
             .expect("spanflow server starts"),
     )
-}
-
-async fn wait_healthy(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Ok(response) = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await {
-            if response.status() == 200 {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("nothing healthy on port {port}");
 }
 
 async fn metric(port: u16, name: &str) -> f64 {

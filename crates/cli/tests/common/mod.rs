@@ -190,3 +190,26 @@ pub fn unique_trace_id(seed: u8) -> [u8; 16] {
     id[15] = 1;
     id
 }
+
+/// A loopback port free now, for a process started after (which binds it itself).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until `GET /healthz` on the loopback `port` answers 200 (20 s at most).
+pub async fn wait_healthy(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(response) = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await {
+            if response.status() == 200 {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("nothing healthy on port {port}");
+}
