@@ -206,6 +206,7 @@ impl Forwarder {
             agent_host_ip: self.identity.host_ip.clone(),
             batch_seq: self.next_seq,
             payloads,
+            ..AgentBatch::default()
         };
         self.next_seq += 1;
         let n_spans = batch.n_spans();

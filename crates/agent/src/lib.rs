@@ -6,6 +6,7 @@
 //! them to validate and count spans, and the server does the one decode.
 
 mod forward;
+pub mod places;
 mod queue;
 mod receive;
 mod receive_grpc;

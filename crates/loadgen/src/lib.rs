@@ -448,6 +448,7 @@ fn batch_body(seq: u64, payloads: &[Payload], gzip: bool) -> Body {
                 org_id: String::new(),
             })
             .collect(),
+        ..Default::default()
     };
     Body {
         n_spans: batch.n_spans(),

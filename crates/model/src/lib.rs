@@ -5,10 +5,12 @@
 
 mod ids;
 pub mod metric_names;
+mod place;
 mod row;
 pub mod tenant;
 
 pub use ids::{AgentId, IdError, SpanId, TraceId};
+pub use place::{AutoType, Place, PlaceField};
 pub use row::{
     AttrValue, Attribute, Event, L7Protocol, Link, ObservationPoint, ResourceTag, ResourceTags,
     ResponseStatus, SpanKind, SpanRow, SIGNAL_SOURCE_OTEL,

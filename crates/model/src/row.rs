@@ -418,6 +418,10 @@ pub struct SpanRow {
     pub ip_1: Option<IpAddr>,
     pub client_port: u16,
     pub server_port: u16,
+    /// Where the client side ran (DeepFlow's `_0` universal tags).
+    pub place_0: std::sync::Arc<crate::Place>,
+    /// Where the server side ran (`_1`).
+    pub place_1: std::sync::Arc<crate::Place>,
 
     pub scope_name: String,
     pub scope_version: String,

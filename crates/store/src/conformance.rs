@@ -8,8 +8,8 @@ use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use spanflow_model::{
-    AttrValue, Attribute, Event, L7Protocol, Link, ObservationPoint, ResourceTags, ResponseStatus,
-    SpanId, SpanKind, SpanRow, TraceId,
+    AttrValue, Attribute, AutoType, Event, L7Protocol, Link, ObservationPoint, Place, ResourceTags,
+    ResponseStatus, SpanId, SpanKind, SpanRow, TraceId,
 };
 
 use crate::{AttributeFilter, Operation, SpanQuery, SpanStore, TimeRange};
@@ -85,6 +85,38 @@ pub fn full_row() -> SpanRow {
         ip_1: Some(IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 7))),
         client_port: 51234,
         server_port: 5432,
+        place_0: Place {
+            pod: "checkout-7d9f8-abcde".into(),
+            pod_ns: "shop".into(),
+            pod_group: "checkout".into(),
+            pod_group_type: "deployment".into(),
+            pod_node: "node-a".into(),
+            pod_cluster: "prod".into(),
+            service: "checkout".into(),
+            host: "host-a".into(),
+            region: "eu-west".into(),
+            az: "eu-west-1a".into(),
+            auto_instance: "checkout-7d9f8-abcde".into(),
+            auto_instance_type: AutoType::Pod,
+            auto_service: "checkout".into(),
+            auto_service_type: AutoType::PodService,
+            labels: vec![
+                ("app".into(), "checkout".into()),
+                ("team".into(), "pay \"ments\"".into()),
+            ],
+        }
+        .into(),
+        place_1: Place {
+            pod_ns: "data".into(),
+            service: "orders-db".into(),
+            pod_cluster: "prod".into(),
+            auto_instance: "orders-db".into(),
+            auto_instance_type: AutoType::PodService,
+            auto_service: "orders-db".into(),
+            auto_service_type: AutoType::PodService,
+            ..Place::default()
+        }
+        .into(),
         scope_name: "sqlalchemy".into(),
         scope_version: "2.0".into(),
         resource: ResourceTags {

@@ -43,6 +43,75 @@ pub struct AgentBatch {
     pub batch_seq: u64,
     #[prost(message, repeated, tag = "6")]
     pub payloads: Vec<Payload>,
+    /// What the agent knows of addresses (its node's pods, services' cluster IPs, its node),
+    /// changed since the last batch the server acknowledged, or all of it when `places_full`.
+    #[prost(message, repeated, tag = "7")]
+    pub places: Vec<PlaceRecord>,
+    /// `places` is everything the agent knows: whatever it said before and left out is gone.
+    #[prost(bool, tag = "8")]
+    pub places_full: bool,
+    /// The agent's own host.
+    #[prost(message, optional, tag = "9")]
+    pub host: Option<HostReport>,
+}
+
+/// What an agent knows of one address of one resource (a pod, a service, a node).
+#[derive(Clone, PartialEq, Eq, Hash, prost::Message)]
+pub struct PlaceRecord {
+    /// The resource, unique within the agent (`pod/<uid>`, `service/<ns>/<name>`,
+    /// `node/<name>`): a later record for the same key and IP replaces this one.
+    #[prost(string, tag = "1")]
+    pub key: String,
+    #[prost(string, tag = "2")]
+    pub ip: String,
+    /// When the resource got the address, µs since the epoch; 0 when unknown.
+    #[prost(int64, tag = "3")]
+    pub since_us: i64,
+    /// When it let the address go, µs since the epoch; 0 while it holds it.
+    #[prost(int64, tag = "4")]
+    pub until_us: i64,
+    #[prost(string, tag = "5")]
+    pub pod: String,
+    #[prost(string, tag = "6")]
+    pub pod_ns: String,
+    #[prost(string, tag = "7")]
+    pub pod_group: String,
+    #[prost(string, tag = "8")]
+    pub pod_group_type: String,
+    #[prost(string, tag = "9")]
+    pub pod_node: String,
+    #[prost(string, tag = "10")]
+    pub pod_cluster: String,
+    #[prost(string, tag = "11")]
+    pub service: String,
+    #[prost(string, tag = "12")]
+    pub host: String,
+    #[prost(string, tag = "13")]
+    pub region: String,
+    #[prost(string, tag = "14")]
+    pub az: String,
+    #[prost(message, repeated, tag = "15")]
+    pub labels: Vec<Label>,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash, prost::Message)]
+pub struct Label {
+    #[prost(string, tag = "1")]
+    pub key: String,
+    #[prost(string, tag = "2")]
+    pub value: String,
+}
+
+/// The host an agent runs on.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct HostReport {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(string, repeated, tag = "2")]
+    pub ips: Vec<String>,
+    /// The operating system, as `/etc/os-release` names it (`PRETTY_NAME`).
+    #[prost(string, tag = "3")]
+    pub os: String,
 }
 
 /// One OTLP request as the agent received it.
@@ -161,6 +230,23 @@ mod tests {
                 encoding: Encoding::Gzip as i32,
                 org_id: String::new(),
             }],
+            places: vec![PlaceRecord {
+                key: "pod/0b5c".into(),
+                ip: "10.0.0.9".into(),
+                since_us: 1,
+                pod: "web-1".into(),
+                labels: vec![Label {
+                    key: "app".into(),
+                    value: "web".into(),
+                }],
+                ..Default::default()
+            }],
+            places_full: true,
+            host: Some(HostReport {
+                name: "node-a".into(),
+                ips: vec!["10.0.0.1".into()],
+                os: "Debian GNU/Linux 12 (bookworm)".into(),
+            }),
         }
     }
 
