@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use spanflow_model::metric_names;
-use spanflow_transport::{AgentBatch, CONTENT_TYPE, INGEST_PATH, VERSION};
+use spanflow_transport::{AgentBatch, HostReport, CONTENT_TYPE, INGEST_PATH, VERSION};
 use tokio_util::sync::CancellationToken;
 
+use crate::places::{PlaceBook, FULL_EVERY};
 use crate::queue::{Batch, ForwardQueue};
 
 /// How often the spool's new records are fsynced.
@@ -85,6 +86,17 @@ pub struct Forwarder {
     next_seq: u64,
     /// Once shutdown starts: when the grace period to deliver what is held ends.
     stop_by: Option<tokio::time::Instant>,
+    places: Option<Places>,
+}
+
+/// What the forwarder tells the server of addresses, and how far the server has heard it.
+struct Places {
+    book: Arc<PlaceBook>,
+    host: Option<HostReport>,
+    /// The book's version the server acknowledged; 0 when a server has to hear everything.
+    acknowledged: u64,
+    /// When everything goes out again, even to a server that heard it.
+    full_due: tokio::time::Instant,
 }
 
 /// What became of one send attempt.
@@ -132,7 +144,20 @@ impl Forwarder {
             current: 0,
             next_seq: 0,
             stop_by: None,
+            places: None,
         })
+    }
+
+    /// Sends what `book` knows of addresses with the batches, and `host` (the agent's own
+    /// host, when it is not a pod) with every full list.
+    pub fn with_places(mut self, book: Arc<PlaceBook>, host: Option<HostReport>) -> Forwarder {
+        self.places = Some(Places {
+            book,
+            host,
+            acknowledged: 0,
+            full_due: tokio::time::Instant::now(),
+        });
+        self
     }
 
     /// Runs until `shutdown`, then sends what is queued for up to the shutdown grace period;
@@ -199,7 +224,7 @@ impl Forwarder {
     /// ran out first.
     async fn deliver(&mut self, batch: Batch, shutdown: &CancellationToken) -> bool {
         let Batch { payloads, receipt } = batch;
-        let batch = AgentBatch {
+        let mut batch = AgentBatch {
             version: VERSION,
             agent_id: self.identity.agent_id.clone(),
             agent_host_name: self.identity.host_name.clone(),
@@ -208,6 +233,17 @@ impl Forwarder {
             payloads,
             ..AgentBatch::default()
         };
+        let built_for = self.current;
+        let places_version = self.places.as_ref().map(|places| {
+            let full = tokio::time::Instant::now() >= places.full_due;
+            let changes = places.book.changes_since(places.acknowledged, full);
+            batch.places = changes.records;
+            batch.places_full = changes.full;
+            if changes.full {
+                batch.host = places.host.clone();
+            }
+            (changes.version, changes.full)
+        });
         self.next_seq += 1;
         let n_spans = batch.n_spans();
         let body = bytes::Bytes::from(batch.encode_body());
@@ -227,6 +263,20 @@ impl Forwarder {
             };
             match sent {
                 Sent::Acknowledged => {
+                    if let (Some(places), Some((version, full))) =
+                        (self.places.as_mut(), places_version)
+                    {
+                        // A delta that reached another server than the one it was cut for
+                        // leaves that server short: the next batch tells everything.
+                        places.acknowledged = if full || self.current == built_for {
+                            version
+                        } else {
+                            0
+                        };
+                        if full {
+                            places.full_due = tokio::time::Instant::now() + FULL_EVERY;
+                        }
+                    }
                     metrics::counter!(metric_names::AGENT_BATCHES_ACKED).increment(1);
                     metrics::counter!(metric_names::AGENT_SPANS_FORWARDED).increment(n_spans);
                     self.queue.release(receipt);

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use spanflow_transport::PlaceRecord;
+use spanflow_transport::{HostReport, PlaceRecord};
 
 /// How often the whole book goes out even when the server acknowledged everything: a server
 /// that restarted learns it again within this time.
@@ -173,6 +173,36 @@ impl PlaceBook {
     }
 }
 
+/// The host the agent runs on: its name, every address of its interfaces but loopback, and
+/// its operating system as `/etc/os-release` names it.
+pub fn host_report(name: &str) -> HostReport {
+    let mut ips: Vec<String> = if_addrs::get_if_addrs()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|interface| !interface.is_loopback())
+        .map(|interface| interface.ip().to_string())
+        .collect();
+    ips.sort();
+    ips.dedup();
+    let os = std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|text| os_name(&text))
+        .unwrap_or_else(|| std::env::consts::OS.to_owned());
+    HostReport {
+        name: name.to_owned(),
+        ips,
+        os,
+    }
+}
+
+/// `PRETTY_NAME` of an os-release file, unquoted.
+fn os_name(os_release: &str) -> Option<String> {
+    os_release.lines().find_map(|line| {
+        let value = line.strip_prefix("PRETTY_NAME=")?;
+        Some(value.trim().trim_matches('"').trim_matches('\'').to_owned())
+    })
+}
+
 fn end_record(inner: &mut Inner, id: &(String, String), until_us: i64) {
     inner.version += 1;
     let version = inner.version;
@@ -254,6 +284,23 @@ mod tests {
             "a full list holds the live records only"
         );
         assert_eq!(book.live_keys("pod/"), vec!["pod/b", "pod/c"]);
+    }
+
+    #[test]
+    fn the_host_reports_its_name_addresses_and_system() {
+        let report = host_report("node-a");
+        assert_eq!(report.name, "node-a");
+        assert!(report
+            .ips
+            .iter()
+            .all(|ip| ip.parse::<std::net::IpAddr>().is_ok()));
+        assert!(!report.ips.iter().any(|ip| ip == "127.0.0.1"));
+        assert!(!report.os.is_empty());
+        assert_eq!(
+            os_name("NAME=\"Debian GNU/Linux\"\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n")
+                .as_deref(),
+            Some("Debian GNU/Linux 12 (bookworm)")
+        );
     }
 
     #[test]

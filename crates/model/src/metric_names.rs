@@ -41,6 +41,10 @@ pub const SERVER_SPANS_REJECTED: &str = "spanflow_server_spans_rejected_total";
 /// Counter: spans stored with attributes, events or links past a limit dropped (and counted
 /// in the row), or strings past a limit shortened (and named in `spanflow.truncated`).
 pub const SERVER_SPANS_LIMITED: &str = "spanflow_server_spans_limited_total";
+/// Gauge: entries of the server's address-to-place map (pods, services, nodes, hosts).
+pub const SERVER_PLACES: &str = "spanflow_server_places";
+/// Counter: place records refused: an address that does not parse, or the map is full.
+pub const SERVER_PLACES_REFUSED: &str = "spanflow_server_places_refused_total";
 /// Counter: payloads inside a batch that were not decodable OTLP.
 pub const SERVER_PAYLOADS_REJECTED: &str = "spanflow_server_payloads_rejected_total";
 
@@ -84,6 +88,16 @@ pub enum MetricKind {
 
 /// Every metric with its kind and help text.
 pub const ALL: &[(&str, MetricKind, &str)] = &[
+    (
+        SERVER_PLACES,
+        MetricKind::Gauge,
+        "entries of the address-to-place map: pods, services, nodes and hosts by IP",
+    ),
+    (
+        SERVER_PLACES_REFUSED,
+        MetricKind::Counter,
+        "place records refused: an address that does not parse, or the map is full",
+    ),
     (
         SERVER_SPANS_LIMITED,
         MetricKind::Counter,

@@ -51,6 +51,7 @@ fn decode(c: &mut Criterion) {
     let sender = Sender {
         peer_ip: Some("10.0.0.1".parse().unwrap()),
         agent_id: "bench".into(),
+        places: None,
     };
     group.bench_function("map_to_rows", |b| {
         b.iter_batched(

@@ -7,6 +7,7 @@ pub mod decompress;
 pub mod json;
 pub mod limits;
 pub mod map;
+pub mod places;
 pub mod scan;
 pub mod status;
 pub mod validate;

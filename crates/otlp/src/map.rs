@@ -14,6 +14,7 @@
 //! and the rest of the request is still mapped.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -21,9 +22,11 @@ use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, Instrumentatio
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{span, Span};
 use spanflow_model::{
-    AttrValue, Attribute, Event, L7Protocol, Link, ObservationPoint, ResourceTags, ResponseStatus,
-    SpanId, SpanKind, SpanRow, TraceId, SIGNAL_SOURCE_OTEL,
+    AttrValue, Attribute, Event, L7Protocol, Link, ObservationPoint, Place, ResourceTags,
+    ResponseStatus, SpanId, SpanKind, SpanRow, TraceId, SIGNAL_SOURCE_OTEL,
 };
+
+use crate::places::{self, Places};
 
 /// The resource attribute that names the sender's IP address.
 pub const APP_HOST_IP: &str = "app.host.ip";
@@ -37,6 +40,9 @@ pub struct Sender {
     /// The TCP peer of the request, used when a resource has no usable `app.host.ip`.
     pub peer_ip: Option<IpAddr>,
     pub agent_id: String,
+    /// Where addresses are, for the place columns of both ends; without it, only what
+    /// resources say of themselves.
+    pub places: Option<std::sync::Arc<dyn Places>>,
 }
 
 /// The rows of one request, and how many spans were rejected.
@@ -53,7 +59,15 @@ pub fn map_request(request: &ExportTraceServiceRequest, sender: &Sender) -> Mapp
     let mut mapped = Mapped::default();
     let mut first_reason: Option<String> = None;
     for (resource_index, resource_spans) in request.resource_spans.iter().enumerate() {
-        let context = ResourceContext::new(resource_spans.resource.as_ref(), sender);
+        let first_start = resource_spans
+            .scope_spans
+            .iter()
+            .flat_map(|scope_spans| scope_spans.spans.first())
+            .map(|span| saturating_i64(span.start_time_unix_nano / 1000))
+            .next()
+            .unwrap_or(0);
+        let context =
+            ResourceContext::new_at(resource_spans.resource.as_ref(), sender, first_start);
         for (scope_index, scope_spans) in resource_spans.scope_spans.iter().enumerate() {
             let scope = scope_spans.scope.as_ref();
             for (span_index, span) in scope_spans.spans.iter().enumerate() {
@@ -94,12 +108,25 @@ pub struct ResourceContext {
     pub service_instance: Option<String>,
     pub tags: std::sync::Arc<ResourceTags>,
     pub agent_id: String,
+    /// Where the resource runs: its own end of every span.
+    pub place: std::sync::Arc<Place>,
+    places: Option<std::sync::Arc<dyn Places>>,
+    /// Peers' places, looked up once per resource.
+    peers: std::sync::Arc<std::sync::Mutex<HashMap<IpAddr, std::sync::Arc<Place>>>>,
 }
+
+/// Peers a resource remembers the place of; past it, each span looks its peer up.
+const MAX_REMEMBERED_PEERS: usize = 1024;
 
 impl ResourceContext {
     /// Decides the sender identity of one resource. Nothing is carried over from any other
     /// resource of the same request.
     pub fn new(resource: Option<&Resource>, sender: &Sender) -> ResourceContext {
+        ResourceContext::new_at(resource, sender, 0)
+    }
+
+    /// As [`ResourceContext::new`], with places looked up as they were at `time_us` (0: now).
+    pub fn new_at(resource: Option<&Resource>, sender: &Sender, time_us: i64) -> ResourceContext {
         let mut attributes = resource
             .map(|resource| convert_attributes(&resource.attributes))
             .unwrap_or_default();
@@ -123,6 +150,16 @@ impl ResourceContext {
                 peer_ip
             }
         };
+        let own = places::resource_place(&attributes);
+        let lookup = sender.places.as_deref();
+        if let (Some(ip), Some(lookup)) = (declared_ip, lookup) {
+            // Only an address the resource declared is its own: a TCP peer may be a collector.
+            if !own.pod.is_empty() || !own.host.is_empty() {
+                lookup.learn(ip, &own, time_us);
+            }
+        }
+        let place = places::place_of(lookup, sender_ip, &own, time_us);
+        places::add_place_attributes(&mut attributes, &place);
         let service_name = string_attribute(&attributes, "service.name");
         let service_instance = string_attribute(&attributes, "service.instance.id");
         let tags = resource_tags(&attributes);
@@ -133,7 +170,29 @@ impl ResourceContext {
             service_instance,
             tags: tags.into(),
             agent_id: sender.agent_id.clone(),
+            place,
+            places: sender.places.clone(),
+            peers: Default::default(),
         }
+    }
+
+    /// The place of a span's peer address.
+    fn peer_place(&self, ip: Option<IpAddr>, time_us: i64) -> std::sync::Arc<Place> {
+        let Some(ip) = ip else {
+            return Place::unknown();
+        };
+        let mut peers = self
+            .peers
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if let Some(place) = peers.get(&ip) {
+            return place.clone();
+        }
+        let place = places::place_of(self.places.as_deref(), Some(ip), &Place::default(), time_us);
+        if peers.len() < MAX_REMEMBERED_PEERS {
+            peers.insert(ip, place.clone());
+        }
+        place
     }
 }
 
@@ -201,6 +260,13 @@ pub fn map_span(
         .unwrap_or_default();
 
     fill_addresses(&mut row, &known, resource.sender_ip);
+    if row.observation_point == ObservationPoint::ClientApp {
+        row.place_0 = resource.place.clone();
+        row.place_1 = resource.peer_place(row.ip_1, row.start_time);
+    } else {
+        row.place_0 = resource.peer_place(row.ip_0, row.start_time);
+        row.place_1 = resource.place.clone();
+    }
     let family = fill_protocol(&mut row, &known);
     fill_request(&mut row, &known, family, span_kind);
 
@@ -1106,6 +1172,7 @@ mod tests {
         Sender {
             peer_ip: Some(IpAddr::V4(PEER)),
             agent_id: "agent-1".to_string(),
+            places: None,
         }
     }
 
@@ -1461,6 +1528,7 @@ mod tests {
         let sender = Sender {
             peer_ip: Some(IpAddr::V6(Ipv4Addr::new(10, 7, 0, 1).to_ipv6_mapped())),
             agent_id: String::new(),
+            places: None,
         };
         let mapped = map_request(
             &request(vec![(resource(&[]), vec![span(SERVER, &[])])]),
@@ -2457,6 +2525,7 @@ mod tests {
             &Sender {
                 peer_ip: Some(IpAddr::V6(Ipv6Addr::LOCALHOST)),
                 agent_id: "a".to_string(),
+                places: None,
             },
         );
         assert_eq!(context.sender_ip, Some(IpAddr::V6(Ipv6Addr::LOCALHOST)));
@@ -2642,7 +2711,7 @@ mod tests {
                     })
                     .collect(),
             };
-            let mapped = map_request(&request, &Sender { peer_ip: peer, agent_id: "p".into() });
+            let mapped = map_request(&request, &Sender { peer_ip: peer, agent_id: "p".into(), places: None });
             prop_assert_eq!(mapped.rows.len() + mapped.n_rejected, n_spans);
             prop_assert_eq!(mapped.rejected_message.is_some(), mapped.n_rejected > 0);
             for row in &mapped.rows {

@@ -3,6 +3,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::places::PlaceMap;
 use crate::tenants::Tenants;
 use axum::body::Body;
 use axum::extract::State;
@@ -16,6 +17,7 @@ use spanflow_model::{metric_names, SpanRow};
 use spanflow_otlp::decompress::{decompress, DecompressError, Encoding};
 use spanflow_otlp::limits::SpanLimits;
 use spanflow_otlp::map::{map_request, Sender};
+use spanflow_otlp::places::Places;
 use spanflow_otlp::ExportTraceServiceRequest;
 use spanflow_transport::{AgentBatch, TransportError, INGEST_PATH};
 
@@ -25,6 +27,9 @@ pub struct IngestConfig {
     pub max_batch_bytes: usize,
     /// What one span may hold; past it, dropped and counted, or shortened and marked.
     pub span_limits: SpanLimits,
+    /// Where addresses are: fed by the agents' batches and by spans, read to tag both ends of
+    /// every span.
+    pub places: Arc<PlaceMap>,
 }
 
 impl Default for IngestConfig {
@@ -32,6 +37,7 @@ impl Default for IngestConfig {
         IngestConfig {
             max_batch_bytes: 256 << 20,
             span_limits: SpanLimits::default(),
+            places: Arc::new(PlaceMap::new()),
         }
     }
 }
@@ -88,8 +94,10 @@ async fn receive_batch(
         .unwrap_or("")
         .to_string();
     let (max_batch_bytes, limits) = (ingest.config.max_batch_bytes, ingest.config.span_limits);
+    let places = ingest.config.places.clone();
     let decoded =
-        tokio::task::spawn_blocking(move || decode_batch(body, max_batch_bytes, &limits)).await;
+        tokio::task::spawn_blocking(move || decode_batch(body, max_batch_bytes, &limits, &places))
+            .await;
     let (groups, outcome) = match decoded {
         Ok(Ok(decoded)) => decoded,
         Ok(Err(error)) => {
@@ -165,8 +173,16 @@ fn decode_batch(
     body: bytes::Bytes,
     max_batch_bytes: usize,
     limits: &SpanLimits,
+    places: &Arc<PlaceMap>,
 ) -> Result<(Vec<TenantRows>, Outcome), TransportError> {
     let batch = AgentBatch::decode_body(body, max_batch_bytes)?;
+    places.apply_agent(
+        &batch.agent_id,
+        &batch.places,
+        batch.places_full,
+        batch.host.as_ref(),
+    );
+    let places: Arc<dyn Places> = places.clone();
     let mut groups: Vec<TenantRows> = Vec::new();
     let mut outcome = Outcome::default();
     let mut budget = max_batch_bytes;
@@ -201,6 +217,7 @@ fn decode_batch(
         let sender = Sender {
             peer_ip: payload.peer_ip.parse::<IpAddr>().ok(),
             agent_id: batch.agent_id.clone(),
+            places: Some(places.clone()),
         };
         let mut mapped = map_request(&request, &sender);
         for row in &mut mapped.rows {
@@ -289,7 +306,13 @@ mod tests {
             ],
         )
         .encode_body();
-        let (groups, outcome) = decode_batch(body.into(), 1 << 20, &SpanLimits::default()).unwrap();
+        let (groups, outcome) = decode_batch(
+            body.into(),
+            1 << 20,
+            &SpanLimits::default(),
+            &Arc::new(PlaceMap::new()),
+        )
+        .unwrap();
         let rows: Vec<SpanRow> = groups.into_iter().flat_map(|(_, rows)| rows).collect();
         assert_eq!(outcome.n_spans_stored, 6);
         assert_eq!(outcome.n_payloads_rejected, 0);
@@ -301,7 +324,13 @@ mod tests {
     #[test]
     fn a_version_1_body_from_an_older_agent_is_stored() {
         let body = batch(1, vec![payload(otlp(2), PayloadEncoding::Identity, 2)]).encode_v1_body(1);
-        let (groups, outcome) = decode_batch(body.into(), 1 << 20, &SpanLimits::default()).unwrap();
+        let (groups, outcome) = decode_batch(
+            body.into(),
+            1 << 20,
+            &SpanLimits::default(),
+            &Arc::new(PlaceMap::new()),
+        )
+        .unwrap();
         let rows: Vec<SpanRow> = groups.into_iter().flat_map(|(_, rows)| rows).collect();
         assert_eq!((rows.len(), outcome.n_spans_stored), (2, 2));
     }
@@ -316,7 +345,13 @@ mod tests {
             ],
         )
         .encode_body();
-        let (groups, outcome) = decode_batch(body.into(), 1 << 20, &SpanLimits::default()).unwrap();
+        let (groups, outcome) = decode_batch(
+            body.into(),
+            1 << 20,
+            &SpanLimits::default(),
+            &Arc::new(PlaceMap::new()),
+        )
+        .unwrap();
         let rows: Vec<SpanRow> = groups.into_iter().flat_map(|(_, rows)| rows).collect();
         assert_eq!((rows.len(), outcome.n_payloads_rejected), (1, 1));
 
@@ -331,7 +366,12 @@ mod tests {
         )
         .encode_body();
         assert!(matches!(
-            decode_batch(body.into(), 1_000_000, &SpanLimits::default()),
+            decode_batch(
+                body.into(),
+                1_000_000,
+                &SpanLimits::default(),
+                &Arc::new(PlaceMap::new())
+            ),
             Err(TransportError::TooLarge { .. })
         ));
     }

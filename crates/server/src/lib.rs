@@ -5,8 +5,10 @@
 //! Invariant: the server knows the [`SpanStore`] trait, never a concrete backend.
 
 mod ingest;
+pub mod places;
 mod tenants;
 
 pub use ingest::{ingest_router, IngestConfig};
+pub use places::{Inventory, PlaceMap};
 pub use spanflow_store::SpanStore;
 pub use tenants::{OpenStore, Tenants};

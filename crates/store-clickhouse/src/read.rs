@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use spanflow_model::{
-    Attribute, L7Protocol, ObservationPoint, ResourceTags, ResponseStatus, SpanId, SpanKind,
-    SpanRow, TraceId,
+    Attribute, AutoType, L7Protocol, ObservationPoint, Place, ResourceTags, ResponseStatus, SpanId,
+    SpanKind, SpanRow, TraceId,
 };
 use spanflow_store::analytics::{Edge, NodeKind, RedPoint, RedQuery};
 use spanflow_store::sql::SqlResult;
@@ -52,6 +52,36 @@ pub struct StoredSpan {
     ip_1: String,
     client_port: u16,
     server_port: u16,
+    pod_0: String,
+    pod_ns_0: String,
+    pod_group_0: String,
+    pod_group_type_0: String,
+    pod_node_0: String,
+    pod_cluster_0: String,
+    service_0: String,
+    host_0: String,
+    region_0: String,
+    az_0: String,
+    auto_instance_0: String,
+    auto_service_0: String,
+    auto_instance_type_0: u8,
+    auto_service_type_0: u8,
+    labels_0: String,
+    pod_1: String,
+    pod_ns_1: String,
+    pod_group_1: String,
+    pod_group_type_1: String,
+    pod_node_1: String,
+    pod_cluster_1: String,
+    service_1: String,
+    host_1: String,
+    region_1: String,
+    az_1: String,
+    auto_instance_1: String,
+    auto_service_1: String,
+    auto_instance_type_1: u8,
+    auto_service_type_1: u8,
+    labels_1: String,
     scope_name: String,
     scope_version: String,
     host_name: String,
@@ -94,6 +124,40 @@ impl StoredSpan {
                     self.observation_point
                 )
             })?;
+        let place_0 = place(Place {
+            pod: self.pod_0,
+            pod_ns: self.pod_ns_0,
+            pod_group: self.pod_group_0,
+            pod_group_type: self.pod_group_type_0,
+            pod_node: self.pod_node_0,
+            pod_cluster: self.pod_cluster_0,
+            service: self.service_0,
+            host: self.host_0,
+            region: self.region_0,
+            az: self.az_0,
+            auto_instance: self.auto_instance_0,
+            auto_service: self.auto_service_0,
+            auto_instance_type: AutoType::from_u8(self.auto_instance_type_0),
+            auto_service_type: AutoType::from_u8(self.auto_service_type_0),
+            labels: Place::parse_labels_json(&self.labels_0),
+        });
+        let place_1 = place(Place {
+            pod: self.pod_1,
+            pod_ns: self.pod_ns_1,
+            pod_group: self.pod_group_1,
+            pod_group_type: self.pod_group_type_1,
+            pod_node: self.pod_node_1,
+            pod_cluster: self.pod_cluster_1,
+            service: self.service_1,
+            host: self.host_1,
+            region: self.region_1,
+            az: self.az_1,
+            auto_instance: self.auto_instance_1,
+            auto_service: self.auto_service_1,
+            auto_instance_type: AutoType::from_u8(self.auto_instance_type_1),
+            auto_service_type: AutoType::from_u8(self.auto_service_type_1),
+            labels: Place::parse_labels_json(&self.labels_1),
+        });
         Ok(SpanRow {
             time: i64::from(self.time),
             start_time: self.start_time,
@@ -130,6 +194,8 @@ impl StoredSpan {
             ip_1: ip(&self.ip_1, "ip_1")?,
             client_port: self.client_port,
             server_port: self.server_port,
+            place_0,
+            place_1,
             scope_name: self.scope_name,
             scope_version: self.scope_version,
             resource: ResourceTags {
@@ -699,5 +765,14 @@ mod tests {
             )),
             "{sql}"
         );
+    }
+}
+
+/// A place as a row holds it: the shared empty one when nothing is known.
+fn place(place: Place) -> std::sync::Arc<Place> {
+    if place.is_unknown() {
+        Place::unknown()
+    } else {
+        std::sync::Arc::new(place)
     }
 }

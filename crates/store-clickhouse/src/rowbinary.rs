@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::ops::Range;
 
-use spanflow_model::{Attribute, ResourceTags, SpanRow, TraceId};
+use spanflow_model::{Attribute, Place, ResourceTags, SpanRow, TraceId};
 use spanflow_store::text;
 
 /// Appends `RowBinary` values to a buffer.
@@ -152,6 +152,14 @@ impl Encoder {
         self.ip(&mut w, row.ip_1);
         w.u16(row.client_port);
         w.u16(row.server_port);
+        for place in [&row.place_0, &row.place_1] {
+            for (_, field) in Place::TEXT_COLUMNS {
+                w.string(field(place));
+            }
+            w.u8(place.auto_instance_type.as_u8());
+            w.u8(place.auto_service_type.as_u8());
+            w.string(&place.labels_json());
+        }
         w.string(&row.scope_name);
         w.string(&row.scope_version);
         for (_, tag) in ResourceTags::COLUMNS {

@@ -97,6 +97,36 @@ pub const COLUMNS: &[(&str, &str, &str)] = &[
     ("ip_1", "String", "String"),
     ("client_port", "UInt16", "UInt16"),
     ("server_port", "UInt16", "UInt16"),
+    ("pod_0", "String", "LowCardinality(String)"),
+    ("pod_ns_0", "String", "LowCardinality(String)"),
+    ("pod_group_0", "String", "LowCardinality(String)"),
+    ("pod_group_type_0", "String", "LowCardinality(String)"),
+    ("pod_node_0", "String", "LowCardinality(String)"),
+    ("pod_cluster_0", "String", "LowCardinality(String)"),
+    ("service_0", "String", "LowCardinality(String)"),
+    ("host_0", "String", "LowCardinality(String)"),
+    ("region_0", "String", "LowCardinality(String)"),
+    ("az_0", "String", "LowCardinality(String)"),
+    ("auto_instance_0", "String", "LowCardinality(String)"),
+    ("auto_service_0", "String", "LowCardinality(String)"),
+    ("auto_instance_type_0", "UInt8", "UInt8"),
+    ("auto_service_type_0", "UInt8", "UInt8"),
+    ("labels_0", "String", "String CODEC(ZSTD(1))"),
+    ("pod_1", "String", "LowCardinality(String)"),
+    ("pod_ns_1", "String", "LowCardinality(String)"),
+    ("pod_group_1", "String", "LowCardinality(String)"),
+    ("pod_group_type_1", "String", "LowCardinality(String)"),
+    ("pod_node_1", "String", "LowCardinality(String)"),
+    ("pod_cluster_1", "String", "LowCardinality(String)"),
+    ("service_1", "String", "LowCardinality(String)"),
+    ("host_1", "String", "LowCardinality(String)"),
+    ("region_1", "String", "LowCardinality(String)"),
+    ("az_1", "String", "LowCardinality(String)"),
+    ("auto_instance_1", "String", "LowCardinality(String)"),
+    ("auto_service_1", "String", "LowCardinality(String)"),
+    ("auto_instance_type_1", "UInt8", "UInt8"),
+    ("auto_service_type_1", "UInt8", "UInt8"),
+    ("labels_1", "String", "String CODEC(ZSTD(1))"),
     ("scope_name", "String", "LowCardinality(String)"),
     ("scope_version", "String", "LowCardinality(String)"),
     ("host_name", "String", "LowCardinality(String)"),
@@ -218,6 +248,36 @@ impl Layout {
                      ENGINE = Distributed(`{cluster}`, `{database}`, `{local}`, cityHash64(trace_id))"
                 ));
             }
+        }
+        statements
+    }
+
+    /// `ALTER TABLE ... ADD COLUMN` for the span columns a table made by an older spanflow
+    /// lacks (`existing` names the columns it has), each after the column before it.
+    pub fn upgrade_statements(
+        &self,
+        table: &str,
+        flavor: Flavor,
+        existing: &[String],
+    ) -> Vec<String> {
+        let database = &self.database;
+        let mut statements = Vec::new();
+        let mut previous: Option<&str> = None;
+        for (name, legacy, modern) in COLUMNS {
+            if !existing.iter().any(|column| column == name) {
+                let kind = match flavor {
+                    Flavor::Legacy => legacy,
+                    Flavor::Modern => modern,
+                };
+                let place = match previous {
+                    Some(previous) => format!(" AFTER `{previous}`"),
+                    None => " FIRST".to_string(),
+                };
+                statements.push(format!(
+                    "ALTER TABLE `{database}`.`{table}` ADD COLUMN `{name}` {kind}{place}"
+                ));
+            }
+            previous = Some(name);
         }
         statements
     }

@@ -236,6 +236,7 @@ impl ClickHouseStore {
                     )
                 })?;
             }
+            upgrade(&client, &layout, server_flavor, url).await?;
             tracing::info!(
                 url,
                 version,
@@ -900,4 +901,40 @@ fn rows(spans: Vec<StoredSpan>) -> Result<Vec<SpanRow>, StoreError> {
                 format!("a row in ClickHouse is not as spanflow writes it: {error}"),
             )
         })
+}
+
+/// Adds the columns that tables made by an older spanflow lack: the storage table first, then
+/// (in a cluster) the `Distributed` table over it.
+async fn upgrade(
+    client: &Client,
+    layout: &crate::schema::Layout,
+    flavor: Flavor,
+    url: &str,
+) -> Result<(), StoreError> {
+    let mut tables = vec![layout.storage_table(crate::schema::SPANS_TABLE)];
+    if layout.cluster.is_some() {
+        tables.push(crate::schema::SPANS_TABLE.to_string());
+    }
+    for table in tables {
+        let existing: Vec<String> = client
+            .query("SELECT name FROM system.columns WHERE database = ? AND table = ?")
+            .bind(&layout.database)
+            .bind(&table)
+            .fetch_all()
+            .await
+            .map_err(|error| {
+                store_error(&format!("reading the columns of {table} at {url}"), error)
+            })?;
+        for statement in layout.upgrade_statements(&table, flavor, &existing) {
+            tracing::info!(
+                url,
+                statement,
+                "adding a column that an older spanflow did not have"
+            );
+            client.query(&statement).execute().await.map_err(|error| {
+                store_error(&format!("adding a column to {table} at {url}"), error)
+            })?;
+        }
+    }
+    Ok(())
 }

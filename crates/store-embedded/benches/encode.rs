@@ -16,6 +16,7 @@ fn encode(c: &mut Criterion) {
     let sender = Sender {
         peer_ip: Some("10.0.0.1".parse().unwrap()),
         agent_id: "bench".into(),
+        places: None,
     };
     let rows: Vec<_> = corpus
         .iter()

@@ -12,8 +12,8 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 
 /// The layout of files and WAL entries this version writes and reads. Version 1 stored ids as
 /// hex text; version 2 stored them as bytes; version 3 stores a span's end as its offset from
-/// the start plus the duration.
-pub const FORMAT: u32 = 3;
+/// the start plus the duration; version 4 adds the place columns of both ends of a call.
+pub const FORMAT: u32 = 4;
 
 fn format_1() -> u32 {
     1

@@ -35,8 +35,8 @@ use datafusion::logical_expr::{
     ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
 };
 use spanflow_model::{
-    AttrValue, Attribute, L7Protocol, ObservationPoint, ResourceTags, ResponseStatus, SpanId,
-    SpanKind, SpanRow, TraceId,
+    AttrValue, Attribute, AutoType, L7Protocol, ObservationPoint, Place, ResourceTags,
+    ResponseStatus, SpanId, SpanKind, SpanRow, TraceId,
 };
 use spanflow_store::text;
 
@@ -57,7 +57,7 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     let list = |name: &str, item: DataType| {
         Field::new_list(name, Field::new_list_field(item, true), false)
     };
-    Arc::new(Schema::new(vec![
+    let mut fields = vec![
         Field::new("time", seconds, false),
         Field::new("start_time", micros.clone(), false),
         // The end, as what it adds to the start plus the duration: nearly always zero, where
@@ -95,6 +95,24 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("ip_1", DataType::Utf8, true),
         Field::new("client_port", DataType::UInt16, false),
         Field::new("server_port", DataType::UInt16, false),
+    ];
+    for side in SIDES {
+        for (name, _) in Place::TEXT_COLUMNS {
+            fields.push(utf8(&format!("{name}_{side}")));
+        }
+        fields.push(Field::new(
+            format!("auto_instance_type_{side}"),
+            DataType::UInt8,
+            false,
+        ));
+        fields.push(Field::new(
+            format!("auto_service_type_{side}"),
+            DataType::UInt8,
+            false,
+        ));
+        fields.push(utf8(&format!("labels_{side}")));
+    }
+    fields.extend([
         utf8("scope_name"),
         utf8("scope_version"),
         utf8("host_name"),
@@ -120,8 +138,20 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("dropped_attributes_count", DataType::UInt32, false),
         Field::new("dropped_events_count", DataType::UInt32, false),
         Field::new("dropped_links_count", DataType::UInt32, false),
-    ]))
+    ]);
+    Arc::new(Schema::new(fields))
 });
+
+/// The two ends of a call, as the place columns' suffixes name them.
+const SIDES: [u8; 2] = [0, 1];
+
+fn place_of(row: &SpanRow, side: u8) -> &Place {
+    if side == 0 {
+        &row.place_0
+    } else {
+        &row.place_1
+    }
+}
 
 /// The `l7_flow_log` schema; every call returns the same shared `Arc`.
 pub fn schema() -> SchemaRef {
@@ -308,6 +338,24 @@ pub fn rows_to_batch(rows: &[SpanRow]) -> RecordBatch {
     columns.push(Arc::new(UInt16Array::from_iter_values(
         rows.iter().map(|row| row.server_port),
     )));
+    for side in SIDES {
+        for (_, field) in Place::TEXT_COLUMNS {
+            columns.push(str_column(rows, |row| field(place_of(row, side))));
+        }
+        columns.push(Arc::new(UInt8Array::from_iter_values(
+            rows.iter()
+                .map(|row| place_of(row, side).auto_instance_type.as_u8()),
+        )));
+        columns.push(Arc::new(UInt8Array::from_iter_values(
+            rows.iter()
+                .map(|row| place_of(row, side).auto_service_type.as_u8()),
+        )));
+        let labels: Vec<String> = rows
+            .iter()
+            .map(|row| place_of(row, side).labels_json())
+            .collect();
+        columns.push(Arc::new(StringArray::from_iter_values(labels)));
+    }
     columns.push(str_column(rows, |row| &row.scope_name));
     columns.push(str_column(rows, |row| &row.scope_version));
     for (_, field) in RESOURCE_COLUMNS {
@@ -572,6 +620,44 @@ fn nullable<T: arrow::array::ArrowPrimitiveType>(
     array.is_valid(row).then(|| array.value(row))
 }
 
+/// The place columns of one side.
+struct PlaceColumns<'a> {
+    text: Vec<&'a StringArray>,
+    auto_instance_type: &'a UInt8Array,
+    auto_service_type: &'a UInt8Array,
+    labels: &'a StringArray,
+}
+
+impl<'a> PlaceColumns<'a> {
+    fn get(batch: &'a RecordBatch, side: u8) -> Result<PlaceColumns<'a>, SchemaError> {
+        Ok(PlaceColumns {
+            text: Place::TEXT_COLUMNS
+                .iter()
+                .map(|(name, _)| column::<StringArray>(batch, &format!("{name}_{side}")))
+                .collect::<Result<_, _>>()?,
+            auto_instance_type: column(batch, &format!("auto_instance_type_{side}"))?,
+            auto_service_type: column(batch, &format!("auto_service_type_{side}"))?,
+            labels: column(batch, &format!("labels_{side}"))?,
+        })
+    }
+
+    fn at(&self, row: usize) -> Place {
+        let mut place = Place {
+            auto_instance_type: AutoType::from_u8(self.auto_instance_type.value(row)),
+            auto_service_type: AutoType::from_u8(self.auto_service_type.value(row)),
+            labels: Place::parse_labels_json(self.labels.value(row)),
+            ..Place::default()
+        };
+        for ((name, _), array) in Place::TEXT_COLUMNS.iter().zip(&self.text) {
+            let value = array.value(row);
+            if !value.is_empty() {
+                *place.text_mut(name).expect("every text column is settable") = value.to_owned();
+            }
+        }
+        place
+    }
+}
+
 /// The rows of a batch of [`schema()`]; columns are found by name, so their order is free.
 pub fn batch_to_rows(batch: &RecordBatch) -> Result<Vec<SpanRow>, SchemaError> {
     let time = column::<TimestampSecondArray>(batch, "time")?;
@@ -609,6 +695,8 @@ pub fn batch_to_rows(batch: &RecordBatch) -> Result<Vec<SpanRow>, SchemaError> {
     let ip_1 = column::<StringArray>(batch, "ip_1")?;
     let client_port = column::<UInt16Array>(batch, "client_port")?;
     let server_port = column::<UInt16Array>(batch, "server_port")?;
+    let places = [PlaceColumns::get(batch, 0)?, PlaceColumns::get(batch, 1)?];
+    let mut last_places: [Arc<Place>; 2] = [Place::unknown(), Place::unknown()];
     let scope_name = column::<StringArray>(batch, "scope_name")?;
     let scope_version = column::<StringArray>(batch, "scope_version")?;
     let resource = RESOURCE_COLUMNS
@@ -637,6 +725,12 @@ pub fn batch_to_rows(batch: &RecordBatch) -> Result<Vec<SpanRow>, SchemaError> {
             ))
         })?;
         let tags = |column: usize| text(resource[column], i);
+        for side in 0..2 {
+            let place = places[side].at(i);
+            if *last_places[side] != place {
+                last_places[side] = Arc::new(place);
+            }
+        }
         rows.push(SpanRow {
             time: time.value(i),
             start_time: start_time.value(i),
@@ -677,6 +771,8 @@ pub fn batch_to_rows(batch: &RecordBatch) -> Result<Vec<SpanRow>, SchemaError> {
             ip_1: ip_at(ip_1, "ip_1", i)?,
             client_port: client_port.value(i),
             server_port: server_port.value(i),
+            place_0: last_places[0].clone(),
+            place_1: last_places[1].clone(),
             scope_name: text(scope_name, i),
             scope_version: text(scope_version, i),
             resource: ResourceTags {
@@ -1244,6 +1340,23 @@ mod tests {
         })
     }
 
+    fn place() -> impl Strategy<Value = Place> {
+        (vec(text(), 12), any::<[u8; 2]>(), vec((text(), text()), 0..3)).prop_map(
+            |(texts, types, labels)| {
+                let mut place = Place {
+                    auto_instance_type: AutoType::from_u8(types[0]),
+                    auto_service_type: AutoType::from_u8(types[1]),
+                    labels,
+                    ..Place::default()
+                };
+                for ((name, _), value) in Place::TEXT_COLUMNS.iter().zip(texts) {
+                    *place.text_mut(name).unwrap() = value;
+                }
+                place
+            },
+        )
+    }
+
     fn span_row() -> impl Strategy<Value = SpanRow> {
         let ids = (
             any::<i64>(),
@@ -1285,8 +1398,9 @@ mod tests {
             vec(link(), 0..3),
             any::<[u32; 3]>(),
         );
-        (ids, names, request, response, network, nested).prop_map(
-            |(ids, names, request, response, network, nested)| SpanRow {
+        let places = (place(), place());
+        (ids, names, request, response, network, nested, places).prop_map(
+            |(ids, names, request, response, network, nested, places)| SpanRow {
                 time: ids.0,
                 start_time: ids.1,
                 end_time: ids.2,
@@ -1322,6 +1436,8 @@ mod tests {
                 ip_1: network.1,
                 client_port: network.2,
                 server_port: network.3,
+                place_0: places.0.into(),
+                place_1: places.1.into(),
                 scope_name: network.4,
                 scope_version: network.5,
                 resource: nested.0.into(),
