@@ -8,7 +8,7 @@ use spanflow_model::{
     Attribute, AutoType, L7Protocol, ObservationPoint, Place, ResourceTags, ResponseStatus, SpanId,
     SpanKind, SpanRow, TraceId,
 };
-use spanflow_store::analytics::{Edge, NodeKind, RedPoint, RedQuery};
+use spanflow_store::analytics::{Edge, MapBy, NodeKind, RedPoint, RedQuery};
 use spanflow_store::sql::SqlResult;
 use spanflow_store::{text, ErrorKind, SpanQuery, StoreError, TimeRange};
 
@@ -449,6 +449,11 @@ impl SearchSql {
         if let Some(status) = query.response_status {
             conditions.push(format!("response_status = {}", status.as_u8()));
         }
+        for filter in &query.places {
+            // The column is one of the place columns' names, never the caller's text.
+            conditions.push(format!("{} = ?", filter.column()));
+            strings.push(filter.value.clone());
+        }
         for filter in &query.attributes {
             // Text equality on the scalar types only, as `SpanQuery::matches` compares.
             conditions.push(format!(
@@ -581,7 +586,8 @@ pub fn sql_result(body: &[u8]) -> Result<spanflow_store::sql::SqlResult, serde_j
 
 /// The service map's query: client and producer spans joined to the server and consumer
 /// spans under them in other services, and client and producer spans to databases and queues.
-pub fn service_map_sql(range: TimeRange, flavor: Flavor, spans_table: &str) -> String {
+pub fn service_map_sql(range: TimeRange, by: MapBy, flavor: Flavor, spans_table: &str) -> String {
+    let (caller_node, callee_node) = (by.node_sql(0), by.node_sql(1));
     let mut range = range_conditions(range, flavor).join(" AND ");
     if !range.is_empty() {
         range = format!(" AND {range}");
@@ -590,17 +596,17 @@ pub fn service_map_sql(range: TimeRange, flavor: Flavor, spans_table: &str) -> S
     format!(
         "SELECT caller, callee, toUInt8(0) AS kind, count() AS calls, sum(failed) AS errors, \
              quantiles(0.5, 0.95, 0.99)(response_duration) AS latency \
-         FROM (SELECT trace_id, span_id AS link, app_service AS caller FROM {spans_table} \
+         FROM (SELECT trace_id, span_id AS link, {caller_node} AS caller FROM {spans_table} \
              WHERE span_kind IN (3, 4){range}) AS callers \
          ALL INNER JOIN (SELECT trace_id, assumeNotNull(parent_span_id) AS link, \
-             app_service AS callee, response_duration, toUInt8({failed}) AS failed \
+             {callee_node} AS callee, response_duration, toUInt8({failed}) AS failed \
              FROM {spans_table} WHERE span_kind IN (2, 5) AND isNotNull(parent_span_id){range}) \
              AS callees \
          USING (trace_id, link) \
          WHERE caller != callee \
          GROUP BY caller, callee \
          UNION ALL \
-         SELECT app_service AS caller, l7_protocol_str AS callee, \
+         SELECT {caller_node} AS caller, l7_protocol_str AS callee, \
              toUInt8(if(l7_protocol >= 100, 2, 1)) AS kind, count() AS calls, \
              sum(toUInt8({failed})) AS errors, \
              quantiles(0.5, 0.95, 0.99)(response_duration) AS latency \

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use clickhouse::Client;
 use spanflow_model::{metric_names, SpanKind, SpanRow, TraceId};
-use spanflow_store::analytics::{Edge, RedPoint, RedQuery};
+use spanflow_store::analytics::{Edge, MapBy, RedPoint, RedQuery};
 use spanflow_store::sql::{SqlDialect, SqlLimits, SqlResult};
 use spanflow_store::{ErrorKind, Operation, SpanQuery, SpanStore, StoreError, TimeRange};
 
@@ -845,8 +845,8 @@ impl SpanStore for ClickHouseStore {
             .collect())
     }
 
-    async fn service_map(&self, range: TimeRange) -> Result<Vec<Edge>, StoreError> {
-        let sql = read::service_map_sql(range, self.inner.flavor, SPANS_TABLE);
+    async fn service_map(&self, range: TimeRange, by: MapBy) -> Result<Vec<Edge>, StoreError> {
+        let sql = read::service_map_sql(range, by, self.inner.flavor, SPANS_TABLE);
         let result = self
             .inner
             .json("building the service map", &sql, &[])

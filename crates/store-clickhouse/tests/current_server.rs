@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use spanflow_model::{AttrValue, Attribute, ResponseStatus, SpanRow};
-use spanflow_store::analytics::RedQuery;
+use spanflow_store::analytics::{MapBy, RedQuery};
 use spanflow_store::conformance::{full_row, row};
 use spanflow_store::TimeRange;
 use spanflow_store::{AttributeFilter, SpanQuery};
@@ -233,11 +233,14 @@ fn the_current_schema_takes_spanflow_rows_and_answers_its_queries() {
             spans_table,
         ))
         .bind("checkout")));
-    statements.push(read::service_map_sql(
-        TimeRange::new(Some(1_600_000_000_000_000), Some(1_800_000_000_000_000)),
-        Flavor::Modern,
-        spans_table,
-    ));
+    for by in [MapBy::Service, MapBy::Workload] {
+        statements.push(read::service_map_sql(
+            TimeRange::new(Some(1_600_000_000_000_000), Some(1_800_000_000_000_000)),
+            by,
+            Flavor::Modern,
+            spans_table,
+        ));
+    }
     statements.push(read::red_sql(
         &RedQuery {
             service: "checkout".into(),
@@ -256,18 +259,22 @@ fn the_current_schema_takes_spanflow_rows_and_answers_its_queries() {
         aggregates[1],
         "GET /cart\t2\nGET /orders\t2\nSELECT orders\t3\n"
     );
+    // By service and by workload: the full row's client end is the workload `checkout`.
+    for map in &aggregates[2..4] {
+        assert_eq!(
+            map,
+            &format!(
+                "{}\t{}\t1\t1\t{}\t[{d},{d},{d}]\n",
+                full.place_0.auto_service,
+                full.l7_protocol_str,
+                u8::from(spanflow_store::analytics::failed(&full)),
+                d = full.response_duration
+            )
+        );
+    }
+    assert_eq!(full.app_service, full.place_0.auto_service);
     assert_eq!(
-        aggregates[2],
-        format!(
-            "{}\t{}\t1\t1\t{}\t[{d},{d},{d}]\n",
-            full.app_service,
-            full.l7_protocol_str,
-            u8::from(spanflow_store::analytics::failed(&full)),
-            d = full.response_duration
-        )
-    );
-    assert_eq!(
-        aggregates[3],
+        aggregates[4],
         "1699999980000000\t\t2\t1\t[451500,855150,891030]\n"
     );
     let answers = &answers[n_ddl + 2..];

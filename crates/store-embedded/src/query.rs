@@ -116,6 +116,9 @@ fn search_filter(query: &SpanQuery) -> Option<Expr> {
     if let Some(status) = query.response_status {
         filters.push(col("response_status").eq(lit(status.as_u8())));
     }
+    for filter in &query.places {
+        filters.push(col(filter.column()).eq(lit(filter.value.clone())));
+    }
     for filter in &query.attributes {
         let matches = |names: &str, values: &str| {
             let position = cast(

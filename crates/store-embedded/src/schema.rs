@@ -1341,8 +1341,12 @@ mod tests {
     }
 
     fn place() -> impl Strategy<Value = Place> {
-        (vec(text(), 12), any::<[u8; 2]>(), vec((text(), text()), 0..3)).prop_map(
-            |(texts, types, labels)| {
+        (
+            vec(text(), 12),
+            any::<[u8; 2]>(),
+            vec((text(), text()), 0..3),
+        )
+            .prop_map(|(texts, types, labels)| {
                 let mut place = Place {
                     auto_instance_type: AutoType::from_u8(types[0]),
                     auto_service_type: AutoType::from_u8(types[1]),
@@ -1353,8 +1357,7 @@ mod tests {
                     *place.text_mut(name).unwrap() = value;
                 }
                 place
-            },
-        )
+            })
     }
 
     fn span_row() -> impl Strategy<Value = SpanRow> {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use arrow::array::{Array, StringArray, UInt8Array};
 use arrow::record_batch::RecordBatch;
 use spanflow_model::{metric_names, SpanKind, SpanRow, TraceId};
-use spanflow_store::analytics::{Edge, NodeKind, RedPoint, RedQuery, FAILED_SQL};
+use spanflow_store::analytics::{Edge, MapBy, NodeKind, RedPoint, RedQuery, FAILED_SQL};
 use spanflow_store::sql::{SqlDialect, SqlLimits, SqlResult};
 use spanflow_store::{ErrorKind, Operation, SpanQuery, SpanStore, StoreError, TimeRange};
 
@@ -516,7 +516,8 @@ impl SpanStore for EmbeddedStore {
         Ok(operations.into_iter().collect())
     }
 
-    async fn service_map(&self, range: TimeRange) -> Result<Vec<Edge>, StoreError> {
+    async fn service_map(&self, range: TimeRange, by: MapBy) -> Result<Vec<Edge>, StoreError> {
+        let (caller_node, callee_node) = (by.node_sql(0), by.node_sql(1));
         let percentiles = percentile_sql("duration");
         let own_percentiles = percentile_sql("response_duration");
         // A call is a client (or producer) span and the server (or consumer) span whose
@@ -524,16 +525,16 @@ impl SpanStore for EmbeddedStore {
         // where a hash join would hold one side in memory whole: an aggregate can spill.
         let sql = format!(
             "WITH sides AS ( \
-                 SELECT trace_id, span_id AS link, app_service, 0 AS side, \
+                 SELECT trace_id, span_id AS link, {caller_node} AS node, 0 AS side, \
                      CAST(0 AS BIGINT UNSIGNED) AS response_duration, 0 AS failed \
                  FROM spans WHERE span_kind IN (3, 4) \
                  UNION ALL \
-                 SELECT trace_id, parent_span_id AS link, app_service, 1 AS side, \
+                 SELECT trace_id, parent_span_id AS link, {callee_node} AS node, 1 AS side, \
                      response_duration, CASE WHEN {FAILED_SQL} THEN 1 ELSE 0 END AS failed \
                  FROM spans WHERE span_kind IN (2, 5) AND parent_span_id IS NOT NULL), \
              calls AS ( \
-                 SELECT max(CASE WHEN side = 0 THEN app_service END) AS caller, \
-                     max(CASE WHEN side = 1 THEN app_service END) AS callee, \
+                 SELECT max(CASE WHEN side = 0 THEN node END) AS caller, \
+                     max(CASE WHEN side = 1 THEN node END) AS callee, \
                      max(CASE WHEN side = 1 THEN response_duration END) AS duration, \
                      sum(side) AS n, sum(failed) AS failed \
                  FROM sides GROUP BY trace_id, link) \
@@ -541,12 +542,12 @@ impl SpanStore for EmbeddedStore {
              FROM calls WHERE caller IS NOT NULL AND callee IS NOT NULL AND caller <> callee \
              GROUP BY caller, callee \
              UNION ALL \
-             SELECT app_service AS caller, l7_protocol_str AS callee, \
+             SELECT {caller_node} AS caller, l7_protocol_str AS callee, \
                  CASE WHEN l7_protocol >= 100 THEN 2 ELSE 1 END AS kind, count(*) AS calls, \
                  sum(CASE WHEN {FAILED_SQL} THEN 1 ELSE 0 END) AS errors, {own_percentiles} \
              FROM spans WHERE span_kind IN (3, 4) AND l7_protocol_str <> '' \
                  AND (l7_protocol BETWEEN 60 AND 82 OR l7_protocol BETWEEN 100 AND 107) \
-             GROUP BY app_service, l7_protocol_str, CASE WHEN l7_protocol >= 100 THEN 2 ELSE 1 END"
+             GROUP BY {caller_node}, l7_protocol_str, CASE WHEN l7_protocol >= 100 THEN 2 ELSE 1 END"
         );
         let result = self.aggregate(range, None, &sql).await?;
         edges(&result)

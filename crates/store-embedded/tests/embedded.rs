@@ -76,8 +76,9 @@ impl SpanStore for FlushingStore {
     async fn service_map(
         &self,
         range: spanflow_store::TimeRange,
+        by: spanflow_store::analytics::MapBy,
     ) -> Result<Vec<spanflow_store::analytics::Edge>, spanflow_store::StoreError> {
-        self.0.service_map(range).await
+        self.0.service_map(range, by).await
     }
     async fn red(
         &self,

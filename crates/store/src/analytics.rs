@@ -37,6 +37,57 @@ impl NodeKind {
     }
 }
 
+/// What the service map's nodes are.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum MapBy {
+    /// `service.name` (`app_service`).
+    #[default]
+    Service,
+    /// Where each end ran: its `auto_service` (the Kubernetes service, else the workload,
+    /// else the host or address), or `app_service` where nothing is known.
+    Workload,
+}
+
+impl MapBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MapBy::Service => "service",
+            MapBy::Workload => "workload",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<MapBy> {
+        match text {
+            "service" => Some(MapBy::Service),
+            "workload" => Some(MapBy::Workload),
+            _ => None,
+        }
+    }
+
+    /// The node a span stands for, as the calling end (`side` 0) or the called end (1).
+    pub fn node(self, row: &SpanRow, side: u8) -> &str {
+        let place = if side == 0 {
+            &row.place_0
+        } else {
+            &row.place_1
+        };
+        match self {
+            MapBy::Workload if !place.auto_service.is_empty() => &place.auto_service,
+            _ => &row.app_service,
+        }
+    }
+
+    /// [`MapBy::node`] as an SQL expression (standard `CASE`, which both engines read).
+    pub fn node_sql(self, side: u8) -> String {
+        match self {
+            MapBy::Service => "app_service".to_string(),
+            MapBy::Workload => format!(
+                "(CASE WHEN auto_service_{side} = '' THEN app_service ELSE auto_service_{side} END)"
+            ),
+        }
+    }
+}
+
 /// Calls from one node to another in a time range. Latencies are in µs: the callee's server
 /// span for services, the caller's client span for databases and queues.
 #[derive(Clone, Debug, PartialEq)]
@@ -102,7 +153,7 @@ pub fn percentiles(values: &mut [u64]) -> (f64, f64, f64) {
 }
 
 /// The service map of `rows`, computed in memory; the reference every backend agrees with.
-pub fn service_map(rows: &[&SpanRow], range: TimeRange) -> Vec<Edge> {
+pub fn service_map(rows: &[&SpanRow], range: TimeRange, by: MapBy) -> Vec<Edge> {
     let in_range: Vec<&SpanRow> = rows
         .iter()
         .copied()
@@ -122,15 +173,12 @@ pub fn service_map(rows: &[&SpanRow], range: TimeRange) -> Vec<Edge> {
             let Some(caller) = callers.get(&(row.trace_id, parent)) else {
                 continue;
             };
-            if caller.app_service == row.app_service {
+            let (from, to) = (by.node(caller, 0), by.node(row, 1));
+            if from == to {
                 continue;
             }
             let entry = edges
-                .entry((
-                    caller.app_service.clone(),
-                    row.app_service.clone(),
-                    NodeKind::Service,
-                ))
+                .entry((from.to_owned(), to.to_owned(), NodeKind::Service))
                 .or_default();
             entry.0 += u64::from(failed(row));
             entry.1.push(row.response_duration);
@@ -142,7 +190,11 @@ pub fn service_map(rows: &[&SpanRow], range: TimeRange) -> Vec<Edge> {
                 continue;
             }
             let entry = edges
-                .entry((row.app_service.clone(), row.l7_protocol_str.clone(), kind))
+                .entry((
+                    by.node(row, 0).to_owned(),
+                    row.l7_protocol_str.clone(),
+                    kind,
+                ))
                 .or_default();
             entry.0 += u64::from(failed(row));
             entry.1.push(row.response_duration);

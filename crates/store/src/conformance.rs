@@ -12,7 +12,7 @@ use spanflow_model::{
     ResponseStatus, SpanId, SpanKind, SpanRow, TraceId,
 };
 
-use crate::{AttributeFilter, Operation, SpanQuery, SpanStore, TimeRange};
+use crate::{AttributeFilter, Operation, PlaceFilter, SpanQuery, SpanStore, TimeRange};
 
 /// A trace id whose bytes spell `n`.
 pub fn trace_id(n: u8) -> TraceId {
@@ -436,8 +436,19 @@ fn call(
     row
 }
 
+/// A place known only by its `auto_service`, as a workload's pods are.
+fn auto_service(name: &str) -> std::sync::Arc<Place> {
+    Place {
+        pod_group: name.into(),
+        auto_service: name.into(),
+        auto_service_type: AutoType::PodGroup,
+        ..Place::default()
+    }
+    .into()
+}
+
 async fn the_service_map_and_red_series_aggregate_calls(store: impl SpanStore) {
-    use crate::analytics::{Edge, NodeKind, RedPoint, RedQuery};
+    use crate::analytics::{Edge, MapBy, NodeKind, RedPoint, RedQuery};
     let base = 1_700_000_000_000_000i64;
     let mut rows = Vec::new();
     for (trace, start) in [(1u8, base), (2, base + 10_000_000)] {
@@ -460,6 +471,7 @@ async fn the_service_map_and_red_series_aggregate_calls(store: impl SpanStore) {
             3_000,
         );
         post.endpoint = "POST /cart".into();
+        post.place_0 = auto_service("web");
         rows.push(post);
         let mut cart = call(
             trace,
@@ -471,6 +483,7 @@ async fn the_service_map_and_red_series_aggregate_calls(store: impl SpanStore) {
             2_000,
         );
         cart.endpoint = "POST /cart".into();
+        cart.place_1 = auto_service("cart-svc");
         if trace == 2 {
             cart.status_code = 2;
         }
@@ -478,6 +491,7 @@ async fn the_service_map_and_red_series_aggregate_calls(store: impl SpanStore) {
         let mut redis = call(trace, 4, Some(3), "cart", SpanKind::Client, start + 30, 500);
         redis.l7_protocol = L7Protocol::Redis;
         redis.l7_protocol_str = "redis".into();
+        redis.place_0 = auto_service("cart-svc");
         rows.push(redis);
         // A call within one service is no edge.
         rows.push(call(
@@ -524,7 +538,10 @@ async fn the_service_map_and_red_series_aggregate_calls(store: impl SpanStore) {
         p95_us: latency,
         p99_us: latency,
     };
-    let map = store.service_map(TimeRange::ALL).await.unwrap();
+    let map = store
+        .service_map(TimeRange::ALL, MapBy::Service)
+        .await
+        .unwrap();
     assert_eq!(
         map,
         [
@@ -535,8 +552,26 @@ async fn the_service_map_and_red_series_aggregate_calls(store: impl SpanStore) {
         ],
         "{backend}"
     );
+    // By where each end ran; spans with no place stand for their service.
+    let by_workload = store
+        .service_map(TimeRange::ALL, MapBy::Workload)
+        .await
+        .unwrap();
+    assert_eq!(
+        by_workload,
+        [
+            edge("cart-svc", "redis", NodeKind::Database, 2, 0, 500.0),
+            edge("frontend", "kafka", NodeKind::Messaging, 1, 0, 700.0),
+            edge("frontend", "worker", NodeKind::Service, 1, 0, 4_000.0),
+            edge("web", "cart-svc", NodeKind::Service, 2, 1, 2_000.0),
+        ],
+        "{backend}"
+    );
     let first = store
-        .service_map(TimeRange::new(Some(base), Some(base + 1_000_000)))
+        .service_map(
+            TimeRange::new(Some(base), Some(base + 1_000_000)),
+            MapBy::Service,
+        )
         .await
         .unwrap();
     assert_eq!(first[1].calls, 1, "{backend}: only the first trace");
@@ -595,7 +630,23 @@ async fn searches_filter_and_limit(store: impl SpanStore) {
         AttrValue::String("checkout-1".into()),
     )]
     .into();
-    let other = row(3, 1, "payments", "charge", 30_000_000);
+    let mut other = row(3, 1, "payments", "charge", 30_000_000);
+    other.place_0 = Place {
+        pod: "payments-0".into(),
+        pod_group: "payments".into(),
+        ..Place::default()
+    }
+    .into();
+    other.place_1 = Place {
+        service: "bank".into(),
+        ..Place::default()
+    }
+    .into();
+    fast.place_1 = Place {
+        pod: "payments-0".into(),
+        ..Place::default()
+    }
+    .into();
     store
         .write(vec![slow.clone(), fast.clone(), other.clone()])
         .await
@@ -680,6 +731,45 @@ async fn searches_filter_and_limit(store: impl SpanStore) {
             ..SpanQuery::default()
         },
         vec![&fast],
+    )
+    .await;
+    // Either end of the call, by its own columns: the same pod as the caller of one span and
+    // the callee of another.
+    let place = |column: &str, value: &str| PlaceFilter::new(column, value).unwrap();
+    check(
+        &store,
+        SpanQuery {
+            places: vec![place("pod_0", "payments-0")],
+            ..SpanQuery::default()
+        },
+        vec![&other],
+    )
+    .await;
+    check(
+        &store,
+        SpanQuery {
+            places: vec![place("pod_1", "payments-0")],
+            ..SpanQuery::default()
+        },
+        vec![&fast],
+    )
+    .await;
+    check(
+        &store,
+        SpanQuery {
+            places: vec![place("pod_group_0", "payments"), place("service_1", "bank")],
+            ..SpanQuery::default()
+        },
+        vec![&other],
+    )
+    .await;
+    check(
+        &store,
+        SpanQuery {
+            places: vec![place("service_1", "nowhere")],
+            ..SpanQuery::default()
+        },
+        vec![],
     )
     .await;
     check(

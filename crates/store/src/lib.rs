@@ -16,9 +16,9 @@ pub mod workload;
 pub use error::{ErrorKind, StoreError};
 pub use find::{find_traces, FoundTraces};
 pub use memory::MemoryStore;
-pub use query::{AttributeFilter, Operation, SpanQuery, TimeRange};
+pub use query::{AttributeFilter, Operation, PlaceFilter, SpanQuery, TimeRange};
 
-use analytics::{Edge, RedPoint, RedQuery};
+use analytics::{Edge, MapBy, RedPoint, RedQuery};
 use spanflow_model::{SpanRow, TraceId};
 use sql::{SqlLimits, SqlResult};
 
@@ -52,7 +52,7 @@ pub trait SpanStore: Send + Sync + 'static {
     /// Calls between services (client or producer span to the server or consumer span under
     /// it, in another service) and from services to databases and queues, in `range`, sorted
     /// by caller, callee and kind. See [`analytics::service_map`] for the reference.
-    async fn service_map(&self, range: TimeRange) -> Result<Vec<Edge>, StoreError>;
+    async fn service_map(&self, range: TimeRange, by: MapBy) -> Result<Vec<Edge>, StoreError>;
 
     /// Request rate, errors and duration percentiles of a service's entry spans over time,
     /// sorted by bucket, then operation. See [`analytics::red`] for the reference.

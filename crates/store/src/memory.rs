@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use spanflow_model::{metric_names, SpanId, SpanRow, TraceId};
 
-use crate::analytics::{self, Edge, RedPoint, RedQuery};
+use crate::analytics::{self, Edge, MapBy, RedPoint, RedQuery};
 use crate::{Operation, SpanQuery, SpanStore, StoreError, TimeRange};
 
 pub struct MemoryStore {
@@ -170,10 +170,10 @@ impl SpanStore for MemoryStore {
         Ok(operations.into_iter().collect())
     }
 
-    async fn service_map(&self, range: TimeRange) -> Result<Vec<Edge>, StoreError> {
+    async fn service_map(&self, range: TimeRange, by: MapBy) -> Result<Vec<Edge>, StoreError> {
         let inner = self.lock();
         let rows: Vec<&SpanRow> = inner.rows.iter().collect();
-        Ok(analytics::service_map(&rows, range))
+        Ok(analytics::service_map(&rows, range, by))
     }
 
     async fn red(&self, query: &RedQuery) -> Result<Vec<RedPoint>, StoreError> {

@@ -1,6 +1,6 @@
 //! Span search criteria shared by every backend.
 
-use spanflow_model::{ResponseStatus, SpanKind, SpanRow};
+use spanflow_model::{Place, ResponseStatus, SpanKind, SpanRow};
 
 /// A window of span start times, µs since the epoch, both ends inclusive and optional.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -41,6 +41,59 @@ pub struct AttributeFilter {
     pub value: String,
 }
 
+/// An equality filter on a place column of one end of the call: `pod_1`, `pod_group_0`,
+/// `auto_service_1`, ... (see [`Place::TEXT_COLUMNS`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlaceFilter {
+    column: &'static str,
+    side: u8,
+    pub value: String,
+}
+
+impl PlaceFilter {
+    /// A filter on `column` (with its `_0` or `_1` suffix); `None` when no place column has
+    /// that name.
+    pub fn new(column: &str, value: impl Into<String>) -> Option<PlaceFilter> {
+        let (name, side) = match column.rsplit_once('_')? {
+            (name, "0") => (name, 0),
+            (name, "1") => (name, 1),
+            _ => return None,
+        };
+        let (name, _) = Place::TEXT_COLUMNS
+            .iter()
+            .find(|(known, _)| *known == name)?;
+        Some(PlaceFilter {
+            column: name,
+            side,
+            value: value.into(),
+        })
+    }
+
+    /// The column without its suffix (`pod`).
+    pub fn name(&self) -> &'static str {
+        self.column
+    }
+
+    /// 0 for the client end, 1 for the server end.
+    pub fn side(&self) -> u8 {
+        self.side
+    }
+
+    /// The column as the stores name it (`pod_1`).
+    pub fn column(&self) -> String {
+        format!("{}_{}", self.column, self.side)
+    }
+
+    pub fn matches(&self, row: &SpanRow) -> bool {
+        let place = if self.side == 0 {
+            &row.place_0
+        } else {
+            &row.place_1
+        };
+        place.text(self.column) == Some(self.value.as_str())
+    }
+}
+
 /// Which spans a search returns. Every field narrows; an empty query matches every span.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SpanQuery {
@@ -48,6 +101,8 @@ pub struct SpanQuery {
     /// The span name (`endpoint`).
     pub operation: Option<String>,
     pub attributes: Vec<AttributeFilter>,
+    /// Where either end of the call ran.
+    pub places: Vec<PlaceFilter>,
     pub min_duration_us: Option<u64>,
     pub max_duration_us: Option<u64>,
     /// Inclusive lower bound on the start time, µs since the epoch.
@@ -64,6 +119,7 @@ impl Default for SpanQuery {
             service: None,
             operation: None,
             attributes: Vec::new(),
+            places: Vec::new(),
             min_duration_us: None,
             max_duration_us: None,
             start_time_min_us: None,
@@ -124,6 +180,9 @@ impl SpanQuery {
             .response_status
             .is_some_and(|status| row.response_status != status)
         {
+            return false;
+        }
+        if !self.places.iter().all(|filter| filter.matches(row)) {
             return false;
         }
         self.attributes.iter().all(|filter| {

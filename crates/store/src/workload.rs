@@ -136,7 +136,7 @@ pub async fn run(store: &dyn SpanStore, now_us: i64, rounds: usize) -> Vec<Timin
     timings.push(
         time("service map, 1 hour", rounds, || async {
             store
-                .service_map(last_hour)
+                .service_map(last_hour, crate::analytics::MapBy::Service)
                 .await
                 .expect("service map")
                 .len()
@@ -147,7 +147,7 @@ pub async fn run(store: &dyn SpanStore, now_us: i64, rounds: usize) -> Vec<Timin
     timings.push(
         time("service map, 6 hours", rounds, || async {
             store
-                .service_map(six_hours)
+                .service_map(six_hours, crate::analytics::MapBy::Service)
                 .await
                 .expect("service map")
                 .len()
