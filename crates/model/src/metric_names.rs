@@ -41,6 +41,12 @@ pub const SERVER_SPANS_REJECTED: &str = "spanflow_server_spans_rejected_total";
 /// Counter: spans stored with attributes, events or links past a limit dropped (and counted
 /// in the row), or strings past a limit shortened (and named in `spanflow.truncated`).
 pub const SERVER_SPANS_LIMITED: &str = "spanflow_server_spans_limited_total";
+/// Counter, by `kind`: Kubernetes watch events the agent applied (pods, services, nodes,
+/// replicasets, jobs).
+pub const AGENT_K8S_EVENTS: &str = "spanflow_agent_k8s_events_total";
+/// Counter, by `kind`: Kubernetes watch errors (a 410 Gone that forces a relist included);
+/// the watch retries with backoff.
+pub const AGENT_K8S_WATCH_ERRORS: &str = "spanflow_agent_k8s_watch_errors_total";
 /// Gauge: entries of the server's address-to-place map (pods, services, nodes, hosts).
 pub const SERVER_PLACES: &str = "spanflow_server_places";
 /// Counter: place records refused: an address that does not parse, or the map is full.
@@ -88,6 +94,16 @@ pub enum MetricKind {
 
 /// Every metric with its kind and help text.
 pub const ALL: &[(&str, MetricKind, &str)] = &[
+    (
+        AGENT_K8S_EVENTS,
+        MetricKind::Counter,
+        "Kubernetes watch events the agent applied to its place book, by kind",
+    ),
+    (
+        AGENT_K8S_WATCH_ERRORS,
+        MetricKind::Counter,
+        "Kubernetes watch errors, by kind; the watch retries with backoff",
+    ),
     (
         SERVER_PLACES,
         MetricKind::Gauge,

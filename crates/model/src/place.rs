@@ -236,20 +236,14 @@ impl Place {
         let Some(mut rest) = text.strip_prefix('{') else {
             return labels;
         };
-        loop {
-            let Some((key, after)) = read_json_string(rest) else {
-                break;
-            };
-            let Some(after) = after.strip_prefix(':') else {
-                break;
-            };
-            let Some((value, after)) = read_json_string(after) else {
+        while let Some((key, after)) = read_json_string(rest) {
+            let Some((value, after)) = after.strip_prefix(':').and_then(read_json_string) else {
                 break;
             };
             labels.push((key, value));
-            match after.as_bytes().first() {
-                Some(b',') => rest = &after[1..],
-                _ => break,
+            match after.strip_prefix(',') {
+                Some(next) => rest = next,
+                None => break,
             }
         }
         labels
