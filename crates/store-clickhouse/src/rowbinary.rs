@@ -158,7 +158,11 @@ impl Encoder {
             }
             w.u8(place.auto_instance_type.as_u8());
             w.u8(place.auto_service_type.as_u8());
-            w.string(&place.labels_json());
+            if place.labels.is_empty() {
+                w.string("");
+            } else {
+                w.string(&place.labels_json());
+            }
         }
         w.string(&row.scope_name);
         w.string(&row.scope_version);

@@ -350,11 +350,16 @@ pub fn rows_to_batch(rows: &[SpanRow]) -> RecordBatch {
             rows.iter()
                 .map(|row| place_of(row, side).auto_service_type.as_u8()),
         )));
-        let labels: Vec<String> = rows
-            .iter()
-            .map(|row| place_of(row, side).labels_json())
-            .collect();
-        columns.push(Arc::new(StringArray::from_iter_values(labels)));
+        let mut labels = StringBuilder::with_capacity(rows.len(), 0);
+        for row in rows {
+            let place = place_of(row, side);
+            if place.labels.is_empty() {
+                labels.append_value("");
+            } else {
+                labels.append_value(place.labels_json());
+            }
+        }
+        columns.push(Arc::new(labels.finish()));
     }
     columns.push(str_column(rows, |row| &row.scope_name));
     columns.push(str_column(rows, |row| &row.scope_version));

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use spanflow_model::{ResponseStatus, SpanKind, SpanRow};
+use spanflow_model::{AutoType, ResponseStatus, SpanKind, SpanRow};
 
 use crate::TimeRange;
 
@@ -44,7 +44,7 @@ pub enum MapBy {
     #[default]
     Service,
     /// Where each end ran: its `auto_service` (the Kubernetes service, else the workload,
-    /// else the host or address), or `app_service` where nothing is known.
+    /// else the host), or `app_service` where nothing but the address is known.
     Workload,
 }
 
@@ -72,7 +72,11 @@ impl MapBy {
             &row.place_1
         };
         match self {
-            MapBy::Workload if !place.auto_service.is_empty() => &place.auto_service,
+            MapBy::Workload
+                if !place.auto_service.is_empty() && place.auto_service_type != AutoType::Ip =>
+            {
+                &place.auto_service
+            }
             _ => &row.app_service,
         }
     }
@@ -82,7 +86,9 @@ impl MapBy {
         match self {
             MapBy::Service => "app_service".to_string(),
             MapBy::Workload => format!(
-                "(CASE WHEN auto_service_{side} = '' THEN app_service ELSE auto_service_{side} END)"
+                "(CASE WHEN auto_service_{side} = '' OR auto_service_type_{side} = {ip} \
+                 THEN app_service ELSE auto_service_{side} END)",
+                ip = AutoType::Ip.as_u8()
             ),
         }
     }

@@ -514,6 +514,14 @@ async fn the_service_map_and_red_series_aggregate_calls(store: impl SpanStore) {
         ));
     }
     let mut publish = call(3, 1, None, "frontend", SpanKind::Producer, base + 20, 700);
+    // Known only by its address: it stands for its service.
+    publish.place_0 = Place {
+        auto_instance: "10.0.0.9".into(),
+        auto_service: "10.0.0.9".into(),
+        auto_service_type: AutoType::Ip,
+        ..Place::default()
+    }
+    .into();
     publish.l7_protocol = L7Protocol::Kafka;
     publish.l7_protocol_str = "kafka".into();
     rows.push(publish);
