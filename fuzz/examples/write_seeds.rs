@@ -94,6 +94,7 @@ fn main() -> std::io::Result<()> {
         agent_host_ip: "10.0.0.1".into(),
         batch_seq: 7,
         payloads,
+        ..AgentBatch::default()
     };
     write(
         &dir,

@@ -56,6 +56,14 @@ fuzz_target!(|data: &[u8]| {
 fn decode_batch(
     batch: &AgentBatch,
 ) -> Result<(Vec<(String, Vec<SpanRow>)>, usize), TransportError> {
+    // What the batch says of addresses goes into a place map, which the mapping then reads.
+    let places = std::sync::Arc::new(spanflow_server::PlaceMap::new());
+    places.apply_agent(
+        &batch.agent_id,
+        &batch.places,
+        batch.places_full,
+        batch.host.as_ref(),
+    );
     let mut groups: Vec<(String, Vec<SpanRow>)> = Vec::new();
     let mut n_stored = 0;
     let mut budget = MAX_BATCH_BYTES;
@@ -85,6 +93,7 @@ fn decode_batch(
         let sender = Sender {
             peer_ip: payload.peer_ip.parse::<IpAddr>().ok(),
             agent_id: batch.agent_id.clone(),
+            places: Some(places.clone()),
         };
         let mut mapped = map_request(&request, &sender);
         check_rows(&request, &mapped);

@@ -15,6 +15,7 @@ pub fn sender() -> Sender {
     Sender {
         peer_ip: Some(IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3))),
         agent_id: "fuzz-agent".to_string(),
+        places: None,
     }
 }
 

@@ -44,6 +44,31 @@ export interface SpanLink {
   flags: number;
 }
 
+/**
+ * Where one end of a call ran, with DeepFlow's field names; a field nothing is known of is left
+ * out, and so is an end nothing is known of.
+ */
+export interface Place {
+  pod?: string;
+  pod_ns?: string;
+  /** The workload. */
+  pod_group?: string;
+  /** `deployment`, `statefulset`, `daemonset`, `replicaset`, `job`, `cronjob` or `pod`. */
+  pod_group_type?: string;
+  pod_node?: string;
+  pod_cluster?: string;
+  /** The Kubernetes service. */
+  service?: string;
+  host?: string;
+  region?: string;
+  az?: string;
+  auto_instance?: string;
+  auto_instance_type?: string;
+  auto_service?: string;
+  auto_service_type?: string;
+  labels?: Record<string, string>;
+}
+
 /** One span as `GET /api/v1/traces/{id}` returns it: the row's columns plus its place in the tree. */
 export interface Span {
   time: number;
@@ -83,6 +108,10 @@ export interface Span {
   ip_1: string | null;
   client_port: number;
   server_port: number;
+  /** Where the client end of the call ran. */
+  place_0?: Place;
+  /** Where the server end of the call ran. */
+  place_1?: Place;
   scope_name: string;
   scope_version: string;
   host_name: string;
@@ -151,9 +180,13 @@ export interface MapEdge {
   latency_p99: number;
 }
 
+/** What the service map's nodes stand for: services, or where each end ran. */
+export type MapBy = "service" | "workload";
+
 export interface ServiceMap {
   start: number;
   end: number;
+  by: MapBy;
   nodes: MapNode[];
   edges: MapEdge[];
 }
@@ -271,8 +304,8 @@ export const api = {
         signal,
       )
     ).operations,
-  serviceMap: (start: number, end: number, signal?: AbortSignal) =>
-    get<ServiceMap>("/api/v1/service-map", { start, end }, signal),
+  serviceMap: (start: number, end: number, by: MapBy, signal?: AbortSignal) =>
+    get<ServiceMap>("/api/v1/service-map", { start, end, by }, signal),
   red: (service: string, groupBy: "service" | "operation", start: number, end: number, signal?: AbortSignal) =>
     get<Red>("/api/v1/red", { service, group_by: groupBy, start, end }, signal),
 };

@@ -5,7 +5,9 @@
 //   node ui/tests/browser.mjs <base-url> <screenshot-dir> '<known>'
 //
 // <known> is JSON: {"checkout": "<trace id>", "big": "<trace id of 10,000 spans>",
-// "detail_span": "<service and name of the span whose detail pane is read>"}; or
+// "detail_span": "<service and name of the span whose detail pane is read>", "workload": "<a
+// workload on the map by workload>", "failing_workload": "<the workload whose spans failed>",
+// "pod": "<a pod to search by>"}; or
 // {"token": "<query token>"} against a spanflow that wants one, to check that the UI asks for
 // it. Screenshots of every page go to <screenshot-dir>. The browser is /usr/bin/chromium
 // unless SPANFLOW_CHROMIUM names another.
@@ -79,6 +81,7 @@ async function waterfallRows() {
         row: Number(row.dataset.row),
         span_id: row.dataset.spanId,
         service: row.querySelector(".wf-service").textContent,
+        place: row.querySelector(".wf-place").hidden ? "" : row.querySelector(".wf-place").textContent,
         operation: row.querySelector(".wf-operation").textContent,
         level: Number(row.getAttribute("aria-level")),
         error: row.classList.contains("error"),
@@ -154,6 +157,35 @@ await step("search_form", async () => {
   };
 });
 
+await step("search_places", async () => {
+  // Where spans ran: the workload field with the status, from the form.
+  await page.goto(`${base}/search?lookback=1h`);
+  await page.waitForSelector('[data-testid="result-list"], .message');
+  await page.fill("#search-workload", known.failing_workload);
+  await page.selectOption("#search-status", "error");
+  await page.click("button[type=submit].primary");
+  await page.waitForURL(/workload=/);
+  await page.waitForSelector('[data-testid="result-list"], .message-info');
+  const by_workload = await page.$$eval("a.result", (links) => links.map((link) => link.dataset.traceId));
+  const query = Object.fromEntries(new URL(page.url()).searchParams);
+  // Namespace and pod from the URL, back in the form.
+  await page.goto(`${base}/search?lookback=1h&namespace=shop&pod=${encodeURIComponent(known.pod)}`);
+  await page.waitForSelector('[data-testid="result-list"], .message-info');
+  const by_pod = await page.$$eval("a.result", (links) => links.map((link) => link.dataset.traceId));
+  const screenshot = await shot("search-places");
+  await page.goto(`${base}/search?lookback=1h&node=nowhere`);
+  await page.waitForSelector('[data-testid="result-list"], .message-info');
+  const nowhere = await page.innerText(".search-results");
+  return {
+    by_workload,
+    query,
+    by_pod,
+    form: { namespace: await page.inputValue("#search-namespace"), node: await page.inputValue("#search-node") },
+    nowhere,
+    screenshot,
+  };
+});
+
 await step("trace", async () => {
   const started = Date.now();
   await page.goto(`${base}/trace/${known.checkout}`);
@@ -173,6 +205,15 @@ await step("trace", async () => {
       groups.map((group) => [group.dataset.type, [...group.querySelectorAll("th")].map((th) => th.textContent)]),
     ),
   );
+  // Where both ends of the call ran, as the pane shows them.
+  const places = await page.$$eval('[data-testid="span-detail"] [data-testid="span-places"] .place-end', (ends) =>
+    ends.map((end) => ({
+      end: end.dataset.end,
+      own: end.querySelector(".place-own") !== null,
+      fields: Object.fromEntries([...end.querySelectorAll("[data-field]")].map((cell) => [cell.dataset.field, cell.firstChild.textContent])),
+      labels: [...end.querySelectorAll("[data-label]")].map((chip) => chip.textContent),
+    })),
+  );
   const url = new URL(page.url());
   const screenshot = await shot("trace");
   // The pane's lower sections: resource, events, links.
@@ -187,7 +228,7 @@ await step("trace", async () => {
   const unzoomed_ticks = await page.$$eval(".wf-ruler-ticks .wf-tick", (ticks) => ticks.map((tick) => tick.textContent));
   return {
     zoom_ticks,
-    unzoomed_ticks, open_ms, rows, title, span_count, legend, detail_text, attribute_types, selected_in_url: url.searchParams.get("span"), screenshot };
+    unzoomed_ticks, open_ms, rows, title, span_count, legend, detail_text, attribute_types, places, selected_in_url: url.searchParams.get("span"), screenshot };
 });
 
 await step("trace_state", async () => {
@@ -223,6 +264,8 @@ await step("trace_state", async () => {
   await shot("trace-find");
   // Only the critical path: the other spans dimmed.
   await page.check("#trace-critical-only");
+  // The rows are redrawn on the next animation frame.
+  await page.evaluate(() => new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve))));
   const dimmed = await page.$$eval(".wf-row.dim:not([hidden])", (rows) => rows.length);
   await shot("trace-critical-path");
   await page.uncheck("#trace-critical-only");
@@ -297,6 +340,50 @@ await step("map", async () => {
   await page.waitForSelector('[data-testid="red-charts"] svg');
   const operation_scope = await page.textContent(".red-scope");
   return { edges, nodes, labels, charts, operations, operation_scope, screenshot };
+});
+
+await step("map_by_workload", async () => {
+  await page.goto(`${base}/map?lookback=1h`);
+  await page.waitForSelector('[data-testid="service-map"] .node');
+  const pressed = async () =>
+    page.$$eval('[data-testid="map-by"] button[aria-pressed="true"]', (buttons) => buttons.map((button) => button.dataset.by));
+  const pressed_before = await pressed();
+  await page.click('[data-testid="map-by"] [data-by="workload"]');
+  await page.waitForURL(/by=workload/);
+  await page.waitForSelector(`[data-testid="service-map"] .node[data-node="${known.workload}"]`);
+  const edges = await page.$$eval(".edge", (groups) =>
+    groups.map((group) => ({
+      caller: group.dataset.caller,
+      callee: group.dataset.callee,
+      kind: group.dataset.kind,
+      calls: Number(group.dataset.calls),
+      errors: Number(group.dataset.errors),
+    })),
+  );
+  const nodes = await page.$$eval(".node", (groups) =>
+    groups.map((group) => ({
+      name: group.dataset.node,
+      kind: group.dataset.kind,
+      label: group.querySelector(".node-name").textContent,
+      title: group.getAttribute("aria-label"),
+    })),
+  );
+  const pressed_after = await pressed();
+  const screenshot = await shot("map-by-workload");
+  // A workload's calls; RED metrics stay per service.
+  await page.click(`.node[data-node="${known.workload}"]`);
+  await page.waitForURL(/service=/);
+  await page.waitForSelector('[data-testid="workload-calls"]');
+  const calls = await page.$$eval('[data-testid="workload-calls"] tbody tr', (rows) =>
+    rows.map((row) => row.querySelector("td").textContent),
+  );
+  const url = Object.fromEntries(new URL(page.url()).searchParams);
+  // And back: a node per service.
+  await page.click('[data-testid="map-by"] [data-by="service"]');
+  await page.waitForURL((next) => !next.searchParams.has("by"));
+  await page.waitForSelector('[data-testid="service-map"] .node[data-node="frontend"]');
+  const nodes_by_service = await page.$$eval(".node", (groups) => groups.map((group) => group.dataset.node));
+  return { pressed_before, pressed_after, edges, nodes, calls, url, nodes_by_service, screenshot };
 });
 
 await step("big_trace", async () => {

@@ -1,5 +1,11 @@
 //! Jaeger's query API under `/jaeger`: the v1 JSON endpoints Grafana's Jaeger data source and
 //! older Jaeger UIs call, and api_v3, which the current Jaeger UI calls.
+//!
+//! Where a span ran is in its process tags (the resource attributes: `k8s.pod.name`, ...).
+//! Where its peer ran is in its span tags, under DeepFlow's column names of the peer's end:
+//! a client or producer span has the server end's `pod_1`, `pod_ns_1`, `pod_group_1`, ...,
+//! any other span the client end's `pod_0`, `pod_ns_0`, ... The same names (either end) are
+//! place filters in a search's tags: `tags={"pod_1":"db-0"}`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,8 +18,10 @@ use axum::{Json, Router};
 use base64::Engine;
 use serde_json::{json, Value};
 use spanflow_model::{AttrValue, Attribute, SpanKind, SpanRow, TraceId};
-use spanflow_store::{AttributeFilter, SpanQuery, TimeRange};
+use spanflow_store::analytics::MapBy;
+use spanflow_store::{AttributeFilter, PlaceFilter, SpanQuery, TimeRange};
 
+use crate::json::{own_side, place_of};
 use crate::otlp_json::{self, Style};
 use crate::params::{
     now_us, param_any, parse_go_duration_us, parse_limit, parse_time_us, BadParam,
@@ -220,6 +228,14 @@ fn tag_filters(params: &[(String, String)]) -> Result<Vec<(String, String)>, Bad
     Ok(tags)
 }
 
+/// A tag filter: on a place column when the key names one (`pod_1`), else on an attribute.
+fn push_filter(query: &mut SpanQuery, key: String, value: String) {
+    match PlaceFilter::new(&key, value.clone()) {
+        Some(place) => query.places.push(place),
+        None => query.attributes.push(AttributeFilter { key, value }),
+    }
+}
+
 struct Search {
     query: SpanQuery,
     derived: Vec<(String, String)>,
@@ -272,7 +288,7 @@ fn v1_search(params: &[(String, String)], max_limit: usize) -> Result<Search, Ba
         if DERIVED_TAGS.contains(&key.as_str()) {
             derived.push((key, value));
         } else {
-            query.attributes.push(AttributeFilter { key, value });
+            push_filter(&mut query, key, value);
         }
     }
     let limit = parse_limit(param_any(params, &["limit"]), 100, max_limit, "limit")?;
@@ -396,7 +412,7 @@ async fn dependencies(State(api): State<Arc<Api>>, Query(params): Params) -> Res
         (Err(bad), _) | (_, Err(bad)) => return v1_error(StatusCode::BAD_REQUEST, &bad.0),
     };
     let service = param_any(&params, &["service"]);
-    match api.store.service_map(range).await {
+    match api.store.service_map(range, MapBy::Service).await {
         Ok(edges) => {
             let mut pairs: std::collections::BTreeMap<(String, String), u64> = Default::default();
             for edge in edges {
@@ -492,7 +508,32 @@ fn span_tags(row: &SpanRow) -> Vec<Value> {
     if !row.trace_state.is_empty() {
         tags.push(string_tag("w3c.tracestate", &row.trace_state));
     }
+    peer_tags(row, &mut tags);
     tags
+}
+
+/// Where the span's peer ran, under the place columns of the peer's end (`pod_1` for a
+/// client span's server, `pod_0` for a server span's client); nothing for what is unknown.
+fn peer_tags(row: &SpanRow, tags: &mut Vec<Value>) {
+    let side = 1 - own_side(row);
+    let place = place_of(row, side);
+    if place.is_unknown() {
+        return;
+    }
+    let mut put = |name: &str, value: &str| {
+        if !value.is_empty() {
+            tags.push(string_tag(&format!("{name}_{side}"), value));
+        }
+    };
+    for (name, field) in spanflow_model::Place::TEXT_COLUMNS {
+        put(name, field(place));
+        if name == "auto_instance" && !place.auto_instance.is_empty() {
+            put("auto_instance_type", place.auto_instance_type.as_str());
+        } else if name == "auto_service" && !place.auto_service.is_empty() {
+            put("auto_service_type", place.auto_service_type.as_str());
+        }
+    }
+    put("labels", &place.labels_json());
 }
 
 /// A trace in Jaeger's UI model. Unless `raw`, spans are moved as the clock-skew adjuster
@@ -649,7 +690,7 @@ fn v3_query(params: &[(String, String)], max_limit: usize) -> Result<(SpanQuery,
                 Value::String(text) => text,
                 other => other.to_string(),
             };
-            query.attributes.push(AttributeFilter { key, value });
+            push_filter(&mut query, key, value);
         }
     }
     for (key, value) in params {
@@ -657,10 +698,7 @@ fn v3_query(params: &[(String, String)], max_limit: usize) -> Result<(SpanQuery,
             .strip_prefix("query.attributes[")
             .and_then(|rest| rest.strip_suffix(']'))
         {
-            query.attributes.push(AttributeFilter {
-                key: key.to_string(),
-                value: value.clone(),
-            });
+            push_filter(&mut query, key.to_string(), value.clone());
         }
     }
     let limit = parse_limit(

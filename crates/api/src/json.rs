@@ -2,12 +2,33 @@
 
 use base64::Engine;
 use serde_json::{json, Map, Value};
-use spanflow_model::{AttrValue, Attribute, SpanRow};
+use spanflow_model::{AttrValue, Attribute, ObservationPoint, Place, SpanRow};
 
-/// One span row as a JSON object keyed by column name.
+/// The side of the call a span ran on: 0 (the client end, `place_0`) for client and producer
+/// spans, 1 (the server end, `place_1`) for the others, as the server tags them.
+pub(crate) fn own_side(row: &SpanRow) -> u8 {
+    if row.observation_point == ObservationPoint::ClientApp {
+        0
+    } else {
+        1
+    }
+}
+
+/// The place of one side of a span's call.
+pub(crate) fn place_of(row: &SpanRow, side: u8) -> &Place {
+    if side == 0 {
+        &row.place_0
+    } else {
+        &row.place_1
+    }
+}
+
+/// One span row as a JSON object keyed by column name. Where each end of the call ran is in
+/// `place_0` (the client end) and `place_1` (the server end), each left out when nothing is
+/// known of it.
 pub fn span_json(row: &SpanRow) -> Value {
     let tags = &row.resource;
-    json!({
+    let mut span = json!({
         "time": row.time,
         "start_time": row.start_time,
         "end_time": row.end_time,
@@ -78,7 +99,51 @@ pub fn span_json(row: &SpanRow) -> Value {
         "dropped_attributes_count": row.dropped_attributes_count,
         "dropped_events_count": row.dropped_events_count,
         "dropped_links_count": row.dropped_links_count,
-    })
+    });
+    let object = span.as_object_mut().expect("a row is an object");
+    for (key, place) in [("place_0", &row.place_0), ("place_1", &row.place_1)] {
+        if let Some(place) = place_json(place) {
+            object.insert(key.into(), place);
+        }
+    }
+    span
+}
+
+/// One end's place with DeepFlow's field names (`pod`, `pod_ns`, `pod_group`, ...), its empty
+/// fields left out; `None` when nothing is known.
+pub fn place_json(place: &Place) -> Option<Value> {
+    if place.is_unknown() {
+        return None;
+    }
+    let mut object = Map::new();
+    for (name, field) in Place::TEXT_COLUMNS {
+        let value = field(place);
+        if value.is_empty() {
+            continue;
+        }
+        object.insert(name.into(), Value::String(value.clone()));
+        // A kind says something only of a name that is there.
+        if name == "auto_instance" {
+            object.insert(
+                "auto_instance_type".into(),
+                json!(place.auto_instance_type.as_str()),
+            );
+        } else if name == "auto_service" {
+            object.insert(
+                "auto_service_type".into(),
+                json!(place.auto_service_type.as_str()),
+            );
+        }
+    }
+    if !place.labels.is_empty() {
+        let labels: Map<String, Value> = place
+            .labels
+            .iter()
+            .map(|(key, value)| (key.clone(), Value::String(value.clone())))
+            .collect();
+        object.insert("labels".into(), Value::Object(labels));
+    }
+    (!object.is_empty()).then_some(Value::Object(object))
 }
 
 /// Attributes as a JSON object, values keeping their JSON type.

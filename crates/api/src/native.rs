@@ -10,10 +10,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 use spanflow_model::{ResponseStatus, SpanRow};
-use spanflow_store::analytics::{Edge, RedQuery};
-use spanflow_store::{AttributeFilter, SpanQuery, TimeRange};
+use spanflow_store::analytics::{Edge, MapBy, RedQuery};
+use spanflow_store::{AttributeFilter, PlaceFilter, SpanQuery, TimeRange};
 
-use crate::json::span_json;
+use crate::json::{own_side, place_of, span_json};
 use crate::params::{now_us, param, parse_go_duration_us, parse_limit, parse_time_us, BadParam};
 use crate::search::{traces_matching, Summary};
 use crate::tree::{is_error, Tree};
@@ -142,8 +142,36 @@ pub(crate) fn summary_json(summary: &Summary) -> Value {
     })
 }
 
-/// The span filter of a native search and whether it wants only failed spans.
-fn span_query(params: &[(String, String)]) -> Result<(SpanQuery, Option<bool>), BadParam> {
+/// The native search's filters on where a span itself ran (its own end of the call): the
+/// parameter, the place column it reads, and the resource attribute that holds the same name,
+/// through which the store can narrow the search first.
+const OWN_PLACE_PARAMS: [(&str, &str, Option<&str>); 4] = [
+    ("namespace", "pod_ns", Some("k8s.namespace.name")),
+    ("workload", "pod_group", None),
+    ("pod", "pod", Some("k8s.pod.name")),
+    ("node", "pod_node", Some("k8s.node.name")),
+];
+
+/// A native search: what the store is asked, and what is checked on each span it returns.
+struct NativeSearch {
+    query: SpanQuery,
+    /// `Some(true)`: only failed spans; `Some(false)`: only spans that did not fail.
+    failed: Option<bool>,
+    /// Place columns the span's own end must have, with their values.
+    own_place: Vec<(&'static str, String)>,
+}
+
+impl NativeSearch {
+    fn keep(&self, row: &SpanRow) -> bool {
+        self.failed.is_none_or(|failed| is_error(row) == failed)
+            && self.own_place.iter().all(|(column, value)| {
+                place_of(row, own_side(row)).text(column) == Some(value.as_str())
+            })
+    }
+}
+
+/// The filters of a native search.
+fn span_query(params: &[(String, String)]) -> Result<NativeSearch, BadParam> {
     let range = time_range(params)?;
     let duration = |name: &str| {
         param(params, name)
@@ -173,7 +201,25 @@ fn span_query(params: &[(String, String)]) -> Result<(SpanQuery, Option<bool>), 
                 key: attribute.to_string(),
                 value: value.clone(),
             });
+        } else if value.is_empty() {
+            continue;
+        } else if let Some(place) = PlaceFilter::new(key, value.clone()) {
+            query.places.push(place);
         }
+    }
+    let mut own_place = Vec::new();
+    for (name, column, attribute) in OWN_PLACE_PARAMS {
+        let Some(value) = param(params, name) else {
+            continue;
+        };
+        // What the server learnt of a span's own end is in its resource attributes too.
+        if let Some(key) = attribute {
+            query.attributes.push(AttributeFilter {
+                key: key.to_string(),
+                value: value.to_string(),
+            });
+        }
+        own_place.push((column, value.to_string()));
     }
     let mut failed = None;
     match param(params, "status") {
@@ -195,27 +241,37 @@ fn span_query(params: &[(String, String)]) -> Result<(SpanQuery, Option<bool>), 
             })
         }
     }
-    Ok((query, failed))
+    Ok(NativeSearch {
+        query,
+        failed,
+        own_place,
+    })
 }
 
-/// `GET /api/v1/traces?service=&operation=&attr.<key>=<value>&min_duration=&max_duration=
-/// &status=&start=&end=&limit=`: summaries of the newest traces with a matching span.
+/// `GET /api/v1/traces?service=&operation=&attr.<key>=<value>&<place column>=<value>
+/// &namespace=&workload=&pod=&node=&min_duration=&max_duration=&status=&start=&end=&limit=`:
+/// summaries of the newest traces with a matching span.
+///
+/// A place column (`pod_0`, `pod_ns_1`, `pod_group_0`, `service_1`, `auto_service_1`, ...)
+/// filters on one end of the call: `_0` the client end, `_1` the server end. `namespace`,
+/// `workload`, `pod` and `node` filter on the end the span itself ran on (the client end of a
+/// client or producer span, the server end of any other). Other parameters are ignored.
 pub(crate) async fn search(State(api): State<Arc<Api>>, Query(params): Params) -> Response {
-    let parsed = span_query(&params).and_then(|(query, failed)| {
+    let parsed = span_query(&params).and_then(|search| {
         let limit = parse_limit(
             param(&params, "limit"),
             20,
             api.config.max_search_traces,
             "limit",
         )?;
-        Ok((query, failed, limit))
+        Ok((search, limit))
     });
-    let (query, failed, limit) = match parsed {
+    let (search, limit) = match parsed {
         Ok(parsed) => parsed,
         Err(bad) => return bad_request(bad),
     };
-    let keep = move |row: &SpanRow| failed.is_none_or(|failed| is_error(row) == failed);
-    match traces_matching(api.store.as_ref(), &api.config, &query, &keep, limit).await {
+    let keep = |row: &SpanRow| search.keep(row);
+    match traces_matching(api.store.as_ref(), &api.config, &search.query, &keep, limit).await {
         Ok(found) => Json(json!({
             "traces": found
                 .traces
@@ -290,13 +346,25 @@ fn aggregate_range(params: &[(String, String)]) -> Result<TimeRange, BadParam> {
     ))
 }
 
-/// `GET /api/v1/service-map?start=&end=`: nodes and the calls between them.
+/// `GET /api/v1/service-map?start=&end=&by=`: nodes and the calls between them. `by=service`
+/// (the default) makes a node of each `service.name`; `by=workload` of where each end ran (its
+/// Kubernetes service, else its workload, else its host or address; the service name where
+/// nothing is known).
 pub(crate) async fn service_map(State(api): State<Arc<Api>>, Query(params): Params) -> Response {
-    let range = match aggregate_range(&params) {
-        Ok(range) => range,
+    let parsed = aggregate_range(&params).and_then(|range| {
+        let by = match param(&params, "by") {
+            None => MapBy::Service,
+            Some(text) => MapBy::parse(text).ok_or_else(|| {
+                BadParam(format!("invalid by {text:?}: want service or workload"))
+            })?,
+        };
+        Ok((range, by))
+    });
+    let (range, by) = match parsed {
+        Ok(parsed) => parsed,
         Err(bad) => return bad_request(bad),
     };
-    match api.store.service_map(range).await {
+    match api.store.service_map(range, by).await {
         Ok(edges) => {
             let mut nodes: BTreeMap<&str, &str> = BTreeMap::new();
             for edge in &edges {
@@ -310,6 +378,7 @@ pub(crate) async fn service_map(State(api): State<Arc<Api>>, Query(params): Para
             Json(json!({
                 "start": range.start_us,
                 "end": range.end_us,
+                "by": by.as_str(),
                 "nodes": nodes,
                 "edges": edges.iter().map(edge_json).collect::<Vec<_>>(),
             }))

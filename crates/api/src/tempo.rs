@@ -1,5 +1,10 @@
 //! Grafana Tempo's HTTP API under `/tempo`: trace by id (v1 and v2), search by TraceQL (a
 //! spanset filter) or by the legacy logfmt tags, tag names and values, and `echo`.
+//!
+//! Where each end of a call ran is searched by DeepFlow's place columns (`pod_1`,
+//! `pod_group_0`, ...: `_0` the client end, `_1` the server end), as TraceQL's `.pod_1` or
+//! `span.pod_1` and as keys of the logfmt tags; they are listed among the span tags. Where a
+//! span itself ran is in its resource attributes too (`k8s.pod.name`, ...).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -10,9 +15,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use spanflow_model::SpanRow;
-use spanflow_store::{AttributeFilter, SpanQuery, TimeRange};
+use spanflow_model::{Place, SpanRow};
+use spanflow_store::{AttributeFilter, PlaceFilter, SpanQuery, TimeRange};
 
+use crate::json::place_of;
 use crate::otlp_json::{self, Style};
 use crate::params::{param, parse_go_duration_us, parse_limit, parse_time_us, BadParam};
 use crate::search::{traces_matching, Summary};
@@ -188,7 +194,10 @@ fn parse_search(params: &[(String, String)], max_limit: usize) -> Result<Search,
                 "status.code" | "status" | "error" => {
                     failed = Some(matches!(value.as_str(), "error" | "2" | "true"))
                 }
-                _ => query.attributes.push(AttributeFilter { key, value }),
+                _ => match PlaceFilter::new(&key, value.clone()) {
+                    Some(place) => query.places.push(place),
+                    None => query.attributes.push(AttributeFilter { key, value }),
+                },
             }
         }
     }
@@ -330,15 +339,34 @@ async fn sample(api: &Api, params: &[(String, String)]) -> Result<Vec<SpanRow>, 
         .map_err(store_failure)
 }
 
-/// Attribute names by scope (`resource`, `span`) among the spans.
+/// Attribute names by scope (`resource`, `span`) among the spans; the place columns any of
+/// them has a value in are span tags.
 fn tag_names(spans: &[SpanRow]) -> (BTreeSet<String>, BTreeSet<String>) {
     let mut resource = BTreeSet::from(["service.name".to_string()]);
     let mut span = BTreeSet::new();
     for row in spans {
         resource.extend(row.resource_attributes.iter().map(|a| a.key.clone()));
         span.extend(row.attributes.iter().map(|a| a.key.clone()));
+        for (side, place) in [(0, &row.place_0), (1, &row.place_1)] {
+            if place.is_unknown() {
+                continue;
+            }
+            for (column, field) in Place::TEXT_COLUMNS {
+                if !field(place).is_empty() {
+                    span.insert(format!("{column}_{side}"));
+                }
+            }
+        }
     }
     (resource, span)
+}
+
+/// The place column a tag names (`pod_1`, `span.pod_1` or `.pod_1`), as a filter to read it.
+fn place_tag(scope: Option<&str>, name: &str) -> Option<PlaceFilter> {
+    if scope == Some("resource") {
+        return None;
+    }
+    PlaceFilter::new(name, "")
 }
 
 /// `GET /tempo/api/search/tags`: `{"tagNames": [...]}`, span and resource attributes together.
@@ -424,9 +452,22 @@ async fn tag_values(
     }
     let spans = sample(api, params).await?;
     let mut values: BTreeSet<(&'static str, String)> = BTreeSet::new();
+    let place = place_tag(scope, name);
     for row in &spans {
         if tag == "name" {
             values.insert(("string", row.endpoint.clone()));
+            continue;
+        }
+        if let Some(place) = &place {
+            let value = place_of(row, place.side())
+                .text(place.name())
+                .unwrap_or_default();
+            if !value.is_empty() {
+                values.insert(("string", value.to_string()));
+            }
+            if values.len() >= MAX_TAG_VALUES {
+                break;
+            }
             continue;
         }
         let span = row.attributes.iter();

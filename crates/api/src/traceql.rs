@@ -12,6 +12,11 @@
 //!   `resource.<name>` and unscoped attributes `.<name>` (the span attribute when the span has
 //!   it, else the resource attribute). `resource.service.name` and `.service.name` are the
 //!   span's service. Attribute names may be quoted: `span."http.route"`.
+//! - where each end of the call ran: DeepFlow's place columns, `span.<column>` or `.<column>`
+//!   (`.pod_1`, `span.pod_group_0`, `.auto_service_1`, ...: `_0` is the client end, `_1` the
+//!   server end). These names are the columns, not attributes of the same name; an unknown
+//!   place is a missing value. Where the span itself ran is also in its resource attributes
+//!   (`resource.k8s.pod.name`, ...).
 //! - operators: `=`, `!=`, `>`, `>=`, `<`, `<=`, and the full-match regular expression
 //!   operators `=~` and `!~`.
 //! - values: strings (`"..."` with `\"`, `\\`, `\n`, `\t`, `\r` escapes, or raw `` `...` ``),
@@ -31,7 +36,9 @@ use std::fmt;
 
 use regex::{Regex, RegexBuilder};
 use spanflow_model::{AttrValue, SpanKind, SpanRow};
-use spanflow_store::{AttributeFilter, SpanQuery};
+use spanflow_store::{AttributeFilter, PlaceFilter, SpanQuery};
+
+use crate::json::place_of;
 
 /// The longest query text accepted, in bytes.
 pub const MAX_QUERY_BYTES: usize = 16 * 1024;
@@ -183,6 +190,11 @@ enum Source {
     Resource(String),
     /// The span attribute when the span has it, else the resource attribute.
     Unscoped(String),
+    /// A place column of one end of the call: `pod` and 1 for `pod_1`.
+    Place {
+        column: &'static str,
+        side: u8,
+    },
 }
 
 impl Condition {
@@ -206,6 +218,10 @@ impl Condition {
                     .attribute(key)
                     .or_else(|| row.resource_attribute(key))
                     .is_some_and(|value| test.matches(value)),
+                Source::Place { column, side } => place_of(row, *side)
+                    .text(column)
+                    .filter(|text| !text.is_empty())
+                    .is_some_and(|text| test.matches_str(text)),
             },
         }
     }
@@ -233,6 +249,19 @@ impl Condition {
                     };
                     if !query.attributes.contains(&filter) {
                         query.attributes.push(filter);
+                    }
+                }
+            }
+            Condition::Attribute {
+                source: Source::Place { column, side },
+                test,
+            } => {
+                let filter = test
+                    .pushable_text()
+                    .and_then(|value| PlaceFilter::new(&format!("{column}_{side}"), value));
+                if let Some(filter) = filter {
+                    if !query.places.contains(&filter) {
+                        query.places.push(filter);
                     }
                 }
             }
@@ -776,8 +805,8 @@ enum Literal {
 }
 
 const SUPPORTED_FIELDS: &str =
-    "use name, status, kind, duration, statusMessage, span.<attribute>, resource.<attribute> \
-     or .<attribute>";
+    "use name, status, kind, duration, statusMessage, span.<attribute>, resource.<attribute>, \
+     .<attribute> or a place column such as .pod_1";
 
 struct Parser {
     lexer: Lexer,
@@ -1006,6 +1035,14 @@ fn parse_attribute(word: &str, position: usize) -> Result<Source, ParseError> {
         }
         if key == "service.name" && prefix != "span." {
             return Ok(Source::Service);
+        }
+        if prefix != "resource." {
+            if let Some(place) = PlaceFilter::new(key, "") {
+                return Ok(Source::Place {
+                    column: place.name(),
+                    side: place.side(),
+                });
+            }
         }
         return Ok(source(key.to_string()));
     }
@@ -1293,7 +1330,7 @@ fn regex_error(error: regex::Error, position: usize) -> ParseError {
 mod tests {
     use std::sync::Arc;
 
-    use spanflow_model::Attribute;
+    use spanflow_model::{Attribute, Place};
 
     use super::*;
 
@@ -1543,6 +1580,54 @@ mod tests {
         let bare = span("cart", "x", vec![]);
         assert!(matches(r#"{ .service.name = "cart" }"#, &bare));
         assert!(matches(r#"{ resource.service.name =~ "ca.*" }"#, &bare));
+    }
+
+    #[test]
+    fn place_columns_of_either_end() {
+        let mut row = with_resource(
+            span("cart", "GET /stock", vec![text("pod_1", "an attribute")]),
+            vec![text("pod_1", "a resource attribute")],
+        );
+        row.place_0 = Arc::new(Place {
+            pod: "web-7d9f".into(),
+            pod_group: "web".into(),
+            ..Place::default()
+        });
+        row.place_1 = Arc::new(Place {
+            pod: "db-0".into(),
+            pod_ns: "data".into(),
+            ..Place::default()
+        });
+        for (text, expected) in [
+            (r#"{ .pod_1 = "db-0" }"#, true),
+            (r#"{ span.pod_1 = "db-0" }"#, true),
+            (r#"{ span."pod_1" = "db-0" }"#, true),
+            (r#"{ .pod_0 = "db-0" }"#, false),
+            (r#"{ .pod_group_0 = "web" && .pod_ns_1 = "data" }"#, true),
+            (r#"{ .pod_0 =~ "web-.*" }"#, true),
+            (r#"{ .pod_1 != "web-7d9f" }"#, true),
+            // The columns, not attributes of the same name.
+            (r#"{ .pod_1 = "an attribute" }"#, false),
+            (r#"{ resource.pod_1 = "a resource attribute" }"#, true),
+            // Unknown is missing: no comparison matches it, `!=` included.
+            (r#"{ .pod_ns_0 != "data" }"#, false),
+            (r#"{ .pod_group_1 = "" }"#, false),
+            // Not place columns: attributes as ever.
+            (r#"{ .pod_2 = "db-0" }"#, false),
+        ] {
+            assert_eq!(matches(text, &row), expected, "{text}");
+        }
+
+        let pushed = query(r#"{ .pod_1 = "db-0" && span.pod_group_0 =~ "w.*" }"#).pushdown();
+        assert_eq!(
+            pushed.places,
+            vec![PlaceFilter::new("pod_1", "db-0").unwrap()]
+        );
+        assert!(pushed.attributes.is_empty());
+        assert!(query(r#"{ .pod_1 = "a" || .pod_1 = "b" }"#)
+            .pushdown()
+            .places
+            .is_empty());
     }
 
     #[test]

@@ -10,8 +10,8 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use spanflow_api::{api_router, ApiConfig};
 use spanflow_model::{
-    AttrValue, Attribute, Event, ObservationPoint, ResourceTags, ResponseStatus, SpanId, SpanKind,
-    SpanRow, TraceId,
+    AttrValue, Attribute, AutoType, Event, ObservationPoint, Place, ResourceTags, ResponseStatus,
+    SpanId, SpanKind, SpanRow, TraceId,
 };
 use spanflow_store::{MemoryStore, SpanStore};
 use spanflow_store_clickhouse::test_server::TestServer;
@@ -95,8 +95,89 @@ fn int(key: &str, value: i64) -> Attribute {
     Attribute::new(key, AttrValue::Int(value))
 }
 
-/// Two traces ten minutes old: a checkout through frontend and cart, with a failed render,
-/// and a slow failed payment a second later.
+/// The frontend's pod: a Deployment's.
+fn web_place() -> Place {
+    Place {
+        pod: "web-7d9f-x2k4q".into(),
+        pod_ns: "shop".into(),
+        pod_group: "web".into(),
+        pod_group_type: "deployment".into(),
+        pod_node: "node-a".into(),
+        pod_cluster: "prod".into(),
+        auto_instance: "web-7d9f-x2k4q".into(),
+        auto_instance_type: AutoType::Pod,
+        auto_service: "web".into(),
+        auto_service_type: AutoType::PodGroup,
+        labels: vec![("app".into(), "web".into())],
+        ..Place::default()
+    }
+}
+
+/// The cart's pod: a StatefulSet's, behind a Kubernetes service.
+fn cart_place() -> Place {
+    Place {
+        pod: "cart-0".into(),
+        pod_ns: "shop".into(),
+        pod_group: "cart".into(),
+        pod_group_type: "statefulset".into(),
+        pod_node: "node-b".into(),
+        pod_cluster: "prod".into(),
+        service: "cart-svc".into(),
+        auto_instance: "cart-0".into(),
+        auto_instance_type: AutoType::Pod,
+        auto_service: "cart-svc".into(),
+        auto_service_type: AutoType::PodService,
+        labels: vec![
+            ("app".into(), "cart".into()),
+            ("tier".into(), "backend".into()),
+        ],
+        ..Place::default()
+    }
+}
+
+/// Redis on a host of the inventory, outside Kubernetes.
+fn cache_place() -> Place {
+    Place {
+        host: "cache-1".into(),
+        region: "eu-west".into(),
+        az: "eu-west-1a".into(),
+        auto_instance: "cache-1".into(),
+        auto_instance_type: AutoType::Host,
+        auto_service: "cache-1".into(),
+        auto_service_type: AutoType::Host,
+        ..Place::default()
+    }
+}
+
+/// Tags both ends of a span's call, and writes its own end's pod, namespace and node into its
+/// resource attributes, as the server does.
+fn placed(mut row: SpanRow, place_0: Option<Place>, place_1: Option<Place>) -> SpanRow {
+    let own = if row.observation_point == ObservationPoint::ClientApp {
+        place_0.clone()
+    } else {
+        place_1.clone()
+    };
+    if let Some(own) = own {
+        let mut resource = row.resource_attributes.to_vec();
+        for (key, value) in [
+            ("k8s.pod.name", &own.pod),
+            ("k8s.namespace.name", &own.pod_ns),
+            ("k8s.node.name", &own.pod_node),
+        ] {
+            if !value.is_empty() {
+                resource.push(string(key, value));
+            }
+        }
+        row.resource_attributes = Arc::from(resource);
+    }
+    row.place_0 = Arc::new(place_0.unwrap_or_default());
+    row.place_1 = Arc::new(place_1.unwrap_or_default());
+    row
+}
+
+/// Two traces ten minutes old: a checkout through frontend (pods of the `web` Deployment) and
+/// cart (behind the `cart-svc` service), with a failed render, and a slow failed payment a
+/// second later, of which nothing is known but the service.
 fn known_spans(base: i64) -> Vec<SpanRow> {
     let mut render = span(
         trace_a(),
@@ -119,6 +200,7 @@ fn known_spans(base: i64) -> Vec<SpanRow> {
         dropped_attributes_count: 0,
     }];
     render.observation_point = ObservationPoint::App;
+    let render = placed(render, None, Some(web_place()));
     let mut redis = span(
         trace_a(),
         4,
@@ -133,6 +215,7 @@ fn known_spans(base: i64) -> Vec<SpanRow> {
     );
     redis.l7_protocol = spanflow_model::L7Protocol::Redis;
     redis.l7_protocol_str = "redis".into();
+    let redis = placed(redis, Some(cart_place()), Some(cache_place()));
     let mut pay = span(
         trace_b(),
         9,
@@ -152,44 +235,56 @@ fn known_spans(base: i64) -> Vec<SpanRow> {
     pay.response_status = ResponseStatus::ServerError;
     pay.response_code = Some(500);
     vec![
-        span(
-            trace_a(),
-            1,
+        placed(
+            span(
+                trace_a(),
+                1,
+                None,
+                "frontend",
+                "node-a",
+                SpanKind::Server,
+                "GET /checkout",
+                base,
+                base + 100 * MS,
+                vec![
+                    string("http.request.method", "GET"),
+                    int("http.response.status_code", 200),
+                ],
+            ),
             None,
-            "frontend",
-            "node-a",
-            SpanKind::Server,
-            "GET /checkout",
-            base,
-            base + 100 * MS,
-            vec![
-                string("http.request.method", "GET"),
-                int("http.response.status_code", 200),
-            ],
+            Some(web_place()),
         ),
-        span(
-            trace_a(),
-            2,
-            Some(1),
-            "frontend",
-            "node-a",
-            SpanKind::Client,
-            "POST /cart",
-            base + 10 * MS,
-            base + 60 * MS,
-            vec![string("http.request.method", "POST")],
+        placed(
+            span(
+                trace_a(),
+                2,
+                Some(1),
+                "frontend",
+                "node-a",
+                SpanKind::Client,
+                "POST /cart",
+                base + 10 * MS,
+                base + 60 * MS,
+                vec![string("http.request.method", "POST")],
+            ),
+            Some(web_place()),
+            Some(cart_place()),
         ),
-        span(
-            trace_a(),
-            3,
-            Some(2),
-            "cart",
-            "node-b",
-            SpanKind::Server,
-            "POST /cart",
-            base + 15 * MS,
-            base + 55 * MS,
-            vec![string("http.request.method", "POST")],
+        placed(
+            span(
+                trace_a(),
+                3,
+                Some(2),
+                "cart",
+                "node-b",
+                SpanKind::Server,
+                "POST /cart",
+                base + 15 * MS,
+                base + 55 * MS,
+                vec![string("http.request.method", "POST")],
+            ),
+            Some(web_place()),
+            Some(cart_place()),
         ),
         redis,
         render,
@@ -401,6 +496,44 @@ async fn native(client: &Client, base: i64) {
         trace["spans"][0]["attributes"]["http.response.status_code"],
         json!(200)
     );
+    // Both ends of each call, where known: the frontend's call to the cart from a pod of the
+    // `web` Deployment to the cart's pod behind `cart-svc`.
+    let web = json!({
+        "pod": "web-7d9f-x2k4q", "pod_ns": "shop", "pod_group": "web",
+        "pod_group_type": "deployment", "pod_node": "node-a", "pod_cluster": "prod",
+        "auto_instance": "web-7d9f-x2k4q", "auto_instance_type": "pod",
+        "auto_service": "web", "auto_service_type": "pod_group",
+        "labels": { "app": "web" },
+    });
+    let cart = json!({
+        "pod": "cart-0", "pod_ns": "shop", "pod_group": "cart",
+        "pod_group_type": "statefulset", "pod_node": "node-b", "pod_cluster": "prod",
+        "service": "cart-svc", "auto_instance": "cart-0", "auto_instance_type": "pod",
+        "auto_service": "cart-svc", "auto_service_type": "pod_service",
+        "labels": { "app": "cart", "tier": "backend" },
+    });
+    let call = &trace["spans"][1];
+    assert_eq!(call["span_kind_str"], json!("client"));
+    assert_eq!(call["place_0"], web);
+    assert_eq!(call["place_1"], cart);
+    assert_eq!(trace["spans"][2]["place_0"], web);
+    assert_eq!(trace["spans"][2]["place_1"], cart);
+    assert_eq!(
+        trace["spans"][3]["place_1"],
+        json!({
+            "host": "cache-1", "region": "eu-west", "az": "eu-west-1a",
+            "auto_instance": "cache-1", "auto_instance_type": "host",
+            "auto_service": "cache-1", "auto_service_type": "host",
+        })
+    );
+    let root = trace["spans"][0].as_object().unwrap();
+    assert!(!root.contains_key("place_0"), "an unknown end is left out");
+    assert_eq!(root["place_1"], web);
+    let payment = client
+        .ok(&format!("/api/v1/traces/{}", trace_b().to_hex()))
+        .await;
+    let payment = payment["spans"][0].as_object().unwrap();
+    assert!(!payment.contains_key("place_0") && !payment.contains_key("place_1"));
     let cut = client.ok(&format!("/api/v1/traces/{a}?limit=2")).await;
     assert_eq!(cut["spans_returned"], json!(2));
     assert_eq!(cut["truncated"], json!(true));
@@ -446,6 +579,31 @@ async fn native(client: &Client, base: i64) {
         .ok("/api/v1/traces?max_duration=60000&service=frontend&operation=POST%20/cart")
         .await;
     assert_eq!(found(&fast), [a.as_str()]);
+    // Either end of a call by its place columns; where a span itself ran by `namespace`,
+    // `workload`, `pod` and `node`. An unknown parameter is ignored, as ever.
+    for (query, expected) in [
+        ("pod_1=cart-0", vec![a.as_str()]),
+        ("pod_group_0=web&service=cart", vec![a.as_str()]),
+        (
+            "auto_service_1=cart-svc&operation=POST%20/cart",
+            vec![a.as_str()],
+        ),
+        ("labels_1=x&pod_2=cart-0", vec![b.as_str(), a.as_str()]),
+        ("pod_0=cart-0&service=frontend", vec![]),
+        ("pod_ns_1=shop&service=payments", vec![]),
+        ("workload=cart", vec![a.as_str()]),
+        ("workload=web&service=cart", vec![]),
+        ("namespace=shop", vec![a.as_str()]),
+        (
+            "pod=web-7d9f-x2k4q&operation=POST%20/cart",
+            vec![a.as_str()],
+        ),
+        ("node=node-b&service=frontend", vec![]),
+        ("node=node-b&operation=redis%20GET", vec![a.as_str()]),
+    ] {
+        let body = client.ok(&format!("/api/v1/traces?{query}")).await;
+        assert_eq!(found(&body), expected, "{query}");
+    }
     let window = format!("/api/v1/traces?start={}&end={}", base, base + 500 * MS);
     assert_eq!(found(&client.ok(&window).await), [a.as_str()]);
     assert_eq!(
@@ -491,6 +649,48 @@ async fn native(client: &Client, base: i64) {
             { "caller": "frontend", "callee": "cart", "callee_kind": "service", "calls": 1,
               "errors": 0, "latency_p50": 40_000.0, "latency_p95": 40_000.0, "latency_p99": 40_000.0 },
         ])
+    );
+    let by_service = client
+        .ok(&format!(
+            "/api/v1/service-map?start={}&end={}&by=service",
+            base - minute,
+            base + minute
+        ))
+        .await;
+    assert_eq!(by_service["edges"], map["edges"]);
+    assert_eq!(map["by"], json!("service"));
+    // By where each end ran: the `web` Deployment calls the `cart-svc` service, which calls
+    // Redis.
+    let by_workload = client
+        .ok(&format!(
+            "/api/v1/service-map?start={}&end={}&by=workload",
+            base - minute,
+            base + minute
+        ))
+        .await;
+    assert_eq!(by_workload["by"], json!("workload"));
+    assert_eq!(
+        by_workload["nodes"],
+        json!([
+            { "name": "cart-svc", "kind": "service" },
+            { "name": "redis", "kind": "database" },
+            { "name": "web", "kind": "service" },
+        ])
+    );
+    assert_eq!(
+        by_workload["edges"],
+        json!([
+            { "caller": "cart-svc", "callee": "redis", "callee_kind": "database", "calls": 1,
+              "errors": 0, "latency_p50": 10_000.0, "latency_p95": 10_000.0, "latency_p99": 10_000.0 },
+            { "caller": "web", "callee": "cart-svc", "callee_kind": "service", "calls": 1,
+              "errors": 0, "latency_p50": 40_000.0, "latency_p95": 40_000.0, "latency_p99": 40_000.0 },
+        ])
+    );
+    let (status, body) = client.get("/api/v1/service-map?by=pod").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body["error"],
+        json!(r#"invalid by "pod": want service or workload"#)
     );
     let red = client
         .ok(&format!(
@@ -603,9 +803,42 @@ async fn deepflow(client: &Client) {
         "trace_id",
         "response_duration",
         "attribute.<key>",
+        "pod_0",
+        "pod_ns_1",
+        "pod_group_0",
+        "pod_group_type_1",
+        "service_1",
+        "auto_instance_type_0",
+        "auto_service_1",
+        "auto_service_type_1",
+        "labels_1",
     ] {
         assert!(names.contains(&&json!(name)), "{name} in {tags}");
     }
+    let calls = client
+        .sql_ok(
+            "SELECT app_service, pod_0, pod_1, auto_service_1, auto_service_type_1, labels_1 \
+             FROM l7_flow_log WHERE pod_group_0 = 'web' AND span_kind = 3",
+        )
+        .await;
+    assert_eq!(
+        calls["values"],
+        json!([[
+            "frontend",
+            "web-7d9f-x2k4q",
+            "cart-0",
+            "cart-svc",
+            11,
+            r#"{"app":"cart","tier":"backend"}"#
+        ]])
+    );
+    let workloads = client
+        .sql_ok("show tag pod_group_1 values from l7_flow_log")
+        .await;
+    assert_eq!(
+        workloads["values"],
+        json!([["", "", 2], ["cart", "cart", 2], ["web", "web", 2]])
+    );
     let services = client
         .sql_ok("show tag app_service values from l7_flow_log")
         .await;
@@ -708,8 +941,51 @@ async fn jaeger(client: &Client, base: i64) {
     assert_eq!(process["serviceName"], json!("cart"));
     assert_eq!(
         process["tags"],
-        json!([{ "key": "host.name", "type": "string", "value": "node-b" }])
+        json!([
+            { "key": "host.name", "type": "string", "value": "node-b" },
+            { "key": "k8s.pod.name", "type": "string", "value": "cart-0" },
+            { "key": "k8s.namespace.name", "type": "string", "value": "shop" },
+            { "key": "k8s.node.name", "type": "string", "value": "node-b" },
+        ])
     );
+    // Where each span's peer ran: the frontend's call names the cart's end (`_1`), the cart's
+    // server span the frontend's (`_0`); the cart's own end is in its process tags.
+    let tag_of = |span: &Value, key: &str| -> Option<Value> {
+        span["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|tag| tag["key"] == key)
+            .map(|tag| tag["value"].clone())
+    };
+    let call = &spans[1];
+    assert_eq!(tag_of(call, "pod_1"), Some(json!("cart-0")));
+    assert_eq!(tag_of(call, "pod_group_1"), Some(json!("cart")));
+    assert_eq!(tag_of(call, "pod_group_type_1"), Some(json!("statefulset")));
+    assert_eq!(tag_of(call, "service_1"), Some(json!("cart-svc")));
+    assert_eq!(
+        tag_of(call, "auto_service_type_1"),
+        Some(json!("pod_service"))
+    );
+    assert_eq!(
+        tag_of(call, "labels_1"),
+        Some(json!(r#"{"app":"cart","tier":"backend"}"#))
+    );
+    assert_eq!(tag_of(call, "pod_0"), None, "its own end is its process");
+    assert_eq!(
+        tag_of(call, "region_1"),
+        None,
+        "nothing for what is unknown"
+    );
+    assert_eq!(tag_of(cart, "pod_0"), Some(json!("web-7d9f-x2k4q")));
+    assert_eq!(tag_of(cart, "pod_group_0"), Some(json!("web")));
+    assert_eq!(tag_of(cart, "pod_1"), None);
+    assert_eq!(tag_of(&spans[3], "host_1"), Some(json!("cache-1")));
+    assert_eq!(
+        tag_of(&spans[3], "auto_instance_type_1"),
+        Some(json!("host"))
+    );
+    assert_eq!(tag_of(root, "pod_0"), None, "nothing known of the caller");
     assert_eq!(trace["processes"].as_object().unwrap().len(), 2);
     let render = &spans[4];
     let render_tags = render["tags"].as_array().unwrap();
@@ -747,6 +1023,26 @@ async fn jaeger(client: &Client, base: i64) {
         5,
         "whole traces"
     );
+    // A place column in the tags filters on that end of the call.
+    for (tags, found) in [
+        (r#"{"pod_1":"cart-0"}"#, 1),
+        (r#"{"pod_group_0":"web","http.request.method":"POST"}"#, 1),
+        (r#"{"pod_1":"web-7d9f-x2k4q"}"#, 0),
+    ] {
+        let search = client
+            .ok(&format!(
+                "/jaeger/api/traces?service=cart&{window}&tags={}",
+                encode(tags)
+            ))
+            .await;
+        assert_eq!(search["total"], json!(found), "{tags}: {search}");
+    }
+    let by_tag = client
+        .ok(&format!(
+            "/jaeger/api/traces?service=frontend&{window}&tag=service_1:cart-svc"
+        ))
+        .await;
+    assert_eq!(by_tag["data"][0]["traceID"], json!(a));
     let errors = client
         .ok(&format!(
             "/jaeger/api/traces?service=frontend&{window}&tag=error:true"
@@ -834,6 +1130,22 @@ async fn jaeger_v3(client: &Client, base: i64) {
         .await;
     let spans = &search["result"]["resourceSpans"][0]["scopeSpans"][0]["spans"];
     assert_eq!(spans[0]["status"], json!({ "code": 2, "message": "" }));
+    let by_place = client
+        .ok(&format!(
+            "/jaeger/api/v3/traces?query.service_name=cart&query.attributes[pod_group_0]=web&query.start_time_min={start}&query.start_time_max={end}"
+        ))
+        .await;
+    assert_eq!(
+        by_place["result"]["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["traceId"],
+        json!(a)
+    );
+    let (status, _) = client
+        .get(&format!(
+            "/jaeger/api/v3/traces?query.service_name=cart&query.attributes={}&query.start_time_min={start}&query.start_time_max={end}",
+            encode(r#"{"pod_group_1":"web"}"#)
+        ))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, body) = client
         .get(&format!(
             "/jaeger/api/v3/traces?query.service_name=nobody&query.start_time_min={start}&query.start_time_max={end}"
@@ -942,6 +1254,41 @@ async fn tempo(client: &Client, base: i64) {
         ))
         .await;
     assert_eq!(legacy["traces"][0]["traceID"], json!(trace_a().to_hex()));
+    // By where either end of a call ran, in logfmt tags and in TraceQL.
+    let a_hex = trace_a().to_hex();
+    for tags in [
+        "pod_1=cart-0",
+        "service.name=cart pod_group_0=web",
+        "auto_service_1=cache-1",
+    ] {
+        let legacy = client
+            .ok(&format!("/tempo/api/search?tags={}&{window}", encode(tags)))
+            .await;
+        let traces = legacy["traces"].as_array().unwrap();
+        assert_eq!(traces.len(), 1, "{tags}: {legacy}");
+        assert_eq!(traces[0]["traceID"], json!(a_hex), "{tags}");
+    }
+    let none = client
+        .ok(&format!(
+            "/tempo/api/search?tags={}&{window}",
+            encode("pod_1=db-0")
+        ))
+        .await;
+    assert_eq!(none["traces"], json!([]));
+    for (q, matched) in [
+        (r#"{ .pod_1 = "cart-0" }"#, 2),
+        (r#"{ span.pod_1 = "cart-0" && kind = server }"#, 1),
+        (r#"{ .pod_group_0 = "web" || .host_1 = "cache-1" }"#, 3),
+        (r#"{ resource.k8s.pod.name = "cart-0" }"#, 2),
+    ] {
+        let search = client
+            .ok(&format!("/tempo/api/search?q={}&{window}", encode(q)))
+            .await;
+        let traces = search["traces"].as_array().unwrap();
+        assert_eq!(traces.len(), 1, "{q}: {search}");
+        assert_eq!(traces[0]["traceID"], json!(a_hex), "{q}");
+        assert_eq!(traces[0]["spanSets"][0]["matched"], json!(matched), "{q}");
+    }
     let (status, body) = client
         .get(&format!(
             "/tempo/api/search?q={}",
@@ -981,12 +1328,51 @@ async fn tempo(client: &Client, base: i64) {
     ] {
         assert!(names.contains(&json!(name)), "{name} in {tags}");
     }
+    for name in [
+        "pod_0",
+        "pod_1",
+        "pod_group_0",
+        "auto_service_1",
+        "labels_1",
+    ] {
+        let listed = names.contains(&json!(name));
+        assert_eq!(listed, name != "labels_1", "{name} in {tags}");
+    }
+    assert!(
+        !names.contains(&json!("region_0")),
+        "only the place columns known of some span: {tags}"
+    );
     let scoped = client.ok("/tempo/api/v2/search/tags?scope=span").await;
     assert_eq!(scoped["scopes"][0]["name"], json!("span"));
-    assert!(scoped["scopes"][0]["tags"]
-        .as_array()
-        .unwrap()
-        .contains(&json!("db.system")));
+    let span_tags = scoped["scopes"][0]["tags"].as_array().unwrap();
+    for name in ["db.system", "pod_1", "pod_ns_0", "host_1"] {
+        assert!(span_tags.contains(&json!(name)), "{name} in {scoped}");
+    }
+    let resource_tags = client.ok("/tempo/api/v2/search/tags?scope=resource").await;
+    assert!(
+        !resource_tags["scopes"][0]["tags"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("pod_1")),
+        "{resource_tags}"
+    );
+    for tag in ["pod_1", ".pod_1", "span.pod_1"] {
+        let pods = client
+            .ok(&format!("/tempo/api/v2/search/tag/{tag}/values"))
+            .await;
+        assert_eq!(
+            pods["tagValues"],
+            json!([
+                { "type": "string", "value": "cart-0" },
+                { "type": "string", "value": "web-7d9f-x2k4q" },
+            ]),
+            "{tag}"
+        );
+    }
+    let callees = client
+        .ok("/tempo/api/search/tag/auto_service_1/values")
+        .await;
+    assert_eq!(callees["tagValues"], json!(["cache-1", "cart-svc", "web"]));
     let services = client
         .ok("/tempo/api/v2/search/tag/resource.service.name/values")
         .await;

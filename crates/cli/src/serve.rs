@@ -8,6 +8,7 @@ use anyhow::Context;
 use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use spanflow_agent::places::{host_report, PlaceBook};
 use spanflow_agent::{Agent, AgentConfig, AgentIdentity, ForwardConfig, SpoolConfig, TraceService};
 use spanflow_store::{MemoryStore, SpanStore};
 use spanflow_store_clickhouse::{ClickHouseConfig, ClickHouseStore};
@@ -20,6 +21,9 @@ use crate::auth;
 use crate::listen::{self, PortLimits};
 use crate::settings::{Resolved, StoreKind};
 use crate::tenants;
+
+/// How often the host inventory file is checked for changes.
+const INVENTORY_CHECK_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Which parts run in this process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -297,11 +301,27 @@ pub async fn start(role: Role, settings: Resolved) -> anyhow::Result<Running> {
             ..port_limits.clone()
         };
         let tenants = open_tenants(&settings, store.clone()).await?;
+        let places = Arc::new(spanflow_server::PlaceMap::new());
+        if let Some(path) = &settings.host_inventory_file {
+            let watching = spanflow_server::places::watch_inventory(
+                places.clone(),
+                path.clone(),
+                INVENTORY_CHECK_INTERVAL,
+            )
+            .map_err(|error| anyhow::anyhow!("host inventory: {error}"))?;
+            let stop = server_shutdown.clone();
+            tasks.spawn(async move {
+                stop.cancelled().await;
+                watching.abort();
+                Ok(())
+            });
+        }
         let ingest_router = auth::protect(
             spanflow_server::ingest_router(
                 tenants.clone(),
                 spanflow_server::IngestConfig {
                     span_limits: settings.span_limits,
+                    places,
                     ..Default::default()
                 },
             ),
@@ -407,9 +427,35 @@ pub async fn start(role: Role, settings: Resolved) -> anyhow::Result<Running> {
                 },
                 ..ForwardConfig::default()
             };
+        let book = Arc::new(PlaceBook::new());
+        // A pod's own addresses are not its host's; in Kubernetes the node's record says
+        // where the host is.
+        let host = (!settings.kubernetes).then(|| host_report(&identity.host_name));
+        if settings.kubernetes {
+            let client = spanflow_k8s::client(settings.kubeconfig.as_deref())
+                .await
+                .context(
+                    "connecting to the Kubernetes API (set kubernetes: off to run without it)",
+                )?;
+            let watching = spanflow_k8s::spawn(
+                client,
+                spanflow_k8s::K8sConfig {
+                    node_name: settings.node_name.clone(),
+                    cluster_name: settings.cluster_name.clone(),
+                    labels: settings.k8s_labels.clone(),
+                },
+                book.clone(),
+                shutdown.clone(),
+            );
+            tasks.spawn(async move {
+                let _ = watching.await;
+                Ok(())
+            });
+        }
         let forwarder = agent
             .forwarder(forward_config, identity)
-            .context("reading the server CA certificates")?;
+            .context("reading the server CA certificates")?
+            .with_places(book, host);
         // The forwarder's final delivery starts once every receiver has stopped and answered
         // the requests it had in flight.
         let (open, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);

@@ -93,6 +93,22 @@ settings! {
     /// Server: attributes a span (and each of its events and links) keeps at most; the rest
     /// are dropped and counted in the row's dropped_attributes_count.
     max_span_attributes: usize = "SPANFLOW_MAX_SPAN_ATTRIBUTES",
+    /// Agent: tag spans with Kubernetes metadata (pods of its node, services, its node):
+    /// `auto` (when running in a pod, the default), `on` or `off`.
+    kubernetes: KubernetesMode = "SPANFLOW_KUBERNETES",
+    /// Agent: a kubeconfig to reach the Kubernetes API with (default: the pod's service
+    /// account, else `KUBECONFIG` or `~/.kube/config`).
+    kubeconfig: PathBuf = "SPANFLOW_KUBECONFIG",
+    /// Agent: the Kubernetes node the agent runs on; only that node's pods are watched (set
+    /// it from the downward API's `spec.nodeName`; default: the host name).
+    node_name: String = "SPANFLOW_NODE_NAME",
+    /// Agent: the cluster's name, for the `pod_cluster` tags (Kubernetes does not know it).
+    cluster_name: String = "SPANFLOW_CLUSTER_NAME",
+    /// Agent: pod and node label keys to tag spans with, comma-separated (e.g. `app,version`).
+    k8s_labels: String = "SPANFLOW_K8S_LABELS",
+    /// Server: a YAML file naming hosts by IP and CIDR, with region, zone and labels, for
+    /// spans from outside Kubernetes; read again when it changes.
+    host_inventory_file: PathBuf = "SPANFLOW_HOST_INVENTORY_FILE",
     /// Server: events a span keeps at most (the rest counted in dropped_events_count).
     max_span_events: usize = "SPANFLOW_MAX_SPAN_EVENTS",
     /// Server: links a span keeps at most (the rest counted in dropped_links_count).
@@ -147,6 +163,15 @@ settings! {
 
 #[derive(clap::ValueEnum, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
+pub enum KubernetesMode {
+    /// On when the agent runs in a pod (`KUBERNETES_SERVICE_HOST` is set).
+    Auto,
+    On,
+    Off,
+}
+
+#[derive(clap::ValueEnum, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
 pub enum StoreKind {
     /// A write-ahead log and Parquet files under `data_dir`; survives restarts and crashes.
     Embedded,
@@ -185,6 +210,13 @@ pub struct Resolved {
     pub max_tenants: usize,
     pub tenant_tokens: TenantTokens,
     pub span_limits: spanflow_otlp::limits::SpanLimits,
+    /// Whether the agent watches Kubernetes, decided.
+    pub kubernetes: bool,
+    pub kubeconfig: Option<PathBuf>,
+    pub node_name: String,
+    pub cluster_name: String,
+    pub k8s_labels: Vec<String>,
+    pub host_inventory_file: Option<PathBuf>,
     pub ingest_listen: SocketAddr,
     pub query_listen: SocketAddr,
     pub data_dir: PathBuf,
@@ -275,6 +307,26 @@ impl Settings {
                         .max(1),
                 }
             },
+            kubernetes: match self.kubernetes.unwrap_or(KubernetesMode::Auto) {
+                KubernetesMode::On => true,
+                KubernetesMode::Off => false,
+                KubernetesMode::Auto => std::env::var_os("KUBERNETES_SERVICE_HOST").is_some(),
+            },
+            kubeconfig: self.kubeconfig,
+            node_name: self
+                .node_name
+                .filter(|name| !name.trim().is_empty())
+                .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned()),
+            cluster_name: self.cluster_name.unwrap_or_default(),
+            k8s_labels: self
+                .k8s_labels
+                .as_deref()
+                .unwrap_or_default()
+                .split(',')
+                .map(|key| key.trim().to_string())
+                .filter(|key| !key.is_empty())
+                .collect(),
+            host_inventory_file: self.host_inventory_file,
             ingest_listen: self
                 .ingest_listen
                 .unwrap_or_else(|| address("0.0.0.0:30033")),

@@ -466,6 +466,7 @@ fn batch_body(version: u32, payloads: Vec<spanflow_transport::Payload>) -> Vec<u
         agent_host_ip: "127.0.0.1".into(),
         batch_seq: 1,
         payloads,
+        ..Default::default()
     }
     .encode_body()
 }

@@ -164,7 +164,34 @@ impl Spec {
     }
 }
 
-/// One request, a resource per service.
+/// Each service's address: its resource's `app.host.ip`, and the peer address its callers'
+/// spans name, by which the server tags the callers' spans with where the service runs.
+const SERVICE_IPS: [(&str, &str); 8] = [
+    ("frontend", "10.1.0.1"),
+    ("payments", "10.1.0.2"),
+    ("inventory", "10.1.0.3"),
+    ("bulk-api", "10.1.0.4"),
+    ("worker-a", "10.1.0.5"),
+    ("worker-b", "10.1.0.6"),
+    ("worker-c", "10.1.0.7"),
+    ("storage", "10.1.0.8"),
+];
+
+fn service_ip(service: &str) -> &'static str {
+    SERVICE_IPS
+        .iter()
+        .find(|(name, _)| *name == service)
+        .map(|(_, ip)| *ip)
+        .unwrap_or_else(|| panic!("no address for {service}"))
+}
+
+/// A service's workload: a Deployment of the service's name and `-v1`.
+fn workload(service: &str) -> String {
+    format!("{service}-v1")
+}
+
+/// One request, a resource per service, each saying where it runs as a collector's
+/// `k8sattributes` processor would.
 fn export_request(specs: Vec<Spec>) -> ExportTraceServiceRequest {
     let mut by_service: BTreeMap<&'static str, Vec<Span>> = BTreeMap::new();
     for spec in specs {
@@ -181,8 +208,11 @@ fn export_request(specs: Vec<Spec>) -> ExportTraceServiceRequest {
                     attributes: vec![
                         string("service.name", service),
                         string("k8s.namespace.name", "shop"),
-                        string("k8s.pod.name", &format!("{service}-7d9f")),
+                        string("k8s.deployment.name", &workload(service)),
+                        string("k8s.pod.name", &format!("{}-7d9f", workload(service))),
+                        string("k8s.pod.labels.app", service),
                         string("host.name", "node-1"),
+                        string("app.host.ip", service_ip(service)),
                     ],
                     ..Default::default()
                 }),
@@ -229,6 +259,7 @@ fn checkout(trace_id: [u8; 16], start: u64, inventory_fails: bool, linked: [u8; 
     .with(vec![
         string("http.request.method", "POST"),
         string("http.route", "/charge"),
+        string("client.address", service_ip("frontend")),
         int("http.response.status_code", 200),
         int("payment.amount", 4200),
         string("payment.currency", "EUR"),
@@ -260,6 +291,7 @@ fn checkout(trace_id: [u8; 16], start: u64, inventory_fails: bool, linked: [u8; 
     .with(vec![
         string("http.request.method", "GET"),
         string("http.route", "/stock"),
+        string("client.address", service_ip("frontend")),
     ]);
     if inventory_fails {
         inventory = inventory.failed("out of stock");
@@ -293,6 +325,7 @@ fn checkout(trace_id: [u8; 16], start: u64, inventory_fails: bool, linked: [u8; 
         .with(vec![
             string("http.request.method", "POST"),
             string("server.address", "payments"),
+            string("network.peer.address", service_ip("payments")),
         ]),
         payments,
         Spec::new(
@@ -322,6 +355,7 @@ fn checkout(trace_id: [u8; 16], start: u64, inventory_fails: bool, linked: [u8; 
         .with(vec![
             string("http.request.method", "GET"),
             string("server.address", "inventory"),
+            string("network.peer.address", service_ip("inventory")),
         ]),
         inventory,
         Spec::new(
@@ -509,7 +543,9 @@ async fn the_web_ui_searches_draws_traces_and_the_service_map() {
     let now = recent_ns();
     let big = unique_trace_id(9);
     let checkouts: Vec<[u8; 16]> = (1..=3).map(unique_trace_id).collect();
-    for (n, trace_id) in checkouts.iter().enumerate() {
+    // The oldest first: its resources teach the server which service each address is, so
+    // that the later checkouts' calls are tagged at both ends.
+    for (n, trace_id) in checkouts.iter().enumerate().rev() {
         send(
             &endpoint,
             checkout(
@@ -537,10 +573,20 @@ async fn the_web_ui_searches_draws_traces_and_the_service_map() {
     let big_json = fetch_trace(query, &big_id, BIG_TRACE_SPANS).await;
     assert_eq!(big_json["truncated"], false);
 
+    // Both ends of the charge, tagged by the server from what each resource said of itself.
+    let call = &checkout_json["spans"][1];
+    assert_eq!(call["endpoint"], "POST /charge");
+    assert_eq!(call["place_0"]["pod_group"], "frontend-v1", "{call}");
+    assert_eq!(call["place_1"]["pod_group"], "payments-v1", "{call}");
+    assert_eq!(call["place_1"]["pod"], "payments-v1-7d9f", "{call}");
+
     let known = serde_json::json!({
         "checkout": checkout_id,
         "big": big_id,
         "detail_span": "payments POST /charge",
+        "workload": "payments-v1",
+        "failing_workload": "inventory-v1",
+        "pod": "payments-v1-7d9f",
     });
     let report = run_browser(&base, &known).await;
     println!("{}", serde_json::to_string_pretty(&report).unwrap());
@@ -591,6 +637,25 @@ async fn the_web_ui_searches_draws_traces_and_the_service_map() {
     assert_eq!(form["query"]["status"], "error");
     assert_eq!(form["service_after_reload"], "inventory");
 
+    // Where spans ran: a workload and the status in the form, a namespace and a pod in the URL.
+    let places = &steps["search_places"];
+    assert_eq!(strings(&places["by_workload"]), vec![checkout_id.clone()]);
+    assert_eq!(places["query"]["workload"], "inventory-v1");
+    let mut by_pod = strings(&places["by_pod"]);
+    by_pod.sort();
+    let mut all_checkouts: Vec<String> = checkouts.iter().map(hex::encode).collect();
+    all_checkouts.sort();
+    assert_eq!(by_pod, all_checkouts);
+    assert_eq!(places["form"]["namespace"], "");
+    assert_eq!(places["form"]["node"], "nowhere");
+    assert!(
+        places["nowhere"]
+            .as_str()
+            .unwrap()
+            .contains("No traces found"),
+        "{places}"
+    );
+
     // The waterfall: 8 bars in tree order, the error marked, the critical path as the API has it.
     let trace = &steps["trace"];
     let rows = trace["rows"].as_array().unwrap();
@@ -609,6 +674,11 @@ async fn the_web_ui_searches_draws_traces_and_the_service_map() {
         .map(|(service, operation, level)| (service.to_string(), operation.to_string(), *level))
         .collect();
     assert_eq!(shown, expected);
+    // Each span's workload beside its service.
+    for row in rows {
+        let service = row["service"].as_str().unwrap();
+        assert_eq!(row["place"], workload(service), "{row}");
+    }
     assert!(
         rows.iter().all(|row| row["bar"] == true),
         "every row has a bar"
@@ -664,6 +734,32 @@ async fn the_web_ui_searches_draws_traces_and_the_service_map() {
             "the detail pane lacks {expected:?}: {detail}"
         );
     }
+    // Where the charge's two ends ran: the frontend's pod called the payments' pod, which is
+    // the span's own end.
+    let place_ends = trace["places"].as_array().unwrap();
+    assert_eq!(place_ends.len(), 2, "{place_ends:?}");
+    for (end, own, service) in [("client", false, "frontend"), ("server", true, "payments")] {
+        let shown = place_ends
+            .iter()
+            .find(|shown| shown["end"] == end)
+            .unwrap_or_else(|| panic!("no {end} end in {place_ends:?}"));
+        assert_eq!(shown["own"], own, "{shown}");
+        let fields = &shown["fields"];
+        assert_eq!(fields["pod_group"], workload(service), "{shown}");
+        assert_eq!(
+            fields["pod"],
+            format!("{}-7d9f", workload(service)),
+            "{shown}"
+        );
+        assert_eq!(fields["pod_ns"], "shop", "{shown}");
+        assert_eq!(fields["host"], "node-1", "{shown}");
+        assert_eq!(
+            shown["labels"],
+            serde_json::json!([format!("app={service}")]),
+            "{shown}"
+        );
+    }
+    assert!(detail.contains("Where it ran"), "{detail}");
     let types = &trace["attribute_types"];
     assert!(
         strings(&types["int"]).contains(&"payment.amount".to_string()),
@@ -828,6 +924,86 @@ async fn the_web_ui_searches_draws_traces_and_the_service_map() {
         .as_str()
         .unwrap()
         .contains("POST /charge"));
+
+    // The map by workload: a node per Deployment, the same calls between them; and back.
+    let by_workload = &steps["map_by_workload"];
+    assert_eq!(
+        by_workload["pressed_before"],
+        serde_json::json!(["service"])
+    );
+    assert_eq!(
+        by_workload["pressed_after"],
+        serde_json::json!(["workload"])
+    );
+    let edges: Vec<(String, String, String, u64, u64)> = by_workload["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|edge| {
+            (
+                edge["caller"].as_str().unwrap().to_string(),
+                edge["callee"].as_str().unwrap().to_string(),
+                edge["kind"].as_str().unwrap().to_string(),
+                edge["calls"].as_u64().unwrap(),
+                edge["errors"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let mut expected_edges: Vec<(String, String, String, u64, u64)> = [
+        ("frontend-v1", "inventory-v1", "service", 3, 1),
+        ("frontend-v1", "kafka", "messaging", 3, 0),
+        ("frontend-v1", "payments-v1", "service", 3, 0),
+        ("payments-v1", "postgresql", "database", 3, 0),
+    ]
+    .iter()
+    .map(|(caller, callee, kind, calls, errors)| {
+        (
+            caller.to_string(),
+            callee.to_string(),
+            kind.to_string(),
+            *calls,
+            *errors,
+        )
+    })
+    .collect();
+    let mut sorted_edges = edges.clone();
+    sorted_edges.sort();
+    expected_edges.sort();
+    assert_eq!(sorted_edges, expected_edges);
+    let mut labels: Vec<(String, String)> = by_workload["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|node| {
+            (
+                node["label"].as_str().unwrap().to_string(),
+                node["title"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    labels.sort();
+    assert_eq!(
+        labels,
+        [
+            ("frontend-v1", "workload frontend-v1"),
+            ("inventory-v1", "workload inventory-v1"),
+            ("kafka", "queue kafka"),
+            ("payments-v1", "workload payments-v1"),
+            ("postgresql", "database postgresql"),
+        ]
+        .map(|(label, title)| (label.to_string(), title.to_string()))
+    );
+    assert_eq!(
+        strings(&by_workload["calls"]),
+        ["postgresql", "frontend-v1"],
+        "payments-v1 calls PostgreSQL and is called by the frontend"
+    );
+    assert_eq!(by_workload["url"]["by"], "workload");
+    assert_eq!(by_workload["url"]["service"], "payments-v1");
+    let by_service = strings(&by_workload["nodes_by_service"]);
+    for name in ["frontend", "payments", "inventory", "bulk-api"] {
+        assert!(by_service.contains(&name.to_string()), "{by_service:?}");
+    }
 
     // 10,000 spans: open in a few seconds, only a screenful of rows in the DOM, scroll to the end.
     let large = &steps["big_trace"];

@@ -708,6 +708,15 @@ pub fn red_points(result: &SqlResult, by_operation: bool) -> Result<Vec<RedPoint
     Ok(points)
 }
 
+/// A place as a row holds it: the shared empty one when nothing is known.
+fn place(place: Place) -> std::sync::Arc<Place> {
+    if place.is_unknown() {
+        Place::unknown()
+    } else {
+        std::sync::Arc::new(place)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -771,14 +780,5 @@ mod tests {
             )),
             "{sql}"
         );
-    }
-}
-
-/// A place as a row holds it: the shared empty one when nothing is known.
-fn place(place: Place) -> std::sync::Arc<Place> {
-    if place.is_unknown() {
-        Place::unknown()
-    } else {
-        std::sync::Arc::new(place)
     }
 }

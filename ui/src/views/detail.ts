@@ -1,11 +1,11 @@
-// The span detail pane: the row's fields, attributes grouped by type, resource tags, events
-// and links.
+// The span detail pane: the row's fields, where both ends of the call ran, attributes grouped
+// by type, resource tags, events and links.
 
-import type { AttrValue, Attributes, Span } from "../api";
+import type { AttrValue, Attributes, Place, Span } from "../api";
 import { serviceColor } from "../color";
 import { h, type Child } from "../dom";
 import { formatDuration, formatTime, plural } from "../format";
-import type { TraceModel } from "./model";
+import { ownSide, type TraceModel } from "./model";
 
 export interface DetailActions {
   close(): void;
@@ -156,6 +156,50 @@ function rowFields(model: TraceModel, index: number, actions: DetailActions): [s
   return fields;
 }
 
+/** A place's fields as the pane shows them: label, and DeepFlow's field name. */
+const PLACE_FIELDS: [string, keyof Place][] = [
+  ["Pod", "pod"],
+  ["Namespace", "pod_ns"],
+  ["Workload", "pod_group"],
+  ["Node", "pod_node"],
+  ["Cluster", "pod_cluster"],
+  ["K8s service", "service"],
+  ["Host", "host"],
+  ["Region", "region"],
+  ["Zone", "az"],
+  ["Auto instance", "auto_instance"],
+  ["Auto service", "auto_service"],
+];
+
+/** One end of the call: its fields (with the column each is, `pod_1`, as a tooltip) and labels. */
+function placeEnd(title: string, side: 0 | 1, place: Place | undefined, own: boolean): HTMLElement {
+  const rows: [string, Child][] = [];
+  for (const [label, field] of PLACE_FIELDS) {
+    const value = place?.[field];
+    if (typeof value !== "string" || !value) continue;
+    const kind =
+      field === "pod_group" ? place?.pod_group_type : field === "auto_instance" ? place?.auto_instance_type : field === "auto_service" ? place?.auto_service_type : "";
+    rows.push([label, h("span", { title: `${field}_${side}`, "data-field": field }, value, kind ? h("span", { class: "muted" }, ` (${kind})`) : null)]);
+  }
+  const labels = Object.entries(place?.labels ?? {}).sort(([a], [b]) => a.localeCompare(b));
+  if (labels.length) {
+    rows.push([
+      "Labels",
+      h(
+        "span",
+        { class: "chips place-labels", title: `labels_${side}` },
+        labels.map(([key, value]) => h("span", { class: "chip", "data-label": key }, `${key}=${value}`)),
+      ),
+    ]);
+  }
+  return h(
+    "div",
+    { class: "place-end", "data-end": side === 0 ? "client" : "server" },
+    h("div", { class: "attr-type" }, title, own ? h("span", { class: "place-own" }, " · this span") : null),
+    rows.length ? kvTable(rows) : h("p", { class: "muted" }, "Nothing known."),
+  );
+}
+
 const RESOURCE_TAGS: [keyof Span, string][] = [
   ["service_namespace", "service.namespace"],
   ["service_version", "service.version"],
@@ -184,6 +228,8 @@ export function spanDetail(model: TraceModel, index: number, actions: DetailActi
   );
   const events = span.events ?? [];
   const links = span.links ?? [];
+  const ends = (span.place_0 ? 1 : 0) + (span.place_1 ? 1 : 0);
+  const own = ownSide(span);
 
   return h(
     "div",
@@ -218,6 +264,18 @@ export function spanDetail(model: TraceModel, index: number, actions: DetailActi
       h("div", null, h("dt", null, "Start"), h("dd", null, formatTime(span.start_time))),
     ),
     section("Span", null, kvTable(rowFields(model, index, actions))),
+    ends
+      ? section(
+          "Where it ran",
+          ends,
+          h(
+            "div",
+            { class: "place-ends", "data-testid": "span-places" },
+            placeEnd("Client end", 0, span.place_0, own === 0),
+            placeEnd("Server end", 1, span.place_1, own === 1),
+          ),
+        )
+      : null,
     section("Attributes", Object.keys(span.attributes ?? {}).length, attributesByType(span.attributes, "No attributes.")),
     section(
       "Resource",

@@ -1,8 +1,10 @@
 // The service map: services, databases and queues with calls, errors and latency on the
 // edges; a selected service's RED charts (rate, errors, duration) overall and per operation.
-// State in the query string: the time range, `service` and `operation`.
+// By service, or by workload: a node for where each end ran (its Kubernetes service, else its
+// workload, else its host or address). State in the query string: the time range, `by`,
+// `service` (the selected node) and `operation`.
 
-import { api, type MapEdge, type MapNode, type Red, type RedPoint } from "../api";
+import { api, type MapBy, type MapEdge, type MapNode, type Red, type RedPoint } from "../api";
 import { lineChart, onWidth, sparkline } from "../charts";
 import { ERROR_COLOR, serviceColor } from "../color";
 import { clear, h, message, s } from "../dom";
@@ -24,8 +26,14 @@ function hrefWith(params: URLSearchParams, changes: Record<string, string | null
   return `/map${text ? `?${text}` : ""}`;
 }
 
+/** What the map's nodes stand for, from the URL. */
+function mapBy(params: URLSearchParams): MapBy {
+  return params.get("by") === "workload" ? "workload" : "service";
+}
+
+/** What the map is read for: a change means reading it again. */
 function rangeKey(params: URLSearchParams): string {
-  return ["lookback", "start", "end"].map((key) => params.get(key) ?? "").join("|");
+  return ["lookback", "start", "end"].map((key) => params.get(key) ?? "").join("|") + `|${mapBy(params)}`;
 }
 
 export function mapView(initialUrl: URL): View {
@@ -37,12 +45,28 @@ export function mapView(initialUrl: URL): View {
   });
   const refresh = h("button", { type: "button", title: "Read the map again" }, "Refresh");
   refresh.addEventListener("click", () => void loadMap());
+  const byButtons: Record<MapBy, HTMLButtonElement> = {
+    service: h("button", { type: "button", class: "tab", "data-by": "service", title: "A node per service (service.name)" }, "By service"),
+    workload: h(
+      "button",
+      { type: "button", class: "tab", "data-by": "workload", title: "A node per place: the Kubernetes service, else the workload, else the host" },
+      "By workload",
+    ),
+  };
+  for (const [by, button] of Object.entries(byButtons) as [MapBy, HTMLButtonElement][]) {
+    // Another kind of node: the selected one is not on the new map.
+    button.addEventListener("click", () => navigate(hrefWith(params, { by: by === "service" ? null : by, service: null, operation: null })));
+  }
+  const bySwitch = h("div", { class: "tabs", role: "group", "aria-label": "Nodes", "data-testid": "map-by" }, byButtons.service, byButtons.workload);
+  const showBy = () => {
+    for (const [by, button] of Object.entries(byButtons)) button.setAttribute("aria-pressed", String(by === mapBy(params)));
+  };
   const graph = h("section", { class: "map-graph", "aria-label": "Service map", "data-testid": "service-map" });
   const side = h("section", { class: "map-side", "aria-label": "Service details", "aria-live": "polite" });
   const element = h(
     "div",
     { class: "page map-page" },
-    h("div", { class: "page-toolbar" }, h("h1", null, "Service map"), h("div", { class: "header-spacer" }), range.element, refresh),
+    h("div", { class: "page-toolbar" }, h("h1", null, "Service map"), bySwitch, h("div", { class: "header-spacer" }), range.element, refresh),
     h("div", { class: "map-body" }, graph, side),
   );
 
@@ -61,12 +85,16 @@ export function mapView(initialUrl: URL): View {
     const signal = mapAbort.signal;
     loadedRange = rangeKey(params);
     window = resolveRange(params);
+    const by = mapBy(params);
+    showBy();
     clear(graph);
     graph.append(message("loading", "Reading the service map…"));
     try {
       const [map, services] = await Promise.all([
-        api.serviceMap(window.start, window.end, signal),
-        api.services(window.start, window.end, signal),
+        api.serviceMap(window.start, window.end, by, signal),
+        // Services that call nobody still have a node of their own; workloads are known only
+        // by their calls.
+        by === "service" ? api.services(window.start, window.end, signal) : Promise.resolve([]),
       ]);
       const known = new Set(map.nodes.map((node) => node.name));
       nodes = [...map.nodes, ...services.filter((name) => !known.has(name)).map((name): MapNode => ({ name, kind: "service" }))];
@@ -85,11 +113,17 @@ export function mapView(initialUrl: URL): View {
     clear(graph);
     if (nodes.length === 0) {
       graph.append(
-        message(
-          "info",
-          "No services",
-          `No spans arrived in ${window.label}. Send OTLP to the agent and the services appear here with the calls between them.`,
-        ),
+        mapBy(params) === "workload"
+          ? message(
+              "info",
+              "No calls",
+              `No calls between services in ${window.label}. By workload, a node is where one end of a call ran: its Kubernetes service, else its workload, else its host.`,
+            )
+          : message(
+              "info",
+              "No services",
+              `No spans arrived in ${window.label}. Send OTLP to the agent and the services appear here with the calls between them.`,
+            ),
       );
       return;
     }
@@ -98,7 +132,7 @@ export function mapView(initialUrl: URL): View {
       edges.map((edge) => [edge.caller, edge.callee]),
     );
     const seconds = Math.max(1, (window.end - window.start) / 1e6);
-    graph.append(drawMap(layout, nodes, edges, seconds, params.get("service")));
+    graph.append(drawMap(layout, nodes, edges, seconds, params.get("service"), mapBy(params)));
     if (edges.length === 0) {
       graph.append(
         h(
@@ -115,17 +149,24 @@ export function mapView(initialUrl: URL): View {
     const operation = params.get("operation");
     const key = `${service}|${loadedRange}`;
     const node = nodes.find((item) => item.name === service);
+    const byWorkload = mapBy(params) === "workload";
     if (!service || !node) {
       redAbort?.abort();
       stopCharts?.();
       redFor = "";
       clear(side);
       side.append(
-        h("h2", null, "RED metrics"),
+        h("h2", null, byWorkload ? "Workloads" : "RED metrics"),
         h(
           "div",
           null,
-        h("p", { class: "muted" }, "Select a service on the map to see its request rate, error rate and duration over time, overall and per operation."),
+        h(
+          "p",
+          { class: "muted" },
+          byWorkload
+            ? "Each node is where one end of a call ran: its Kubernetes service, else its workload, else its host (else the service's name). Select one to see its calls; RED metrics are per service."
+            : "Select a service on the map to see its request rate, error rate and duration over time, overall and per operation.",
+        ),
         nodes.length
           ? h(
               "ul",
@@ -141,6 +182,23 @@ export function mapView(initialUrl: URL): View {
                 ),
             )
           : null,
+        ),
+      );
+      return;
+    }
+    if (byWorkload && node.kind === "service") {
+      redAbort?.abort();
+      stopCharts?.();
+      redFor = "";
+      clear(side);
+      side.append(
+        h("h2", null, h("span", { class: "kind-tag" }, "workload"), node.name),
+        h("p", { class: "muted" }, "Calls from and to where this node ran. RED metrics are per service: see them By service."),
+        h(
+          "div",
+          { "data-testid": "workload-calls" },
+          edgeTable("Calls to", edges.filter((edge) => edge.caller === node.name), "callee", window, params),
+          edgeTable("Called by", edges.filter((edge) => edge.callee === node.name), "caller", window, params),
         ),
       );
       return;
@@ -396,7 +454,8 @@ function nodeShape(kind: string, color: string): SVGElement {
   );
 }
 
-function drawMap(layout: Layout, nodes: MapNode[], edges: MapEdge[], seconds: number, selected: string | null): SVGSVGElement {
+function drawMap(layout: Layout, nodes: MapNode[], edges: MapEdge[], seconds: number, selected: string | null, by: MapBy): SVGSVGElement {
+  const kindLabel = (kind: string) => (by === "workload" && kind === "service" ? "workload" : KIND_LABEL[kind]);
   const svg = s("svg", {
     class: "map-svg",
     // Drawn at its size, shrunk to fit a narrower panel.
@@ -446,7 +505,7 @@ function drawMap(layout: Layout, nodes: MapNode[], edges: MapEdge[], seconds: nu
     }
     const dimmed = selected !== null && edge.caller !== selected && edge.callee !== selected;
     const width = 1.2 + 3.5 * Math.sqrt(edge.calls / maxCalls);
-    const title = `${edge.caller} → ${edge.callee} (${KIND_LABEL[edge.callee_kind]})\n${plural(edge.calls, "call")}, ${formatRate(edge.calls / seconds)}\n${plural(edge.errors, "error")} (${formatPercent(errorRate)})\np50 ${formatDuration(edge.latency_p50)} · p95 ${formatDuration(edge.latency_p95)} · p99 ${formatDuration(edge.latency_p99)}`;
+    const title = `${edge.caller} → ${edge.callee} (${kindLabel(edge.callee_kind)})\n${plural(edge.calls, "call")}, ${formatRate(edge.calls / seconds)}\n${plural(edge.errors, "error")} (${formatPercent(errorRate)})\np50 ${formatDuration(edge.latency_p50)} · p95 ${formatDuration(edge.latency_p95)} · p99 ${formatDuration(edge.latency_p99)}`;
     edgeLayer.append(
       s(
         "g",
@@ -497,7 +556,7 @@ function drawMap(layout: Layout, nodes: MapNode[], edges: MapEdge[], seconds: nu
           class: `node node-${node.kind}${node.name === selected ? " selected" : ""}${incoming?.errors ? " node-error" : ""}`,
           "data-node": node.name,
           "data-kind": node.kind,
-          "aria-label": `${KIND_LABEL[node.kind]} ${node.name}`,
+          "aria-label": `${kindLabel(node.kind)} ${node.name}`,
           transform: `translate(${place.x},${place.y})`,
         },
         nodeShape(node.kind, color),
@@ -507,7 +566,7 @@ function drawMap(layout: Layout, nodes: MapNode[], edges: MapEdge[], seconds: nu
           { class: "node-sub", x: node.kind === "service" ? 16 : 14, y: 35 },
           node.kind === "service" ? (incoming ? `${formatRate(incoming.calls / seconds)} in` : "entry") : KIND_LABEL[node.kind],
         ),
-        s("title", null, `${KIND_LABEL[node.kind]} ${node.name}`),
+        s("title", null, `${kindLabel(node.kind)} ${node.name}`),
       ),
     );
   }

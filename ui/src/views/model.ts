@@ -2,7 +2,7 @@
 // children, siblings by start) with the indexes the views need computed once, in typed
 // arrays so that a trace of 50,000 spans costs little.
 
-import type { Span, TraceAnswer } from "../api";
+import type { Place, Span, TraceAnswer } from "../api";
 
 export interface ServiceCount {
   name: string;
@@ -149,9 +149,27 @@ export function reveal(model: TraceModel, folding: Folding, index: number): bool
   return changed;
 }
 
+/** The end of its call a span ran on: the client end for client and producer spans. */
+export function ownSide(span: Span): 0 | 1 {
+  return span.span_kind_str === "client" || span.span_kind_str === "producer" ? 0 : 1;
+}
+
+/** Where a span itself ran, when known. */
+export function ownPlace(span: Span): Place | undefined {
+  return ownSide(span) === 0 ? span.place_0 : span.place_1;
+}
+
+/** What the trace view names a span's place by: its workload, else its pod. */
+export function placeName(span: Span): string {
+  const place = ownPlace(span);
+  return place?.pod_group || place?.pod || "";
+}
+
 /** Lower-cased text a find box matches against: names, ids, attribute keys and values. */
 export function searchText(span: Span): string {
   const parts = [span.app_service, span.endpoint, span.span_id, span.request_resource, span.status_message];
+  const place = ownPlace(span);
+  if (place) parts.push(place.pod ?? "", place.pod_group ?? "");
   for (const [key, value] of Object.entries(span.attributes ?? {})) {
     parts.push(key, typeof value === "string" ? value : JSON.stringify(value));
   }

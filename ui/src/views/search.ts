@@ -1,5 +1,6 @@
-// The search page: filters on the left (service, operation, attributes, duration, status,
-// time range), on the right a scatter plot of duration over time and the matching traces.
+// The search page: filters on the left (service, operation, attributes, where spans ran,
+// duration, status, time range), on the right a scatter plot of duration over time and the
+// matching traces.
 // Every filter is in the query string, and so is the sort order.
 
 import { api, type Summary } from "../api";
@@ -10,6 +11,17 @@ import { errorMessage } from "../errors";
 import { formatAgo, formatDuration, formatTime, parseDuration, plural } from "../format";
 import { navigate, setQuery, type View } from "../router";
 import { rangeControl, resolveRange } from "../timerange";
+
+/**
+ * Filters on where a span ran (its own end of the call), by the query parameter the URL and
+ * the API share: label, parameter, placeholder.
+ */
+const PLACE_FILTERS: [string, string, string][] = [
+  ["Namespace", "namespace", "e.g. shop"],
+  ["Workload", "workload", "e.g. checkout"],
+  ["Pod", "pod", "e.g. checkout-7d9f-x2k4q"],
+  ["Node", "node", "e.g. node-1"],
+];
 
 const SORTS: [string, string, (a: Summary, b: Summary) => number][] = [
   ["recent", "Most recent", (a, b) => b.start_time - a.start_time],
@@ -64,6 +76,9 @@ export function searchView(initialUrl: URL): View {
     spellcheck: "false",
     "aria-describedby": "search-tags-hint",
   });
+  const places = PLACE_FILTERS.map(([, name, placeholder]) =>
+    h("input", { id: `search-${name}`, name, type: "text", placeholder, autocomplete: "off", spellcheck: "false" }),
+  );
   const minDuration = h("input", { id: "search-min-duration", name: "min_duration", type: "text", placeholder: "e.g. 100ms", autocomplete: "off" });
   const maxDuration = h("input", { id: "search-max-duration", name: "max_duration", type: "text", placeholder: "e.g. 2s", autocomplete: "off" });
   const status = h(
@@ -90,6 +105,8 @@ export function searchView(initialUrl: URL): View {
     field("Service", service),
     field("Operation", operation),
     field("Attributes", tags, "key=value, space separated; all must match one span"),
+    h("div", { class: "field-row" }, field(PLACE_FILTERS[0][0], places[0]), field(PLACE_FILTERS[1][0], places[1])),
+    h("div", { class: "field-row" }, field(PLACE_FILTERS[2][0], places[2]), field(PLACE_FILTERS[3][0], places[3])),
     h("div", { class: "field-row" }, field("Min duration", minDuration), field("Max duration", maxDuration)),
     field("Status", status),
     range.element,
@@ -161,6 +178,7 @@ export function searchView(initialUrl: URL): View {
     put("service", service.value);
     put("operation", operation.value);
     put("tags", tags.value);
+    PLACE_FILTERS.forEach(([, name], index) => put(name, places[index].value));
     put("min_duration", minDuration.value);
     put("max_duration", maxDuration.value);
     put("status", status.value);
@@ -199,6 +217,7 @@ export function searchView(initialUrl: URL): View {
     }
     operation.value = wantedOperation;
     tags.value = params.get("tags") ?? "";
+    PLACE_FILTERS.forEach(([, name], index) => (places[index].value = params.get(name) ?? ""));
     minDuration.value = params.get("min_duration") ?? "";
     maxDuration.value = params.get("max_duration") ?? "";
     status.value = params.get("status") ?? "";
@@ -268,6 +287,7 @@ export function searchView(initialUrl: URL): View {
     copy("operation");
     copy("status");
     copy("limit");
+    for (const [, name] of PLACE_FILTERS) copy(name);
     const tagPairs = parseTags(params.get("tags") ?? "");
     if (typeof tagPairs === "string") {
       results.append(message("error", "Cannot search", tagPairs));

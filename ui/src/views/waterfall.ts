@@ -5,7 +5,7 @@
 import { serviceColor } from "../color";
 import { h } from "../dom";
 import { formatDuration, formatOffset } from "../format";
-import { hasChildren, type TraceModel } from "./model";
+import { hasChildren, placeName, type TraceModel } from "./model";
 
 export const ROW_HEIGHT = 26;
 const OVERSCAN = 8;
@@ -24,6 +24,8 @@ interface PooledRow {
   toggle: HTMLButtonElement;
   swatch: HTMLElement;
   service: HTMLElement;
+  /** The workload or pod the span ran in. */
+  place: HTMLElement;
   operation: HTMLElement;
   badge: HTMLElement;
   bar: HTMLElement;
@@ -210,6 +212,7 @@ export class Waterfall {
     const toggle = h("button", { type: "button", class: "wf-toggle", tabindex: -1 });
     const swatch = h("i", { class: "swatch" });
     const service = h("span", { class: "wf-service" });
+    const place = h("span", { class: "wf-place" });
     const operation = h("span", { class: "wf-operation" });
     const badge = h("span", { class: "wf-error-badge", title: "error", "aria-label": "error" }, "!");
     const bar = h("div", { class: "wf-bar" });
@@ -217,12 +220,12 @@ export class Waterfall {
     const row = h(
       "div",
       { class: "wf-row", role: "treeitem" },
-      h("div", { class: "wf-name" }, toggle, swatch, service, operation, badge),
+      h("div", { class: "wf-name" }, toggle, swatch, service, place, operation, badge),
       h("div", { class: "wf-timeline" }, bar, label),
     );
     row.hidden = true;
     this.scroller.append(row);
-    return { row, toggle, swatch, service, operation, badge, bar, label, position: -1, version: -1 };
+    return { row, toggle, swatch, service, place, operation, badge, bar, label, position: -1, version: -1 };
   }
 
   private fill(pooled: PooledRow, position: number): void {
@@ -266,12 +269,15 @@ export class Waterfall {
     const color = serviceColor(span.app_service);
     pooled.swatch.style.background = color;
     pooled.service.textContent = span.app_service;
+    const place = placeName(span);
+    pooled.place.textContent = place;
+    pooled.place.hidden = !place;
     pooled.operation.textContent =
       span.endpoint + (collapsed ? `  (+${model.subtreeEnd[index] - index - 1})` : "") +
       (span.depth > MAX_INDENT_LEVELS ? `  · depth ${span.depth}` : "");
     pooled.badge.hidden = !span.is_error;
     const duration = model.ends[index] - model.starts[index];
-    row.title = `${span.app_service}: ${span.endpoint} · ${formatDuration(duration)}`;
+    row.title = `${span.app_service}${place ? ` (${place})` : ""}: ${span.endpoint} · ${formatDuration(duration)}`;
 
     const [windowStart, windowEnd] = this.window;
     const scale = 100 / (windowEnd - windowStart);
