@@ -25,7 +25,6 @@ const AGENT_WATCHES: &[(&str, &str)] = &[
     ("", "pods"),
     ("", "services"),
     ("", "nodes"),
-    ("", "namespaces"),
     ("apps", "replicasets"),
     ("batch", "jobs"),
 ];

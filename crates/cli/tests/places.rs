@@ -211,6 +211,37 @@ async fn spans_from_a_pod_carry_both_ends_places_in_every_api() {
     assert_eq!(root["k8s_node_name"], "node-a");
     assert_eq!(root["k8s_cluster_name"], "prod");
 
+    // The native API: each span with both ends' places.
+    let query_span = span(&trace, "SELECT orders");
+    assert_eq!(
+        query_span["place_0"]["pod"], "web-7c9d8f6b5-abcde",
+        "{query_span}"
+    );
+    assert_eq!(query_span["place_0"]["labels"]["version"], "v1");
+    assert_eq!(query_span["place_1"]["pod"], "db-0");
+    assert_eq!(query_span["place_1"]["pod_group_type"], "statefulset");
+    assert_eq!(query_span["place_1"]["auto_instance_type"], "pod");
+    assert_eq!(root["place_0"]["host"], "edge-lb", "{root}");
+    assert_eq!(root["place_0"]["auto_instance_type"], "host");
+    assert_eq!(root["place_1"]["service"], "web");
+    // A search by the callee's pod, and by where the span itself ran.
+    for search in [
+        "pod_1=db-0",
+        "workload=web&namespace=shop",
+        "pod_group_1=db",
+    ] {
+        let found = get_json(format!("http://{query}/api/v1/traces?{search}")).await;
+        let ids: Vec<&str> = found["traces"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{found}"))
+            .iter()
+            .filter_map(|trace| trace["trace_id"].as_str())
+            .collect();
+        assert_eq!(ids, [trace_id.as_str()], "{search}: {found}");
+    }
+    let none = get_json(format!("http://{query}/api/v1/traces?pod_1=nowhere")).await;
+    assert_eq!(none["traces"], serde_json::json!([]), "{none}");
+
     // Both ends of every call, by DeepFlow's names, through the SQL API.
     let sql = format!(
         "SELECT endpoint, pod_0, pod_group_0, host_0, region_0, az_0, auto_instance_type_0, \
@@ -303,6 +334,22 @@ async fn spans_from_a_pod_carry_both_ends_places_in_every_api() {
     assert_eq!(tag("k8s.pod.name"), Some(Value::from(web_pod)), "{process}");
     assert_eq!(tag("k8s.deployment.name"), Some(Value::from("web")));
     assert_eq!(tag("k8s.pod.labels.version"), Some(Value::from("v1")));
+    // ... and a client span its peer's as span tags.
+    let query_tags = jaeger["data"][0]["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|span| span["operationName"] == "SELECT orders")
+        .map(|span| span["tags"].clone())
+        .unwrap_or_else(|| panic!("{jaeger}"));
+    assert!(
+        query_tags
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|tag| tag["key"] == "pod_1" && tag["value"] == "db-0"),
+        "{query_tags}"
+    );
 
     // Tempo: a search by where the spans ran finds the trace.
     let tempo: Value = reqwest::Client::new()
@@ -329,6 +376,32 @@ async fn spans_from_a_pod_carry_both_ends_places_in_every_api() {
             .any(|id| id.trim_start_matches('0') == trace_id.trim_start_matches('0')),
         "{tempo}"
     );
+    // ... and so does one by the callee's pod, a place column.
+    let tempo: Value = reqwest::Client::new()
+        .get(format!("http://{query}/tempo/api/search"))
+        .query(&[("q", "{ .pod_1 = \"db-0\" }")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let found: Vec<&str> = tempo["traces"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{tempo}"))
+        .iter()
+        .filter_map(|trace| trace["traceID"].as_str())
+        .collect();
+    assert_eq!(found.len(), 1, "{tempo}");
+    assert_eq!(
+        found[0].trim_start_matches('0'),
+        trace_id.trim_start_matches('0')
+    );
+
+    // The service map by workload: the web Deployment's pod calls the db StatefulSet's.
+    let map = get_json(format!("http://{query}/api/v1/service-map?by=workload")).await;
+    let text = map.to_string();
+    assert!(text.contains("\"web\"") && text.contains("\"db\""), "{map}");
 
     spanflow.stop().await.unwrap();
 }

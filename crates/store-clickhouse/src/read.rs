@@ -588,6 +588,7 @@ pub fn sql_result(body: &[u8]) -> Result<spanflow_store::sql::SqlResult, serde_j
 /// spans under them in other services, and client and producer spans to databases and queues.
 pub fn service_map_sql(range: TimeRange, by: MapBy, flavor: Flavor, spans_table: &str) -> String {
     let (caller_node, callee_node) = (by.node_sql(0), by.node_sql(1));
+    let system_node = by.node_or_sql(1, "l7_protocol_str");
     let mut range = range_conditions(range, flavor).join(" AND ");
     if !range.is_empty() {
         range = format!(" AND {range}");
@@ -606,7 +607,7 @@ pub fn service_map_sql(range: TimeRange, by: MapBy, flavor: Flavor, spans_table:
          WHERE caller != callee \
          GROUP BY caller, callee \
          UNION ALL \
-         SELECT {caller_node} AS caller, l7_protocol_str AS callee, \
+         SELECT {caller_node} AS caller, {system_node} AS callee, \
              toUInt8(if(l7_protocol >= 100, 2, 1)) AS kind, count() AS calls, \
              sum(toUInt8({failed})) AS errors, \
              quantiles(0.5, 0.95, 0.99)(response_duration) AS latency \

@@ -518,6 +518,7 @@ impl SpanStore for EmbeddedStore {
 
     async fn service_map(&self, range: TimeRange, by: MapBy) -> Result<Vec<Edge>, StoreError> {
         let (caller_node, callee_node) = (by.node_sql(0), by.node_sql(1));
+        let system_node = by.node_or_sql(1, "l7_protocol_str");
         let percentiles = percentile_sql("duration");
         let own_percentiles = percentile_sql("response_duration");
         // A call is a client (or producer) span and the server (or consumer) span whose
@@ -542,12 +543,12 @@ impl SpanStore for EmbeddedStore {
              FROM calls WHERE caller IS NOT NULL AND callee IS NOT NULL AND caller <> callee \
              GROUP BY caller, callee \
              UNION ALL \
-             SELECT {caller_node} AS caller, l7_protocol_str AS callee, \
+             SELECT {caller_node} AS caller, {system_node} AS callee, \
                  CASE WHEN l7_protocol >= 100 THEN 2 ELSE 1 END AS kind, count(*) AS calls, \
                  sum(CASE WHEN {FAILED_SQL} THEN 1 ELSE 0 END) AS errors, {own_percentiles} \
              FROM spans WHERE span_kind IN (3, 4) AND l7_protocol_str <> '' \
                  AND (l7_protocol BETWEEN 60 AND 82 OR l7_protocol BETWEEN 100 AND 107) \
-             GROUP BY {caller_node}, l7_protocol_str, CASE WHEN l7_protocol >= 100 THEN 2 ELSE 1 END"
+             GROUP BY {caller_node}, {system_node}, CASE WHEN l7_protocol >= 100 THEN 2 ELSE 1 END"
         );
         let result = self.aggregate(range, None, &sql).await?;
         edges(&result)

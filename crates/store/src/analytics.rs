@@ -66,6 +66,13 @@ impl MapBy {
 
     /// The node a span stands for, as the calling end (`side` 0) or the called end (1).
     pub fn node(self, row: &SpanRow, side: u8) -> &str {
+        self.node_or(row, side, &row.app_service)
+    }
+
+    /// The node of one end of a span, or `fallback` where it is not known (by service, always
+    /// `fallback`): a database call's callee is the database's workload where its address is
+    /// known, else the system its caller names.
+    pub fn node_or<'a>(self, row: &'a SpanRow, side: u8, fallback: &'a str) -> &'a str {
         let place = if side == 0 {
             &row.place_0
         } else {
@@ -77,17 +84,22 @@ impl MapBy {
             {
                 &place.auto_service
             }
-            _ => &row.app_service,
+            _ => fallback,
         }
     }
 
     /// [`MapBy::node`] as an SQL expression (standard `CASE`, which both engines read).
     pub fn node_sql(self, side: u8) -> String {
+        self.node_or_sql(side, "app_service")
+    }
+
+    /// [`MapBy::node_or`] as an SQL expression, `fallback` a column.
+    pub fn node_or_sql(self, side: u8, fallback: &str) -> String {
         match self {
-            MapBy::Service => "app_service".to_string(),
+            MapBy::Service => fallback.to_string(),
             MapBy::Workload => format!(
                 "(CASE WHEN auto_service_{side} = '' OR auto_service_type_{side} = {ip} \
-                 THEN app_service ELSE auto_service_{side} END)",
+                 THEN {fallback} ELSE auto_service_{side} END)",
                 ip = AutoType::Ip.as_u8()
             ),
         }
@@ -198,7 +210,7 @@ pub fn service_map(rows: &[&SpanRow], range: TimeRange, by: MapBy) -> Vec<Edge> 
             let entry = edges
                 .entry((
                     by.node(row, 0).to_owned(),
-                    row.l7_protocol_str.clone(),
+                    by.node_or(row, 1, &row.l7_protocol_str).to_owned(),
                     kind,
                 ))
                 .or_default();

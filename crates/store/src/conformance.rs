@@ -492,6 +492,10 @@ async fn the_service_map_and_red_series_aggregate_calls(store: impl SpanStore) {
         redis.l7_protocol = L7Protocol::Redis;
         redis.l7_protocol_str = "redis".into();
         redis.place_0 = auto_service("cart-svc");
+        if trace == 1 {
+            // A database whose address is known: by workload, the callee is its workload.
+            redis.place_1 = auto_service("redis-cache");
+        }
         rows.push(redis);
         // A call within one service is no edge.
         rows.push(call(
@@ -568,7 +572,8 @@ async fn the_service_map_and_red_series_aggregate_calls(store: impl SpanStore) {
     assert_eq!(
         by_workload,
         [
-            edge("cart-svc", "redis", NodeKind::Database, 2, 0, 500.0),
+            edge("cart-svc", "redis", NodeKind::Database, 1, 0, 500.0),
+            edge("cart-svc", "redis-cache", NodeKind::Database, 1, 0, 500.0),
             edge("frontend", "kafka", NodeKind::Messaging, 1, 0, 700.0),
             edge("frontend", "worker", NodeKind::Service, 1, 0, 4_000.0),
             edge("web", "cart-svc", NodeKind::Service, 2, 1, 2_000.0),
