@@ -259,20 +259,24 @@ fn the_current_schema_takes_spanflow_rows_and_answers_its_queries() {
         aggregates[1],
         "GET /cart\t2\nGET /orders\t2\nSELECT orders\t3\n"
     );
-    // By service and by workload: the full row's client end is the workload `checkout`.
-    for map in &aggregates[2..4] {
+    // By service, the database is the system its caller names; by workload, the Kubernetes
+    // service its address belongs to. The full row's client end is the workload `checkout`.
+    for (map, callee) in aggregates[2..4]
+        .iter()
+        .zip([&full.l7_protocol_str, &full.place_1.auto_service])
+    {
         assert_eq!(
             map,
             &format!(
-                "{}\t{}\t1\t1\t{}\t[{d},{d},{d}]\n",
+                "{}\t{callee}\t1\t1\t{}\t[{d},{d},{d}]\n",
                 full.place_0.auto_service,
-                full.l7_protocol_str,
                 u8::from(spanflow_store::analytics::failed(&full)),
                 d = full.response_duration
             )
         );
     }
     assert_eq!(full.app_service, full.place_0.auto_service);
+    assert_eq!(full.place_1.auto_service, "orders-db");
     assert_eq!(
         aggregates[4],
         "1699999980000000\t\t2\t1\t[451500,855150,891030]\n"
