@@ -660,7 +660,7 @@ async fn native(client: &Client, base: i64) {
     assert_eq!(by_service["edges"], map["edges"]);
     assert_eq!(map["by"], json!("service"));
     // By where each end ran: the `web` Deployment calls the `cart-svc` service, which calls
-    // Redis.
+    // Redis on the host `cache-1`.
     let by_workload = client
         .ok(&format!(
             "/api/v1/service-map?start={}&end={}&by=workload",
@@ -672,15 +672,15 @@ async fn native(client: &Client, base: i64) {
     assert_eq!(
         by_workload["nodes"],
         json!([
+            { "name": "cache-1", "kind": "database" },
             { "name": "cart-svc", "kind": "service" },
-            { "name": "redis", "kind": "database" },
             { "name": "web", "kind": "service" },
         ])
     );
     assert_eq!(
         by_workload["edges"],
         json!([
-            { "caller": "cart-svc", "callee": "redis", "callee_kind": "database", "calls": 1,
+            { "caller": "cart-svc", "callee": "cache-1", "callee_kind": "database", "calls": 1,
               "errors": 0, "latency_p50": 10_000.0, "latency_p95": 10_000.0, "latency_p99": 10_000.0 },
             { "caller": "web", "callee": "cart-svc", "callee_kind": "service", "calls": 1,
               "errors": 0, "latency_p50": 40_000.0, "latency_p95": 40_000.0, "latency_p99": 40_000.0 },
