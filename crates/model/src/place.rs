@@ -87,11 +87,12 @@ pub struct Place {
     pub host: String,
     pub region: String,
     pub az: String,
-    /// The finest thing known: the pod, else the node, the service, the host, else the IP.
+    /// The finest thing known: the pod, else the node, the service, the host. Empty (of type
+    /// `ip`) where nothing but the address is known: the row's `ip_0` / `ip_1` hold it.
     pub auto_instance: String,
     pub auto_instance_type: AutoType,
     /// The coarsest: the Kubernetes service, else the workload, the cluster (for a node), the
-    /// host, else the IP.
+    /// host; empty where nothing but the address is known.
     pub auto_service: String,
     pub auto_service_type: AutoType,
     /// Labels chosen by configuration (Kubernetes labels, an inventory's custom labels),

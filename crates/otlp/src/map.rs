@@ -178,7 +178,7 @@ impl ResourceContext {
 
     /// The place of a span's peer address.
     fn peer_place(&self, ip: Option<IpAddr>, time_us: i64) -> std::sync::Arc<Place> {
-        let Some(ip) = ip else {
+        let (Some(ip), Some(places)) = (ip, self.places.as_deref()) else {
             return Place::unknown();
         };
         let mut peers = self
@@ -188,7 +188,7 @@ impl ResourceContext {
         if let Some(place) = peers.get(&ip) {
             return place.clone();
         }
-        let place = places::place_of(self.places.as_deref(), Some(ip), &Place::default(), time_us);
+        let place = places::place_of(Some(places), Some(ip), &Place::default(), time_us);
         if peers.len() < MAX_REMEMBERED_PEERS {
             peers.insert(ip, place.clone());
         }

@@ -248,6 +248,44 @@ const RESOURCE_COLUMNS: [(&str, spanflow_model::ResourceTag); 12] = ResourceTags
 // ---------------------------------------------------------------------------------------------
 // Rows to a batch.
 
+/// The place columns of one end. A batch holds few distinct places (rows share them), so each
+/// column is its values for the distinct places, taken by each row's index: one lookup a row
+/// for the fifteen columns.
+fn place_columns(columns: &mut Vec<ArrayRef>, rows: &[SpanRow], side: u8) {
+    let mut index: std::collections::HashMap<*const Place, u32> = Default::default();
+    let mut distinct: Vec<&Place> = Vec::new();
+    let mut keys = Vec::with_capacity(rows.len());
+    for row in rows {
+        let place = place_of(row, side);
+        let key = *index.entry(place as *const Place).or_insert_with(|| {
+            distinct.push(place);
+            (distinct.len() - 1) as u32
+        });
+        keys.push(key);
+    }
+    let keys = UInt32Array::from(keys);
+    let mut take = |values: ArrayRef| {
+        columns
+            .push(arrow::compute::take(&values, &keys, None).expect("every key indexes a value"));
+    };
+    for (_, field) in Place::TEXT_COLUMNS {
+        take(Arc::new(StringArray::from_iter_values(
+            distinct.iter().map(|place| field(place)),
+        )));
+    }
+    take(Arc::new(UInt8Array::from_iter_values(
+        distinct
+            .iter()
+            .map(|place| place.auto_instance_type.as_u8()),
+    )));
+    take(Arc::new(UInt8Array::from_iter_values(
+        distinct.iter().map(|place| place.auto_service_type.as_u8()),
+    )));
+    take(Arc::new(StringArray::from_iter_values(
+        distinct.iter().map(|place| place.labels_json()),
+    )));
+}
+
 /// What a span's end adds to its start plus its duration; wrapping, so that any three values
 /// come back exactly from [`end_time`].
 fn end_time_offset(row: &SpanRow) -> i64 {
@@ -339,27 +377,7 @@ pub fn rows_to_batch(rows: &[SpanRow]) -> RecordBatch {
         rows.iter().map(|row| row.server_port),
     )));
     for side in SIDES {
-        for (_, field) in Place::TEXT_COLUMNS {
-            columns.push(str_column(rows, |row| field(place_of(row, side))));
-        }
-        columns.push(Arc::new(UInt8Array::from_iter_values(
-            rows.iter()
-                .map(|row| place_of(row, side).auto_instance_type.as_u8()),
-        )));
-        columns.push(Arc::new(UInt8Array::from_iter_values(
-            rows.iter()
-                .map(|row| place_of(row, side).auto_service_type.as_u8()),
-        )));
-        let mut labels = StringBuilder::with_capacity(rows.len(), 0);
-        for row in rows {
-            let place = place_of(row, side);
-            if place.labels.is_empty() {
-                labels.append_value("");
-            } else {
-                labels.append_value(place.labels_json());
-            }
-        }
-        columns.push(Arc::new(labels.finish()));
+        place_columns(&mut columns, rows, side);
     }
     columns.push(str_column(rows, |row| &row.scope_name));
     columns.push(str_column(rows, |row| &row.scope_version));
