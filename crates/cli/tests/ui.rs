@@ -834,20 +834,7 @@ async fn the_web_ui_searches_draws_traces_and_the_service_map() {
 
     // The service map: the known edges, with their counts; RED charts for a service.
     let map = &steps["map"];
-    let edges: Vec<(String, String, String, u64, u64)> = map["edges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|edge| {
-            (
-                edge["caller"].as_str().unwrap().to_string(),
-                edge["callee"].as_str().unwrap().to_string(),
-                edge["kind"].as_str().unwrap().to_string(),
-                edge["calls"].as_u64().unwrap(),
-                edge["errors"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    let edges = map_edges(map);
     for expected in [
         ("frontend", "inventory", "service", 3, 1),
         ("frontend", "payments", "service", 3, 0),
@@ -935,20 +922,7 @@ async fn the_web_ui_searches_draws_traces_and_the_service_map() {
         by_workload["pressed_after"],
         serde_json::json!(["workload"])
     );
-    let edges: Vec<(String, String, String, u64, u64)> = by_workload["edges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|edge| {
-            (
-                edge["caller"].as_str().unwrap().to_string(),
-                edge["callee"].as_str().unwrap().to_string(),
-                edge["kind"].as_str().unwrap().to_string(),
-                edge["calls"].as_u64().unwrap(),
-                edge["errors"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    let edges = map_edges(by_workload);
     let mut expected_edges: Vec<(String, String, String, u64, u64)> = [
         ("frontend-v1", "inventory-v1", "service", 3, 1),
         ("frontend-v1", "kafka", "messaging", 3, 0),
@@ -1127,4 +1101,22 @@ async fn the_ui_loads_without_the_token_the_api_wants() {
         .unwrap();
     assert_eq!(unknown.status(), 404);
     spanflow.stop().await.unwrap();
+}
+
+/// The edges a service-map step saw: (caller, callee, kind, calls, errors).
+fn map_edges(step: &serde_json::Value) -> Vec<(String, String, String, u64, u64)> {
+    step["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|edge| {
+            (
+                edge["caller"].as_str().unwrap().to_string(),
+                edge["callee"].as_str().unwrap().to_string(),
+                edge["kind"].as_str().unwrap().to_string(),
+                edge["calls"].as_u64().unwrap(),
+                edge["errors"].as_u64().unwrap(),
+            )
+        })
+        .collect()
 }
