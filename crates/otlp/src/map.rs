@@ -26,7 +26,7 @@ use spanflow_model::{
     ResponseStatus, SpanId, SpanKind, SpanRow, TraceId, SIGNAL_SOURCE_OTEL,
 };
 
-use crate::places::{self, Places};
+use crate::places::{self, Places, WORKLOADS};
 
 /// The resource attribute that names the sender's IP address.
 pub const APP_HOST_IP: &str = "app.host.ip";
@@ -452,15 +452,6 @@ fn text_attribute(attributes: &[Attribute], key: &str) -> Option<String> {
         .find_map(|attribute| text_of(&attribute.value))
         .map(Cow::into_owned)
 }
-
-const WORKLOADS: [(&str, &str); 6] = [
-    ("k8s.deployment.name", "deployment"),
-    ("k8s.statefulset.name", "statefulset"),
-    ("k8s.daemonset.name", "daemonset"),
-    ("k8s.replicaset.name", "replicaset"),
-    ("k8s.cronjob.name", "cronjob"),
-    ("k8s.job.name", "job"),
-];
 
 fn resource_tags(attributes: &[Attribute]) -> ResourceTags {
     let text = |key: &str| text_attribute(attributes, key).unwrap_or_default();

@@ -21,14 +21,15 @@ pub trait Places: Send + Sync + std::fmt::Debug {
     fn learn(&self, ip: IpAddr, place: &Place, time_us: i64);
 }
 
-/// The workload attribute of each `pod_group_type`.
-const WORKLOAD_KEYS: [(&str, &str); 6] = [
-    ("deployment", "k8s.deployment.name"),
-    ("statefulset", "k8s.statefulset.name"),
-    ("daemonset", "k8s.daemonset.name"),
-    ("replicaset", "k8s.replicaset.name"),
-    ("cronjob", "k8s.cronjob.name"),
-    ("job", "k8s.job.name"),
+/// Each workload attribute with its kind (`pod_group_type`, `k8s_workload_kind`), the
+/// owner before what it owns: a Deployment's pods often name their ReplicaSet too.
+pub(crate) const WORKLOADS: [(&str, &str); 6] = [
+    ("k8s.deployment.name", "deployment"),
+    ("k8s.statefulset.name", "statefulset"),
+    ("k8s.daemonset.name", "daemonset"),
+    ("k8s.replicaset.name", "replicaset"),
+    ("k8s.cronjob.name", "cronjob"),
+    ("k8s.job.name", "job"),
 ];
 
 /// The prefix of the pod labels the collector's `k8sattributes` processor extracts.
@@ -61,11 +62,10 @@ pub fn resource_place(attributes: &[Attribute]) -> Place {
             if field.is_empty() {
                 *field = value.to_owned();
             }
-        } else if let Some((kind, _)) = WORKLOAD_KEYS.iter().find(|(_, key)| *key == attribute.key)
-        {
+        } else if let Some((_, kind)) = WORKLOADS.iter().find(|(key, _)| *key == attribute.key) {
             // The first workload named wins; a Deployment's pods often carry the ReplicaSet
             // too, and the order above puts the Deployment first.
-            let rank = |kind: &str| WORKLOAD_KEYS.iter().position(|(k, _)| *k == kind);
+            let rank = |kind: &str| WORKLOADS.iter().position(|(_, k)| *k == kind);
             if place.pod_group.is_empty() || rank(kind) < rank(&place.pod_group_type) {
                 place.pod_group = value.to_owned();
                 place.pod_group_type = (*kind).to_owned();
@@ -94,11 +94,11 @@ pub fn add_place_attributes(attributes: &mut Vec<Attribute>, place: &Place) {
         }
     }
     if !place.pod_group.is_empty() {
-        if let Some((_, key)) = WORKLOAD_KEYS
+        if let Some((key, _)) = WORKLOADS
             .iter()
-            .find(|(kind, _)| *kind == place.pod_group_type)
+            .find(|(_, kind)| *kind == place.pod_group_type)
         {
-            if !WORKLOAD_KEYS.iter().any(|(_, key)| has(attributes, key)) {
+            if !WORKLOADS.iter().any(|(key, _)| has(attributes, key)) {
                 attributes.push(Attribute::new(
                     *key,
                     AttrValue::String(place.pod_group.clone()),
