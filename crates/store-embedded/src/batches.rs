@@ -3,11 +3,11 @@
 //!
 //! [`SpanRow`]: spanflow_model::SpanRow
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BinaryArray, StringArray, TimestampMicrosecondArray,
-    TimestampSecondArray, UInt32Array,
+    Array, AsArray, BinaryArray, StringArray, TimestampMicrosecondArray, TimestampSecondArray,
+    UInt32Array,
 };
 use arrow::record_batch::RecordBatch;
 use spanflow_model::TraceId;
@@ -71,20 +71,48 @@ pub fn by_partition(
         }
     }
     drop(seen);
-    kept.sort_unstable_by(
-        |&(partition_a, batch_a, row_a), &(partition_b, batch_b, row_b)| {
-            let (a, b) = (&keys[batch_a], &keys[batch_b]);
-            partition_a
-                .cmp(&partition_b)
-                .then_with(|| a.service.value(row_a).cmp(b.service.value(row_b)))
-                .then_with(|| a.endpoint.value(row_a).cmp(b.endpoint.value(row_b)))
-                .then_with(|| a.start_time.value(row_a).cmp(&b.start_time.value(row_b)))
-                .then_with(|| (batch_a, row_a).cmp(&(batch_b, row_b)))
-        },
-    );
+    // Each row's (service, endpoint) as its rank among the distinct pairs, so that the sort
+    // compares numbers: a batch holds few pairs, and a string comparison per step of the sort
+    // cost more than the rest of it.
+    let mut pairs: HashMap<(&str, &str), u32, foldhash::fast::RandomState> =
+        HashMap::with_hasher(foldhash::fast::RandomState::default());
+    let pair_of: Vec<u32> = kept
+        .iter()
+        .map(|&(_, batch, row)| {
+            let key = &keys[batch];
+            let pair = (key.service.value(row), key.endpoint.value(row));
+            let next = pairs.len() as u32;
+            *pairs.entry(pair).or_insert(next)
+        })
+        .collect();
+    let mut distinct: Vec<((&str, &str), u32)> = pairs.into_iter().collect();
+    distinct.sort_unstable();
+    let mut rank = vec![0u32; distinct.len()];
+    for (position, &(_, pair)) in distinct.iter().enumerate() {
+        rank[pair as usize] = position as u32;
+    }
+    let mut order: Vec<(i64, u32, i64, u32, u32)> = kept
+        .iter()
+        .zip(&pair_of)
+        .map(|(&(partition, batch, row), &pair)| {
+            let start_time = keys[batch].start_time.value(row);
+            (
+                partition,
+                rank[pair as usize],
+                start_time,
+                batch as u32,
+                row as u32,
+            )
+        })
+        .collect();
+    drop(kept);
+    order.sort_unstable();
     let mut out = Vec::new();
-    for run in kept.chunk_by(|a, b| a.0 == b.0) {
-        let positions: Vec<(usize, usize)> = run.iter().map(|&(_, b, r)| (b, r)).collect();
+    for run in order.chunk_by(|a, b| a.0 == b.0) {
+        let positions: Vec<(usize, usize)> = run
+            .iter()
+            .map(|&(.., batch, row)| (batch as usize, row as usize))
+            .collect();
         out.push((run[0].0, interleave(batches, &positions)?));
     }
     Ok(out)
@@ -96,19 +124,24 @@ pub fn interleave(
     positions: &[(usize, usize)],
 ) -> Result<RecordBatch, EmbeddedError> {
     let schema = schema::schema();
-    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
-    for column in 0..schema.fields().len() {
-        let arrays: Vec<&dyn Array> = batches
-            .iter()
-            .map(|batch| batch.column(column).as_ref())
-            .collect();
-        columns.push(
-            arrow::compute::interleave(&arrays, positions)
-                .map_err(|error| EmbeddedError::corrupt(format!("merging rows: {error}")))?,
-        );
+    let merging =
+        |error: arrow::error::ArrowError| EmbeddedError::corrupt(format!("merging rows: {error}"));
+    let mut starts = Vec::with_capacity(batches.len());
+    let mut n_rows = 0u32;
+    for batch in batches {
+        starts.push(n_rows);
+        n_rows += batch.num_rows() as u32;
     }
-    RecordBatch::try_new(schema, columns)
-        .map_err(|error| EmbeddedError::corrupt(format!("merging rows: {error}")))
+    let indices = UInt32Array::from_iter_values(
+        positions
+            .iter()
+            .map(|&(batch, row)| starts[batch] + row as u32),
+    );
+    let all = match batches {
+        [one] => one.clone(),
+        _ => arrow::compute::concat_batches(&schema, batches).map_err(merging)?,
+    };
+    arrow::compute::take_record_batch(&all, &indices).map_err(merging)
 }
 
 /// The rows of one trace in `batch`, if any.

@@ -69,7 +69,7 @@ fn writer_properties(n_traces: usize) -> WriterProperties {
 /// close together: the columns the file is sorted by (service, then endpoint) and those that
 /// follow the service (its instance, namespace, workload, environment). In every other text
 /// column a page of 2,048 spans spans nearly the whole range, and prunes nothing.
-const TEXT_STATISTICS_COLUMNS: [&str; 7] = [
+pub(crate) const TEXT_STATISTICS_COLUMNS: [&str; 7] = [
     "app_service",
     "endpoint",
     "app_instance",
@@ -208,10 +208,14 @@ fn encode_into<W: std::io::Write + Send>(
     out: W,
     path: &Path,
 ) -> Result<W, EmbeddedError> {
-    let mut writer = ArrowWriter::try_new(out, schema::schema(), Some(writer_properties(n_traces)))
-        .map_err(|error| EmbeddedError::parquet(path, error))?;
+    let mut writer = ArrowWriter::try_new(
+        out,
+        schema::file_schema(),
+        Some(writer_properties(n_traces)),
+    )
+    .map_err(|error| EmbeddedError::parquet(path, error))?;
     writer
-        .write(batch)
+        .write(&schema::to_file(batch))
         .map_err(|error| EmbeddedError::parquet(path, error))?;
     writer
         .into_inner()
@@ -492,7 +496,7 @@ pub fn read_trace(
             .ok_or_else(|| {
                 EmbeddedError::corrupt(format!("{} lacks column {}", path.display(), field.name()))
             })?;
-        columns.push(column.clone());
+        columns.push(schema::from_file_column(field, column));
     }
     let batch = RecordBatch::try_new(full, columns)
         .map_err(|error| EmbeddedError::corrupt(format!("reading {}: {error}", path.display())))?;
@@ -525,6 +529,9 @@ fn batches_of(
             EmbeddedError::corrupt(format!("reading {}: {error}", path.display()))
         })?;
         crate::batches::check_schema(&batch, &path.display().to_string())?;
+        let batch = schema::from_file(&batch).map_err(|error| {
+            EmbeddedError::corrupt(format!("reading {}: {error}", path.display()))
+        })?;
         batches.push(batch);
     }
     Ok(batches)
@@ -615,5 +622,32 @@ mod tests {
         ] {
             assert!(!has_statistics(name), "{name} has statistics");
         }
+    }
+
+    #[test]
+    fn empty_text_is_null_in_the_file_and_empty_again_when_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let entry = write(dir.path(), 1, 1);
+        let file = std::fs::File::open(dir.path().join(entry.relative_path())).unwrap();
+        let raw = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        let nulls = |name: &str| Some(raw.column_by_name(name).unwrap().null_count());
+        // The rows have no status message and no peer pod; every one has a service.
+        assert_eq!(nulls("status_message"), Some(3));
+        assert_eq!(nulls("pod_1"), Some(3));
+        assert_eq!(nulls("app_service"), Some(0));
+
+        let batches = read_file(dir.path(), &entry).unwrap();
+        let messages = batches[0]
+            .column_by_name("status_message")
+            .unwrap()
+            .as_string::<i32>();
+        assert_eq!(arrow::array::Array::null_count(messages), 0);
+        assert!(messages.iter().all(|message| message == Some("")));
     }
 }

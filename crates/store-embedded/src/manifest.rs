@@ -12,8 +12,12 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 
 /// The layout of files and WAL entries this version writes and reads. Version 1 stored ids as
 /// hex text; version 2 stored them as bytes; version 3 stores a span's end as its offset from
-/// the start plus the duration; version 4 adds the place columns of both ends of a call.
-pub const FORMAT: u32 = 4;
+/// the start plus the duration; version 4 adds the place columns of both ends of a call;
+/// version 5 stores most text columns' empty values as null. This version reads 4 and 5.
+pub const FORMAT: u32 = 5;
+
+/// The formats this version reads: 4's files are 5's with no nulls in their text.
+const READS: [u32; 2] = [4, FORMAT];
 
 fn format_1() -> u32 {
     1
@@ -75,21 +79,24 @@ impl Manifest {
         let path = data_dir.join(MANIFEST_FILE);
         match std::fs::read(&path) {
             Ok(bytes) => {
-                let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|error| {
+                let mut manifest: Manifest = serde_json::from_slice(&bytes).map_err(|error| {
                     EmbeddedError::corrupt(format!(
                         "manifest {} is not valid: {error}",
                         path.display()
                     ))
                 })?;
-                if manifest.format != FORMAT {
+                if !READS.contains(&manifest.format) {
                     return Err(EmbeddedError::corrupt(format!(
                         "{} holds data in storage format {}; this version of spanflow reads \
-                         format {FORMAT} only. Move the directory aside (or point data_dir \
-                         elsewhere) to start an empty store",
+                         formats {} to {FORMAT} only. Move the directory aside (or point \
+                         data_dir elsewhere) to start an empty store",
                         data_dir.display(),
-                        manifest.format
+                        manifest.format,
+                        READS[0],
                     )));
                 }
+                // Stored as this version's format from the next change on.
+                manifest.format = FORMAT;
                 Ok(manifest)
             }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Manifest::default()),

@@ -41,12 +41,14 @@ async fn read_files(
     context: &SessionContext,
     paths: Vec<String>,
 ) -> Result<DataFrame, EmbeddedError> {
-    let row_schema = schema::schema();
+    let file_schema = schema::file_schema();
     let options = ParquetReadOptions {
-        schema: Some(row_schema.as_ref()),
+        schema: Some(file_schema.as_ref()),
         ..ParquetReadOptions::default()
     };
-    Ok(context.read_parquet(paths, options).await?)
+    Ok(schema::from_file_frame(
+        context.read_parquet(paths, options).await?,
+    )?)
 }
 
 /// The files and the buffered batches as one table of the stored schema.

@@ -246,6 +246,124 @@ impl ScalarUDFImpl for ArrayPositionInt64 {
 const RESOURCE_COLUMNS: [(&str, spanflow_model::ResourceTag); 12] = ResourceTags::COLUMNS;
 
 // ---------------------------------------------------------------------------------------------
+// Rows as files hold them.
+
+/// Whether files hold this column's empty text as null. Most text columns are empty in most
+/// rows (a status message, a pod on a span that ran outside Kubernetes), and a Parquet writer
+/// interns every value it writes, empty or not, but only marks a null: that halves what a flush
+/// spends on them. The columns searches prune by page statistics (service, endpoint, and those
+/// that follow the service) keep their empty text, so that a filter reaches the files as the
+/// plain comparison the statistics answer.
+fn empty_as_null(field: &Field) -> bool {
+    field.data_type() == &DataType::Utf8
+        && !field.is_nullable()
+        && !crate::files::TEXT_STATISTICS_COLUMNS.contains(&field.name().as_str())
+}
+
+static FILE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let fields: Vec<Field> = SCHEMA
+        .fields()
+        .iter()
+        .map(|field| {
+            let nullable = field.is_nullable() || empty_as_null(field);
+            field.as_ref().clone().with_nullable(nullable)
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+});
+
+/// The schema of the Parquet files: [`schema()`] with the columns files hold empty text of as
+/// null made nullable. Rows read from a file go back through [`from_file`], and SQL sees `''`
+/// (see [`from_file_frame`]).
+pub fn file_schema() -> SchemaRef {
+    FILE_SCHEMA.clone()
+}
+
+/// `batch` (of [`schema()`]) as a file holds it: empty text null where [`file_schema()`] lets
+/// it be. Shares the batch's buffers; only the validity is new.
+pub fn to_file(batch: &RecordBatch) -> RecordBatch {
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(SCHEMA.fields())
+        .map(|(column, field)| {
+            let strings = match column.as_any().downcast_ref::<StringArray>() {
+                Some(strings) if empty_as_null(field) && strings.null_count() == 0 => strings,
+                _ => return column.clone(),
+            };
+            let offsets = strings.value_offsets();
+            let valid =
+                BooleanBuffer::collect_bool(strings.len(), |row| offsets[row + 1] != offsets[row]);
+            let nulls = arrow::buffer::NullBuffer::new(valid);
+            let nulls = (nulls.null_count() > 0).then_some(nulls);
+            Arc::new(StringArray::new(
+                strings.offsets().clone(),
+                strings.values().clone(),
+                nulls,
+            )) as ArrayRef
+        })
+        .collect();
+    RecordBatch::try_new(file_schema(), columns).expect("the same columns, with fewer valid rows")
+}
+
+/// A column read from a file as [`schema()`] has it: null text back to `''`. Shares the
+/// column's buffers where its null rows are empty, as the Parquet reader leaves them.
+pub fn from_file_column(field: &Field, column: &ArrayRef) -> ArrayRef {
+    let strings = match column.as_any().downcast_ref::<StringArray>() {
+        Some(strings) if empty_as_null(field) && strings.null_count() > 0 => strings,
+        _ => return column.clone(),
+    };
+    let offsets = strings.value_offsets();
+    let nulls_empty = (0..strings.len())
+        .filter(|&row| strings.is_null(row))
+        .all(|row| offsets[row + 1] == offsets[row]);
+    if nulls_empty {
+        if let Ok(plain) =
+            StringArray::try_new(strings.offsets().clone(), strings.values().clone(), None)
+        {
+            return Arc::new(plain);
+        }
+    }
+    Arc::new(StringArray::from_iter_values(
+        strings.iter().map(|value| value.unwrap_or_default()),
+    ))
+}
+
+/// A batch read from a file, whatever its columns' order, as a batch of [`schema()`].
+pub fn from_file(batch: &RecordBatch) -> Result<RecordBatch, SchemaError> {
+    let columns = SCHEMA
+        .fields()
+        .iter()
+        .map(|field| {
+            batch
+                .column_by_name(field.name())
+                .map(|column| from_file_column(field, column))
+                .ok_or_else(|| SchemaError(format!("missing column `{}`", field.name())))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(schema(), columns).map_err(|error| SchemaError(error.to_string()))
+}
+
+/// A DataFusion frame over files (of [`file_schema()`]) as one of [`schema()`]: null text
+/// shown as `''`, every other column as it is.
+pub fn from_file_frame(frame: DataFrame) -> datafusion::error::Result<DataFrame> {
+    use datafusion::functions::expr_fn::coalesce;
+    use datafusion::prelude::{col, lit};
+    let columns = SCHEMA
+        .fields()
+        .iter()
+        .map(|field| {
+            if empty_as_null(field) {
+                coalesce(vec![col(field.name()), lit("")]).alias(field.name())
+            } else {
+                col(field.name())
+            }
+        })
+        .collect::<Vec<_>>();
+    frame.select(columns)
+}
+
+// ---------------------------------------------------------------------------------------------
 // Rows to a batch.
 
 /// The place columns of one end. A batch holds few distinct places (rows share them), so each

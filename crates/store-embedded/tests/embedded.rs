@@ -497,7 +497,7 @@ async fn a_store_of_an_older_format_is_refused_with_a_clear_error() {
     let path = dir.path().join("manifest.json");
     let mut manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    assert_eq!(manifest["format"], 4);
+    assert_eq!(manifest["format"], 5);
     manifest.as_object_mut().unwrap().remove("format");
     std::fs::write(&path, serde_json::to_vec(&manifest).unwrap()).unwrap();
 
@@ -507,6 +507,94 @@ async fn a_store_of_an_older_format_is_refused_with_a_clear_error() {
     };
     assert!(error.contains("storage format 1"), "{error}");
     assert!(error.contains("Move the directory aside"), "{error}");
+}
+
+/// Rewrites every file of `dir` as format 4 wrote them (empty text as `''`, never null) and
+/// marks the manifest format 4.
+fn rewrite_as_format_4(dir: &std::path::Path) {
+    use spanflow_store_embedded::schema;
+    for path in walk(dir) {
+        if !path.ends_with(".parquet") {
+            continue;
+        }
+        let file = std::fs::File::open(&path).unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap();
+        let batches: Vec<_> = reader
+            .map(|batch| schema::from_file(&batch.unwrap()).unwrap())
+            .collect();
+        let mut writer = parquet::arrow::ArrowWriter::try_new(
+            std::fs::File::create(&path).unwrap(),
+            schema::schema(),
+            None,
+        )
+        .unwrap();
+        for batch in &batches {
+            writer.write(batch).unwrap();
+        }
+        writer.close().unwrap();
+    }
+    let path = dir.join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    manifest["format"] = 4.into();
+    std::fs::write(&path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+}
+
+#[tokio::test]
+async fn a_store_of_format_4_reads_as_before_and_takes_new_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = this_hour_us();
+    let mut full = conformance::full_row();
+    full.start_time = base;
+    full.end_time = base + 1_000;
+    full.time = base / 1_000_000;
+    let plain = row(2, 1, "checkout", "GET /orders", base + 1);
+    let store = EmbeddedStore::open(config(dir.path())).await.unwrap();
+    store
+        .write(vec![full.clone(), plain.clone()])
+        .await
+        .unwrap();
+    store.close().await.unwrap();
+    rewrite_as_format_4(dir.path());
+
+    let store = EmbeddedStore::open(config(dir.path())).await.unwrap();
+    assert_eq!(
+        store.trace(full.trace_id).await.unwrap(),
+        vec![full.clone()]
+    );
+    assert_eq!(
+        store.trace(plain.trace_id).await.unwrap(),
+        vec![plain.clone()]
+    );
+    let later = row(3, 1, "checkout", "GET /orders", base + 2);
+    store.write(vec![later.clone()]).await.unwrap();
+    store.flush().await.unwrap();
+    assert_eq!(store.trace(later.trace_id).await.unwrap(), vec![later]);
+    // Empty text reads as '' from either format's files.
+    let batches = store
+        .sql("SELECT count(*) AS n FROM l7_flow_log WHERE status_message = '' AND pod_1 = ''")
+        .await
+        .unwrap();
+    let counts = batches[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap();
+    assert_eq!(
+        counts.value(0),
+        2,
+        "the two spans without a status message or peer pod"
+    );
+    store.close().await.unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(
+        manifest["format"], 5,
+        "stored as this version's format once written"
+    );
 }
 
 #[tokio::test]
