@@ -6,8 +6,8 @@
 use std::collections::{HashMap, HashSet};
 
 use arrow::array::{
-    Array, AsArray, BinaryArray, StringArray, TimestampMicrosecondArray, TimestampSecondArray,
-    UInt32Array,
+    Array, ArrayRef, AsArray, BinaryArray, StringArray, TimestampMicrosecondArray,
+    TimestampSecondArray, UInt32Array,
 };
 use arrow::record_batch::RecordBatch;
 use spanflow_model::TraceId;
@@ -123,25 +123,24 @@ pub fn interleave(
     batches: &[RecordBatch],
     positions: &[(usize, usize)],
 ) -> Result<RecordBatch, EmbeddedError> {
-    let schema = schema::schema();
     let merging =
         |error: arrow::error::ArrowError| EmbeddedError::corrupt(format!("merging rows: {error}"));
-    let mut starts = Vec::with_capacity(batches.len());
-    let mut n_rows = 0u32;
-    for batch in batches {
-        starts.push(n_rows);
-        n_rows += batch.num_rows() as u32;
+    if let [one] = batches {
+        let rows = UInt32Array::from_iter_values(positions.iter().map(|&(_, row)| row as u32));
+        return arrow::compute::take_record_batch(one, &rows).map_err(merging);
     }
-    let indices = UInt32Array::from_iter_values(
-        positions
+    // Several batches are gathered column by column, without first copying them into one:
+    // a flush's batches are most of the store's memory.
+    let schema = schema::schema();
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    for column in 0..schema.fields().len() {
+        let arrays: Vec<&dyn Array> = batches
             .iter()
-            .map(|&(batch, row)| starts[batch] + row as u32),
-    );
-    let all = match batches {
-        [one] => one.clone(),
-        _ => arrow::compute::concat_batches(&schema, batches).map_err(merging)?,
-    };
-    arrow::compute::take_record_batch(&all, &indices).map_err(merging)
+            .map(|batch| batch.column(column).as_ref())
+            .collect();
+        columns.push(arrow::compute::interleave(&arrays, positions).map_err(merging)?);
+    }
+    RecordBatch::try_new(schema, columns).map_err(merging)
 }
 
 /// The rows of one trace in `batch`, if any.
