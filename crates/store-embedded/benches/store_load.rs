@@ -115,6 +115,8 @@ fn main() {
         store.upkeep_now().await.unwrap();
         let flush_time = started.elapsed();
         let cpu = cpu_seconds() - cpu_before;
+        let mut peak = Peak::default();
+        peak.read("writes");
         let files = store.files();
         let file_bytes: u64 = files.iter().map(|file| file.n_bytes).sum();
         let file_rows: u64 = files.iter().map(|file| file.n_rows).sum();
@@ -134,6 +136,7 @@ fn main() {
                 sample_traces.extend(store.search(&window).await.unwrap().iter().map(|row| row.trace_id));
             }
         }
+        spanflow_store::workload::reset_peak_rss();
         let mut latencies = Vec::new();
         for trace_id in std::iter::repeat_n(&sample_traces, lookup_rounds).flatten() {
             let started = Instant::now();
@@ -144,14 +147,31 @@ fn main() {
         latencies.sort();
         println!("trace by id          p50 {:?} p99 {:?} max {:?} ({} lookups)", percentile(&latencies, 0.5), percentile(&latencies, 0.99), latencies.last().unwrap(), latencies.len());
         println!("lookup cache         {:.1} MiB of file footers", store.lookup_cache_bytes() as f64 / (1 << 20) as f64);
+        peak.read("lookups");
 
         for timing in spanflow_store::workload::run(&store, now_us, 5).await {
             println!(
-                "{:<40} median {:?} max {:?}",
-                timing.name, timing.median, timing.max
+                "{:<40} median {:?} max {:?} peak memory {:.0} MiB",
+                timing.name, timing.median, timing.max, timing.peak_rss_bytes.unwrap_or(0) as f64 / (1 << 20) as f64
             );
+            peak.max = peak.max.max(timing.peak_rss_bytes.unwrap_or(0));
         }
+        println!("peak resident memory {:.0} MiB (the whole run)", peak.max as f64 / (1 << 20) as f64);
     });
+}
+
+/// The largest resident memory seen over the run's phases; each phase's peak is printed.
+#[derive(Default)]
+struct Peak {
+    max: u64,
+}
+
+impl Peak {
+    fn read(&mut self, phase: &str) {
+        let bytes = spanflow_store::workload::peak_rss_bytes().unwrap_or(0);
+        println!("peak memory, {phase:<8}  {:.0} MiB", bytes as f64 / (1 << 20) as f64);
+        self.max = self.max.max(bytes);
+    }
 }
 
 /// CPU seconds this process has used (user + system), from /proc.

@@ -79,20 +79,17 @@ pub(crate) const TEXT_STATISTICS_COLUMNS: [&str; 7] = [
     "deployment_environment",
 ];
 
-/// Columns written without statistics: random ids, the attribute lists (whose items mix every
-/// key's values), and the text columns not in [`TEXT_STATISTICS_COLUMNS`]. Numbers keep theirs,
-/// which cost little.
+/// Columns written without statistics: the byte columns (random ids, the packed attribute
+/// sets) and the text columns not in [`TEXT_STATISTICS_COLUMNS`]. Numbers keep theirs, which
+/// cost little.
 fn no_statistics_columns() -> Vec<String> {
-    let mut names: Vec<String> = ["trace_id", "span_id", "parent_span_id"]
-        .into_iter()
-        .map(String::from)
-        .collect();
-    for field in crate::schema::schema().fields() {
+    let mut names = Vec::new();
+    for field in schema::file_schema().fields() {
         match field.data_type() {
             DataType::Utf8 if !TEXT_STATISTICS_COLUMNS.contains(&field.name().as_str()) => {
                 names.push(field.name().clone())
             }
-            DataType::List(_) => names.push(format!("{}.list.item", field.name())),
+            DataType::Binary => names.push(field.name().clone()),
             _ => {}
         }
     }
@@ -164,6 +161,7 @@ pub fn write_file(
         n_bytes: 0,
         min_start_time: arrow::compute::min(start_times).unwrap_or(0),
         max_start_time: arrow::compute::max(start_times).unwrap_or(0),
+        format: crate::manifest::FORMAT,
     };
     let path = data_dir.join(entry.relative_path());
     let dir = path.parent().expect("file paths have a parent");
@@ -214,8 +212,11 @@ fn encode_into<W: std::io::Write + Send>(
         Some(writer_properties(n_traces)),
     )
     .map_err(|error| EmbeddedError::parquet(path, error))?;
+    let batch = schema::to_file(batch).map_err(|error| {
+        EmbeddedError::corrupt(format!("rows for {}: {error}", path.display()))
+    })?;
     writer
-        .write(&schema::to_file(batch))
+        .write(&batch)
         .map_err(|error| EmbeddedError::parquet(path, error))?;
     writer
         .into_inner()
@@ -439,7 +440,7 @@ pub fn read_trace(
     let selection = RowSelection::from_consecutive_ranges(rows.into_iter(), offset);
 
     // All the columns, in two halves of about equal bytes to decode.
-    let n_roots = schema::schema().fields().len();
+    let n_roots = metadata.schema().fields().len();
     let mut root_bytes = vec![0i64; n_roots];
     for &group in &row_groups {
         for (leaf, chunk) in metadata
@@ -487,19 +488,16 @@ pub fn read_trace(
     });
     let right = right.map_err(|_| EmbeddedError::corrupt("reading a trace's columns panicked"))?;
     let (left, right) = (left?, right?);
-    let full = schema::schema();
-    let mut columns = Vec::with_capacity(n_roots);
-    for field in full.fields() {
-        let column = left
-            .column_by_name(field.name())
-            .or_else(|| right.column_by_name(field.name()))
-            .ok_or_else(|| {
-                EmbeddedError::corrupt(format!("{} lacks column {}", path.display(), field.name()))
-            })?;
-        columns.push(schema::from_file_column(field, column));
+    let (mut fields, mut columns) = (Vec::with_capacity(n_roots), Vec::with_capacity(n_roots));
+    for half in [&left, &right] {
+        fields.extend(half.schema().fields().iter().cloned());
+        columns.extend(half.columns().iter().cloned());
     }
-    let batch = RecordBatch::try_new(full, columns)
-        .map_err(|error| EmbeddedError::corrupt(format!("reading {}: {error}", path.display())))?;
+    let corrupt =
+        |error: &dyn std::fmt::Display| EmbeddedError::corrupt(format!("reading {}: {error}", path.display()));
+    let both = RecordBatch::try_new(std::sync::Arc::new(arrow::datatypes::Schema::new(fields)), columns)
+        .map_err(|error| corrupt(&error))?;
+    let batch = schema::from_file(&both).map_err(|error| corrupt(&error))?;
     crate::batches::check_schema(&batch, &path.display().to_string())?;
     Ok(vec![batch])
 }
@@ -528,10 +526,10 @@ fn batches_of(
         let batch = batch.map_err(|error| {
             EmbeddedError::corrupt(format!("reading {}: {error}", path.display()))
         })?;
-        crate::batches::check_schema(&batch, &path.display().to_string())?;
         let batch = schema::from_file(&batch).map_err(|error| {
             EmbeddedError::corrupt(format!("reading {}: {error}", path.display()))
         })?;
+        crate::batches::check_schema(&batch, &path.display().to_string())?;
         batches.push(batch);
     }
     Ok(batches)
@@ -618,7 +616,8 @@ mod tests {
             "trace_id",
             "request_resource",
             "status_message",
-            "attribute_values.list.item",
+            "attributes",
+            "resource_attributes",
         ] {
             assert!(!has_statistics(name), "{name} has statistics");
         }

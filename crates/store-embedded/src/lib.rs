@@ -13,6 +13,7 @@
 mod batches;
 mod files;
 mod manifest;
+mod packed;
 mod query;
 pub mod schema;
 mod store;

@@ -13,14 +13,20 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 /// The layout of files and WAL entries this version writes and reads. Version 1 stored ids as
 /// hex text; version 2 stored them as bytes; version 3 stores a span's end as its offset from
 /// the start plus the duration; version 4 adds the place columns of both ends of a call;
-/// version 5 stores most text columns' empty values as null. This version reads 4 and 5.
-pub const FORMAT: u32 = 5;
+/// version 5 stores most text columns' empty values as null; version 6 packs each attribute
+/// set into one value. This version reads 4 to 6, and records each file's format in its entry.
+pub const FORMAT: u32 = 6;
 
 /// The formats this version reads: 4's files are 5's with no nulls in their text.
-const READS: [u32; 2] = [4, FORMAT];
+const READS: [u32; 3] = [4, 5, FORMAT];
 
 fn format_1() -> u32 {
     1
+}
+
+/// Entries written before files recorded their format: 4's and 5's files, read alike.
+fn format_5() -> u32 {
+    5
 }
 
 /// One Parquet file of the store.
@@ -35,6 +41,9 @@ pub struct FileEntry {
     /// Smallest and largest `start_time` in the file, µs.
     pub min_start_time: i64,
     pub max_start_time: i64,
+    /// The storage format the file was written in (see [`FORMAT`]).
+    #[serde(default = "format_5")]
+    pub format: u32,
 }
 
 impl FileEntry {
@@ -43,6 +52,11 @@ impl FileEntry {
         PathBuf::from("parts")
             .join(self.partition.to_string())
             .join(format!("{:020}.parquet", self.id))
+    }
+
+    /// Whether the file holds attribute sets packed (format 6) rather than as lists.
+    pub fn packed(&self) -> bool {
+        self.format >= 6
     }
 
     /// The trace-id index beside the file.

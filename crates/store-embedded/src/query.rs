@@ -37,24 +37,50 @@ fn session(config: &EmbeddedConfig) -> Result<SessionContext, EmbeddedError> {
     Ok(context)
 }
 
+/// A Parquet file of the store, as DataFusion reads it.
+#[derive(Clone, Debug)]
+pub struct FilePath {
+    pub path: String,
+    /// Whether the file holds its attribute sets packed (format 6 on) or as lists.
+    pub packed: bool,
+}
+
+/// The files as one frame of the row schema. Files of the formats that held attribute sets as
+/// lists are read with their own schema, and the two kinds joined.
 async fn read_files(
     context: &SessionContext,
-    paths: Vec<String>,
+    paths: Vec<FilePath>,
 ) -> Result<DataFrame, EmbeddedError> {
-    let file_schema = schema::file_schema();
-    let options = ParquetReadOptions {
-        schema: Some(file_schema.as_ref()),
-        ..ParquetReadOptions::default()
-    };
-    Ok(schema::from_file_frame(
-        context.read_parquet(paths, options).await?,
-    )?)
+    let (packed, lists): (Vec<FilePath>, Vec<FilePath>) =
+        paths.into_iter().partition(|file| file.packed);
+    let mut frames = Vec::new();
+    for (files, file_schema) in [
+        (packed, schema::file_schema()),
+        (lists, schema::list_file_schema()),
+    ] {
+        if files.is_empty() {
+            continue;
+        }
+        let options = ParquetReadOptions {
+            schema: Some(file_schema.as_ref()),
+            ..ParquetReadOptions::default()
+        };
+        let paths: Vec<String> = files.into_iter().map(|file| file.path).collect();
+        frames.push(schema::from_file_frame(
+            context.read_parquet(paths, options).await?,
+        )?);
+    }
+    let mut frames = frames.into_iter();
+    let first = frames
+        .next()
+        .expect("read_files is called with at least one file");
+    Ok(frames.try_fold(first, |all, frame| all.union(frame))?)
 }
 
 /// The files and the buffered batches as one table of the stored schema.
 async fn table(
     context: &SessionContext,
-    paths: Vec<String>,
+    paths: Vec<FilePath>,
     buffered: Vec<RecordBatch>,
 ) -> Result<DataFrame, EmbeddedError> {
     let buffered_is_empty = buffered.is_empty();
@@ -141,7 +167,7 @@ fn search_filter(query: &SpanQuery) -> Option<Expr> {
 /// The newest `query.limit` matching rows of the given files and buffered batches.
 pub async fn search_rows(
     config: &EmbeddedConfig,
-    paths: Vec<String>,
+    paths: Vec<FilePath>,
     buffered: Vec<RecordBatch>,
     query: &SpanQuery,
 ) -> Result<Vec<SpanRow>, EmbeddedError> {
@@ -159,7 +185,7 @@ pub async fn search_rows(
 /// The stored rows that start in `range` and, when given, have `service` as their service.
 async fn table_of(
     context: &SessionContext,
-    paths: Vec<String>,
+    paths: Vec<FilePath>,
     buffered: Vec<RecordBatch>,
     range: TimeRange,
     service: Option<&str>,
@@ -179,7 +205,7 @@ async fn table_of(
 /// `service` as their service.
 pub async fn distinct(
     config: &EmbeddedConfig,
-    paths: Vec<String>,
+    paths: Vec<FilePath>,
     buffered: Vec<RecordBatch>,
     range: TimeRange,
     service: Option<&str>,
@@ -195,7 +221,7 @@ pub async fn distinct(
 /// after `filter`: the aggregates behind the service map and RED series.
 pub async fn aggregate(
     config: &EmbeddedConfig,
-    paths: Vec<String>,
+    paths: Vec<FilePath>,
     buffered: Vec<RecordBatch>,
     range: TimeRange,
     service: Option<&str>,
@@ -211,7 +237,7 @@ pub async fn aggregate(
 /// Read-only SQL over `l7_flow_log`: the files and the buffered rows as one table.
 pub async fn sql(
     config: &EmbeddedConfig,
-    paths: Vec<String>,
+    paths: Vec<FilePath>,
     buffered: Vec<RecordBatch>,
     sql: &str,
     max_rows: Option<usize>,

@@ -15,7 +15,8 @@
 //! `attribute_names` (`List<Utf8>`), `attribute_values` (`List<Utf8>`, the value as text) and
 //! `attribute_types` (`List<UInt8>`, the value's type). Same for `resource_attribute_*`.
 //! `events` and `links` are JSON text. The text forms and type codes are
-//! [`spanflow_store::text`]'s.
+//! [`spanflow_store::text`]'s. Files hold each attribute set packed as one binary value a span
+//! instead of three lists ([`crate::packed`]); every read gives the lists back.
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -39,6 +40,8 @@ use spanflow_model::{
     ResponseStatus, SpanId, SpanKind, SpanRow, TraceId,
 };
 use spanflow_store::text;
+
+use crate::packed::{self, Part};
 
 /// The table name DataFusion queries see, as DeepFlow names it.
 pub const TABLE_NAME: &str = "l7_flow_log";
@@ -260,55 +263,111 @@ fn empty_as_null(field: &Field) -> bool {
         && !crate::files::TEXT_STATISTICS_COLUMNS.contains(&field.name().as_str())
 }
 
+/// The attribute sets files hold packed: the file's column and the prefix of the row schema's
+/// three list columns (`<prefix>_names`, `<prefix>_values`, `<prefix>_types`).
+const PACKED_SETS: [(&str, &str); 2] = [
+    ("attributes", "attribute"),
+    ("resource_attributes", "resource_attribute"),
+];
+
+/// For a list column of the row schema that files hold packed: the file's column and which of
+/// the three lists it is.
+fn packed_part(name: &str) -> Option<(&'static str, Part)> {
+    PACKED_SETS.iter().find_map(|(column, prefix)| {
+        let part = match name.strip_prefix(prefix)? {
+            "_names" => Part::Names,
+            "_values" => Part::Values,
+            "_types" => Part::Types,
+            _ => return None,
+        };
+        Some((*column, part))
+    })
+}
+
+fn file_field(field: &Field) -> Field {
+    let nullable = field.is_nullable() || empty_as_null(field);
+    field.clone().with_nullable(nullable)
+}
+
 static FILE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     let fields: Vec<Field> = SCHEMA
         .fields()
         .iter()
-        .map(|field| {
-            let nullable = field.is_nullable() || empty_as_null(field);
-            field.as_ref().clone().with_nullable(nullable)
+        .filter_map(|field| match packed_part(field.name()) {
+            Some((column, Part::Names)) => Some(Field::new(column, DataType::Binary, true)),
+            Some(_) => None,
+            None => Some(file_field(field)),
         })
         .collect();
     Arc::new(Schema::new(fields))
 });
 
+static LIST_FILE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let fields: Vec<Field> = SCHEMA.fields().iter().map(|field| file_field(field)).collect();
+    Arc::new(Schema::new(fields))
+});
+
 /// The schema of the Parquet files: [`schema()`] with the columns files hold empty text of as
-/// null made nullable. Rows read from a file go back through [`from_file`], and SQL sees `''`
-/// (see [`from_file_frame`]).
+/// null made nullable, and each attribute set's three lists as one packed column
+/// (`attributes`, `resource_attributes`). Rows read from a file go back through [`from_file`],
+/// and SQL sees the row schema (see [`from_file_frame`]).
 pub fn file_schema() -> SchemaRef {
     FILE_SCHEMA.clone()
 }
 
-/// `batch` (of [`schema()`]) as a file holds it: empty text null where [`file_schema()`] lets
-/// it be. Shares the batch's buffers; only the validity is new.
-pub fn to_file(batch: &RecordBatch) -> RecordBatch {
-    let columns = batch
-        .columns()
-        .iter()
-        .zip(SCHEMA.fields())
-        .map(|(column, field)| {
-            let strings = match column.as_any().downcast_ref::<StringArray>() {
-                Some(strings) if empty_as_null(field) && strings.null_count() == 0 => strings,
-                _ => return column.clone(),
-            };
-            let offsets = strings.value_offsets();
-            let valid =
-                BooleanBuffer::collect_bool(strings.len(), |row| offsets[row + 1] != offsets[row]);
-            let nulls = arrow::buffer::NullBuffer::new(valid);
-            let nulls = (nulls.null_count() > 0).then_some(nulls);
-            Arc::new(StringArray::new(
-                strings.offsets().clone(),
-                strings.values().clone(),
-                nulls,
-            )) as ArrayRef
-        })
-        .collect();
-    RecordBatch::try_new(file_schema(), columns).expect("the same columns, with fewer valid rows")
+/// The schema of files of storage formats 4 and 5, which hold the attribute lists as lists
+/// (format 4's text columns hold no nulls, which this schema allows).
+pub fn list_file_schema() -> SchemaRef {
+    LIST_FILE_SCHEMA.clone()
+}
+
+/// `batch` (of [`schema()`]) as a file holds it (of [`file_schema()`]): empty text null where
+/// the file schema lets it be, sharing the batch's buffers (only the validity is new), and the
+/// attribute sets packed.
+pub fn to_file(batch: &RecordBatch) -> Result<RecordBatch, SchemaError> {
+    let mut columns = Vec::with_capacity(FILE_SCHEMA.fields().len());
+    for (array, field) in batch.columns().iter().zip(SCHEMA.fields()) {
+        match packed_part(field.name()) {
+            Some((_, Part::Names)) => {
+                let prefix = field
+                    .name()
+                    .strip_suffix("_names")
+                    .expect("a names column");
+                let list = |part: &str| column::<ListArray>(batch, &format!("{prefix}_{part}"));
+                let packed = packed::pack(packed::Lists {
+                    names: list("names")?,
+                    values: list("values")?,
+                    types: list("types")?,
+                })?;
+                columns.push(Arc::new(packed) as ArrayRef);
+            }
+            Some(_) => {}
+            None => columns.push(text_to_file(field, array)),
+        }
+    }
+    RecordBatch::try_new(file_schema(), columns).map_err(|error| SchemaError(error.to_string()))
+}
+
+/// A text column as a file holds it: empty text null where [`empty_as_null`] says so.
+fn text_to_file(field: &Field, column: &ArrayRef) -> ArrayRef {
+    let strings = match column.as_any().downcast_ref::<StringArray>() {
+        Some(strings) if empty_as_null(field) && strings.null_count() == 0 => strings,
+        _ => return column.clone(),
+    };
+    let offsets = strings.value_offsets();
+    let valid = BooleanBuffer::collect_bool(strings.len(), |row| offsets[row + 1] != offsets[row]);
+    let nulls = arrow::buffer::NullBuffer::new(valid);
+    let nulls = (nulls.null_count() > 0).then_some(nulls);
+    Arc::new(StringArray::new(
+        strings.offsets().clone(),
+        strings.values().clone(),
+        nulls,
+    ))
 }
 
 /// A column read from a file as [`schema()`] has it: null text back to `''`. Shares the
 /// column's buffers where its null rows are empty, as the Parquet reader leaves them.
-pub fn from_file_column(field: &Field, column: &ArrayRef) -> ArrayRef {
+fn from_file_column(field: &Field, column: &ArrayRef) -> ArrayRef {
     let strings = match column.as_any().downcast_ref::<StringArray>() {
         Some(strings) if empty_as_null(field) && strings.null_count() > 0 => strings,
         _ => return column.clone(),
@@ -329,18 +388,42 @@ pub fn from_file_column(field: &Field, column: &ArrayRef) -> ArrayRef {
     ))
 }
 
-/// A batch read from a file, whatever its columns' order, as a batch of [`schema()`].
+/// A batch read from a file of any format this version reads, whatever its columns' order, as
+/// a batch of [`schema()`]: null text back to `''`, packed attribute sets back to lists.
 pub fn from_file(batch: &RecordBatch) -> Result<RecordBatch, SchemaError> {
-    let columns = SCHEMA
-        .fields()
-        .iter()
-        .map(|field| {
-            batch
-                .column_by_name(field.name())
-                .map(|column| from_file_column(field, column))
-                .ok_or_else(|| SchemaError(format!("missing column `{}`", field.name())))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    // The lists of a packed set, unpacked together when its first list is asked for.
+    let mut unpacked: Vec<(&str, Vec<ArrayRef>)> = Vec::new();
+    let mut columns = Vec::with_capacity(SCHEMA.fields().len());
+    for field in SCHEMA.fields() {
+        if let Some(column) = batch.column_by_name(field.name()) {
+            columns.push(from_file_column(field, column));
+            continue;
+        }
+        let missing = || SchemaError(format!("missing column `{}`", field.name()));
+        let (file_column, part) = packed_part(field.name()).ok_or_else(missing)?;
+        if !unpacked.iter().any(|(name, _)| *name == file_column) {
+            let packed = batch.column_by_name(file_column).ok_or_else(missing)?;
+            let packed = packed
+                .as_any()
+                .downcast_ref::<BinaryArray>()
+                .ok_or_else(|| {
+                    SchemaError(format!(
+                        "column `{file_column}` is {}, expected Binary",
+                        packed.data_type()
+                    ))
+                })?;
+            unpacked.push((file_column, packed::unpack(packed, &Part::ALL)?));
+        }
+        let (_, lists) = unpacked
+            .iter()
+            .find(|(name, _)| *name == file_column)
+            .expect("unpacked above");
+        let index = Part::ALL
+            .iter()
+            .position(|each| *each == part)
+            .expect("one of the parts");
+        columns.push(lists[index].clone());
+    }
     RecordBatch::try_new(schema(), columns).map_err(|error| SchemaError(error.to_string()))
 }
 
@@ -349,18 +432,80 @@ pub fn from_file(batch: &RecordBatch) -> Result<RecordBatch, SchemaError> {
 pub fn from_file_frame(frame: DataFrame) -> datafusion::error::Result<DataFrame> {
     use datafusion::functions::expr_fn::coalesce;
     use datafusion::prelude::{col, lit};
+    let has = |name: &str| frame.schema().has_column_with_unqualified_name(name);
     let columns = SCHEMA
         .fields()
         .iter()
         .map(|field| {
             if empty_as_null(field) {
-                coalesce(vec![col(field.name()), lit("")]).alias(field.name())
-            } else {
-                col(field.name())
+                return coalesce(vec![col(field.name()), lit("")]).alias(field.name());
+            }
+            match packed_part(field.name()) {
+                Some((file_column, part)) if !has(field.name()) => UNPACK[part as usize]
+                    .call(vec![col(file_column)])
+                    .alias(field.name()),
+                _ => col(field.name()),
             }
         })
         .collect::<Vec<_>>();
     frame.select(columns)
+}
+
+/// The functions that give SQL over files the lists of a packed set, one for each list.
+static UNPACK: LazyLock<[ScalarUDF; 3]> = LazyLock::new(|| {
+    Part::ALL.map(|part| {
+        ScalarUDF::new_from_impl(Unpack {
+            part,
+            name: format!("unpack_attribute_{}", part.name()),
+            signature: Signature::exact(
+                vec![DataType::Binary],
+                datafusion::logical_expr::Volatility::Immutable,
+            ),
+        })
+    })
+});
+
+/// One list of a packed attribute set (see [`crate::packed`]).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Unpack {
+    part: Part,
+    name: String,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for Unpack {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(self.part.data_type())
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::common::Result<ColumnarValue> {
+        use datafusion::common::DataFusionError;
+        let packed = args
+            .args
+            .first()
+            .ok_or_else(|| DataFusionError::Internal(format!("{} takes one argument", self.name)))?
+            .to_array(args.number_rows)?;
+        let packed = packed
+            .as_any()
+            .downcast_ref::<BinaryArray>()
+            .ok_or_else(|| {
+                DataFusionError::Internal(format!("{} takes Binary, not {}", self.name, packed.data_type()))
+            })?;
+        let mut lists = packed::unpack(packed, &[self.part])
+            .map_err(|error| DataFusionError::Execution(error.0))?;
+        Ok(ColumnarValue::Array(lists.remove(0)))
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -330,16 +330,18 @@ impl EmbeddedStore {
         .await
     }
 
-    fn paths(&self, entries: &[FileEntry]) -> Vec<String> {
+    fn paths(&self, entries: &[FileEntry]) -> Vec<query::FilePath> {
         entries
             .iter()
-            .map(|entry| {
-                self.inner
+            .map(|entry| query::FilePath {
+                path: self
+                    .inner
                     .config
                     .data_dir
                     .join(entry.relative_path())
                     .display()
-                    .to_string()
+                    .to_string(),
+                packed: entry.packed(),
             })
             .collect()
     }

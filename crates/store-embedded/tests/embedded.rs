@@ -497,7 +497,7 @@ async fn a_store_of_an_older_format_is_refused_with_a_clear_error() {
     let path = dir.path().join("manifest.json");
     let mut manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    assert_eq!(manifest["format"], 5);
+    assert_eq!(manifest["format"], 6);
     manifest.as_object_mut().unwrap().remove("format");
     std::fs::write(&path, serde_json::to_vec(&manifest).unwrap()).unwrap();
 
@@ -522,6 +522,7 @@ fn rewrite_as_format_4(dir: &std::path::Path) {
             .unwrap()
             .build()
             .unwrap();
+        // Format 4's files: the row schema as it is, attribute lists and empty text included.
         let batches: Vec<_> = reader
             .map(|batch| schema::from_file(&batch.unwrap()).unwrap())
             .collect();
@@ -540,6 +541,10 @@ fn rewrite_as_format_4(dir: &std::path::Path) {
     let mut manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     manifest["format"] = 4.into();
+    // Entries did not record their file's format then.
+    for file in manifest["files"].as_array_mut().unwrap() {
+        file.as_object_mut().unwrap().remove("format");
+    }
     std::fs::write(&path, serde_json::to_vec(&manifest).unwrap()).unwrap();
 }
 
@@ -588,12 +593,48 @@ async fn a_store_of_format_4_reads_as_before_and_takes_new_rows() {
         2,
         "the two spans without a status message or peer pod"
     );
+    // Attributes are found by SQL in files of either kind: lists (format 4) and packed sets.
+    let mut packed = row(4, 1, "checkout", "GET /orders", base + 3);
+    packed.attributes = full.attributes.clone();
+    packed.resource_attributes = full.resource_attributes.clone();
+    store.write(vec![packed.clone()]).await.unwrap();
+    store.flush().await.unwrap();
+    assert_eq!(store.trace(packed.trace_id).await.unwrap(), vec![packed]);
+    let batches = store
+        .sql(
+            "SELECT count(*) AS n FROM l7_flow_log \
+             WHERE attribute_values[array_position(attribute_names, 'rows')] = '-3' \
+             AND resource_attribute_values[array_position(resource_attribute_names, 'app.host.ip')] = '10.1.2.3' \
+             AND attribute_types[array_position(attribute_names, 'rows')] = 2",
+        )
+        .await
+        .unwrap();
+    let counts = batches[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap();
+    assert_eq!(
+        counts.value(0),
+        2,
+        "the full span in a format-4 file and its copy in a packed one"
+    );
     store.close().await.unwrap();
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("manifest.json")).unwrap()).unwrap();
     assert_eq!(
-        manifest["format"], 5,
+        manifest["format"], 6,
         "stored as this version's format once written"
+    );
+    let formats: Vec<u64> = manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|file| file["format"].as_u64().unwrap_or(5))
+        .collect();
+    assert!(
+        formats.contains(&5) && formats.contains(&6),
+        "old files kept as they were beside new ones: {formats:?}"
     );
 }
 

@@ -13,6 +13,24 @@ pub struct Timing {
     pub name: String,
     pub median: Duration,
     pub max: Duration,
+    /// The process's peak resident memory during the read's rounds, in bytes (Linux only).
+    pub peak_rss_bytes: Option<u64>,
+}
+
+/// The process's peak resident memory since it started or since [`reset_peak_rss`], in bytes;
+/// `None` where `/proc` does not say.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Starts the peak that [`peak_rss_bytes`] reports afresh from the present resident memory
+/// (Linux's `clear_refs`). The kernel's own maximum, which `time -v` reports, is reset with it,
+/// so a caller that wants the whole run's peak keeps the largest value it has read.
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 const HOUR_US: i64 = 3_600_000_000;
@@ -22,6 +40,7 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = usize>,
 {
+    reset_peak_rss();
     let mut times = Vec::with_capacity(rounds);
     for _ in 0..rounds.max(1) {
         let started = Instant::now();
@@ -34,6 +53,7 @@ where
         name: name.to_string(),
         median: times[times.len() / 2],
         max: times[times.len() - 1],
+        peak_rss_bytes: peak_rss_bytes(),
     }
 }
 

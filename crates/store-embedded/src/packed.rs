@@ -1,0 +1,321 @@
+//! Attribute sets as files hold them: one binary value a span instead of three lists.
+//!
+//! Rows keep DeepFlow's three parallel lists per set (`attribute_names`, `attribute_values`,
+//! `attribute_types`, and the same for `resource_attribute_*`), which SQL indexes into. Written
+//! as lists, they are most of what a flush spends: a Parquet writer interns every list item in
+//! its column's dictionary and gives it repetition and definition levels (33 items a span in a
+//! typical corpus), and a trace lookup decodes a page of each of the six list columns per span.
+//!
+//! A file holds each set as one value instead (columns `attributes` and `resource_attributes`):
+//! for each attribute, its key's length (LEB128) and bytes, its type code (a byte, as
+//! `attribute_types` has it), and its value text's length and bytes. An empty set is null. The
+//! spans of one resource carry the same resource attributes, so that column's dictionary holds
+//! each resource once and each span costs an index.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, BinaryArray, BinaryBuilder, ListArray, StringArray, UInt8Array};
+use arrow::buffer::{OffsetBuffer, ScalarBuffer};
+use arrow::datatypes::{DataType, Field};
+
+use crate::schema::SchemaError;
+
+/// The three lists of one attribute set, each a `List` column of the row schema.
+pub struct Lists<'a> {
+    pub names: &'a ListArray,
+    pub values: &'a ListArray,
+    pub types: &'a ListArray,
+}
+
+fn items<'a, T: Array + 'static>(list: &'a ListArray, what: &str) -> Result<&'a T, SchemaError> {
+    list.values()
+        .as_any()
+        .downcast_ref::<T>()
+        .ok_or_else(|| SchemaError(format!("attribute {what} are {}", list.data_type())))
+}
+
+fn push_length(out: &mut Vec<u8>, mut length: usize) {
+    while length >= 0x80 {
+        out.push((length as u8) | 0x80);
+        length >>= 7;
+    }
+    out.push(length as u8);
+}
+
+/// Each row's set as one value; null where the set is empty.
+pub fn pack(lists: Lists<'_>) -> Result<BinaryArray, SchemaError> {
+    let names = items::<StringArray>(lists.names, "names")?;
+    let values = items::<StringArray>(lists.values, "values")?;
+    let types = items::<UInt8Array>(lists.types, "types")?;
+    let (name_offsets, value_offsets, type_offsets) = (
+        lists.names.value_offsets(),
+        lists.values.value_offsets(),
+        lists.types.value_offsets(),
+    );
+    let n_rows = lists.names.len();
+    if lists.values.len() != n_rows || lists.types.len() != n_rows {
+        return Err(SchemaError("attribute lists of different lengths".into()));
+    }
+    let item_bytes = |strings: &StringArray| {
+        let offsets = strings.value_offsets();
+        (offsets[offsets.len() - 1] - offsets[0]) as usize
+    };
+    let capacity = item_bytes(names) + item_bytes(values) + 3 * types.len();
+    let mut builder = BinaryBuilder::with_capacity(n_rows, capacity);
+    let mut value = Vec::with_capacity(256);
+    for row in 0..n_rows {
+        let (first, end) = (name_offsets[row] as usize, name_offsets[row + 1] as usize);
+        let n = end - first;
+        if value_offsets[row + 1] as usize - value_offsets[row] as usize != n
+            || type_offsets[row + 1] as usize - type_offsets[row] as usize != n
+        {
+            return Err(SchemaError(format!(
+                "row {row}: attribute names, values and types differ in number"
+            )));
+        }
+        if n == 0 {
+            builder.append_null();
+            continue;
+        }
+        value.clear();
+        let (value_first, type_first) = (value_offsets[row] as usize, type_offsets[row] as usize);
+        for item in 0..n {
+            let name = names.value(first + item).as_bytes();
+            push_length(&mut value, name.len());
+            value.extend_from_slice(name);
+            value.push(types.value(type_first + item));
+            let text = values.value(value_first + item).as_bytes();
+            push_length(&mut value, text.len());
+            value.extend_from_slice(text);
+        }
+        builder.append_value(&value);
+    }
+    Ok(builder.finish())
+}
+
+/// Which of the three lists to rebuild.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Part {
+    Names,
+    Values,
+    Types,
+}
+
+impl Part {
+    /// In the order of the row schema's columns; `part as usize` is the index.
+    pub const ALL: [Part; 3] = [Part::Names, Part::Values, Part::Types];
+
+    /// The list's column suffix: `names`, `values` or `types`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Part::Names => "names",
+            Part::Values => "values",
+            Part::Types => "types",
+        }
+    }
+
+    /// The list column's type, as the row schema has it.
+    pub fn data_type(self) -> DataType {
+        DataType::List(Arc::new(Field::new_list_field(self.item_type(), true)))
+    }
+
+    fn item_type(self) -> DataType {
+        match self {
+            Part::Names | Part::Values => DataType::Utf8,
+            Part::Types => DataType::UInt8,
+        }
+    }
+}
+
+/// Reads packed sets one length or byte at a time, failing on a value cut short.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn length(&mut self) -> Option<usize> {
+        let mut length = 0usize;
+        for shift in (0..35).step_by(7) {
+            let byte = *self.bytes.get(self.at)?;
+            self.at += 1;
+            length |= usize::from(byte & 0x7f) << shift;
+            if byte < 0x80 {
+                return Some(length);
+            }
+        }
+        None
+    }
+
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let slice = self.bytes.get(self.at..self.at.checked_add(n)?)?;
+        self.at += n;
+        Some(slice)
+    }
+}
+
+/// The lists of `parts` rebuilt from packed sets (a null set is an empty list), in the order
+/// asked for.
+pub fn unpack(packed: &BinaryArray, parts: &[Part]) -> Result<Vec<ArrayRef>, SchemaError> {
+    let want = |part| parts.contains(&part);
+    let (want_names, want_values, want_types) =
+        (want(Part::Names), want(Part::Values), want(Part::Types));
+    let total = {
+        let offsets = packed.value_offsets();
+        (offsets[offsets.len() - 1] - offsets[0]) as usize
+    };
+    let mut list_offsets: Vec<i32> = Vec::with_capacity(packed.len() + 1);
+    list_offsets.push(0);
+    let (mut name_offsets, mut value_offsets) = (vec![0i32], vec![0i32]);
+    let (mut name_bytes, mut value_bytes, mut types) = (
+        Vec::with_capacity(if want_names { total / 2 } else { 0 }),
+        Vec::with_capacity(if want_values { total } else { 0 }),
+        Vec::new(),
+    );
+    let mut n_items = 0usize;
+    let bad = |row: usize| SchemaError(format!("row {row}: a packed attribute set is cut short"));
+    for row in 0..packed.len() {
+        if packed.is_valid(row) {
+            let mut cursor = Cursor {
+                bytes: packed.value(row),
+                at: 0,
+            };
+            while cursor.at < cursor.bytes.len() {
+                let n = cursor.length().ok_or_else(|| bad(row))?;
+                let name = cursor.take(n).ok_or_else(|| bad(row))?;
+                let code = *cursor.take(1).ok_or_else(|| bad(row))?.first().expect("one byte");
+                let n = cursor.length().ok_or_else(|| bad(row))?;
+                let value = cursor.take(n).ok_or_else(|| bad(row))?;
+                if want_names {
+                    name_bytes.extend_from_slice(name);
+                    name_offsets.push(offset(name_bytes.len())?);
+                }
+                if want_values {
+                    value_bytes.extend_from_slice(value);
+                    value_offsets.push(offset(value_bytes.len())?);
+                }
+                if want_types {
+                    types.push(code);
+                }
+                n_items += 1;
+            }
+        }
+        list_offsets.push(offset(n_items)?);
+    }
+    let list_offsets = OffsetBuffer::new(ScalarBuffer::from(list_offsets));
+    let strings = |offsets: Vec<i32>, bytes: Vec<u8>| {
+        StringArray::try_new(
+            OffsetBuffer::new(ScalarBuffer::from(offsets)),
+            bytes.into(),
+            None,
+        )
+        .map_err(|error| SchemaError(format!("a packed attribute set: {error}")))
+    };
+    let mut names = Some((name_offsets, name_bytes));
+    let mut values = Some((value_offsets, value_bytes));
+    let mut types = Some(types);
+    parts
+        .iter()
+        .map(|&part| {
+            let items: ArrayRef = match part {
+                Part::Names => {
+                    let (offsets, bytes) = names.take().unwrap_or_default();
+                    Arc::new(strings(offsets, bytes)?)
+                }
+                Part::Values => {
+                    let (offsets, bytes) = values.take().unwrap_or_default();
+                    Arc::new(strings(offsets, bytes)?)
+                }
+                Part::Types => Arc::new(UInt8Array::from(types.take().unwrap_or_default())),
+            };
+            let field = Arc::new(Field::new_list_field(part.item_type(), true));
+            ListArray::try_new(field, list_offsets.clone(), items, None)
+                .map(|list| Arc::new(list) as ArrayRef)
+                .map_err(|error| SchemaError(format!("a packed attribute set: {error}")))
+        })
+        .collect()
+}
+
+fn offset(n: usize) -> Result<i32, SchemaError> {
+    i32::try_from(n).map_err(|_| SchemaError("attribute sets too large for one batch".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{ListBuilder, StringBuilder, UInt8Builder};
+
+    fn lists(rows: &[&[(&str, u8, &str)]]) -> [ListArray; 3] {
+        let mut names = ListBuilder::new(StringBuilder::new());
+        let mut values = ListBuilder::new(StringBuilder::new());
+        let mut types = ListBuilder::new(UInt8Builder::new());
+        for row in rows {
+            for (name, code, value) in row.iter() {
+                names.values().append_value(name);
+                types.values().append_value(*code);
+                values.values().append_value(value);
+            }
+            names.append(true);
+            values.append(true);
+            types.append(true);
+        }
+        [names.finish(), values.finish(), types.finish()]
+    }
+
+    #[test]
+    fn sets_round_trip_and_an_empty_set_is_null() {
+        let long = "v".repeat(300);
+        let rows: [&[(&str, u8, &str)]; 3] = [
+            &[("http.route", 0, "/cart"), ("http.status_code", 2, "200")],
+            &[],
+            &[("", 0, ""), ("db.statement", 0, &long)],
+        ];
+        let [names, values, types] = lists(&rows);
+        let packed = pack(Lists {
+            names: &names,
+            values: &values,
+            types: &types,
+        })
+        .unwrap();
+        assert_eq!(packed.len(), 3);
+        assert!(packed.is_null(1));
+        let back = unpack(&packed, &Part::ALL).unwrap();
+        assert_eq!(back[0].as_ref(), &names as &dyn Array);
+        assert_eq!(back[1].as_ref(), &values as &dyn Array);
+        assert_eq!(back[2].as_ref(), &types as &dyn Array);
+        // One list alone, as SQL asks for it.
+        let only_values = unpack(&packed, &[Part::Values]).unwrap();
+        assert_eq!(only_values[0].as_ref(), &values as &dyn Array);
+    }
+
+    #[test]
+    fn a_value_cut_short_is_an_error_not_a_panic() {
+        let [names, values, types] = lists(&[&[("key", 0, "value")]]);
+        let packed = pack(Lists {
+            names: &names,
+            values: &values,
+            types: &types,
+        })
+        .unwrap();
+        let whole = packed.value(0);
+        for cut in 1..whole.len() {
+            let short = BinaryArray::from_vec(vec![&whole[..cut]]);
+            let error = unpack(&short, &Part::ALL).unwrap_err();
+            assert!(error.0.contains("cut short"), "{}", error.0);
+        }
+        let invalid_utf8 = BinaryArray::from_vec(vec![&[1, 0xff, 0, 0][..]]);
+        assert!(unpack(&invalid_utf8, &Part::ALL).is_err());
+    }
+
+    #[test]
+    fn lists_that_disagree_in_length_are_refused() {
+        let [names, _, types] = lists(&[&[("a", 0, "1")]]);
+        let [_, values, _] = lists(&[&[("a", 0, "1"), ("b", 0, "2")]]);
+        assert!(pack(Lists {
+            names: &names,
+            values: &values,
+            types: &types,
+        })
+        .is_err());
+    }
+}
