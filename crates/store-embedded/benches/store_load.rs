@@ -169,7 +169,10 @@ struct Peak {
 impl Peak {
     fn read(&mut self, phase: &str) {
         let bytes = spanflow_store::workload::peak_rss_bytes().unwrap_or(0);
-        println!("peak memory, {phase:<8}  {:.0} MiB", bytes as f64 / (1 << 20) as f64);
+        println!(
+            "peak memory, {phase:<8}  {:.0} MiB",
+            bytes as f64 / (1 << 20) as f64
+        );
         self.max = self.max.max(bytes);
     }
 }

@@ -79,9 +79,9 @@ pub(crate) const TEXT_STATISTICS_COLUMNS: [&str; 7] = [
     "deployment_environment",
 ];
 
-/// Columns written without statistics: the byte columns (random ids, the packed attribute
-/// sets) and the text columns not in [`TEXT_STATISTICS_COLUMNS`]. Numbers keep theirs, which
-/// cost little.
+/// Columns written without statistics: the byte columns (random ids, the packed resource
+/// attributes), the span attribute lists (whose items mix every key's values) and the text
+/// columns not in [`TEXT_STATISTICS_COLUMNS`]. Numbers keep theirs, which cost little.
 fn no_statistics_columns() -> Vec<String> {
     let mut names = Vec::new();
     for field in schema::file_schema().fields() {
@@ -90,6 +90,7 @@ fn no_statistics_columns() -> Vec<String> {
                 names.push(field.name().clone())
             }
             DataType::Binary => names.push(field.name().clone()),
+            DataType::List(_) => names.push(format!("{}.list.item", field.name())),
             _ => {}
         }
     }
@@ -212,9 +213,8 @@ fn encode_into<W: std::io::Write + Send>(
         Some(writer_properties(n_traces)),
     )
     .map_err(|error| EmbeddedError::parquet(path, error))?;
-    let batch = schema::to_file(batch).map_err(|error| {
-        EmbeddedError::corrupt(format!("rows for {}: {error}", path.display()))
-    })?;
+    let batch = schema::to_file(batch)
+        .map_err(|error| EmbeddedError::corrupt(format!("rows for {}: {error}", path.display())))?;
     writer
         .write(&batch)
         .map_err(|error| EmbeddedError::parquet(path, error))?;
@@ -493,10 +493,14 @@ pub fn read_trace(
         fields.extend(half.schema().fields().iter().cloned());
         columns.extend(half.columns().iter().cloned());
     }
-    let corrupt =
-        |error: &dyn std::fmt::Display| EmbeddedError::corrupt(format!("reading {}: {error}", path.display()));
-    let both = RecordBatch::try_new(std::sync::Arc::new(arrow::datatypes::Schema::new(fields)), columns)
-        .map_err(|error| corrupt(&error))?;
+    let corrupt = |error: &dyn std::fmt::Display| {
+        EmbeddedError::corrupt(format!("reading {}: {error}", path.display()))
+    };
+    let both = RecordBatch::try_new(
+        std::sync::Arc::new(arrow::datatypes::Schema::new(fields)),
+        columns,
+    )
+    .map_err(|error| corrupt(&error))?;
     let batch = schema::from_file(&both).map_err(|error| corrupt(&error))?;
     crate::batches::check_schema(&batch, &path.display().to_string())?;
     Ok(vec![batch])
@@ -616,7 +620,7 @@ mod tests {
             "trace_id",
             "request_resource",
             "status_message",
-            "attributes",
+            "attribute_values.list.item",
             "resource_attributes",
         ] {
             assert!(!has_statistics(name), "{name} has statistics");

@@ -13,8 +13,8 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 /// The layout of files and WAL entries this version writes and reads. Version 1 stored ids as
 /// hex text; version 2 stored them as bytes; version 3 stores a span's end as its offset from
 /// the start plus the duration; version 4 adds the place columns of both ends of a call;
-/// version 5 stores most text columns' empty values as null; version 6 packs each attribute
-/// set into one value. This version reads 4 to 6, and records each file's format in its entry.
+/// version 5 stores most text columns' empty values as null; version 6 packs a span's resource
+/// attributes into one value. This version reads 4 to 6, and records each file's format in its entry.
 pub const FORMAT: u32 = 6;
 
 /// The formats this version reads: 4's files are 5's with no nulls in their text.

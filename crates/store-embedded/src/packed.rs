@@ -1,20 +1,25 @@
-//! Attribute sets as files hold them: one binary value a span instead of three lists.
+//! Attribute sets packed as one binary value a span instead of three lists, as files hold a
+//! span's resource attributes.
 //!
 //! Rows keep DeepFlow's three parallel lists per set (`attribute_names`, `attribute_values`,
 //! `attribute_types`, and the same for `resource_attribute_*`), which SQL indexes into. Written
-//! as lists, they are most of what a flush spends: a Parquet writer interns every list item in
-//! its column's dictionary and gives it repetition and definition levels (33 items a span in a
-//! typical corpus), and a trace lookup decodes a page of each of the six list columns per span.
+//! as lists, each item costs a flush a lookup in its column's dictionary plus repetition and
+//! definition levels (a typical span has about 11 resource attributes: 33 items), and a trace
+//! lookup decodes a page of each list column per span. Packed, a set is one value: for each
+//! attribute, its key's length (LEB128) and bytes, its type code (a byte, as `attribute_types`
+//! has it), and its value text's length and bytes; an empty set is null. The spans of one
+//! resource carry the same set, so the packed column's dictionary holds each resource once and
+//! a span costs one index.
 //!
-//! A file holds each set as one value instead (columns `attributes` and `resource_attributes`):
-//! for each attribute, its key's length (LEB128) and bytes, its type code (a byte, as
-//! `attribute_types` has it), and its value text's length and bytes. An empty set is null. The
-//! spans of one resource carry the same resource attributes, so that column's dictionary holds
-//! each resource once and each span costs an index.
+//! A span's own attributes stay lists in files: their values repeat apart (a status code here,
+//! a thread name there) but rarely all together, so packed they compress to about 13 bytes a
+//! span where the lists' dictionaries take under 8.
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, BinaryArray, BinaryBuilder, ListArray, StringArray, UInt8Array};
+use arrow::array::{
+    Array, ArrayRef, BinaryArray, BinaryBuilder, ListArray, StringArray, UInt8Array,
+};
 use arrow::buffer::{OffsetBuffer, ScalarBuffer};
 use arrow::datatypes::{DataType, Field};
 
@@ -183,7 +188,11 @@ pub fn unpack(packed: &BinaryArray, parts: &[Part]) -> Result<Vec<ArrayRef>, Sch
             while cursor.at < cursor.bytes.len() {
                 let n = cursor.length().ok_or_else(|| bad(row))?;
                 let name = cursor.take(n).ok_or_else(|| bad(row))?;
-                let code = *cursor.take(1).ok_or_else(|| bad(row))?.first().expect("one byte");
+                let code = *cursor
+                    .take(1)
+                    .ok_or_else(|| bad(row))?
+                    .first()
+                    .expect("one byte");
                 let n = cursor.length().ok_or_else(|| bad(row))?;
                 let value = cursor.take(n).ok_or_else(|| bad(row))?;
                 if want_names {

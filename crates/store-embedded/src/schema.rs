@@ -15,8 +15,8 @@
 //! `attribute_names` (`List<Utf8>`), `attribute_values` (`List<Utf8>`, the value as text) and
 //! `attribute_types` (`List<UInt8>`, the value's type). Same for `resource_attribute_*`.
 //! `events` and `links` are JSON text. The text forms and type codes are
-//! [`spanflow_store::text`]'s. Files hold each attribute set packed as one binary value a span
-//! instead of three lists ([`crate::packed`]); every read gives the lists back.
+//! [`spanflow_store::text`]'s. Files hold the resource attributes packed as one binary value a
+//! span instead of three lists ([`crate::packed`]); every read gives the lists back.
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -263,12 +263,10 @@ fn empty_as_null(field: &Field) -> bool {
         && !crate::files::TEXT_STATISTICS_COLUMNS.contains(&field.name().as_str())
 }
 
-/// The attribute sets files hold packed: the file's column and the prefix of the row schema's
-/// three list columns (`<prefix>_names`, `<prefix>_values`, `<prefix>_types`).
-const PACKED_SETS: [(&str, &str); 2] = [
-    ("attributes", "attribute"),
-    ("resource_attributes", "resource_attribute"),
-];
+/// The attribute sets files hold packed (see [`crate::packed`] for why the span's own are not):
+/// the file's column and the prefix of the row schema's three list columns (`<prefix>_names`,
+/// `<prefix>_values`, `<prefix>_types`).
+const PACKED_SETS: [(&str, &str); 1] = [("resource_attributes", "resource_attribute")];
 
 /// For a list column of the row schema that files hold packed: the file's column and which of
 /// the three lists it is.
@@ -303,13 +301,17 @@ static FILE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 });
 
 static LIST_FILE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
-    let fields: Vec<Field> = SCHEMA.fields().iter().map(|field| file_field(field)).collect();
+    let fields: Vec<Field> = SCHEMA
+        .fields()
+        .iter()
+        .map(|field| file_field(field))
+        .collect();
     Arc::new(Schema::new(fields))
 });
 
 /// The schema of the Parquet files: [`schema()`] with the columns files hold empty text of as
-/// null made nullable, and each attribute set's three lists as one packed column
-/// (`attributes`, `resource_attributes`). Rows read from a file go back through [`from_file`],
+/// null made nullable, and the resource attributes' three lists as one packed column
+/// (`resource_attributes`). Rows read from a file go back through [`from_file`],
 /// and SQL sees the row schema (see [`from_file_frame`]).
 pub fn file_schema() -> SchemaRef {
     FILE_SCHEMA.clone()
@@ -329,10 +331,7 @@ pub fn to_file(batch: &RecordBatch) -> Result<RecordBatch, SchemaError> {
     for (array, field) in batch.columns().iter().zip(SCHEMA.fields()) {
         match packed_part(field.name()) {
             Some((_, Part::Names)) => {
-                let prefix = field
-                    .name()
-                    .strip_suffix("_names")
-                    .expect("a names column");
+                let prefix = field.name().strip_suffix("_names").expect("a names column");
                 let list = |part: &str| column::<ListArray>(batch, &format!("{prefix}_{part}"));
                 let packed = packed::pack(packed::Lists {
                     names: list("names")?,
@@ -500,7 +499,11 @@ impl ScalarUDFImpl for Unpack {
             .as_any()
             .downcast_ref::<BinaryArray>()
             .ok_or_else(|| {
-                DataFusionError::Internal(format!("{} takes Binary, not {}", self.name, packed.data_type()))
+                DataFusionError::Internal(format!(
+                    "{} takes Binary, not {}",
+                    self.name,
+                    packed.data_type()
+                ))
             })?;
         let mut lists = packed::unpack(packed, &[self.part])
             .map_err(|error| DataFusionError::Execution(error.0))?;
