@@ -5,7 +5,8 @@
 //! `cargo bench -p spanflow-store-embedded --bench store_load -- [--spans N] [--batch N] [--dir PATH] [--reopen]`
 //!
 //! `--reopen` skips the writes and measures lookups and searches over the store an earlier run
-//! left in `--dir`.
+//! left in `--dir`; `--lookup-rounds N` repeats the lookups and `--lookups-only` skips the
+//! searches.
 
 use std::time::{Duration, Instant};
 
@@ -27,6 +28,7 @@ fn main() {
     let (mut n_spans, mut batch, mut dir) =
         (1_000_000usize, 10_000usize, None::<std::path::PathBuf>);
     let mut lookup_rounds = 1usize;
+    let mut lookups_only = false;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--spans" => {
@@ -51,6 +53,8 @@ fn main() {
                     .and_then(|value| value.parse().ok())
                     .expect("--lookup-rounds N")
             }
+            // No searches after the lookups, for a profiler to watch the lookups alone.
+            "--lookups-only" => lookups_only = true,
             "--bench" => {}
             _ => {}
         }
@@ -148,6 +152,9 @@ fn main() {
         println!("trace by id          p50 {:?} p99 {:?} max {:?} ({} lookups)", percentile(&latencies, 0.5), percentile(&latencies, 0.99), latencies.last().unwrap(), latencies.len());
         println!("lookup cache         {:.1} MiB of file footers", store.lookup_cache_bytes() as f64 / (1 << 20) as f64);
         peak.read("lookups");
+        if lookups_only {
+            return;
+        }
 
         for timing in spanflow_store::workload::run(&store, now_us, 5).await {
             println!(
