@@ -35,7 +35,7 @@ fn writer_properties(n_traces: usize) -> WriterProperties {
         builder =
             builder.set_column_statistics_enabled(ColumnPath::from(name), EnabledStatistics::None);
     }
-    for name in UNCOMPRESSED_COLUMNS {
+    for name in uncompressed_columns() {
         builder = builder.set_column_compression(ColumnPath::from(name), Compression::UNCOMPRESSED);
     }
     builder
@@ -98,9 +98,36 @@ fn no_statistics_columns() -> Vec<String> {
 }
 
 /// Columns of few distinct values, whose dictionary indices run-length encode to almost
-/// nothing: compressing their pages again saves a few bytes, and costs a lookup, which decodes
-/// one page of every column per span, a decompressor for each.
-const UNCOMPRESSED_COLUMNS: [&str; 31] = [
+/// nothing, and columns whose encoding leaves nothing to compress (deltas, unique ids, counts
+/// nearly always zero): compressing their pages again saves a few bytes or none, and costs a
+/// lookup, which decodes one page of every column per span, a decompressor for each (with the
+/// Parquet crate's zstd codec, a decompression context and a compression context each).
+/// Both ends' place columns are among them.
+fn uncompressed_columns() -> Vec<String> {
+    let mut names: Vec<String> = UNCOMPRESSED_COLUMNS.map(String::from).to_vec();
+    names.extend(
+        schema::schema()
+            .fields()
+            .iter()
+            .map(|field| field.name())
+            .filter(|name| schema::is_place_column(name))
+            .cloned(),
+    );
+    names
+}
+
+const UNCOMPRESSED_COLUMNS: [&str; 42] = [
+    "end_time_offset",
+    "span_id",
+    "response_code",
+    "response_status",
+    "status_code",
+    "response_duration",
+    "events",
+    "links",
+    "dropped_attributes_count",
+    "dropped_events_count",
+    "dropped_links_count",
     "span_kind",
     "observation_point",
     "trace_state",
@@ -624,6 +651,44 @@ mod tests {
             "resource_attributes",
         ] {
             assert!(!has_statistics(name), "{name} has statistics");
+        }
+    }
+
+    #[test]
+    fn columns_with_nothing_to_compress_are_stored_uncompressed() {
+        let dir = tempfile::tempdir().unwrap();
+        let entry = write(dir.path(), 1, 1);
+        let file = std::fs::File::open(dir.path().join(entry.relative_path())).unwrap();
+        let reader = parquet::file::reader::SerializedFileReader::new(file).unwrap();
+        let group = parquet::file::reader::FileReader::metadata(&reader).row_group(0);
+        let compression = |name: &str| {
+            group
+                .columns()
+                .iter()
+                .find(|column| column.column_path().string() == name)
+                .unwrap_or_else(|| panic!("no column {name}"))
+                .compression()
+        };
+        for name in [
+            "pod_0",
+            "labels_1",
+            "auto_service_type_1",
+            "span_id",
+            "events",
+        ] {
+            assert_eq!(compression(name), Compression::UNCOMPRESSED, "{name}");
+        }
+        for name in [
+            "trace_id",
+            "ip_0",
+            "attribute_values.list.item",
+            "resource_attributes",
+        ] {
+            assert!(
+                matches!(compression(name), Compression::ZSTD(_)),
+                "{name} is {:?}",
+                compression(name)
+            );
         }
     }
 

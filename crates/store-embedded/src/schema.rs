@@ -156,6 +156,17 @@ fn place_of(row: &SpanRow, side: u8) -> &Place {
     }
 }
 
+/// Whether `name` is one of both ends' place columns (`pod_0`, `auto_service_type_1`, ...).
+pub fn is_place_column(name: &str) -> bool {
+    let Some(base) = name.strip_suffix("_0").or_else(|| name.strip_suffix("_1")) else {
+        return false;
+    };
+    Place::TEXT_COLUMNS
+        .iter()
+        .any(|(column, _)| *column == base)
+        || matches!(base, "auto_instance_type" | "auto_service_type" | "labels")
+}
+
 /// The `l7_flow_log` schema; every call returns the same shared `Arc`.
 pub fn schema() -> SchemaRef {
     SCHEMA.clone()
