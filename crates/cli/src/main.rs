@@ -357,6 +357,18 @@ fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Threads for blocking work (file reads, flushes, batch decoding, fsyncs): enough to keep
+/// every core busy while some of them wait on the disk. Tokio's default of 512 lets a query's
+/// burst of file reads start hundreds of threads, and each keeps an allocator heap of its own:
+/// the service map over ten million stored spans peaked at 2.6 GB resident with 322 threads,
+/// and at 1.2 GB with 8. No blocking task waits on another, so a cap only queues them.
+fn blocking_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .saturating_mul(4)
+        .max(8)
+}
+
 fn sink(args: SinkArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -410,6 +422,7 @@ fn main() -> anyhow::Result<()> {
         .init();
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(blocking_threads())
         .enable_all()
         .build()
         .context("starting the async runtime")?;

@@ -63,6 +63,8 @@ fn main() {
     let dir = dir.unwrap_or_else(|| temporary.path().to_path_buf());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // As the `spanflow` binary caps them on two cores.
+        .max_blocking_threads(8)
         .enable_all()
         .build()
         .unwrap();

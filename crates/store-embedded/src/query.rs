@@ -17,7 +17,22 @@ use crate::{schema, EmbeddedError};
 /// The table name SQL sees, DeepFlow's.
 pub const TABLE: &str = "l7_flow_log";
 
-fn session(config: &EmbeddedConfig) -> Result<SessionContext, EmbeddedError> {
+/// What all the queries of one store share: one memory pool that they draw on together (so that
+/// concurrent queries cannot each take the whole budget) and the spill directory.
+pub struct QueryRuntime {
+    runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
+}
+
+impl QueryRuntime {
+    pub fn new(config: &EmbeddedConfig) -> Result<QueryRuntime, EmbeddedError> {
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(config.query_memory_bytes, 1.0)
+            .build_arc()?;
+        Ok(QueryRuntime { runtime })
+    }
+}
+
+fn session(queries: &QueryRuntime) -> Result<SessionContext, EmbeddedError> {
     let mut session_config = SessionConfig::new().with_target_partitions(2);
     let parquet = &mut session_config.options_mut().execution.parquet;
     parquet.pushdown_filters = true;
@@ -25,10 +40,7 @@ fn session(config: &EmbeddedConfig) -> Result<SessionContext, EmbeddedError> {
     parquet.bloom_filter_on_read = true;
     // The row schema uses Utf8; keep it, so file and buffer rows share one schema.
     parquet.schema_force_view_types = false;
-    let runtime = RuntimeEnvBuilder::new()
-        .with_memory_limit(config.query_memory_bytes, 1.0)
-        .build_arc()?;
-    let context = SessionContext::new_with_config_rt(session_config, runtime);
+    let context = SessionContext::new_with_config_rt(session_config, queries.runtime.clone());
     // `attribute_values[array_position(attribute_names, 'key')]` must work as DeepFlow users
     // write it; the stock `array_position` returns an index type `[]` does not accept.
     for function in schema::sql_functions() {
@@ -166,12 +178,12 @@ fn search_filter(query: &SpanQuery) -> Option<Expr> {
 
 /// The newest `query.limit` matching rows of the given files and buffered batches.
 pub async fn search_rows(
-    config: &EmbeddedConfig,
+    queries: &QueryRuntime,
     paths: Vec<FilePath>,
     buffered: Vec<RecordBatch>,
     query: &SpanQuery,
 ) -> Result<Vec<SpanRow>, EmbeddedError> {
-    let context = session(config)?;
+    let context = session(queries)?;
     let mut frame = table(&context, paths, buffered).await?;
     if let Some(filter) = search_filter(query) {
         frame = frame.filter(filter)?;
@@ -204,14 +216,14 @@ async fn table_of(
 /// The distinct values of `columns` among the rows that start in `range` and, when given, have
 /// `service` as their service.
 pub async fn distinct(
-    config: &EmbeddedConfig,
+    queries: &QueryRuntime,
     paths: Vec<FilePath>,
     buffered: Vec<RecordBatch>,
     range: TimeRange,
     service: Option<&str>,
     columns: &[&str],
 ) -> Result<Vec<RecordBatch>, EmbeddedError> {
-    let context = session(config)?;
+    let context = session(queries)?;
     let frame = table_of(&context, paths, buffered, range, service).await?;
     let frame = frame.aggregate(columns.iter().map(|name| col(*name)).collect(), Vec::new())?;
     Ok(frame.collect().await?)
@@ -220,14 +232,14 @@ pub async fn distinct(
 /// Runs spanflow's own `sql` over the stored rows (raw ids, no view) registered as `spans`,
 /// after `filter`: the aggregates behind the service map and RED series.
 pub async fn aggregate(
-    config: &EmbeddedConfig,
+    queries: &QueryRuntime,
     paths: Vec<FilePath>,
     buffered: Vec<RecordBatch>,
     range: TimeRange,
     service: Option<&str>,
     sql: &str,
 ) -> Result<SqlResult, EmbeddedError> {
-    let context = session(config)?;
+    let context = session(queries)?;
     let frame = table_of(&context, paths, buffered, range, service).await?;
     context.register_table("spans", frame.into_view())?;
     let batches = context.sql(sql).await?.collect().await?;
@@ -236,13 +248,13 @@ pub async fn aggregate(
 
 /// Read-only SQL over `l7_flow_log`: the files and the buffered rows as one table.
 pub async fn sql(
-    config: &EmbeddedConfig,
+    queries: &QueryRuntime,
     paths: Vec<FilePath>,
     buffered: Vec<RecordBatch>,
     sql: &str,
     max_rows: Option<usize>,
 ) -> Result<Vec<RecordBatch>, EmbeddedError> {
-    let context = session(config)?;
+    let context = session(queries)?;
     let table = schema::sql_view(table(&context, paths, buffered).await?)?;
     context.register_table(TABLE, table.into_view())?;
     let options = SQLOptions::new()
@@ -380,4 +392,28 @@ pub fn to_json(batches: &[RecordBatch]) -> Result<SqlResult, EmbeddedError> {
         }
     }
     Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::execution::memory_pool::MemoryConsumer;
+
+    #[test]
+    fn the_queries_of_a_store_draw_on_one_memory_pool() {
+        let config = EmbeddedConfig {
+            query_memory_bytes: 1 << 20,
+            ..EmbeddedConfig::new("unused")
+        };
+        let queries = QueryRuntime::new(&config).unwrap();
+        let (first, second) = (session(&queries).unwrap(), session(&queries).unwrap());
+        let pool = |context: &SessionContext| context.runtime_env().memory_pool.clone();
+        let held = MemoryConsumer::new("first query").register(&pool(&first));
+        held.try_grow(768 << 10).unwrap();
+        let wanted = MemoryConsumer::new("second query").register(&pool(&second));
+        let error = wanted.try_grow(512 << 10).unwrap_err();
+        assert!(error.to_string().contains("Resources exhausted"), "{error}");
+        drop(held);
+        wanted.try_grow(512 << 10).unwrap();
+    }
 }

@@ -41,7 +41,8 @@ pub struct EmbeddedConfig {
     /// ...into files of at most this many rows; files this large are left alone. This bounds
     /// the memory a merge takes and keeps compaction from rewriting the same rows again.
     pub compaction_max_rows: u64,
-    /// Memory a query may use; past it the query fails with an error saying so.
+    /// Memory the store's queries may hold together; past it a query spills to disk where it
+    /// can, or fails with an error saying so.
     pub query_memory_bytes: usize,
     pub upkeep_interval: Duration,
 }
@@ -134,6 +135,8 @@ struct Inner {
     next_file_id: AtomicU64,
     flush_wanted: Arc<tokio::sync::Notify>,
     lookup_cache: files::LookupCache,
+    /// The memory pool and spill directory every query shares.
+    queries: query::QueryRuntime,
 }
 
 /// The embedded store. Cloning shares it.
@@ -183,8 +186,10 @@ impl EmbeddedStore {
             "embedded store open"
         );
         let next_file_id = manifest.next_file_id;
+        let queries = query::QueryRuntime::new(&config)?;
         let inner = Arc::new(Inner {
             config,
+            queries,
             wal,
             state: RwLock::new(State {
                 active,
@@ -253,7 +258,7 @@ impl EmbeddedStore {
         let (entries, buffers) = self.snapshot(|_, _| true);
         let paths = self.paths(&entries);
         query::sql(
-            &self.inner.config,
+            &self.inner.queries,
             paths,
             buffered_batches(&buffers),
             sql,
@@ -295,7 +300,7 @@ impl EmbeddedStore {
                     .is_none_or(|start| entry.max_start_time >= start)
         });
         query::aggregate(
-            &self.inner.config,
+            &self.inner.queries,
             self.paths(&entries),
             buffered_batches(&buffers),
             range,
@@ -320,7 +325,7 @@ impl EmbeddedStore {
                     .is_none_or(|start| entry.max_start_time >= start)
         });
         query::distinct(
-            &self.inner.config,
+            &self.inner.queries,
             self.paths(&entries),
             buffered_batches(&buffers),
             range,
@@ -455,7 +460,7 @@ impl SpanStore for EmbeddedStore {
         // newest first, until the files left cannot hold a row newer than the newest `limit`
         // found: a search for recent spans reads the recent files only.
         let mut found = query::search_rows(
-            &self.inner.config,
+            &self.inner.queries,
             Vec::new(),
             buffered_batches(&buffers),
             span_query,
@@ -474,7 +479,7 @@ impl SpanStore for EmbeddedStore {
             let (chunk, rest) = remaining.split_at(remaining.len().min(SEARCH_FILES_PER_QUERY));
             remaining = rest;
             let rows = query::search_rows(
-                &self.inner.config,
+                &self.inner.queries,
                 self.paths(chunk),
                 Vec::new(),
                 span_query,
@@ -575,7 +580,7 @@ impl SpanStore for EmbeddedStore {
         let (entries, buffers) = self.snapshot(|_, _| true);
         let paths = self.paths(&entries);
         let run = query::sql(
-            &self.inner.config,
+            &self.inner.queries,
             paths,
             buffered_batches(&buffers),
             &prepared,
