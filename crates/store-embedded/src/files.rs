@@ -618,18 +618,27 @@ mod tests {
         assert_eq!(loads.get(), 1);
     }
 
-    #[test]
-    fn searched_columns_keep_statistics_and_scattered_text_does_not() {
+    /// The metadata of each column chunk of a written file's first row group, by column path.
+    fn first_row_group(
+    ) -> std::collections::HashMap<String, parquet::file::metadata::ColumnChunkMetaData> {
         let dir = tempfile::tempdir().unwrap();
         let entry = write(dir.path(), 1, 1);
         let file = std::fs::File::open(dir.path().join(entry.relative_path())).unwrap();
         let reader = parquet::file::reader::SerializedFileReader::new(file).unwrap();
         let group = parquet::file::reader::FileReader::metadata(&reader).row_group(0);
+        group
+            .columns()
+            .iter()
+            .map(|column| (column.column_path().string(), column.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn searched_columns_keep_statistics_and_scattered_text_does_not() {
+        let chunks = first_row_group();
         let has_statistics = |name: &str| {
-            group
-                .columns()
-                .iter()
-                .find(|column| column.column_path().string() == name)
+            chunks
+                .get(name)
                 .unwrap_or_else(|| panic!("no column {name}"))
                 .statistics()
                 .is_some_and(|statistics| statistics.min_bytes_opt().is_some())
@@ -656,16 +665,10 @@ mod tests {
 
     #[test]
     fn columns_with_nothing_to_compress_are_stored_uncompressed() {
-        let dir = tempfile::tempdir().unwrap();
-        let entry = write(dir.path(), 1, 1);
-        let file = std::fs::File::open(dir.path().join(entry.relative_path())).unwrap();
-        let reader = parquet::file::reader::SerializedFileReader::new(file).unwrap();
-        let group = parquet::file::reader::FileReader::metadata(&reader).row_group(0);
+        let chunks = first_row_group();
         let compression = |name: &str| {
-            group
-                .columns()
-                .iter()
-                .find(|column| column.column_path().string() == name)
+            chunks
+                .get(name)
                 .unwrap_or_else(|| panic!("no column {name}"))
                 .compression()
         };

@@ -336,7 +336,7 @@ pub fn list_file_schema() -> SchemaRef {
 
 /// `batch` (of [`schema()`]) as a file holds it (of [`file_schema()`]): empty text null where
 /// the file schema lets it be, sharing the batch's buffers (only the validity is new), and the
-/// attribute sets packed.
+/// resource attributes packed.
 pub fn to_file(batch: &RecordBatch) -> Result<RecordBatch, SchemaError> {
     let mut columns = Vec::with_capacity(FILE_SCHEMA.fields().len());
     for (array, field) in batch.columns().iter().zip(SCHEMA.fields()) {
@@ -428,11 +428,7 @@ pub fn from_file(batch: &RecordBatch) -> Result<RecordBatch, SchemaError> {
             .iter()
             .find(|(name, _)| *name == file_column)
             .expect("unpacked above");
-        let index = Part::ALL
-            .iter()
-            .position(|each| *each == part)
-            .expect("one of the parts");
-        columns.push(lists[index].clone());
+        columns.push(lists[part as usize].clone());
     }
     RecordBatch::try_new(schema(), columns).map_err(|error| SchemaError(error.to_string()))
 }

@@ -548,6 +548,17 @@ fn rewrite_as_format_4(dir: &std::path::Path) {
     std::fs::write(&path, serde_json::to_vec(&manifest).unwrap()).unwrap();
 }
 
+/// The one number a `SELECT count(*) ...` answers.
+async fn count(store: &EmbeddedStore, sql: &str) -> i64 {
+    let batches = store.sql(sql).await.unwrap();
+    batches[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap()
+        .value(0)
+}
+
 #[tokio::test]
 async fn a_store_of_format_4_reads_as_before_and_takes_new_rows() {
     let dir = tempfile::tempdir().unwrap();
@@ -579,17 +590,12 @@ async fn a_store_of_format_4_reads_as_before_and_takes_new_rows() {
     store.flush().await.unwrap();
     assert_eq!(store.trace(later.trace_id).await.unwrap(), vec![later]);
     // Empty text reads as '' from either format's files.
-    let batches = store
-        .sql("SELECT count(*) AS n FROM l7_flow_log WHERE status_message = '' AND pod_1 = ''")
-        .await
-        .unwrap();
-    let counts = batches[0]
-        .column(0)
-        .as_any()
-        .downcast_ref::<Int64Array>()
-        .unwrap();
     assert_eq!(
-        counts.value(0),
+        count(
+            &store,
+            "SELECT count(*) FROM l7_flow_log WHERE status_message = '' AND pod_1 = ''"
+        )
+        .await,
         2,
         "the two spans without a status message or peer pod"
     );
@@ -600,22 +606,12 @@ async fn a_store_of_format_4_reads_as_before_and_takes_new_rows() {
     store.write(vec![packed.clone()]).await.unwrap();
     store.flush().await.unwrap();
     assert_eq!(store.trace(packed.trace_id).await.unwrap(), vec![packed]);
-    let batches = store
-        .sql(
-            "SELECT count(*) AS n FROM l7_flow_log \
-             WHERE attribute_values[array_position(attribute_names, 'rows')] = '-3' \
-             AND resource_attribute_values[array_position(resource_attribute_names, 'app.host.ip')] = '10.1.2.3' \
-             AND attribute_types[array_position(attribute_names, 'rows')] = 2",
-        )
-        .await
-        .unwrap();
-    let counts = batches[0]
-        .column(0)
-        .as_any()
-        .downcast_ref::<Int64Array>()
-        .unwrap();
+    let by_attributes = "SELECT count(*) FROM l7_flow_log \
+         WHERE attribute_values[array_position(attribute_names, 'rows')] = '-3' \
+         AND resource_attribute_values[array_position(resource_attribute_names, 'app.host.ip')] = '10.1.2.3' \
+         AND attribute_types[array_position(attribute_names, 'rows')] = 2";
     assert_eq!(
-        counts.value(0),
+        count(&store, by_attributes).await,
         2,
         "the full span in a format-4 file and its copy in a packed one"
     );
