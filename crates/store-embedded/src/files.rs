@@ -496,23 +496,19 @@ pub fn read_trace(
         side.1 += root_bytes[root];
     }
     let (left, right) = (left.0, right.0);
-    let read_half = |roots: Vec<usize>| -> Result<RecordBatch, EmbeddedError> {
-        let half = reader()?
-            .with_row_groups(row_groups.clone())
-            .with_row_selection(selection.clone())
-            .with_projection(ProjectionMask::roots(metadata.parquet_schema(), roots))
-            .with_batch_size(n_rows)
-            .build()
-            .map_err(parquet_error)?;
-        let schema = arrow::record_batch::RecordBatchReader::schema(&half);
-        let batches = batches_of_any(half, &path)?;
-        arrow::compute::concat_batches(&schema, &batches)
-            .map_err(|error| EmbeddedError::corrupt(format!("reading {}: {error}", path.display())))
+    let other_half = {
+        let (path, metadata, row_groups, selection) = (
+            path.clone(),
+            metadata.clone(),
+            row_groups.clone(),
+            selection.clone(),
+        );
+        move || read_columns(&path, &metadata, &row_groups, &selection, right, n_rows)
     };
-    let (left, right) = std::thread::scope(|scope| {
-        let right = scope.spawn(|| read_half(right));
-        (read_half(left), right.join())
-    });
+    let (left, right) = crate::join::join(
+        || read_columns(&path, &metadata, &row_groups, &selection, left, n_rows),
+        other_half,
+    );
     let right = right.map_err(|_| EmbeddedError::corrupt("reading a trace's columns panicked"))?;
     let (left, right) = (left?, right?);
     let (mut fields, mut columns) = (Vec::with_capacity(n_roots), Vec::with_capacity(n_roots));
@@ -531,6 +527,32 @@ pub fn read_trace(
     let batch = schema::from_file(&both).map_err(|error| corrupt(&error))?;
     crate::batches::check_schema(&batch, &path.display().to_string())?;
     Ok(vec![batch])
+}
+
+/// The `roots` columns of the rows `selection` picks in `row_groups`, as one batch. Blocking.
+fn read_columns(
+    path: &Path,
+    metadata: &ArrowReaderMetadata,
+    row_groups: &[usize],
+    selection: &parquet::arrow::arrow_reader::RowSelection,
+    roots: Vec<usize>,
+    n_rows: usize,
+) -> Result<RecordBatch, EmbeddedError> {
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::arrow::ProjectionMask;
+    let file = std::fs::File::open(path)
+        .map_err(|error| EmbeddedError::io(format!("opening {}", path.display()), error))?;
+    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, metadata.clone())
+        .with_row_groups(row_groups.to_vec())
+        .with_row_selection(selection.clone())
+        .with_projection(ProjectionMask::roots(metadata.parquet_schema(), roots))
+        .with_batch_size(n_rows)
+        .build()
+        .map_err(|error| EmbeddedError::parquet(path, error))?;
+    let schema = arrow::record_batch::RecordBatchReader::schema(&reader);
+    let batches = batches_of_any(reader, path)?;
+    arrow::compute::concat_batches(&schema, &batches)
+        .map_err(|error| EmbeddedError::corrupt(format!("reading {}: {error}", path.display())))
 }
 
 /// Every record batch a Parquet reader yields, whatever its columns.

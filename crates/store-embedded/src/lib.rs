@@ -12,6 +12,7 @@
 
 mod batches;
 mod files;
+mod join;
 mod manifest;
 mod packed;
 mod query;
