@@ -146,7 +146,8 @@ settings! {
     flush_rows: usize = "SPANFLOW_FLUSH_ROWS",
     /// Embedded store: the longest spans wait in the buffer before a Parquet file is written.
     store_flush_interval_ms: u64 = "SPANFLOW_STORE_FLUSH_INTERVAL_MS",
-    /// Embedded store: memory one query may use; past it the query fails with an error.
+    /// Embedded store: memory the store's queries may hold together; past it a query spills
+    /// to disk where it can, or fails with an error saying so.
     query_memory_bytes: usize = "SPANFLOW_QUERY_MEMORY_BYTES",
     /// Server: the most spans the memory store holds; the oldest are dropped past it.
     memory_max_spans: usize = "SPANFLOW_MEMORY_MAX_SPANS",
