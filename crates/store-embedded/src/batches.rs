@@ -44,8 +44,10 @@ impl<'a> Keys<'a> {
 }
 
 /// The rows of `batches` (oldest first) as one batch per time partition (`partition_of` a row's
-/// `time`, in seconds), each sorted by service, endpoint and start time, so that searches by them read little. Of
-/// several rows of one span (same trace and span id) only the last written is kept. Blocking.
+/// `time`, in seconds), each sorted by service, endpoint and start time, so that searches by
+/// them read little. Of several rows of one span (same trace and span id) only the last written
+/// is kept. The batches may be of the row schema or as files hold them ([`schema::to_file`]),
+/// all of one. Blocking.
 pub fn by_partition(
     batches: &[RecordBatch],
     partition_of: impl Fn(i64) -> i64,
@@ -131,7 +133,9 @@ pub fn interleave(
     }
     // Several batches are gathered column by column, without first copying them into one:
     // a flush's batches are most of the store's memory.
-    let schema = schema::schema();
+    let Some(schema) = batches.first().map(RecordBatch::schema) else {
+        return Ok(RecordBatch::new_empty(schema::schema()));
+    };
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
     for column in 0..schema.fields().len() {
         let arrays: Vec<&dyn Array> = batches

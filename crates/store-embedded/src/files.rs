@@ -165,7 +165,8 @@ const UNCOMPRESSED_COLUMNS: [&str; 42] = [
 /// are small and pack tighter than the values.
 const DELTA_COLUMNS: [&str; 3] = ["time", "start_time", "response_duration"];
 
-/// Writes `batch`, already in file order (see [`crate::batches::by_partition`]), as file `id`
+/// Writes `batch`, as files hold it ([`schema::to_file`]) and already in file order (see
+/// [`crate::batches::by_partition`]), as file `id`
 /// of `partition`; returns the manifest entry and the file's trace-id index. Blocking.
 pub fn write_file(
     data_dir: &Path,
@@ -216,8 +217,8 @@ pub fn write_file(
     Ok((entry, index))
 }
 
-/// Encodes `batch`, already in file order, as Parquet with the store's writer properties, in
-/// memory (for benchmarks of the encoding).
+/// Encodes `batch`, as files hold it and already in file order, as Parquet with the store's
+/// writer properties, in memory (for benchmarks of the encoding).
 pub fn encode(batch: &RecordBatch, out: &mut Vec<u8>) -> Result<(), EmbeddedError> {
     let n_traces = batch
         .column_by_name("trace_id")
@@ -227,7 +228,8 @@ pub fn encode(batch: &RecordBatch, out: &mut Vec<u8>) -> Result<(), EmbeddedErro
     Ok(())
 }
 
-/// Writes `batch` as one Parquet file to `out` and hands `out` back; `path` names it in errors.
+/// Writes `batch` (of [`schema::file_schema`]) as one Parquet file to `out` and hands `out`
+/// back; `path` names it in errors.
 fn encode_into<W: std::io::Write + Send>(
     batch: &RecordBatch,
     n_traces: usize,
@@ -240,10 +242,8 @@ fn encode_into<W: std::io::Write + Send>(
         Some(writer_properties(n_traces)),
     )
     .map_err(|error| EmbeddedError::parquet(path, error))?;
-    let batch = schema::to_file(batch)
-        .map_err(|error| EmbeddedError::corrupt(format!("rows for {}: {error}", path.display())))?;
     writer
-        .write(&batch)
+        .write(batch)
         .map_err(|error| EmbeddedError::parquet(path, error))?;
     writer
         .into_inner()
@@ -598,9 +598,8 @@ mod tests {
         let rows: Vec<_> = (1..=3u8)
             .map(|span| conformance::row(trace, span, "svc", "op", 1_700_000_000_000_000))
             .collect();
-        write_file(dir, id, 1_699_999_200, &schema::rows_to_batch(&rows))
-            .unwrap()
-            .0
+        let batch = schema::to_file(&schema::rows_to_batch(&rows)).unwrap();
+        write_file(dir, id, 1_699_999_200, &batch).unwrap().0
     }
 
     #[test]

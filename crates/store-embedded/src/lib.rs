@@ -28,7 +28,8 @@ pub use store::{EmbeddedConfig, EmbeddedStore};
 /// of the encoding; the store itself writes files through its flushes.
 pub fn parquet_bytes(batch: &arrow::record_batch::RecordBatch) -> Result<Vec<u8>, EmbeddedError> {
     let mut bytes = Vec::new();
-    for (_, sorted) in batches::by_partition(std::slice::from_ref(batch), |_| 0)? {
+    let batch = schema::to_file(batch).map_err(|error| EmbeddedError::corrupt(error.0))?;
+    for (_, sorted) in batches::by_partition(&[batch], |_| 0)? {
         files::encode(&sorted, &mut bytes)?;
     }
     Ok(bytes)

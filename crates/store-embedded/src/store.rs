@@ -832,6 +832,13 @@ async fn flush(inner: &Arc<Inner>) -> Result<(), EmbeddedError> {
     let partition_seconds = inner.config.partition_seconds;
     let next_file_id = Arc::clone(inner);
     let (written, n_rows) = blocking(move || {
+        // As files hold them before they are merged: the resource attributes are one packed
+        // value a row then, which is cheaper to gather than three lists.
+        let buffered = buffered
+            .iter()
+            .map(schema::to_file)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| EmbeddedError::corrupt(format!("buffered rows: {error}")))?;
         let parts = batches::by_partition(&buffered, |time| {
             time.div_euclid(partition_seconds) * partition_seconds
         })?;
@@ -989,7 +996,11 @@ async fn compact(inner: &Arc<Inner>) -> Result<(), EmbeddedError> {
             // In id order: a later file's copy of a span replaces an earlier one's.
             let mut read = Vec::new();
             for source in &sources {
-                read.extend(files::read_file(&data_dir, source)?);
+                for batch in files::read_file(&data_dir, source)? {
+                    read.push(schema::to_file(&batch).map_err(|error| {
+                        EmbeddedError::corrupt(format!("compacting file {}: {error}", source.id))
+                    })?);
+                }
             }
             let partition = sources[0].partition;
             let merged = batches::by_partition(&read, |_| partition)?
