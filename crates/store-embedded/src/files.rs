@@ -294,6 +294,36 @@ pub fn load_index(data_dir: &Path, entry: &FileEntry) -> Result<TraceIndex, Embe
     Ok(index)
 }
 
+/// Every row of a file as this version's files hold them ([`schema::file_schema`]), to write
+/// again: a file of this format as it is stored, an older one converted. Blocking.
+pub fn read_file_for_rewrite(
+    data_dir: &Path,
+    entry: &FileEntry,
+) -> Result<Vec<RecordBatch>, EmbeddedError> {
+    let path = data_dir.join(entry.relative_path());
+    let corrupt = |error: &dyn std::fmt::Display| {
+        EmbeddedError::corrupt(format!("reading {}: {error}", path.display()))
+    };
+    if !entry.packed() {
+        return read_file(data_dir, entry)?
+            .iter()
+            .map(|batch| schema::to_file(batch).map_err(|error| corrupt(&error)))
+            .collect();
+    }
+    let file = std::fs::File::open(&path)
+        .map_err(|error| EmbeddedError::io(format!("opening {}", path.display()), error))?;
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|builder| builder.build())
+        .map_err(|error| EmbeddedError::parquet(&path, error))?;
+    reader
+        .map(|batch| {
+            let batch = batch.map_err(|error| corrupt(&error))?;
+            RecordBatch::try_new(schema::file_schema(), batch.columns().to_vec())
+                .map_err(|error| corrupt(&error))
+        })
+        .collect()
+}
+
 /// Every row of a file. Blocking.
 pub fn read_file(data_dir: &Path, entry: &FileEntry) -> Result<Vec<RecordBatch>, EmbeddedError> {
     let path = data_dir.join(entry.relative_path());
@@ -640,27 +670,30 @@ mod tests {
     }
 
     /// The metadata of each column chunk of a written file's first row group, by column path.
-    fn first_row_group(
-    ) -> std::collections::HashMap<String, parquet::file::metadata::ColumnChunkMetaData> {
+    fn first_row_group() -> impl Fn(&str) -> parquet::file::metadata::ColumnChunkMetaData {
         let dir = tempfile::tempdir().unwrap();
         let entry = write(dir.path(), 1, 1);
         let file = std::fs::File::open(dir.path().join(entry.relative_path())).unwrap();
         let reader = parquet::file::reader::SerializedFileReader::new(file).unwrap();
         let group = parquet::file::reader::FileReader::metadata(&reader).row_group(0);
-        group
+        let chunks: std::collections::HashMap<_, _> = group
             .columns()
             .iter()
             .map(|column| (column.column_path().string(), column.clone()))
-            .collect()
+            .collect();
+        move |name| {
+            chunks
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| panic!("no column {name}"))
+        }
     }
 
     #[test]
     fn searched_columns_keep_statistics_and_scattered_text_does_not() {
-        let chunks = first_row_group();
+        let chunk = first_row_group();
         let has_statistics = |name: &str| {
-            chunks
-                .get(name)
-                .unwrap_or_else(|| panic!("no column {name}"))
+            chunk(name)
                 .statistics()
                 .is_some_and(|statistics| statistics.min_bytes_opt().is_some())
         };
@@ -686,13 +719,8 @@ mod tests {
 
     #[test]
     fn columns_with_nothing_to_compress_are_stored_uncompressed() {
-        let chunks = first_row_group();
-        let compression = |name: &str| {
-            chunks
-                .get(name)
-                .unwrap_or_else(|| panic!("no column {name}"))
-                .compression()
-        };
+        let chunk = first_row_group();
+        let compression = |name: &str| chunk(name).compression();
         for name in [
             "pod_0",
             "labels_1",

@@ -16,7 +16,7 @@ type Task = Box<dyn FnOnce() + Send>;
 
 const HELPER_THREADS: usize = 2;
 
-static HELPERS: LazyLock<Mutex<Sender<Task>>> = LazyLock::new(|| {
+static HELPERS: LazyLock<Sender<Task>> = LazyLock::new(|| {
     let (sender, receiver) = channel::<Task>();
     let receiver = Arc::new(Mutex::new(receiver));
     for index in 0..HELPER_THREADS {
@@ -26,7 +26,7 @@ static HELPERS: LazyLock<Mutex<Sender<Task>>> = LazyLock::new(|| {
             .name(format!("spanflow-lookup-{index}"))
             .spawn(move || serve(&receiver));
     }
-    Mutex::new(sender)
+    sender
 });
 
 fn serve(receiver: &Mutex<Receiver<Task>>) {
@@ -75,10 +75,8 @@ pub fn join<A, B: Send + 'static>(
             }
         })
     };
-    if let Ok(helpers) = HELPERS.lock() {
-        // A send fails only when no helper thread could be started.
-        let _ = helpers.send(task);
-    }
+    // A send fails only when no helper thread could be started.
+    let _ = HELPERS.send(task);
     let a = here();
     let unstarted = slot.piece.lock().ok().and_then(|mut piece| piece.take());
     let b = match unstarted {

@@ -996,11 +996,7 @@ async fn compact(inner: &Arc<Inner>) -> Result<(), EmbeddedError> {
             // In id order: a later file's copy of a span replaces an earlier one's.
             let mut read = Vec::new();
             for source in &sources {
-                for batch in files::read_file(&data_dir, source)? {
-                    read.push(schema::to_file(&batch).map_err(|error| {
-                        EmbeddedError::corrupt(format!("compacting file {}: {error}", source.id))
-                    })?);
-                }
+                read.extend(files::read_file_for_rewrite(&data_dir, source)?);
             }
             let partition = sources[0].partition;
             let merged = batches::by_partition(&read, |_| partition)?

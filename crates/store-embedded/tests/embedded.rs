@@ -588,7 +588,10 @@ async fn a_store_of_format_4_reads_as_before_and_takes_new_rows() {
     let later = row(3, 1, "checkout", "GET /orders", base + 2);
     store.write(vec![later.clone()]).await.unwrap();
     store.flush().await.unwrap();
-    assert_eq!(store.trace(later.trace_id).await.unwrap(), vec![later]);
+    assert_eq!(
+        store.trace(later.trace_id).await.unwrap(),
+        vec![later.clone()]
+    );
     // Empty text reads as '' from either format's files.
     assert_eq!(
         count(
@@ -605,7 +608,10 @@ async fn a_store_of_format_4_reads_as_before_and_takes_new_rows() {
     packed.resource_attributes = full.resource_attributes.clone();
     store.write(vec![packed.clone()]).await.unwrap();
     store.flush().await.unwrap();
-    assert_eq!(store.trace(packed.trace_id).await.unwrap(), vec![packed]);
+    assert_eq!(
+        store.trace(packed.trace_id).await.unwrap(),
+        vec![packed.clone()]
+    );
     let by_attributes = "SELECT count(*) FROM l7_flow_log \
          WHERE attribute_values[array_position(attribute_names, 'rows')] = '-3' \
          AND resource_attribute_values[array_position(resource_attribute_names, 'app.host.ip')] = '10.1.2.3' \
@@ -632,6 +638,22 @@ async fn a_store_of_format_4_reads_as_before_and_takes_new_rows() {
         formats.contains(&5) && formats.contains(&6),
         "old files kept as they were beside new ones: {formats:?}"
     );
+
+    // Compaction merges files of both formats into one of this version's, every field kept.
+    let store = EmbeddedStore::open(EmbeddedConfig {
+        compaction_min_files: 2,
+        ..config(dir.path())
+    })
+    .await
+    .unwrap();
+    store.upkeep_now().await.unwrap();
+    let files = store.files();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(files[0].format, 6);
+    for span in [full, plain, later, packed] {
+        assert_eq!(store.trace(span.trace_id).await.unwrap(), vec![span]);
+    }
+    assert_eq!(count(&store, by_attributes).await, 2);
 }
 
 #[tokio::test]
