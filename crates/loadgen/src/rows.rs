@@ -2,7 +2,10 @@
 //! services, with the attributes and resource tags of instrumented HTTP, gRPC, database and
 //! messaging calls.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 
 use spanflow_model::{
     AttrValue, Attribute, L7Protocol, ResourceTags, ResponseStatus, SpanId, SpanKind, SpanRow,
@@ -39,6 +42,47 @@ fn string(key: &str, value: impl Into<String>) -> Attribute {
     Attribute::new(key, AttrValue::String(value.into()))
 }
 
+fn resource_attributes(service: &str, pod: &str, node: &str, ip: IpAddr) -> Vec<Attribute> {
+    vec![
+        string("service.name", service),
+        string("service.version", "2.0.1"),
+        string("service.instance.id", pod),
+        string("service.namespace", "shop"),
+        string("k8s.namespace.name", "shop"),
+        string("k8s.pod.name", pod),
+        string("k8s.node.name", node),
+        string("k8s.deployment.name", service),
+        string("telemetry.sdk.language", "go"),
+        string("telemetry.sdk.version", "1.38.0"),
+        string("app.host.ip", ip.to_string()),
+    ]
+}
+
+type SharedResource = (Arc<ResourceTags>, Arc<[Attribute]>);
+
+/// The resource of a pod (service index, replica), made once a thread: the spans of one
+/// resource share its tags and attributes, as the OTLP mapper shares those of a request's
+/// resource among its spans.
+fn shared_resource(
+    pod: (usize, usize),
+    make: impl FnOnce() -> (ResourceTags, Vec<Attribute>),
+) -> SharedResource {
+    thread_local! {
+        static RESOURCES: RefCell<HashMap<(usize, usize), SharedResource>> =
+            RefCell::new(HashMap::new());
+    }
+    RESOURCES.with(|resources| {
+        resources
+            .borrow_mut()
+            .entry(pod)
+            .or_insert_with(|| {
+                let (tags, attributes) = make();
+                (Arc::new(tags), attributes.into())
+            })
+            .clone()
+    })
+}
+
 /// One trace of 4 to 12 spans across services: HTTP, gRPC, database and messaging calls, each
 /// span with about 10 attributes and its resource with about 10 more.
 pub fn trace(random: &mut Random, start_us: i64, out: &mut Vec<SpanRow>) {
@@ -51,7 +95,8 @@ pub fn trace(random: &mut Random, start_us: i64, out: &mut Vec<SpanRow>) {
         let service = SERVICES[random.below(SERVICES.len() as u64) as usize];
         let kind_pick = random.below(4);
         let service_index = SERVICES.iter().position(|name| *name == service).unwrap();
-        let pod = Pod::of(service_index, random.below(PODS_PER_SERVICE) as usize);
+        let replica = random.below(PODS_PER_SERVICE) as usize;
+        let pod = Pod::of(service_index, replica);
         let peer = Pod::of(
             random.below(SERVICES.len() as u64) as usize,
             random.below(PODS_PER_SERVICE) as usize,
@@ -158,19 +203,22 @@ pub fn trace(random: &mut Random, start_us: i64, out: &mut Vec<SpanRow>) {
             "code.function",
             format!("handle_{}", random.below(40)),
         ));
-        let resource_attributes = vec![
-            string("service.name", service),
-            string("service.version", "2.0.1"),
-            string("service.instance.id", pod.clone()),
-            string("service.namespace", "shop"),
-            string("k8s.namespace.name", "shop"),
-            string("k8s.pod.name", pod.clone()),
-            string("k8s.node.name", node.clone()),
-            string("k8s.deployment.name", service),
-            string("telemetry.sdk.language", "go"),
-            string("telemetry.sdk.version", "1.38.0"),
-            string("app.host.ip", pod_ip.to_string()),
-        ];
+        let (resource_tags, resource_attributes) =
+            shared_resource((service_index, replica), || {
+                (
+                    ResourceTags {
+                        k8s_namespace_name: "shop".into(),
+                        k8s_pod_name: pod.clone(),
+                        k8s_node_name: node.clone(),
+                        k8s_workload_kind: "deployment".into(),
+                        k8s_workload_name: service.into(),
+                        service_namespace: "shop".into(),
+                        service_version: "2.0.1".into(),
+                        ..ResourceTags::default()
+                    },
+                    resource_attributes(service, &pod, &node, pod_ip),
+                )
+            });
         let error = random.below(50) == 0;
         out.push(SpanRow {
             time: (start + duration as i64) / 1_000_000,
@@ -214,19 +262,9 @@ pub fn trace(random: &mut Random, start_us: i64, out: &mut Vec<SpanRow>) {
             server_port: 8080,
             scope_name: "go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp".into(),
             scope_version: "0.63.0".into(),
-            resource: ResourceTags {
-                k8s_namespace_name: "shop".into(),
-                k8s_pod_name: pod,
-                k8s_node_name: node,
-                k8s_workload_kind: "deployment".into(),
-                k8s_workload_name: service.into(),
-                service_namespace: "shop".into(),
-                service_version: "2.0.1".into(),
-                ..ResourceTags::default()
-            }
-            .into(),
+            resource: resource_tags,
             attributes,
-            resource_attributes: resource_attributes.into(),
+            resource_attributes,
             ..SpanRow::default()
         });
         if kind == SpanKind::Server || parent.is_none() {

@@ -46,8 +46,8 @@ impl<'a> Keys<'a> {
 /// The rows of `batches` (oldest first) as one batch per time partition (`partition_of` a row's
 /// `time`, in seconds), each sorted by service, endpoint and start time, so that searches by
 /// them read little. Of several rows of one span (same trace and span id) only the last written
-/// is kept. The batches may be of the row schema or as files hold them ([`schema::to_file`]),
-/// all of one. Blocking.
+/// is kept. The batches may be of any one schema with the ordering's columns (as the buffer or
+/// files hold rows). Blocking.
 pub fn by_partition(
     batches: &[RecordBatch],
     partition_of: impl Fn(i64) -> i64,
@@ -161,17 +161,20 @@ pub fn trace_rows(batch: &RecordBatch, trace_id: &TraceId) -> Option<RecordBatch
     arrow::compute::take_record_batch(batch, &UInt32Array::from(matches)).ok()
 }
 
-/// Checks that a batch read back (from the WAL or a file) has the store's schema.
-pub fn check_schema(batch: &RecordBatch, origin: &str) -> Result<(), EmbeddedError> {
-    let expected = schema::schema();
+/// Whether `batch` has the columns of `expected`, by name and type, in its order.
+pub fn has_schema(batch: &RecordBatch, expected: &arrow::datatypes::Schema) -> bool {
     let actual = batch.schema();
-    let same = actual.fields().len() == expected.fields().len()
+    actual.fields().len() == expected.fields().len()
         && actual
             .fields()
             .iter()
             .zip(expected.fields())
-            .all(|(a, e)| a.name() == e.name() && a.data_type() == e.data_type());
-    if same {
+            .all(|(a, e)| a.name() == e.name() && a.data_type() == e.data_type())
+}
+
+/// Checks that a batch read back (from the WAL or a file) has the store's schema.
+pub fn check_schema(batch: &RecordBatch, origin: &str) -> Result<(), EmbeddedError> {
+    if has_schema(batch, &schema::schema()) {
         Ok(())
     } else {
         Err(EmbeddedError::corrupt(format!(

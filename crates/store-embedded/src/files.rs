@@ -165,7 +165,8 @@ const UNCOMPRESSED_COLUMNS: [&str; 42] = [
 /// are small and pack tighter than the values.
 const DELTA_COLUMNS: [&str; 3] = ["time", "start_time", "response_duration"];
 
-/// Writes `batch`, as files hold it ([`schema::to_file`]) and already in file order (see
+/// Writes `batch`, of [`schema::file_schema`] or as the buffer holds rows
+/// ([`schema::buffer_schema`]: its dictionaries are written as plain columns), and already in file order (see
 /// [`crate::batches::by_partition`]), as file `id`
 /// of `partition`; returns the manifest entry and the file's trace-id index. Blocking.
 pub fn write_file(

@@ -23,6 +23,9 @@ use arrow::array::{
 use arrow::buffer::{OffsetBuffer, ScalarBuffer};
 use arrow::datatypes::{DataType, Field};
 
+use spanflow_model::Attribute;
+use spanflow_store::text::write_value_text;
+
 use crate::schema::SchemaError;
 
 /// The three lists of one attribute set, each a `List` column of the row schema.
@@ -45,6 +48,24 @@ fn push_length(out: &mut Vec<u8>, mut length: usize) {
         length >>= 7;
     }
     out.push(length as u8);
+}
+
+/// One set as [`pack`] packs it, appended to `out`: the same bytes as the set's three lists
+/// would pack to. `text` and `json` are scratch space.
+pub fn pack_attributes(
+    attributes: &[Attribute],
+    out: &mut Vec<u8>,
+    text: &mut String,
+    json: &mut Vec<u8>,
+) {
+    for attribute in attributes {
+        push_length(out, attribute.key.len());
+        out.extend_from_slice(attribute.key.as_bytes());
+        text.clear();
+        out.push(write_value_text(text, &attribute.value, json));
+        push_length(out, text.len());
+        out.extend_from_slice(text.as_bytes());
+    }
 }
 
 /// Each row's set as one value; null where the set is empty.

@@ -96,10 +96,9 @@ async fn table(
     buffered: Vec<RecordBatch>,
 ) -> Result<DataFrame, EmbeddedError> {
     let buffered_is_empty = buffered.is_empty();
-    let buffered = context.read_table(Arc::new(datafusion::datasource::MemTable::try_new(
-        schema::schema(),
-        vec![buffered],
-    )?))?;
+    let buffered = schema::from_buffer_frame(context.read_table(Arc::new(
+        datafusion::datasource::MemTable::try_new(schema::buffer_schema(), vec![buffered])?,
+    ))?)?;
     Ok(match (paths.is_empty(), buffered_is_empty) {
         (false, false) => read_files(context, paths).await?.union(buffered)?,
         (false, true) => read_files(context, paths).await?,

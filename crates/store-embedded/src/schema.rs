@@ -24,12 +24,12 @@ use std::ops::Range;
 use std::sync::{Arc, LazyLock};
 
 use arrow::array::{
-    Array, ArrayRef, BinaryArray, BinaryBuilder, BooleanArray, Int32Array, Int64Array, ListArray,
-    ListBuilder, StringArray, StringBuilder, TimestampMicrosecondArray, TimestampSecondArray,
-    UInt16Array, UInt32Array, UInt64Array, UInt8Array, UInt8Builder,
+    Array, ArrayRef, BinaryArray, BinaryBuilder, BooleanArray, DictionaryArray, Int32Array,
+    Int64Array, ListArray, ListBuilder, StringArray, StringBuilder, TimestampMicrosecondArray,
+    TimestampSecondArray, UInt16Array, UInt32Array, UInt64Array, UInt8Array, UInt8Builder,
 };
-use arrow::buffer::BooleanBuffer;
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::buffer::{BooleanBuffer, ScalarBuffer};
+use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use datafusion::dataframe::DataFrame;
 use datafusion::logical_expr::{
@@ -334,6 +334,100 @@ pub fn list_file_schema() -> SchemaRef {
     LIST_FILE_SCHEMA.clone()
 }
 
+/// Whether the buffer holds this file column as a dictionary: the text of what many spans
+/// share (a resource's tags, the places of both ends) and the packed resource attributes. A
+/// batch then holds each distinct value once and a row its key, which is cheaper to build, to
+/// log, and to gather for a flush than a copy a row.
+fn buffered_as_dictionary(field: &Field) -> bool {
+    matches!(field.data_type(), DataType::Utf8 | DataType::Binary)
+        && (is_place_column(field.name())
+            || RESOURCE_COLUMNS
+                .iter()
+                .any(|(name, _)| *name == field.name())
+            || PACKED_SETS
+                .iter()
+                .any(|(column, _)| *column == field.name()))
+}
+
+static BUFFER_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let fields: Vec<Field> = FILE_SCHEMA
+        .fields()
+        .iter()
+        .map(|field| {
+            if buffered_as_dictionary(field) {
+                let data_type = DataType::Dictionary(
+                    Box::new(DataType::Int32),
+                    Box::new(field.data_type().clone()),
+                );
+                field.as_ref().clone().with_data_type(data_type)
+            } else {
+                field.as_ref().clone()
+            }
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+});
+
+/// The schema of the rows the store buffers and logs before a flush: [`file_schema()`] with the
+/// columns of shared values as dictionaries (see [`rows_to_buffer`]). Parquet files are written
+/// straight from it, as plain columns.
+pub fn buffer_schema() -> SchemaRef {
+    BUFFER_SCHEMA.clone()
+}
+
+/// A batch of [`buffer_schema()`] as files hold it (of [`file_schema()`]): the dictionaries'
+/// values a row.
+pub fn from_buffer(batch: &RecordBatch) -> Result<RecordBatch, SchemaError> {
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(FILE_SCHEMA.fields())
+        .map(|(column, field)| {
+            if column.data_type() == field.data_type() {
+                Ok(column.clone())
+            } else {
+                arrow::compute::cast(column, field.data_type())
+                    .map_err(|error| SchemaError(format!("column `{}`: {error}", field.name())))
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(file_schema(), columns).map_err(|error| SchemaError(error.to_string()))
+}
+
+/// A batch of [`schema()`] as the store buffers it (of [`buffer_schema()`]), as the write-ahead
+/// logs of earlier versions hold rows.
+pub fn to_buffer(batch: &RecordBatch) -> Result<RecordBatch, SchemaError> {
+    let file = to_file(batch)?;
+    let columns = file
+        .columns()
+        .iter()
+        .zip(BUFFER_SCHEMA.fields())
+        .map(|(column, field)| {
+            arrow::compute::cast(column, field.data_type())
+                .map_err(|error| SchemaError(format!("column `{}`: {error}", field.name())))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(buffer_schema(), columns).map_err(|error| SchemaError(error.to_string()))
+}
+
+/// A DataFusion frame over buffered rows (of [`buffer_schema()`]) as one of [`schema()`], as
+/// [`from_file_frame`] shows files.
+pub fn from_buffer_frame(frame: DataFrame) -> datafusion::error::Result<DataFrame> {
+    use datafusion::prelude::{cast, col};
+    let columns = FILE_SCHEMA
+        .fields()
+        .iter()
+        .map(|field| {
+            if buffered_as_dictionary(field) {
+                cast(col(field.name()), field.data_type().clone()).alias(field.name())
+            } else {
+                col(field.name())
+            }
+        })
+        .collect::<Vec<_>>();
+    from_file_frame(frame.select(columns)?)
+}
+
 /// `batch` (of [`schema()`]) as a file holds it (of [`file_schema()`]): empty text null where
 /// the file schema lets it be, sharing the batch's buffers (only the validity is new), and the
 /// resource attributes packed.
@@ -522,30 +616,24 @@ impl ScalarUDFImpl for Unpack {
 // Rows to a batch.
 
 /// The place columns of one end. A batch holds few distinct places (rows share them), so each
-/// column is its values for the distinct places, taken by each row's index: one lookup a row
-/// for the fifteen columns.
+/// text column is a dictionary of the distinct places' values with one key a row, shared by the
+/// thirteen text columns: one lookup a row for the fifteen columns.
 fn place_columns(columns: &mut Vec<ArrayRef>, rows: &[SpanRow], side: u8) {
-    let mut index: std::collections::HashMap<*const Place, u32> = Default::default();
-    let mut distinct: Vec<&Place> = Vec::new();
-    let mut keys = Vec::with_capacity(rows.len());
-    for row in rows {
-        let place = place_of(row, side);
-        let key = *index.entry(place as *const Place).or_insert_with(|| {
-            distinct.push(place);
-            (distinct.len() - 1) as u32
-        });
-        keys.push(key);
-    }
-    let keys = UInt32Array::from(keys);
-    let mut take = |values: ArrayRef| {
-        columns
-            .push(arrow::compute::take(&values, &keys, None).expect("every key indexes a value"));
-    };
+    let (keys, distinct) = shared_keys(rows, |row| place_of(row, side));
     for (_, field) in Place::TEXT_COLUMNS {
-        take(Arc::new(StringArray::from_iter_values(
-            distinct.iter().map(|place| field(place)),
-        )));
+        columns.push(dictionary(
+            &keys,
+            Arc::new(StringArray::from_iter_values(
+                distinct.iter().map(|place| field(place)),
+            )),
+        ));
     }
+    let mut take = |values: ArrayRef| {
+        columns.push(
+            arrow::compute::take(&values, &Int32Array::new(keys.clone(), None), None)
+                .expect("every key indexes a value"),
+        );
+    };
     take(Arc::new(UInt8Array::from_iter_values(
         distinct
             .iter()
@@ -554,9 +642,43 @@ fn place_columns(columns: &mut Vec<ArrayRef>, rows: &[SpanRow], side: u8) {
     take(Arc::new(UInt8Array::from_iter_values(
         distinct.iter().map(|place| place.auto_service_type.as_u8()),
     )));
-    take(Arc::new(StringArray::from_iter_values(
-        distinct.iter().map(|place| place.labels_json()),
-    )));
+    columns.push(dictionary(
+        &keys,
+        Arc::new(StringArray::from_iter_values(
+            distinct.iter().map(|place| place.labels_json()),
+        )),
+    ));
+}
+
+/// Each row's index among the distinct objects `get` gives it (told apart by address: rows
+/// share them through `Arc`s), and those objects.
+fn shared_keys<'a, T: ?Sized>(
+    rows: &'a [SpanRow],
+    get: impl Fn(&'a SpanRow) -> &'a T,
+) -> (ScalarBuffer<i32>, Vec<&'a T>) {
+    let mut index: std::collections::HashMap<*const u8, i32, foldhash::fast::RandomState> =
+        Default::default();
+    let mut distinct: Vec<&T> = Vec::new();
+    let mut keys = Vec::with_capacity(rows.len());
+    for row in rows {
+        let shared = get(row);
+        let key = *index
+            .entry(shared as *const T as *const u8)
+            .or_insert_with(|| {
+                distinct.push(shared);
+                (distinct.len() - 1) as i32
+            });
+        keys.push(key);
+    }
+    (ScalarBuffer::from(keys), distinct)
+}
+
+/// A dictionary column of `values` by `keys` (each a valid index into `values`).
+fn dictionary(keys: &ScalarBuffer<i32>, values: ArrayRef) -> ArrayRef {
+    Arc::new(
+        DictionaryArray::<Int32Type>::try_new(Int32Array::new(keys.clone(), None), values)
+            .expect("every key indexes a value"),
+    )
 }
 
 /// What a span's end adds to its start plus its duration; wrapping, so that any three values
@@ -575,7 +697,14 @@ fn end_time(start_time: i64, response_duration: u64, offset: i64) -> i64 {
 
 /// The rows as one record batch of [`schema()`]. Never fails.
 pub fn rows_to_batch(rows: &[SpanRow]) -> RecordBatch {
-    let mut columns: Vec<ArrayRef> = Vec::with_capacity(SCHEMA.fields().len());
+    from_buffer(&rows_to_buffer(rows))
+        .and_then(|batch| from_file(&batch))
+        .expect("the columns are built to match the schema")
+}
+
+/// The rows as the store buffers them: a record batch of [`buffer_schema()`]. Never fails.
+pub fn rows_to_buffer(rows: &[SpanRow]) -> RecordBatch {
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(BUFFER_SCHEMA.fields().len());
     columns.push(Arc::new(
         TimestampSecondArray::from_iter_values(rows.iter().map(|row| row.time)).with_timezone(UTC),
     ));
@@ -654,17 +783,18 @@ pub fn rows_to_batch(rows: &[SpanRow]) -> RecordBatch {
     }
     columns.push(str_column(rows, |row| &row.scope_name));
     columns.push(str_column(rows, |row| &row.scope_version));
+    let (keys, resources) = shared_keys(rows, |row| &*row.resource);
     for (_, field) in RESOURCE_COLUMNS {
-        columns.push(str_column(rows, |row| field(&row.resource)));
+        columns.push(dictionary(
+            &keys,
+            Arc::new(StringArray::from_iter_values(
+                resources.iter().map(|resource| field(resource)),
+            )),
+        ));
     }
     let mut json = Vec::new();
     attribute_columns(&mut columns, rows, |row| &row.attributes, &mut json);
-    attribute_columns(
-        &mut columns,
-        rows,
-        |row| &row.resource_attributes,
-        &mut json,
-    );
+    columns.push(packed_resource_attributes(rows, &mut json));
     columns.push(json_column(rows, &mut json, |row, json| {
         text::write_events_json(&row.events, json)
     }));
@@ -680,7 +810,70 @@ pub fn rows_to_batch(rows: &[SpanRow]) -> RecordBatch {
     columns.push(Arc::new(UInt32Array::from_iter_values(
         rows.iter().map(|row| row.dropped_links_count),
     )));
-    RecordBatch::try_new(schema(), columns).expect("the columns are built to match the schema")
+    let columns = columns
+        .iter()
+        .zip(BUFFER_SCHEMA.fields())
+        .map(|(column, field)| empty_to_null(field, column))
+        .collect();
+    RecordBatch::try_new(buffer_schema(), columns)
+        .expect("the columns are built to match the schema")
+}
+
+/// The rows' resource attributes packed ([`crate::packed`]), a dictionary of each distinct set
+/// once; null where a row has none.
+fn packed_resource_attributes(rows: &[SpanRow], json: &mut Vec<u8>) -> ArrayRef {
+    let (keys, sets) = shared_keys(rows, |row| &*row.resource_attributes);
+    let mut values = BinaryBuilder::with_capacity(sets.len(), sets.len() * 512);
+    let (mut value, mut text) = (Vec::with_capacity(512), String::new());
+    for set in &sets {
+        if set.is_empty() {
+            values.append_null();
+        } else {
+            value.clear();
+            packed::pack_attributes(set, &mut value, &mut text, json);
+            values.append_value(&value);
+        }
+    }
+    dictionary(&keys, Arc::new(values.finish()))
+}
+
+/// A column as the buffer holds it: empty text null where files hold it so ([`empty_as_null`]),
+/// for plain text and for dictionaries of text; a packed set's null value a null key.
+fn empty_to_null(field: &Field, column: &ArrayRef) -> ArrayRef {
+    let row_field = SCHEMA.field_with_name(field.name()).ok();
+    let DataType::Dictionary(_, value_type) = field.data_type() else {
+        return match row_field {
+            Some(row_field) => text_to_file(row_field, column),
+            None => column.clone(),
+        };
+    };
+    let dictionary = column
+        .as_any()
+        .downcast_ref::<DictionaryArray<Int32Type>>()
+        .expect("dictionary columns are built with Int32 keys");
+    let values = dictionary.values();
+    let absent: Vec<bool> = match value_type.as_ref() {
+        DataType::Utf8 if row_field.is_some_and(empty_as_null) => {
+            let text = values.as_any().downcast_ref::<StringArray>();
+            let text = text.expect("a text dictionary");
+            (0..text.len())
+                .map(|index| text.value(index).is_empty())
+                .collect()
+        }
+        _ => (0..values.len())
+            .map(|index| values.is_null(index))
+            .collect(),
+    };
+    if !absent.contains(&true) {
+        return column.clone();
+    }
+    let keys = dictionary.keys().values();
+    let valid = BooleanBuffer::collect_bool(keys.len(), |row| !absent[keys[row] as usize]);
+    let keys = Int32Array::new(keys.clone(), Some(arrow::buffer::NullBuffer::new(valid)));
+    Arc::new(
+        DictionaryArray::<Int32Type>::try_new(keys, values.clone())
+            .expect("the keys are the column's own"),
+    )
 }
 
 fn str_column(rows: &[SpanRow], get: impl Fn(&SpanRow) -> &str) -> ArrayRef {
@@ -1113,6 +1306,34 @@ mod tests {
 
     use super::*;
     use spanflow_model::{Event, Link};
+
+    #[test]
+    fn the_buffer_holds_what_spans_share_once_and_empty_text_as_null() {
+        let first = full_row();
+        let mut second = full_row();
+        second.resource = first.resource.clone();
+        second.resource_attributes = first.resource_attributes.clone();
+        second.place_0 = first.place_0.clone();
+        let rows = [first, second, SpanRow::default()];
+        let batch = rows_to_buffer(&rows);
+        assert_eq!(batch.schema(), buffer_schema());
+        let values_of = |name: &str| {
+            let column = batch.column_by_name(name).unwrap();
+            let dictionary = column.as_dictionary::<Int32Type>();
+            (dictionary.values().len(), column.logical_nulls())
+        };
+        // Two rows share one set and one place; the third has none of either.
+        let (n_sets, nulls) = values_of("resource_attributes");
+        assert_eq!(n_sets, 2);
+        assert_eq!(nulls.map(|nulls| nulls.null_count()), Some(1));
+        let (n_places, nulls) = values_of("pod_0");
+        assert_eq!(n_places, 2);
+        assert!(nulls.unwrap().is_null(2), "an unknown pod is null");
+        // Read back as files would be, every value is a row's own.
+        let file = from_buffer(&batch).unwrap();
+        assert_eq!(file.schema(), file_schema());
+        assert_eq!(batch_to_rows(&from_file(&file).unwrap()).unwrap(), rows);
+    }
 
     fn round_trip(rows: &[SpanRow]) -> Vec<SpanRow> {
         let batch = rows_to_batch(rows);

@@ -379,7 +379,7 @@ impl SpanStore for EmbeddedStore {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let (batch, payload) = tokio::task::spawn_blocking(move || {
-            let batch = schema::rows_to_batch(&rows);
+            let batch = schema::rows_to_buffer(&rows);
             drop(rows);
             let payload = encode_batch(&batch);
             (batch, payload)
@@ -430,6 +430,9 @@ impl SpanStore for EmbeddedStore {
         };
         for batch in buffered_batches(&buffers) {
             if let Some(found) = batches::trace_rows(&batch, &trace_id) {
+                let found = schema::from_buffer(&found)
+                    .and_then(|found| schema::from_file(&found))
+                    .map_err(|error| EmbeddedError::corrupt(error.to_string()))?;
                 rows.extend(rows_of(&found)?);
             }
         }
@@ -736,7 +739,14 @@ fn decode_batches(payload: &[u8]) -> Result<Vec<RecordBatch>, EmbeddedError> {
     let mut batches = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|error| EmbeddedError::corrupt(format!("WAL entry: {error}")))?;
+        if batches::has_schema(&batch, &schema::buffer_schema()) {
+            batches.push(batch);
+            continue;
+        }
+        // Rows logged by versions that buffered them as the row schema has them.
         batches::check_schema(&batch, "a WAL entry")?;
+        let batch = schema::to_buffer(&batch)
+            .map_err(|error| EmbeddedError::corrupt(format!("WAL entry: {error}")))?;
         batches.push(batch);
     }
     Ok(batches)
@@ -832,13 +842,6 @@ async fn flush(inner: &Arc<Inner>) -> Result<(), EmbeddedError> {
     let partition_seconds = inner.config.partition_seconds;
     let next_file_id = Arc::clone(inner);
     let (written, n_rows) = blocking(move || {
-        // As files hold them before they are merged: the resource attributes are one packed
-        // value a row then, which is cheaper to gather than three lists.
-        let buffered = buffered
-            .iter()
-            .map(schema::to_file)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|error| EmbeddedError::corrupt(format!("buffered rows: {error}")))?;
         let parts = batches::by_partition(&buffered, |time| {
             time.div_euclid(partition_seconds) * partition_seconds
         })?;
@@ -1093,5 +1096,64 @@ async fn maintainer(inner: Weak<Inner>) {
         if let Err(error) = maintain(&inner).await {
             tracing::error!(%error, "store upkeep failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use spanflow_store::conformance::{full_row, row};
+
+    use super::*;
+
+    fn rows() -> Vec<SpanRow> {
+        let mut rows = vec![
+            full_row(),
+            SpanRow::default(),
+            row(7, 3, "cart", "GET /cart", 1),
+        ];
+        // A second span of the full row's resource and places, as the mapper shares them.
+        let mut sibling = full_row();
+        sibling.span_id = spanflow_model::SpanId([9; 8]);
+        sibling.status_message.clear();
+        rows.push(sibling);
+        rows
+    }
+
+    fn read_back(payload: &[u8]) -> Vec<SpanRow> {
+        let mut back = Vec::new();
+        for batch in decode_batches(payload).unwrap() {
+            assert_eq!(batch.schema(), schema::buffer_schema());
+            let batch = schema::from_buffer(&batch)
+                .and_then(|batch| schema::from_file(&batch))
+                .unwrap();
+            back.extend(rows_of(&batch).unwrap());
+        }
+        back
+    }
+
+    #[test]
+    fn wal_entries_come_back_as_the_rows_written() {
+        let rows = rows();
+        assert_eq!(
+            read_back(&encode_batch(&schema::rows_to_buffer(&rows))),
+            rows
+        );
+    }
+
+    #[test]
+    fn wal_entries_of_rows_logged_as_the_row_schema_are_replayed() {
+        let rows = rows();
+        assert_eq!(
+            read_back(&encode_batch(&schema::rows_to_batch(&rows))),
+            rows
+        );
+    }
+
+    #[test]
+    fn a_wal_entry_of_another_schema_is_refused() {
+        let batch = schema::rows_to_batch(&rows());
+        let payload = encode_batch(&batch.project(&[0, 1, 2]).unwrap());
+        let error = decode_batches(&payload).unwrap_err();
+        assert!(error.to_string().contains("schema"), "{error}");
     }
 }
