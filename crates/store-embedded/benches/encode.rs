@@ -1,5 +1,5 @@
 //! The embedded store's encodings on rows mapped from the load generator's corpus: rows to an
-//! Arrow record batch, and that batch to a Parquet file as the store writes it (sorted by
+//! Arrow record batch as the store buffers them, and that batch to a Parquet file as the store writes it (sorted by
 //! service, endpoint and start time; zstd, dictionaries, page statistics, the `trace_id` bloom
 //! filter).
 //!
@@ -29,9 +29,9 @@ fn encode(c: &mut Criterion) {
     group.throughput(Throughput::Elements(rows.len() as u64));
     group.sample_size(20);
     group.bench_function("rows_to_arrow", |b| {
-        b.iter(|| std::hint::black_box(schema::rows_to_batch(&rows)))
+        b.iter(|| std::hint::black_box(schema::rows_to_buffer(&rows)))
     });
-    let batch = schema::rows_to_batch(&rows);
+    let batch = schema::rows_to_buffer(&rows);
     group.bench_function("arrow_to_parquet", |b| {
         b.iter(|| std::hint::black_box(spanflow_store_embedded::parquet_bytes(&batch).unwrap()))
     });

@@ -23,13 +23,12 @@ pub mod wal;
 
 pub use store::{EmbeddedConfig, EmbeddedStore};
 
-/// The bytes of the Parquet file the store would write for `batch` (rows of
-/// [`schema::schema()`]): sorted, deduplicated and encoded as a flush does it. For benchmarks
-/// of the encoding; the store itself writes files through its flushes.
+/// The bytes of the Parquet file the store would write for `batch` (rows as the store buffers
+/// them, [`schema::rows_to_buffer`]): sorted, deduplicated and encoded as a flush does it. For
+/// benchmarks of the encoding; the store itself writes files through its flushes.
 pub fn parquet_bytes(batch: &arrow::record_batch::RecordBatch) -> Result<Vec<u8>, EmbeddedError> {
     let mut bytes = Vec::new();
-    let batch = schema::to_file(batch).map_err(|error| EmbeddedError::corrupt(error.0))?;
-    for (_, sorted) in batches::by_partition(&[batch], |_| 0)? {
+    for (_, sorted) in batches::by_partition(std::slice::from_ref(batch), |_| 0)? {
         files::encode(&sorted, &mut bytes)?;
     }
     Ok(bytes)
