@@ -64,6 +64,10 @@ pub const STORE_ROWS_EXPIRED: &str = "spanflow_store_rows_expired_total";
 pub const STORE_WRITES_THROTTLED: &str = "spanflow_store_writes_throttled_total";
 /// Gauge: spans the store holds.
 pub const STORE_SPANS: &str = "spanflow_store_spans";
+/// Counter: bytes the embedded store's write-ahead log wrote and fsynced.
+pub const STORE_WAL_BYTES: &str = "spanflow_store_wal_bytes_total";
+/// Counter: the write-ahead log's fsyncs (one per group commit of waiting writes).
+pub const STORE_WAL_SYNCS: &str = "spanflow_store_wal_syncs_total";
 
 /// Counter: span rows ClickHouse accepted.
 pub const CLICKHOUSE_ROWS_INSERTED: &str = "spanflow_clickhouse_rows_inserted_total";
@@ -230,6 +234,16 @@ pub const ALL: &[(&str, MetricKind, &str)] = &[
         "writes refused because the store's buffer was full",
     ),
     (STORE_SPANS, MetricKind::Gauge, "spans the store holds"),
+    (
+        STORE_WAL_BYTES,
+        MetricKind::Counter,
+        "bytes the write-ahead log wrote and fsynced",
+    ),
+    (
+        STORE_WAL_SYNCS,
+        MetricKind::Counter,
+        "fsyncs of the write-ahead log, one per group commit",
+    ),
     (
         CLICKHOUSE_ROWS_INSERTED,
         MetricKind::Counter,

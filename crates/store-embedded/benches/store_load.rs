@@ -129,6 +129,7 @@ fn main() {
         println!("spans written        {written}");
         println!("files                {} ({} rows)", files.len(), file_rows);
         println!("bytes per span       {:.1}", file_bytes as f64 / file_rows as f64);
+        println!("WAL bytes per span   {:.0}", store.wal_bytes_written() as f64 / written.max(1) as f64);
         println!("write wall time      {:.2} s ({:.0} spans/s, excluding generation)", write_time.as_secs_f64(), written as f64 / write_time.as_secs_f64());
         println!("final flush+compact  {:.2} s", flush_time.as_secs_f64());
         println!("writes refused       {n_refused} (buffer full; retried)");

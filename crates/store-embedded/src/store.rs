@@ -248,6 +248,11 @@ impl EmbeddedStore {
                 .sum::<usize>()
     }
 
+    /// Bytes the write-ahead log has written since the store opened, fsynced.
+    pub fn wal_bytes_written(&self) -> u64 {
+        self.inner.wal.bytes_written()
+    }
+
     /// Bytes on disk: Parquet files and WAL.
     pub fn disk_bytes(&self) -> u64 {
         self.state().manifest.disk_bytes() + self.inner.wal.disk_bytes()
@@ -712,29 +717,76 @@ fn rows_of(batch: &RecordBatch) -> Result<Vec<SpanRow>, EmbeddedError> {
     schema::batch_to_rows(batch).map_err(|error| EmbeddedError::corrupt(error.to_string()))
 }
 
-/// A batch as an Arrow IPC stream, the WAL's payload.
+/// The first bytes of a WAL payload of this version: the length of an Arrow IPC stream
+/// (little-endian `u32`) follows, then the stream as one LZ4 block. Payloads without it are
+/// IPC streams compressed buffer by buffer, as earlier versions logged them (an IPC stream
+/// starts with `0xFFFFFFFF`).
+const LZ4_IPC: [u8; 4] = *b"SFW1";
+
+/// The longest IPC stream a payload may say it holds: a write is one batch of at most a few
+/// hundred MiB, and a corrupt length must not ask for more memory than that.
+const MAX_IPC_BYTES: usize = 1 << 30;
+
+/// A batch as the WAL's payload: an Arrow IPC stream, compressed whole as one LZ4 block. One
+/// block instead of a frame per buffer (Arrow's own IPC compression) spares each buffer an
+/// encoder, its tables and their fresh pages.
 fn encode_batch(batch: &RecordBatch) -> Vec<u8> {
-    // Sized up front: growing by doubling copies the entry and faults in fresh pages each time.
-    let mut bytes = Vec::with_capacity(batch.get_array_memory_size() / 2);
-    let options = arrow::ipc::writer::IpcWriteOptions::default()
-        .try_with_compression(Some(arrow::ipc::CompressionType::LZ4_FRAME))
-        .expect("LZ4 is built in");
-    let mut writer = arrow::ipc::writer::StreamWriter::try_new_with_options(
-        &mut bytes,
-        &batch.schema(),
-        options,
-    )
-    .expect("writing IPC to memory cannot fail");
-    writer
-        .write(batch)
-        .expect("writing IPC to memory cannot fail");
-    writer.finish().expect("writing IPC to memory cannot fail");
-    drop(writer);
-    bytes
+    thread_local! {
+        // The stream before compression, kept for the thread's next batch: a buffer of a few
+        // MiB allocated afresh each time costs the kernel's zeroing of its pages.
+        static IPC: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    IPC.with(|ipc| {
+        let mut ipc = ipc.borrow_mut();
+        ipc.clear();
+        let mut writer = arrow::ipc::writer::StreamWriter::try_new(&mut *ipc, &batch.schema())
+            .expect("writing IPC to memory cannot fail");
+        writer
+            .write(batch)
+            .expect("writing IPC to memory cannot fail");
+        writer.finish().expect("writing IPC to memory cannot fail");
+        drop(writer);
+        let header = LZ4_IPC.len() + 4;
+        let mut payload = vec![0; header + lz4_flex::block::get_maximum_output_size(ipc.len())];
+        payload[..LZ4_IPC.len()].copy_from_slice(&LZ4_IPC);
+        payload[LZ4_IPC.len()..header].copy_from_slice(&(ipc.len() as u32).to_le_bytes());
+        let n = lz4_flex::block::compress_into(&ipc, &mut payload[header..])
+            .expect("the output is sized for the worst case");
+        payload.truncate(header + n);
+        if ipc.capacity() > 64 << 20 {
+            *ipc = Vec::new();
+        }
+        payload
+    })
 }
 
 fn decode_batches(payload: &[u8]) -> Result<Vec<RecordBatch>, EmbeddedError> {
-    let reader = arrow::ipc::reader::StreamReader::try_new(payload, None)
+    let decompressed;
+    let ipc = match payload.strip_prefix(&LZ4_IPC) {
+        Some(rest) => {
+            let (length, block) = rest
+                .split_first_chunk::<4>()
+                .ok_or_else(|| EmbeddedError::corrupt("WAL entry: cut short before its length"))?;
+            let length = u32::from_le_bytes(*length) as usize;
+            if length > MAX_IPC_BYTES {
+                return Err(EmbeddedError::corrupt(format!(
+                    "WAL entry: says it holds {length} bytes, more than {MAX_IPC_BYTES}"
+                )));
+            }
+            let mut out = vec![0; length];
+            let n = lz4_flex::block::decompress_into(block, &mut out)
+                .map_err(|error| EmbeddedError::corrupt(format!("WAL entry: {error}")))?;
+            if n != length {
+                return Err(EmbeddedError::corrupt(format!(
+                    "WAL entry: {n} bytes where it says {length}"
+                )));
+            }
+            decompressed = out;
+            &decompressed[..]
+        }
+        None => payload,
+    };
+    let reader = arrow::ipc::reader::StreamReader::try_new(ipc, None)
         .map_err(|error| EmbeddedError::corrupt(format!("WAL entry is not Arrow IPC: {error}")))?;
     let mut batches = Vec::new();
     for batch in reader {
@@ -1140,13 +1192,50 @@ mod tests {
         );
     }
 
+    /// A payload as earlier versions logged rows: an IPC stream of the row schema, compressed
+    /// buffer by buffer.
+    fn earlier_payload(rows: &[SpanRow]) -> Vec<u8> {
+        let batch = schema::rows_to_batch(rows);
+        let mut bytes = Vec::new();
+        let options = arrow::ipc::writer::IpcWriteOptions::default()
+            .try_with_compression(Some(arrow::ipc::CompressionType::LZ4_FRAME))
+            .unwrap();
+        let mut writer = arrow::ipc::writer::StreamWriter::try_new_with_options(
+            &mut bytes,
+            &batch.schema(),
+            options,
+        )
+        .unwrap();
+        writer.write(&batch).unwrap();
+        writer.finish().unwrap();
+        drop(writer);
+        bytes
+    }
+
     #[test]
     fn wal_entries_of_rows_logged_as_the_row_schema_are_replayed() {
         let rows = rows();
-        assert_eq!(
-            read_back(&encode_batch(&schema::rows_to_batch(&rows))),
-            rows
-        );
+        assert_eq!(read_back(&earlier_payload(&rows)), rows);
+    }
+
+    #[test]
+    fn a_damaged_wal_entry_is_an_error_not_a_panic() {
+        let payload = encode_batch(&schema::rows_to_buffer(&rows()));
+        let mut cut = payload.clone();
+        cut.truncate(payload.len() / 2);
+        let mut too_long = payload.clone();
+        too_long[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        let mut wrong_length = payload.clone();
+        wrong_length[4..8].copy_from_slice(&7u32.to_le_bytes());
+        for (damaged, what) in [
+            (&payload[..6], "cut short before its length"),
+            (&cut[..], "WAL entry"),
+            (&too_long[..], "more than"),
+            (&wrong_length[..], "WAL entry"),
+        ] {
+            let error = decode_batches(damaged).unwrap_err().to_string();
+            assert!(error.contains(what), "{error}");
+        }
     }
 
     #[test]

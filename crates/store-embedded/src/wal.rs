@@ -50,6 +50,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 
+use spanflow_model::metric_names;
 use tokio::sync::{mpsc, oneshot};
 
 /// Default size at which a segment is closed and a new one started.
@@ -156,6 +157,8 @@ struct WriterState {
     disk_bytes: AtomicU64,
     /// fdatasync calls so far (one per group commit, plus one per segment switch mid-group).
     n_syncs: AtomicU64,
+    /// Bytes written since open: entries with their frames.
+    n_bytes_written: AtomicU64,
     /// Set once by the first failed write or fsync; from then on every append fails.
     failure: OnceLock<Failure>,
 }
@@ -277,6 +280,11 @@ impl Wal {
             .await
             .map_err(|_| WalError::Closed)?;
         answer.await.map_err(|_| WalError::Closed)?
+    }
+
+    /// Bytes written and fsynced since the log opened.
+    pub fn bytes_written(&self) -> u64 {
+        self.shared.state.n_bytes_written.load(Ordering::Relaxed)
     }
 
     /// Bytes of all segment files.
@@ -475,6 +483,7 @@ impl Writer {
             .segments
             .last_mut()
             .expect("the writer always has an active segment");
+        let n_bytes = self.buffer.len();
         let written = self.file.write_all(&self.buffer);
         // On error the file holds an unknown part of the buffer; the count is only for display.
         segment.bytes += self.buffer.len() as u64;
@@ -484,6 +493,11 @@ impl Writer {
             .sync_data()
             .map_err(|error| io_error("fsync", &segment.path, error))?;
         self.state.n_syncs.fetch_add(1, Ordering::Relaxed);
+        self.state
+            .n_bytes_written
+            .fetch_add(n_bytes as u64, Ordering::Relaxed);
+        metrics::counter!(metric_names::STORE_WAL_SYNCS).increment(1);
+        metrics::counter!(metric_names::STORE_WAL_BYTES).increment(n_bytes as u64);
         Ok(())
     }
 
@@ -1097,6 +1111,7 @@ mod tests {
                 None
             };
             let syncs_before = wal.shared.state.n_syncs.load(Ordering::Relaxed);
+            let bytes_before = wal.bytes_written();
             let tasks: Vec<_> = (0..100u64)
                 .map(|i| {
                     let wal = wal.clone();
@@ -1126,6 +1141,10 @@ mod tests {
             } else {
                 assert!((1..=100).contains(&n_syncs));
             }
+            let framed: u64 = (0..100u64)
+                .map(|i| (HEADER_LEN + payload(i, 50).len()) as u64)
+                .sum();
+            assert_eq!(wal.bytes_written() - bytes_before, framed);
             wal.close().await.unwrap();
 
             let (wal, replayed) = Wal::open(config(dir.path()), 0).await.unwrap();
