@@ -29,6 +29,8 @@ pub use store::{EmbeddedConfig, EmbeddedStore};
 pub fn parquet_bytes(batch: &arrow::record_batch::RecordBatch) -> Result<Vec<u8>, EmbeddedError> {
     let mut bytes = Vec::new();
     for (_, sorted) in batches::by_partition(std::slice::from_ref(batch), |_| 0)? {
+        let sorted =
+            schema::buffer_to_file(&sorted).map_err(|error| EmbeddedError::corrupt(error.0))?;
         files::encode(&sorted, &mut bytes)?;
     }
     Ok(bytes)

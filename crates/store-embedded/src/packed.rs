@@ -13,7 +13,8 @@
 //!
 //! A span's own attributes stay lists in files: their values repeat apart (a status code here,
 //! a thread name there) but rarely all together, so packed they compress to about 13 bytes a
-//! span where the lists' dictionaries take under 8.
+//! span where the lists' dictionaries take under 8. The store's buffer and write-ahead log hold
+//! them packed, though: a flush gathers a row's set as one value, then unpacks it once.
 
 use std::sync::Arc;
 

@@ -25,8 +25,8 @@ use std::sync::{Arc, LazyLock};
 
 use arrow::array::{
     Array, ArrayRef, BinaryArray, BinaryBuilder, BooleanArray, DictionaryArray, Int32Array,
-    Int64Array, ListArray, ListBuilder, StringArray, StringBuilder, TimestampMicrosecondArray,
-    TimestampSecondArray, UInt16Array, UInt32Array, UInt64Array, UInt8Array, UInt8Builder,
+    Int64Array, ListArray, StringArray, StringBuilder, TimestampMicrosecondArray,
+    TimestampSecondArray, UInt16Array, UInt32Array, UInt64Array, UInt8Array,
 };
 use arrow::buffer::{BooleanBuffer, ScalarBuffer};
 use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef, TimeUnit};
@@ -36,8 +36,8 @@ use datafusion::logical_expr::{
     ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
 };
 use spanflow_model::{
-    AttrValue, Attribute, AutoType, L7Protocol, ObservationPoint, Place, ResourceTags,
-    ResponseStatus, SpanId, SpanKind, SpanRow, TraceId,
+    Attribute, AutoType, L7Protocol, ObservationPoint, Place, ResourceTags, ResponseStatus, SpanId,
+    SpanKind, SpanRow, TraceId,
 };
 use spanflow_store::text;
 
@@ -349,64 +349,142 @@ fn buffered_as_dictionary(field: &Field) -> bool {
                 .any(|(column, _)| *column == field.name()))
 }
 
+/// The attribute set the buffer holds packed while files hold it as lists: a span's own
+/// attributes. A flush gathers a row's set as one value then, not item by item in three lists,
+/// and unpacks each row once, sorted.
+const BUFFER_PACKED_SET: (&str, &str) = ("attributes", "attribute");
+
+/// For a list column of the file schema that the buffer holds packed: which list it is.
+fn buffer_packed_part(name: &str) -> Option<Part> {
+    match name.strip_prefix(BUFFER_PACKED_SET.1)? {
+        "_names" => Some(Part::Names),
+        "_values" => Some(Part::Values),
+        "_types" => Some(Part::Types),
+        _ => None,
+    }
+}
+
+/// A file field as the buffer holds it: a dictionary where [`buffered_as_dictionary`].
+fn buffer_field(field: &Field) -> Field {
+    if buffered_as_dictionary(field) {
+        let data_type = DataType::Dictionary(
+            Box::new(DataType::Int32),
+            Box::new(field.data_type().clone()),
+        );
+        field.clone().with_data_type(data_type)
+    } else {
+        field.clone()
+    }
+}
+
 static BUFFER_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     let fields: Vec<Field> = FILE_SCHEMA
         .fields()
         .iter()
-        .map(|field| {
-            if buffered_as_dictionary(field) {
-                let data_type = DataType::Dictionary(
-                    Box::new(DataType::Int32),
-                    Box::new(field.data_type().clone()),
-                );
-                field.as_ref().clone().with_data_type(data_type)
-            } else {
-                field.as_ref().clone()
-            }
+        .filter_map(|field| match buffer_packed_part(field.name()) {
+            Some(Part::Names) => Some(Field::new(BUFFER_PACKED_SET.0, DataType::Binary, true)),
+            Some(_) => None,
+            None => Some(buffer_field(field)),
         })
         .collect();
     Arc::new(Schema::new(fields))
 });
 
 /// The schema of the rows the store buffers and logs before a flush: [`file_schema()`] with the
-/// columns of shared values as dictionaries (see [`rows_to_buffer`]). Parquet files are written
-/// straight from it, as plain columns.
+/// columns of shared values as dictionaries and a span's own attributes packed (see
+/// [`rows_to_buffer`]). A flush writes files from it through [`buffer_to_file`].
 pub fn buffer_schema() -> SchemaRef {
     BUFFER_SCHEMA.clone()
 }
 
 /// A batch of [`buffer_schema()`] as files hold it (of [`file_schema()`]): the dictionaries'
-/// values a row.
+/// values a row, the span's attributes as lists.
 pub fn from_buffer(batch: &RecordBatch) -> Result<RecordBatch, SchemaError> {
-    let columns = batch
-        .columns()
-        .iter()
-        .zip(FILE_SCHEMA.fields())
-        .map(|(column, field)| {
-            if column.data_type() == field.data_type() {
-                Ok(column.clone())
-            } else {
-                arrow::compute::cast(column, field.data_type())
-                    .map_err(|error| SchemaError(format!("column `{}`: {error}", field.name())))
+    unbuffer(batch, true)
+}
+
+/// A batch of [`buffer_schema()`] with the columns of [`file_schema()`], for a Parquet writer:
+/// the span's attributes as lists, the dictionaries kept (the writer takes each value from
+/// them as it would from a plain column).
+pub fn buffer_to_file(batch: &RecordBatch) -> Result<RecordBatch, SchemaError> {
+    unbuffer(batch, false)
+}
+
+fn unbuffer(batch: &RecordBatch, plain: bool) -> Result<RecordBatch, SchemaError> {
+    let n_fields = FILE_SCHEMA.fields().len();
+    let (mut fields, mut columns) = (Vec::with_capacity(n_fields), Vec::with_capacity(n_fields));
+    let missing = |name: &str| SchemaError(format!("missing column `{name}`"));
+    for field in FILE_SCHEMA.fields() {
+        match buffer_packed_part(field.name()) {
+            Some(Part::Names) => {
+                let packed = batch
+                    .column_by_name(BUFFER_PACKED_SET.0)
+                    .ok_or_else(|| missing(BUFFER_PACKED_SET.0))?;
+                let packed = packed
+                    .as_any()
+                    .downcast_ref::<BinaryArray>()
+                    .ok_or_else(|| {
+                        SchemaError(format!(
+                            "column `{}` is {}, expected Binary",
+                            BUFFER_PACKED_SET.0,
+                            packed.data_type()
+                        ))
+                    })?;
+                columns.extend(packed::unpack(packed, &Part::ALL)?);
             }
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    RecordBatch::try_new(file_schema(), columns).map_err(|error| SchemaError(error.to_string()))
+            Some(_) => {}
+            None => {
+                let column = batch
+                    .column_by_name(field.name())
+                    .ok_or_else(|| missing(field.name()))?;
+                let column = if plain && column.data_type() != field.data_type() {
+                    arrow::compute::cast(column, field.data_type()).map_err(|error| {
+                        SchemaError(format!("column `{}`: {error}", field.name()))
+                    })?
+                } else {
+                    column.clone()
+                };
+                columns.push(column);
+            }
+        }
+        fields.push(if plain {
+            field.as_ref().clone()
+        } else {
+            buffer_field(field)
+        });
+    }
+    let schema = if plain {
+        file_schema()
+    } else {
+        Arc::new(Schema::new(fields))
+    };
+    RecordBatch::try_new(schema, columns).map_err(|error| SchemaError(error.to_string()))
 }
 
 /// A batch of [`schema()`] as the store buffers it (of [`buffer_schema()`]), as the write-ahead
 /// logs of earlier versions hold rows.
 pub fn to_buffer(batch: &RecordBatch) -> Result<RecordBatch, SchemaError> {
     let file = to_file(batch)?;
-    let columns = file
-        .columns()
-        .iter()
-        .zip(BUFFER_SCHEMA.fields())
-        .map(|(column, field)| {
+    let mut columns = Vec::with_capacity(BUFFER_SCHEMA.fields().len());
+    for field in BUFFER_SCHEMA.fields() {
+        if field.name() == BUFFER_PACKED_SET.0 {
+            let list =
+                |part: &str| column::<ListArray>(batch, &format!("{}_{part}", BUFFER_PACKED_SET.1));
+            columns.push(Arc::new(packed::pack(packed::Lists {
+                names: list("names")?,
+                values: list("values")?,
+                types: list("types")?,
+            })?) as ArrayRef);
+            continue;
+        }
+        let column = file
+            .column_by_name(field.name())
+            .ok_or_else(|| SchemaError(format!("missing column `{}`", field.name())))?;
+        columns.push(
             arrow::compute::cast(column, field.data_type())
-                .map_err(|error| SchemaError(format!("column `{}`: {error}", field.name())))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+                .map_err(|error| SchemaError(format!("column `{}`: {error}", field.name())))?,
+        );
+    }
     RecordBatch::try_new(buffer_schema(), columns).map_err(|error| SchemaError(error.to_string()))
 }
 
@@ -417,12 +495,14 @@ pub fn from_buffer_frame(frame: DataFrame) -> datafusion::error::Result<DataFram
     let columns = FILE_SCHEMA
         .fields()
         .iter()
-        .map(|field| {
-            if buffered_as_dictionary(field) {
+        .map(|field| match buffer_packed_part(field.name()) {
+            Some(part) => UNPACK[part as usize]
+                .call(vec![col(BUFFER_PACKED_SET.0)])
+                .alias(field.name()),
+            None if buffered_as_dictionary(field) => {
                 cast(col(field.name()), field.data_type().clone()).alias(field.name())
-            } else {
-                col(field.name())
             }
+            None => col(field.name()),
         })
         .collect::<Vec<_>>();
     from_file_frame(frame.select(columns)?)
@@ -793,7 +873,7 @@ pub fn rows_to_buffer(rows: &[SpanRow]) -> RecordBatch {
         ));
     }
     let mut json = Vec::new();
-    attribute_columns(&mut columns, rows, |row| &row.attributes, &mut json);
+    columns.push(packed_span_attributes(rows, &mut json));
     columns.push(packed_resource_attributes(rows, &mut json));
     columns.push(json_column(rows, &mut json, |row, json| {
         text::write_events_json(&row.events, json)
@@ -817,6 +897,27 @@ pub fn rows_to_buffer(rows: &[SpanRow]) -> RecordBatch {
         .collect();
     RecordBatch::try_new(buffer_schema(), columns)
         .expect("the columns are built to match the schema")
+}
+
+/// Each row's own attributes packed ([`crate::packed`]); null where a row has none.
+fn packed_span_attributes(rows: &[SpanRow], json: &mut Vec<u8>) -> ArrayRef {
+    let bytes: usize = rows
+        .iter()
+        .flat_map(|row| &row.attributes)
+        .map(|attribute| attribute.key.len() + 12)
+        .sum();
+    let mut values = BinaryBuilder::with_capacity(rows.len(), bytes);
+    let (mut value, mut text) = (Vec::with_capacity(512), String::new());
+    for row in rows {
+        if row.attributes.is_empty() {
+            values.append_null();
+        } else {
+            value.clear();
+            packed::pack_attributes(&row.attributes, &mut value, &mut text, json);
+            values.append_value(&value);
+        }
+    }
+    Arc::new(values.finish())
 }
 
 /// The rows' resource attributes packed ([`crate::packed`]), a dictionary of each distinct set
@@ -927,47 +1028,6 @@ fn json_column(
         }
     }
     Arc::new(builder.finish())
-}
-
-/// Pushes the names, values and types columns of one attribute set.
-fn attribute_columns(
-    columns: &mut Vec<ArrayRef>,
-    rows: &[SpanRow],
-    get: impl Fn(&SpanRow) -> &[Attribute],
-    json: &mut Vec<u8>,
-) {
-    let (mut count, mut key_bytes, mut value_bytes) = (0, 0, 0);
-    for row in rows {
-        let attributes = get(row);
-        count += attributes.len();
-        for attribute in attributes {
-            key_bytes += attribute.key.len();
-            value_bytes += match &attribute.value {
-                AttrValue::String(text) => text.len(),
-                AttrValue::Bytes(bytes) => bytes.len().div_ceil(3) * 4,
-                _ => 8,
-            };
-        }
-    }
-    let mut names =
-        ListBuilder::with_capacity(StringBuilder::with_capacity(count, key_bytes), rows.len());
-    let mut values =
-        ListBuilder::with_capacity(StringBuilder::with_capacity(count, value_bytes), rows.len());
-    let mut types = ListBuilder::with_capacity(UInt8Builder::with_capacity(count), rows.len());
-    for row in rows {
-        for attribute in get(row) {
-            names.values().append_value(&attribute.key);
-            let code = text::write_value_text(values.values(), &attribute.value, json);
-            values.values().append_value("");
-            types.values().append_value(code);
-        }
-        names.append(true);
-        values.append(true);
-        types.append(true);
-    }
-    columns.push(Arc::new(names.finish()));
-    columns.push(Arc::new(values.finish()));
-    columns.push(Arc::new(types.finish()));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1305,7 +1365,7 @@ mod tests {
     use spanflow_store::conformance::{full_row, row, span_id, trace_id};
 
     use super::*;
-    use spanflow_model::{Event, Link};
+    use spanflow_model::{AttrValue, Event, Link};
 
     #[test]
     fn the_buffer_holds_what_spans_share_once_and_empty_text_as_null() {

@@ -904,11 +904,13 @@ async fn flush(inner: &Arc<Inner>) -> Result<(), EmbeddedError> {
             .fetch_add(parts.len() as u64, Ordering::SeqCst);
         let mut written = Vec::new();
         for (offset, (partition, batch)) in parts.iter().enumerate() {
+            let batch = schema::buffer_to_file(batch)
+                .map_err(|error| EmbeddedError::corrupt(format!("buffered rows: {error}")))?;
             written.push(files::write_file(
                 &data_dir,
                 first_id + offset as u64,
                 *partition,
-                batch,
+                &batch,
             )?);
         }
         Ok((written, n_rows))
