@@ -16,7 +16,10 @@
 //! `attribute_types` (`List<UInt8>`, the value's type). Same for `resource_attribute_*`.
 //! `events` and `links` are JSON text. The text forms and type codes are
 //! [`spanflow_store::text`]'s. Files hold the resource attributes packed as one binary value a
-//! span instead of three lists ([`crate::packed`]); every read gives the lists back.
+//! span instead of three lists ([`crate::packed`]); every read gives the lists back. The store's
+//! buffer and write-ahead log hold rows as files do, with what spans share (a resource's tags
+//! and attributes, the places of both ends) as dictionaries and a span's own attributes packed
+//! too ([`rows_to_buffer`], [`buffer_schema`]).
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
