@@ -420,19 +420,7 @@ fn unbuffer(batch: &RecordBatch, plain: bool) -> Result<RecordBatch, SchemaError
     for field in FILE_SCHEMA.fields() {
         match buffer_packed_part(field.name()) {
             Some(Part::Names) => {
-                let packed = batch
-                    .column_by_name(BUFFER_PACKED_SET.0)
-                    .ok_or_else(|| missing(BUFFER_PACKED_SET.0))?;
-                let packed = packed
-                    .as_any()
-                    .downcast_ref::<BinaryArray>()
-                    .ok_or_else(|| {
-                        SchemaError(format!(
-                            "column `{}` is {}, expected Binary",
-                            BUFFER_PACKED_SET.0,
-                            packed.data_type()
-                        ))
-                    })?;
+                let packed = packed_column(batch, BUFFER_PACKED_SET.0)?;
                 columns.extend(packed::unpack(packed, &Part::ALL)?);
             }
             Some(_) => {}
@@ -462,6 +450,22 @@ fn unbuffer(batch: &RecordBatch, plain: bool) -> Result<RecordBatch, SchemaError
         Arc::new(Schema::new(fields))
     };
     RecordBatch::try_new(schema, columns).map_err(|error| SchemaError(error.to_string()))
+}
+
+/// A packed attribute set's column of `batch`.
+fn packed_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a BinaryArray, SchemaError> {
+    let packed = batch
+        .column_by_name(name)
+        .ok_or_else(|| SchemaError(format!("missing column `{name}`")))?;
+    packed
+        .as_any()
+        .downcast_ref::<BinaryArray>()
+        .ok_or_else(|| {
+            SchemaError(format!(
+                "column `{name}` is {}, expected Binary",
+                packed.data_type()
+            ))
+        })
 }
 
 /// A batch of [`schema()`] as the store buffers it (of [`buffer_schema()`]), as the write-ahead
@@ -589,16 +593,7 @@ pub fn from_file(batch: &RecordBatch) -> Result<RecordBatch, SchemaError> {
         let missing = || SchemaError(format!("missing column `{}`", field.name()));
         let (file_column, part) = packed_part(field.name()).ok_or_else(missing)?;
         if !unpacked.iter().any(|(name, _)| *name == file_column) {
-            let packed = batch.column_by_name(file_column).ok_or_else(missing)?;
-            let packed = packed
-                .as_any()
-                .downcast_ref::<BinaryArray>()
-                .ok_or_else(|| {
-                    SchemaError(format!(
-                        "column `{file_column}` is {}, expected Binary",
-                        packed.data_type()
-                    ))
-                })?;
+            let packed = packed_column(batch, file_column)?;
             unpacked.push((file_column, packed::unpack(packed, &Part::ALL)?));
         }
         let (_, lists) = unpacked
