@@ -438,11 +438,9 @@ fn unbuffer(batch: &RecordBatch, plain: bool) -> Result<RecordBatch, SchemaError
                 columns.push(column);
             }
         }
-        fields.push(if plain {
-            field.as_ref().clone()
-        } else {
-            buffer_field(field)
-        });
+        if !plain {
+            fields.push(buffer_field(field));
+        }
     }
     let schema = if plain {
         file_schema()
@@ -899,32 +897,35 @@ pub fn rows_to_buffer(rows: &[SpanRow]) -> RecordBatch {
 
 /// Each row's own attributes packed ([`crate::packed`]); null where a row has none.
 fn packed_span_attributes(rows: &[SpanRow], json: &mut Vec<u8>) -> ArrayRef {
-    let bytes: usize = rows
-        .iter()
-        .flat_map(|row| &row.attributes)
-        .map(|attribute| attribute.key.len() + 12)
-        .sum();
-    let mut values = BinaryBuilder::with_capacity(rows.len(), bytes);
-    let (mut value, mut text) = (Vec::with_capacity(512), String::new());
-    for row in rows {
-        if row.attributes.is_empty() {
-            values.append_null();
-        } else {
-            value.clear();
-            packed::pack_attributes(&row.attributes, &mut value, &mut text, json);
-            values.append_value(&value);
-        }
-    }
-    Arc::new(values.finish())
+    Arc::new(packed_sets(
+        rows.iter().map(|row| &row.attributes[..]),
+        json,
+    ))
 }
 
 /// The rows' resource attributes packed ([`crate::packed`]), a dictionary of each distinct set
 /// once; null where a row has none.
 fn packed_resource_attributes(rows: &[SpanRow], json: &mut Vec<u8>) -> ArrayRef {
     let (keys, sets) = shared_keys(rows, |row| &*row.resource_attributes);
-    let mut values = BinaryBuilder::with_capacity(sets.len(), sets.len() * 512);
+    dictionary(&keys, Arc::new(packed_sets(sets.into_iter(), json)))
+}
+
+/// Each set packed ([`crate::packed`]) as one value; null where a set is empty.
+fn packed_sets<'a>(
+    sets: impl Iterator<Item = &'a [Attribute]> + Clone,
+    json: &mut Vec<u8>,
+) -> BinaryArray {
+    let (mut n_sets, mut bytes) = (0, 0);
+    for set in sets.clone() {
+        n_sets += 1;
+        bytes += set
+            .iter()
+            .map(|attribute| attribute.key.len() + 16)
+            .sum::<usize>();
+    }
+    let mut values = BinaryBuilder::with_capacity(n_sets, bytes);
     let (mut value, mut text) = (Vec::with_capacity(512), String::new());
-    for set in &sets {
+    for set in sets {
         if set.is_empty() {
             values.append_null();
         } else {
@@ -933,7 +934,7 @@ fn packed_resource_attributes(rows: &[SpanRow], json: &mut Vec<u8>) -> ArrayRef 
             values.append_value(&value);
         }
     }
-    dictionary(&keys, Arc::new(values.finish()))
+    values.finish()
 }
 
 /// A column as the buffer holds it: empty text null where files hold it so ([`empty_as_null`]),
