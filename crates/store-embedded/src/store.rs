@@ -719,18 +719,24 @@ fn rows_of(batch: &RecordBatch) -> Result<Vec<SpanRow>, EmbeddedError> {
 
 /// The first bytes of a WAL payload of this version: the length of an Arrow IPC stream
 /// (little-endian `u32`) follows, then the stream as one LZ4 block. Payloads without it are
-/// IPC streams compressed buffer by buffer, as earlier versions logged them (an IPC stream
-/// starts with `0xFFFFFFFF`).
+/// IPC streams compressed buffer by buffer, as earlier versions logged them and as a stream
+/// longer than [`MAX_IPC_BYTES`] is logged (an IPC stream starts with `0xFFFFFFFF`).
 const LZ4_IPC: [u8; 4] = *b"SFW1";
 
-/// The longest IPC stream a payload may say it holds: a write is one batch of at most a few
-/// hundred MiB, and a corrupt length must not ask for more memory than that.
+/// The longest IPC stream a one-block payload may say it holds, so that a damaged length does
+/// not ask a replay for more memory than a write could have needed.
 const MAX_IPC_BYTES: usize = 1 << 30;
 
 /// A batch as the WAL's payload: an Arrow IPC stream, compressed whole as one LZ4 block. One
 /// block instead of a frame per buffer (Arrow's own IPC compression) spares each buffer an
 /// encoder, its tables and their fresh pages.
 fn encode_batch(batch: &RecordBatch) -> Vec<u8> {
+    encode_batch_within(batch, MAX_IPC_BYTES)
+}
+
+/// [`encode_batch`], but a stream longer than `max_ipc_bytes`, which a replay would refuse as
+/// one block, is logged as earlier versions logged it: compressed buffer by buffer.
+fn encode_batch_within(batch: &RecordBatch, max_ipc_bytes: usize) -> Vec<u8> {
     thread_local! {
         // The stream before compression, kept for the thread's next batch: a buffer of a few
         // MiB allocated afresh each time costs the kernel's zeroing of its pages.
@@ -746,6 +752,10 @@ fn encode_batch(batch: &RecordBatch) -> Vec<u8> {
             .expect("writing IPC to memory cannot fail");
         writer.finish().expect("writing IPC to memory cannot fail");
         drop(writer);
+        if ipc.len() > max_ipc_bytes {
+            *ipc = Vec::new();
+            return frame_compressed(batch);
+        }
         let header = LZ4_IPC.len() + 4;
         let mut payload = vec![0; header + lz4_flex::block::get_maximum_output_size(ipc.len())];
         payload[..LZ4_IPC.len()].copy_from_slice(&LZ4_IPC);
@@ -758,6 +768,26 @@ fn encode_batch(batch: &RecordBatch) -> Vec<u8> {
         }
         payload
     })
+}
+
+/// A batch as an IPC stream compressed buffer by buffer (Arrow's LZ4 frames).
+fn frame_compressed(batch: &RecordBatch) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let options = arrow::ipc::writer::IpcWriteOptions::default()
+        .try_with_compression(Some(arrow::ipc::CompressionType::LZ4_FRAME))
+        .expect("LZ4 is built in");
+    let mut writer = arrow::ipc::writer::StreamWriter::try_new_with_options(
+        &mut bytes,
+        &batch.schema(),
+        options,
+    )
+    .expect("writing IPC to memory cannot fail");
+    writer
+        .write(batch)
+        .expect("writing IPC to memory cannot fail");
+    writer.finish().expect("writing IPC to memory cannot fail");
+    drop(writer);
+    bytes
 }
 
 fn decode_batches(payload: &[u8]) -> Result<Vec<RecordBatch>, EmbeddedError> {
@@ -1197,27 +1227,21 @@ mod tests {
     /// A payload as earlier versions logged rows: an IPC stream of the row schema, compressed
     /// buffer by buffer.
     fn earlier_payload(rows: &[SpanRow]) -> Vec<u8> {
-        let batch = schema::rows_to_batch(rows);
-        let mut bytes = Vec::new();
-        let options = arrow::ipc::writer::IpcWriteOptions::default()
-            .try_with_compression(Some(arrow::ipc::CompressionType::LZ4_FRAME))
-            .unwrap();
-        let mut writer = arrow::ipc::writer::StreamWriter::try_new_with_options(
-            &mut bytes,
-            &batch.schema(),
-            options,
-        )
-        .unwrap();
-        writer.write(&batch).unwrap();
-        writer.finish().unwrap();
-        drop(writer);
-        bytes
+        frame_compressed(&schema::rows_to_batch(rows))
     }
 
     #[test]
     fn wal_entries_of_rows_logged_as_the_row_schema_are_replayed() {
         let rows = rows();
         assert_eq!(read_back(&earlier_payload(&rows)), rows);
+    }
+
+    #[test]
+    fn a_batch_too_long_for_one_block_is_logged_buffer_by_buffer() {
+        let rows = rows();
+        let payload = encode_batch_within(&schema::rows_to_buffer(&rows), 1024);
+        assert!(!payload.starts_with(&LZ4_IPC));
+        assert_eq!(read_back(&payload), rows);
     }
 
     #[test]
