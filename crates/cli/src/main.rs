@@ -407,6 +407,11 @@ fn main() -> anyhow::Result<()> {
         Command::Search(args) => return search(args),
         Command::Query(args) => return query(args),
     };
+    if role != Role::Agent {
+        // The store frees and reallocates buffers of megabytes a flush; the agent alone keeps
+        // mimalloc's default, for its small resident size.
+        spanflow_store::allocator::hold_freed_memory();
+    }
     let file = match &args.config {
         Some(path) => Settings::from_file(path)?,
         None => Settings::default(),

@@ -74,6 +74,8 @@ fn report(when: &str, tables: Parts) {
 }
 
 fn main() {
+    // As the `spanflow` binary's server has it.
+    spanflow_store::allocator::hold_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let n_spans: usize = arg(&args, "--spans", 1_000_000);
     let batch: usize = arg(&args, "--batch", 10_000);

@@ -3,6 +3,7 @@
 //!
 //! Invariant: a store knows rows, never OTLP or HTTP.
 
+pub mod allocator;
 pub mod analytics;
 pub mod conformance;
 mod error;
