@@ -8,8 +8,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use spanflow_model::{
-    AttrValue, Attribute, L7Protocol, ResourceTags, ResponseStatus, SpanId, SpanKind, SpanRow,
-    TraceId,
+    AttrValue, Attribute, L7Protocol, Place, ResourceTags, ResponseStatus, SpanId, SpanKind,
+    SpanRow, TraceId,
 };
 
 use crate::corpus::{Random, SERVICES};
@@ -262,6 +262,10 @@ pub fn trace(random: &mut Random, start_us: i64, out: &mut Vec<SpanRow>) {
             server_port: 8080,
             scope_name: "go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp".into(),
             scope_version: "0.63.0".into(),
+            // No place known for either end: the shared empty place, as the OTLP mapper
+            // gives such rows (a default row would allocate one of its own per end).
+            place_0: Place::unknown(),
+            place_1: Place::unknown(),
             resource: resource_tags,
             attributes,
             resource_attributes,
