@@ -99,6 +99,8 @@ impl From<EmbeddedError> for StoreError {
             {
                 ErrorKind::BadRequest
             }
+            // Sending the same rows again would be refused again: the sender must split them.
+            EmbeddedError::Wal(wal::WalError::TooLarge { .. }) => ErrorKind::BadRequest,
             EmbeddedError::Io { .. } | EmbeddedError::Wal(_) => ErrorKind::Unavailable,
             _ => ErrorKind::Internal,
         };
@@ -109,5 +111,28 @@ impl From<EmbeddedError> for StoreError {
             other => other.to_string(),
         };
         StoreError::new(kind, message).with_source(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_too_large_for_the_log_is_the_senders_to_split_and_a_failing_log_to_retry() {
+        let too_large = StoreError::from(EmbeddedError::Wal(wal::WalError::TooLarge {
+            len: 300 << 20,
+            max: 256 << 20,
+            dir: "/data/wal".into(),
+        }));
+        assert_eq!(too_large.kind, ErrorKind::BadRequest);
+        assert_eq!(too_large.kind.http_status(), 400);
+        assert!(
+            too_large.message.contains("larger than max_entry_bytes"),
+            "{}",
+            too_large.message
+        );
+        let closed = StoreError::from(EmbeddedError::Wal(wal::WalError::Closed));
+        assert_eq!(closed.kind, ErrorKind::Unavailable);
     }
 }
