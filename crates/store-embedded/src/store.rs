@@ -745,13 +745,7 @@ fn encode_batch_within(batch: &RecordBatch, max_ipc_bytes: usize) -> Vec<u8> {
     IPC.with(|ipc| {
         let mut ipc = ipc.borrow_mut();
         ipc.clear();
-        let mut writer = arrow::ipc::writer::StreamWriter::try_new(&mut *ipc, &batch.schema())
-            .expect("writing IPC to memory cannot fail");
-        writer
-            .write(batch)
-            .expect("writing IPC to memory cannot fail");
-        writer.finish().expect("writing IPC to memory cannot fail");
-        drop(writer);
+        write_stream(&mut ipc, batch, Default::default());
         if ipc.len() > max_ipc_bytes {
             *ipc = Vec::new();
             return frame_compressed(batch);
@@ -776,18 +770,23 @@ fn frame_compressed(batch: &RecordBatch) -> Vec<u8> {
     let options = arrow::ipc::writer::IpcWriteOptions::default()
         .try_with_compression(Some(arrow::ipc::CompressionType::LZ4_FRAME))
         .expect("LZ4 is built in");
-    let mut writer = arrow::ipc::writer::StreamWriter::try_new_with_options(
-        &mut bytes,
-        &batch.schema(),
-        options,
-    )
-    .expect("writing IPC to memory cannot fail");
+    write_stream(&mut bytes, batch, options);
+    bytes
+}
+
+/// Appends `batch` to `out` as one IPC stream.
+fn write_stream(
+    out: &mut Vec<u8>,
+    batch: &RecordBatch,
+    options: arrow::ipc::writer::IpcWriteOptions,
+) {
+    let mut writer =
+        arrow::ipc::writer::StreamWriter::try_new_with_options(out, &batch.schema(), options)
+            .expect("writing IPC to memory cannot fail");
     writer
         .write(batch)
         .expect("writing IPC to memory cannot fail");
     writer.finish().expect("writing IPC to memory cannot fail");
-    drop(writer);
-    bytes
 }
 
 fn decode_batches(payload: &[u8]) -> Result<Vec<RecordBatch>, EmbeddedError> {
