@@ -3,8 +3,8 @@
 //! A store's write path frees and allocates buffers of megabytes at every batch and flush, on
 //! whichever of the runtime's threads runs it. mimalloc returns a thread's free pages to the
 //! system one second after they fall idle (its default), so a flush on another thread a moment
-//! later faults the same amount in again, and the kernel zeroes every page: an eighth of the
-//! embedded store's write-path CPU in a profile (BENCHMARKS.md). Holding free pages for ten
+//! later faults the same amount in again, and the kernel zeroes every page: an eighth of all
+//! the samples in a profile of the embedded store's benchmark (BENCHMARKS.md). Holding free pages for ten
 //! seconds lets the next batches reuse them, for a resident size that stays at the last ten
 //! seconds' peak.
 
