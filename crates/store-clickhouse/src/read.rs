@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use spanflow_model::{
     Attribute, AutoType, L7Protocol, ObservationPoint, Place, ResourceTags, ResponseStatus, SpanId,
@@ -102,6 +103,7 @@ pub struct StoredSpan {
     resource_attribute_names: Vec<String>,
     resource_attribute_values: Vec<String>,
     resource_attribute_types: Vec<u8>,
+    resource_id: u64,
     events: String,
     links: String,
     dropped_attributes_count: u32,
@@ -115,8 +117,15 @@ impl StoredSpan {
         (self.trace_id, self.span_id)
     }
 
-    /// The span row; an error names the column that does not hold what spanflow writes.
-    pub fn into_row(self) -> Result<SpanRow, String> {
+    /// The key of the span's resource in `l7_resource`; 0 for none, or for a row of an older
+    /// version, which holds its resource's attributes itself.
+    pub fn resource_id(&self) -> u64 {
+        self.resource_id
+    }
+
+    /// The span row, with `resource`, the attributes of its resource from `l7_resource`; an
+    /// error names the column that does not hold what spanflow writes.
+    pub fn into_row(self, resource: Option<Arc<[Attribute]>>) -> Result<SpanRow, String> {
         let observation_point =
             ObservationPoint::parse(&self.observation_point).ok_or_else(|| {
                 format!(
@@ -219,13 +228,19 @@ impl StoredSpan {
                 &self.attribute_types,
                 "attribute",
             )?,
-            resource_attributes: attributes(
-                self.resource_attribute_names,
-                self.resource_attribute_values,
-                &self.resource_attribute_types,
-                "resource_attribute",
-            )?
-            .into(),
+            resource_attributes: match resource {
+                Some(resource) if self.resource_id != 0 => resource,
+                // A resource dropped by retention before its spans (never before the
+                // partition they are in), or none.
+                _ if self.resource_id != 0 => Arc::from(Vec::new()),
+                _ => attributes(
+                    self.resource_attribute_names,
+                    self.resource_attribute_values,
+                    &self.resource_attribute_types,
+                    "resource_attribute",
+                )?
+                .into(),
+            },
             events: text::parse_events(&self.events).map_err(|error| format!("events: {error}"))?,
             links: text::parse_links(&self.links).map_err(|error| format!("links: {error}"))?,
             dropped_attributes_count: self.dropped_attributes_count,
@@ -268,6 +283,43 @@ fn attributes(
             Ok(Attribute { key, value })
         })
         .collect()
+}
+
+/// One `l7_resource` row: a resource's key and attributes.
+#[derive(clickhouse::Row, serde::Deserialize)]
+pub struct StoredResource {
+    resource_id: u64,
+    resource_attribute_names: Vec<String>,
+    resource_attribute_values: Vec<String>,
+    resource_attribute_types: Vec<u8>,
+}
+
+impl StoredResource {
+    pub fn into_attributes(self) -> Result<(u64, Arc<[Attribute]>), String> {
+        let attributes = attributes(
+            self.resource_attribute_names,
+            self.resource_attribute_values,
+            &self.resource_attribute_types,
+            "resource_attribute",
+        )?;
+        Ok((self.resource_id, attributes.into()))
+    }
+}
+
+/// The query for the resources of keys `ids`, one row each.
+pub fn resources_sql(ids: &[u64], resource_table: &str) -> String {
+    let mut list = String::new();
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            list.push_str(", ");
+        }
+        write!(list, "{id}").expect("to a String");
+    }
+    format!(
+        "SELECT resource_id, resource_attribute_names, resource_attribute_values, \
+         resource_attribute_types FROM {resource_table} WHERE resource_id IN ({list}) \
+         LIMIT 1 BY resource_id"
+    )
 }
 
 /// Where a trace's spans are: one `l7_trace_index` group.
@@ -428,7 +480,12 @@ pub struct SearchSql {
 }
 
 impl SearchSql {
-    pub fn new(query: &SpanQuery, flavor: Flavor, spans_table: &str) -> SearchSql {
+    pub fn new(
+        query: &SpanQuery,
+        flavor: Flavor,
+        spans_table: &str,
+        resource_table: &str,
+    ) -> SearchSql {
         let mut conditions: Vec<String> = Vec::new();
         let mut strings = Vec::new();
         if let Some(service) = &query.service {
@@ -455,15 +512,27 @@ impl SearchSql {
             strings.push(filter.value.clone());
         }
         for filter in &query.attributes {
-            // Text equality on the scalar types only, as `SpanQuery::matches` compares.
+            // Text equality on the scalar types only, as `SpanQuery::matches` compares: the
+            // span's attributes, its resource's in `l7_resource` (GLOBAL: on a cluster, the
+            // resources found once, on the server asked), and those of rows of older versions.
+            let matches = |names: &str, values: &str, types: &str| {
+                format!(
+                    "arrayExists((n, v, t) -> n = ? AND v = ? AND t <= {max}, \
+                     {names}, {values}, {types})",
+                    max = text::TYPE_DOUBLE
+                )
+            };
+            let resource = matches(
+                "resource_attribute_names",
+                "resource_attribute_values",
+                "resource_attribute_types",
+            );
             conditions.push(format!(
-                "(arrayExists((n, v, t) -> n = ? AND v = ? AND t <= {max}, \
-                 attribute_names, attribute_values, attribute_types) \
-                 OR arrayExists((n, v, t) -> n = ? AND v = ? AND t <= {max}, \
-                 resource_attribute_names, resource_attribute_values, resource_attribute_types))",
-                max = text::TYPE_DOUBLE
+                "({} OR resource_id GLOBAL IN (SELECT resource_id FROM {resource_table} \
+                 WHERE {resource}) OR (resource_id = 0 AND {resource}))",
+                matches("attribute_names", "attribute_values", "attribute_types"),
             ));
-            for _ in 0..2 {
+            for _ in 0..3 {
                 strings.push(filter.key.clone());
                 strings.push(filter.value.clone());
             }

@@ -16,6 +16,8 @@ use std::ops::Range;
 use spanflow_model::{Attribute, Place, ResourceTags, SpanRow, TraceId};
 use spanflow_store::text;
 
+use crate::schema::RESOURCE_PERIOD_S;
+
 /// Appends `RowBinary` values to a buffer.
 pub struct RowBinary<'a> {
     out: &'a mut Vec<u8>,
@@ -105,15 +107,105 @@ pub fn date_time(seconds: i64) -> u32 {
 pub struct Encoder {
     text: String,
     json: Vec<u8>,
+    /// The resources of the rows being encoded, by the address of their shared attributes
+    /// (rows of one OTLP resource share one): the key, and the three arrays' bytes in
+    /// `resource_arrays`.
+    resources: HashMap<usize, (u64, Range<u32>)>,
+    resource_arrays: Vec<u8>,
+    /// The (time, key) pairs of the resource rows written.
+    resource_rows: HashSet<(u32, u64)>,
+}
+
+/// The `l7_resource` rows a write needs: one per resource and quarter hour of its spans.
+#[derive(Default)]
+pub struct Resources {
+    pub bytes: Vec<u8>,
+    pub keys: Vec<ResourceKey>,
+}
+
+/// An `l7_resource` row in [`Resources::bytes`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourceKey {
+    /// The last second of the quarter hour the row stands for (its `time`).
+    pub time: u32,
+    pub id: u64,
+    pub row: Range<u32>,
+}
+
+impl Resources {
+    fn add(&mut self, time: u32, id: u64, arrays: &[u8]) {
+        let start = self.bytes.len();
+        let mut w = RowBinary::new(&mut self.bytes);
+        w.u32(time);
+        w.u64(id);
+        w.fixed(arrays);
+        self.keys.push(ResourceKey {
+            time,
+            id,
+            row: offset(start)..offset(self.bytes.len()),
+        });
+    }
+}
+
+/// The `time` of the resource row for a span ending in second `time`: the last second of its
+/// quarter hour.
+pub fn resource_time(time: u32) -> u32 {
+    time - time % RESOURCE_PERIOD_S + (RESOURCE_PERIOD_S - 1)
 }
 
 impl Encoder {
-    /// Appends `rows` as `l7_flow_log` rows; returns each row's sort key.
-    pub fn spans(&mut self, rows: &[SpanRow], out: &mut Vec<u8>) -> Vec<SpanKey> {
-        rows.iter().map(|row| self.span(row, out)).collect()
+    /// Appends `rows` as `l7_flow_log` rows, and the `l7_resource` rows they need to
+    /// `resources`; returns each span row's sort key.
+    pub fn spans(
+        &mut self,
+        rows: &[SpanRow],
+        out: &mut Vec<u8>,
+        resources: &mut Resources,
+    ) -> Vec<SpanKey> {
+        // Addresses are only the same resource while its rows live.
+        self.resources.clear();
+        self.resource_arrays.clear();
+        self.resource_rows = resources
+            .keys
+            .iter()
+            .map(|key| (key.time, key.id))
+            .collect();
+        rows.iter()
+            .map(|row| self.span(row, out, resources))
+            .collect()
     }
 
-    fn span(&mut self, row: &SpanRow, out: &mut Vec<u8>) -> SpanKey {
+    /// The key of a row's resource, its arrays encoded once per write; 0 for a resource
+    /// without attributes, which needs no row.
+    fn resource(&mut self, row: &SpanRow, resources: &mut Resources) -> u64 {
+        let attributes = &row.resource_attributes;
+        if attributes.is_empty() {
+            return 0;
+        }
+        let address = std::sync::Arc::as_ptr(attributes) as *const Attribute as usize;
+        let (id, arrays) = match self.resources.get(&address) {
+            Some(known) => known.clone(),
+            None => {
+                let start = self.resource_arrays.len();
+                let mut arrays = std::mem::take(&mut self.resource_arrays);
+                self.attributes(&mut RowBinary::new(&mut arrays), attributes);
+                self.resource_arrays = arrays;
+                let range = offset(start)..offset(self.resource_arrays.len());
+                // 0 stands for no resource.
+                let id = resource_id(slice(&self.resource_arrays, &range)).max(1);
+                self.resources.insert(address, (id, range.clone()));
+                (id, range)
+            }
+        };
+        let time = resource_time(date_time(row.time));
+        if self.resource_rows.insert((time, id)) {
+            resources.add(time, id, slice(&self.resource_arrays, &arrays));
+        }
+        id
+    }
+
+    fn span(&mut self, row: &SpanRow, out: &mut Vec<u8>, resources: &mut Resources) -> SpanKey {
+        let resource_id = self.resource(row, resources);
         let start = out.len();
         let mut w = RowBinary::new(out);
         let time = date_time(row.time);
@@ -170,7 +262,9 @@ impl Encoder {
             w.string(tag(&row.resource));
         }
         self.attributes(&mut w, &row.attributes);
-        self.attributes(&mut w, &row.resource_attributes);
+        // The resource's attributes are in `l7_resource`: three empty arrays, and the key.
+        w.fixed(&[0, 0, 0]);
+        w.u64(resource_id);
         self.json(&mut w, |json| text::write_events_json(&row.events, json));
         self.json(&mut w, |json| text::write_links_json(&row.links, json));
         w.u32(row.dropped_attributes_count);
@@ -251,6 +345,12 @@ impl Encoder {
         }
         keys
     }
+}
+
+/// The key of a resource: the xxHash64 of its attributes' three arrays as `RowBinary`, the
+/// same for the same attributes in any spanflow process.
+pub fn resource_id(arrays: &[u8]) -> u64 {
+    twox_hash::XxHash64::oneshot(0, arrays)
 }
 
 /// A position in a write's bytes; a write is far below 4 GiB (bodies are capped well below).
@@ -415,6 +515,63 @@ mod tests {
     }
 
     #[test]
+    fn a_resource_is_written_once_a_quarter_hour_under_a_key_of_its_attributes() {
+        use spanflow_model::AttrValue;
+        use spanflow_store::conformance::row;
+        let pod = |name: &str| -> std::sync::Arc<[Attribute]> {
+            vec![Attribute::new(
+                "k8s.pod.name",
+                AttrValue::String(name.into()),
+            )]
+            .into()
+        };
+        let (a, b) = (pod("a"), pod("b"));
+        let quarter = 1_700_000_100;
+        let mut rows = Vec::new();
+        for (i, (resource, second)) in [
+            (&a, quarter),
+            (&a, quarter + 10),
+            (&b, quarter + 20),
+            (&a, quarter + 900),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut span = row(1, i as u8, "s", "x", second * 1_000_000);
+            span.resource_attributes = resource.clone();
+            rows.push(span);
+        }
+        // The same attributes in another allocation, as another request would bring them.
+        let mut again = row(2, 1, "s", "x", quarter * 1_000_000);
+        again.resource_attributes = pod("a");
+        rows.push(again);
+        rows.push(row(3, 1, "s", "x", quarter * 1_000_000));
+
+        let mut out = Vec::new();
+        let mut resources = Resources::default();
+        Encoder::default().spans(&rows, &mut out, &mut resources);
+        let ends: Vec<(u32, u64)> = resources.keys.iter().map(|k| (k.time, k.id)).collect();
+        let end = resource_time(quarter as u32 + 1);
+        assert_eq!(end % 900, 899);
+        assert!(end >= quarter as u32 + 1 && end < quarter as u32 + 901);
+        assert_eq!(ends.len(), 3, "{ends:?}");
+        let (id_a, id_b) = (ends[0].1, ends[1].1);
+        assert_ne!(id_a, id_b);
+        assert_eq!(ends, [(end, id_a), (end, id_b), (end + 900, id_a)]);
+        // Each row: time, key, then the arrays: one name, one value, one type code.
+        let first = slice(&resources.bytes, &resources.keys[0].row);
+        assert_eq!(&first[..4], &end.to_le_bytes());
+        assert_eq!(&first[4..12], &id_a.to_le_bytes());
+        assert_eq!(resource_id(&first[12..]), id_a);
+        assert_eq!(&first[12..26], b"\x01\x0ck8s.pod.name");
+
+        // Another write of the same attributes finds the same key.
+        let mut other = Resources::default();
+        Encoder::default().spans(&rows[4..5], &mut Vec::new(), &mut other);
+        assert_eq!(other.keys[0].id, id_a);
+    }
+
+    #[test]
     fn rows_of_several_writes_are_sent_in_the_order_of_the_table() {
         use spanflow_store::conformance::row;
         let first = [
@@ -425,15 +582,16 @@ mod tests {
         let second = [row(4, 1, "a", "y", 0), row(5, 1, "a", "x", 9_000_000)];
         let mut encoder = Encoder::default();
         let (mut one, mut two) = (Vec::new(), Vec::new());
-        let one_keys = encoder.spans(&first, &mut one);
-        let two_keys = encoder.spans(&second, &mut two);
+        let mut resources = Resources::default();
+        let one_keys = encoder.spans(&first, &mut one, &mut resources);
+        let two_keys = encoder.spans(&second, &mut two, &mut resources);
         let order = span_order(&[(&one, &one_keys), (&two, &two_keys)]);
         // Small chunks: a chunk ends after the row that fills it.
         let sent: Vec<Vec<u8>> = chunks(&[&one, &two], &order, 10).collect();
         assert_eq!(sent.len(), 5, "one row a chunk");
         let mut alone = Vec::new();
         for row in [&second[1], &second[0], &first[1], &first[2], &first[0]] {
-            encoder.spans(std::slice::from_ref(row), &mut alone);
+            encoder.spans(std::slice::from_ref(row), &mut alone, &mut resources);
         }
         assert_eq!(sent.concat(), alone);
 

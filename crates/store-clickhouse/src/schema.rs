@@ -6,6 +6,15 @@
 //! read little; a `ReplacingMergeTree` on that key keeps one copy of a span sent twice, once
 //! parts merge, and reads take one row per (trace id, span id) until then.
 //!
+//! `l7_resource` holds each resource's attributes once per quarter hour it sent spans in,
+//! keyed by a hash of them: a span row carries that key (`resource_id`) and empty
+//! `resource_attribute_*` arrays, instead of the resource's names and values again in every
+//! row, which were a third of a row's bytes and of what ClickHouse parses, writes and merges.
+//! Rows written before the resource table existed keep their arrays and `resource_id` 0.
+//! Reads fetch the resources of the spans they return by key; SQL that names a
+//! `resource_attribute_*` column reads `l7_flow_log` joined with `l7_resource`
+//! ([`resource_join`]).
+//!
 //! `l7_trace_index` maps a trace id to the sort keys of its spans, sorted by trace id: a trace
 //! lookup reads it first and then only the granules of `l7_flow_log` that hold the trace,
 //! without a time range from the caller.
@@ -41,6 +50,23 @@ impl Flavor {
 pub const SPANS_TABLE: &str = "l7_flow_log";
 /// The trace-id index's name.
 pub const TRACE_INDEX_TABLE: &str = "l7_trace_index";
+/// The resources' table.
+pub const RESOURCE_TABLE: &str = "l7_resource";
+
+/// Seconds of span time a resource row covers. A resource row is written for every quarter
+/// hour its spans fall in, with the quarter's last second as its `time`: each quarter lies in
+/// one hour partition whatever the server's time zone (zones are offset by whole quarter
+/// hours), and a resource row is never older than the spans that use it, so retention, which
+/// drops a partition once its newest row is past it, drops a resource no earlier than its
+/// spans.
+pub const RESOURCE_PERIOD_S: u32 = 900;
+
+/// The resource columns a span row keeps, empty, for the rows of older versions.
+pub const RESOURCE_ARRAYS: [&str; 3] = [
+    "resource_attribute_names",
+    "resource_attribute_values",
+    "resource_attribute_types",
+];
 
 /// Rows per granule of `l7_flow_log`, the unit ClickHouse reads: a quarter of the default
 /// 8192, because a trace lookup reads a granule of every column for each (service, endpoint)
@@ -163,12 +189,44 @@ pub const COLUMNS: &[(&str, &str, &str)] = &[
         "Array(String) CODEC(ZSTD(1))",
     ),
     ("resource_attribute_types", "Array(UInt8)", "Array(UInt8)"),
+    ("resource_id", "UInt64", "UInt64"),
     ("events", "String", "String CODEC(ZSTD(1))"),
     ("links", "String", "String CODEC(ZSTD(1))"),
     ("dropped_attributes_count", "UInt32", "UInt32"),
     ("dropped_events_count", "UInt32", "UInt32"),
     ("dropped_links_count", "UInt32", "UInt32"),
 ];
+
+/// `l7_flow_log` as SQL sees it, as a subquery: every column, with each span's resource
+/// attributes from `l7_resource` (or, for rows of older versions, `resource_id` 0, from the
+/// row's own arrays). `ANY LEFT JOIN ... USING`, which 18.16 and current servers both take; a
+/// span whose resource is missing gets empty arrays.
+pub fn resource_join(spans_table: &str, resource_table: &str) -> String {
+    let mut inner = Vec::new();
+    let mut outer = Vec::new();
+    for (name, ..) in COLUMNS {
+        if RESOURCE_ARRAYS.contains(name) {
+            inner.push(format!("`{name}` AS `own_{name}`"));
+            outer.push(format!(
+                "if(resource_id = 0, `own_{name}`, `joined_{name}`) AS `{name}`"
+            ));
+        } else {
+            inner.push(format!("`{name}`"));
+            outer.push(format!("`{name}`"));
+        }
+    }
+    let joined: Vec<String> = RESOURCE_ARRAYS
+        .iter()
+        .map(|name| format!("`{name}` AS `joined_{name}`"))
+        .collect();
+    format!(
+        "(SELECT {} FROM (SELECT {} FROM {spans_table}) ANY LEFT JOIN \
+         (SELECT resource_id, {} FROM {resource_table} LIMIT 1 BY resource_id) USING resource_id)",
+        outer.join(", "),
+        inner.join(", "),
+        joined.join(", ")
+    )
+}
 
 /// Where the tables live: one server, or the shards of a cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -241,11 +299,38 @@ impl Layout {
                 }
             ),
         ];
+        let resources = self.storage_table(RESOURCE_TABLE);
+        let (names, values) = match flavor {
+            Flavor::Legacy => ("Array(String)", "Array(String)"),
+            Flavor::Modern => (
+                "Array(LowCardinality(String))",
+                "Array(String) CODEC(ZSTD(1))",
+            ),
+        };
+        statements.push(format!(
+            "CREATE TABLE IF NOT EXISTS `{database}`.`{resources}` (\n    \
+             `time` DateTime,\n    \
+             `resource_id` UInt64,\n    \
+             `resource_attribute_names` {names},\n    \
+             `resource_attribute_values` {values},\n    \
+             `resource_attribute_types` Array(UInt8)\n)\n\
+             ENGINE = ReplacingMergeTree()\n\
+             PARTITION BY toStartOfHour(time)\n\
+             ORDER BY (resource_id, time){ttl}{}",
+            match flavor {
+                Flavor::Legacy => "",
+                Flavor::Modern => "\nSETTINGS ttl_only_drop_parts = 1",
+            }
+        ));
         if let Some(cluster) = &self.cluster {
-            for (table, local) in [(SPANS_TABLE, &spans), (TRACE_INDEX_TABLE, &index)] {
+            for (table, local, key) in [
+                (SPANS_TABLE, &spans, "cityHash64(trace_id)"),
+                (TRACE_INDEX_TABLE, &index, "cityHash64(trace_id)"),
+                (RESOURCE_TABLE, &resources, "resource_id"),
+            ] {
                 statements.push(format!(
                     "CREATE TABLE IF NOT EXISTS `{database}`.`{table}` AS `{database}`.`{local}`\n\
-                     ENGINE = Distributed(`{cluster}`, `{database}`, `{local}`, cityHash64(trace_id))"
+                     ENGINE = Distributed(`{cluster}`, `{database}`, `{local}`, {key})"
                 ));
             }
         }
@@ -343,12 +428,25 @@ mod tests {
             ddl[2]
         );
         assert!(
-            ddl[3].contains(
-                "ENGINE = Distributed(`spans`, `flow_log`, `l7_flow_log_local`, cityHash64(trace_id))"
-            ),
+            ddl[3].contains("`flow_log`.`l7_resource_local`"),
             "{}",
             ddl[3]
         );
-        assert!(ddl[4].contains("`l7_trace_index` AS `flow_log`.`l7_trace_index_local`"));
+        assert!(
+            ddl[4].contains(
+                "ENGINE = Distributed(`spans`, `flow_log`, `l7_flow_log_local`, cityHash64(trace_id))"
+            ),
+            "{}",
+            ddl[4]
+        );
+        assert!(ddl[5].contains("`l7_trace_index` AS `flow_log`.`l7_trace_index_local`"));
+        assert!(
+            ddl[6].contains(
+                "`l7_resource` AS `flow_log`.`l7_resource_local`\nENGINE = Distributed(`spans`, \
+                 `flow_log`, `l7_resource_local`, resource_id)"
+            ),
+            "{}",
+            ddl[6]
+        );
     }
 }

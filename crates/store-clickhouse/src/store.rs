@@ -14,14 +14,14 @@
 //! succeeded but whose answer was lost, or a resend racing a late insert): the tables are
 //! `ReplacingMergeTree`s keyed by the span, and every read takes one row per span.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clickhouse::Client;
-use spanflow_model::{metric_names, SpanKind, SpanRow, TraceId};
+use spanflow_model::{metric_names, Attribute, SpanKind, SpanRow, TraceId};
 use spanflow_store::analytics::{Edge, MapBy, RedPoint, RedQuery};
 use spanflow_store::sql::{SqlDialect, SqlLimits, SqlResult};
 use spanflow_store::{ErrorKind, Operation, SpanQuery, SpanStore, StoreError, TimeRange};
@@ -32,8 +32,18 @@ use tokio::sync::{oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::read::{self, Hit, Placement, SearchSql, StoredSpan};
-use crate::rowbinary::{self, Encoder, IndexKey, SpanKey};
-use crate::schema::{Flavor, Layout, SPANS_TABLE, TRACE_INDEX_TABLE};
+use crate::rowbinary::{self, Encoder, IndexKey, Resources, SpanKey};
+use crate::schema::{Flavor, Layout, RESOURCE_TABLE, SPANS_TABLE, TRACE_INDEX_TABLE};
+
+/// Resource rows a process remembers ClickHouse has accepted, so as not to send them again;
+/// past this many it forgets them all and sends each once more (ClickHouse merges the copies).
+const MAX_KNOWN_RESOURCE_ROWS: usize = 1 << 20;
+
+/// Resources' attributes a process keeps for reads, by key; past this many it forgets them.
+const MAX_CACHED_RESOURCES: usize = 1 << 16;
+
+/// Resource keys asked for in one query.
+const RESOURCES_PER_FETCH: usize = 1000;
 
 #[derive(Clone, Debug)]
 pub struct ClickHouseConfig {
@@ -102,6 +112,7 @@ impl ClickHouseConfig {
 struct Pending {
     spans: Vec<u8>,
     span_keys: Vec<SpanKey>,
+    resources: Resources,
     index: Vec<u8>,
     index_keys: Vec<IndexKey>,
     n_rows: usize,
@@ -149,6 +160,10 @@ struct Inner {
     room: Arc<Semaphore>,
     room_bytes: u32,
     last_error: Mutex<String>,
+    /// The `l7_resource` rows ClickHouse has accepted, as (time, key).
+    resources_stored: Mutex<HashSet<(u32, u64)>>,
+    /// Resources' attributes by key, for reads: a key always stands for the same attributes.
+    resource_cache: Mutex<HashMap<u64, Arc<[Attribute]>>>,
 }
 
 /// The ClickHouse store. Cloning shares it; the background tasks stop when the last clone is
@@ -262,6 +277,8 @@ impl ClickHouseStore {
             room: Arc::new(Semaphore::new(room_bytes as usize)),
             room_bytes,
             last_error: Mutex::new(String::new()),
+            resources_stored: Mutex::new(HashSet::new()),
+            resource_cache: Mutex::new(HashMap::new()),
             config,
         });
         tokio::spawn(batch_loop(inner.clone(), stop.clone()));
@@ -394,6 +411,30 @@ impl Inner {
         );
         let spans: Vec<&[u8]> = batch.iter().map(|pending| &pending.spans[..]).collect();
         let index: Vec<&[u8]> = batch.iter().map(|pending| &pending.index[..]).collect();
+        // The resource rows ClickHouse does not have yet, once each.
+        let resources: Vec<&[u8]> = batch
+            .iter()
+            .map(|pending| &pending.resources.bytes[..])
+            .collect();
+        let mut new_resources = Vec::new();
+        let mut resource_order = Vec::new();
+        {
+            let stored = self
+                .resources_stored
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let mut seen = HashSet::new();
+            for (write, pending) in batch.iter().enumerate() {
+                for key in &pending.resources.keys {
+                    let pair = (key.time, key.id);
+                    if !stored.contains(&pair) && seen.insert(pair) {
+                        new_resources.push(pair);
+                        resource_order.push((write as u32, key.row.clone()));
+                    }
+                }
+            }
+        }
+        let mut resources_done = resource_order.is_empty();
         let mut index_done = false;
         let mut backoff = self.config.min_backoff;
         let mut attempt = 0u32;
@@ -409,9 +450,23 @@ impl Inner {
                 return;
             }
             attempt += 1;
-            // The index first: an index row without its span is harmless, a span without its
-            // index row could not be found by trace id.
+            // The resources and the index first: a resource or an index row without its span
+            // is harmless, a span without them would lack its resource's attributes or could
+            // not be found by trace id.
             let result = async {
+                if !resources_done {
+                    self.insert(RESOURCE_TABLE, &resources, &resource_order)
+                        .await?;
+                    resources_done = true;
+                    let mut stored = self
+                        .resources_stored
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner());
+                    if stored.len() + new_resources.len() > MAX_KNOWN_RESOURCE_ROWS {
+                        stored.clear();
+                    }
+                    stored.extend(new_resources.iter().copied());
+                }
                 if !index_done {
                     self.insert(TRACE_INDEX_TABLE, &index, &index_order).await?;
                     index_done = true;
@@ -478,7 +533,8 @@ impl Inner {
         let retention_s = self.config.retention.as_secs();
         let mut dropped = 0;
         for (url, client) in self.config.urls.iter().zip(&self.servers.clients) {
-            for table in [SPANS_TABLE, TRACE_INDEX_TABLE] {
+            // The resources last: a span's resource is never dropped before the span.
+            for table in [SPANS_TABLE, TRACE_INDEX_TABLE, RESOURCE_TABLE] {
                 let table = self.layout.storage_table(table);
                 let expired: Vec<(String, u64)> = client
                     .query(
@@ -505,6 +561,13 @@ impl Inner {
                         })?;
                     if table.starts_with(SPANS_TABLE) {
                         metrics::counter!(metric_names::STORE_ROWS_EXPIRED).increment(n_rows);
+                    }
+                    if table.starts_with(RESOURCE_TABLE) {
+                        // A late span of that time needs its resource row written again.
+                        self.resources_stored
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .clear();
                     }
                     tracing::info!(
                         url,
@@ -676,15 +739,16 @@ impl SpanStore for ClickHouseStore {
             return Ok(());
         }
         let inner = &self.inner;
-        let mut spans = Vec::with_capacity(rows.len() * 512);
-        let span_keys = Encoder::default().spans(&rows, &mut spans);
+        let mut spans = Vec::with_capacity(rows.len() * 384);
+        let mut resources = Resources::default();
+        let span_keys = Encoder::default().spans(&rows, &mut spans, &mut resources);
         let mut index = Vec::with_capacity(rows.len() * 48);
         let index_keys = Encoder::index(&rows, &mut index);
         let n_rows = rows.len();
         drop(rows);
         let keys = span_keys.len() * std::mem::size_of::<SpanKey>()
             + index_keys.len() * std::mem::size_of::<IndexKey>();
-        let wanted = u32::try_from(spans.len() + index.len() + keys)
+        let wanted = u32::try_from(spans.len() + index.len() + resources.bytes.len() + keys)
             .unwrap_or(u32::MAX)
             .min(inner.room_bytes);
         let room = match tokio::time::timeout(
@@ -714,6 +778,7 @@ impl SpanStore for ClickHouseStore {
             queue.push_back(Pending {
                 spans,
                 span_keys,
+                resources,
                 index,
                 index_keys,
                 n_rows,
@@ -765,7 +830,7 @@ impl SpanStore for ClickHouseStore {
                 async move { query.fetch_all().await }
             })
             .await?;
-        rows(spans)
+        inner.rows(spans).await
     }
 
     async fn search(&self, query: &SpanQuery) -> Result<Vec<SpanRow>, StoreError> {
@@ -773,7 +838,7 @@ impl SpanStore for ClickHouseStore {
             return Ok(Vec::new());
         }
         let inner = &self.inner;
-        let search = SearchSql::new(query, inner.flavor, SPANS_TABLE);
+        let search = SearchSql::new(query, inner.flavor, SPANS_TABLE, RESOURCE_TABLE);
         let hits: Vec<Hit> = inner
             .read("searching spans", |client| {
                 let query = search.bind(client.query(&search.sql));
@@ -804,11 +869,13 @@ impl SpanStore for ClickHouseStore {
         }
         // In the order the first step found them; a span dropped by retention in between is
         // left out.
-        rows(
-            hits.iter()
-                .filter_map(|hit| found.remove(&(hit.trace_id, hit.span_id)))
-                .collect(),
-        )
+        inner
+            .rows(
+                hits.iter()
+                    .filter_map(|hit| found.remove(&(hit.trace_id, hit.span_id)))
+                    .collect(),
+            )
+            .await
     }
 
     async fn services(&self, range: TimeRange) -> Result<Vec<String>, StoreError> {
@@ -861,7 +928,18 @@ impl SpanStore for ClickHouseStore {
     }
 
     async fn sql(&self, sql: &str, limits: &SqlLimits) -> Result<SqlResult, StoreError> {
-        let prepared = spanflow_store::sql::prepare(sql, SqlDialect::ClickHouse)?;
+        let mut prepared = spanflow_store::sql::prepare(sql, SqlDialect::ClickHouse)?;
+        if prepared
+            .to_ascii_lowercase()
+            .contains("resource_attribute_")
+        {
+            // The resources' attributes are in their own table.
+            prepared = spanflow_store::sql::replace_table(
+                &prepared,
+                SqlDialect::ClickHouse,
+                &crate::schema::resource_join(SPANS_TABLE, RESOURCE_TABLE),
+            )?;
+        }
         // The client reads `?` as a placeholder; `??` is a literal one.
         let text = prepared.replace('?', "??");
         let seconds = limits.timeout.as_secs().max(1);
@@ -890,17 +968,70 @@ impl SpanStore for ClickHouseStore {
     }
 }
 
-fn rows(spans: Vec<StoredSpan>) -> Result<Vec<SpanRow>, StoreError> {
-    spans
-        .into_iter()
-        .map(StoredSpan::into_row)
-        .collect::<Result<_, _>>()
-        .map_err(|error| {
-            StoreError::new(
-                ErrorKind::Internal,
-                format!("a row in ClickHouse is not as spanflow writes it: {error}"),
-            )
-        })
+fn not_as_written(error: String) -> StoreError {
+    StoreError::new(
+        ErrorKind::Internal,
+        format!("a row in ClickHouse is not as spanflow writes it: {error}"),
+    )
+}
+
+impl Inner {
+    /// The span rows of `spans`, each with its resource's attributes from `l7_resource`
+    /// (through the cache); a span whose resource is gone gets none.
+    async fn rows(&self, spans: Vec<StoredSpan>) -> Result<Vec<SpanRow>, StoreError> {
+        let mut resources: HashMap<u64, Arc<[Attribute]>> = HashMap::new();
+        let mut missing = Vec::new();
+        {
+            let cache = self
+                .resource_cache
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            for span in &spans {
+                let id = span.resource_id();
+                if id != 0 && !resources.contains_key(&id) {
+                    match cache.get(&id) {
+                        Some(attributes) => {
+                            resources.insert(id, attributes.clone());
+                        }
+                        None => {
+                            if !missing.contains(&id) {
+                                missing.push(id);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for chunk in missing.chunks(RESOURCES_PER_FETCH) {
+            let sql = read::resources_sql(chunk, RESOURCE_TABLE);
+            let stored: Vec<read::StoredResource> = self
+                .read("reading the spans' resources", |client| {
+                    let query = client.query(&sql);
+                    async move { query.fetch_all().await }
+                })
+                .await?;
+            let mut cache = self
+                .resource_cache
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if cache.len() + stored.len() > MAX_CACHED_RESOURCES {
+                cache.clear();
+            }
+            for resource in stored {
+                let (id, attributes) = resource.into_attributes().map_err(not_as_written)?;
+                cache.insert(id, attributes.clone());
+                resources.insert(id, attributes);
+            }
+        }
+        spans
+            .into_iter()
+            .map(|span| {
+                let resource = resources.get(&span.resource_id()).cloned();
+                span.into_row(resource)
+            })
+            .collect::<Result<_, _>>()
+            .map_err(not_as_written)
+    }
 }
 
 /// Adds the columns that tables made by an older spanflow lack: the storage table first, then

@@ -15,8 +15,8 @@ use spanflow_store::conformance::{full_row, row};
 use spanflow_store::TimeRange;
 use spanflow_store::{AttributeFilter, SpanQuery};
 use spanflow_store_clickhouse::read::{self, Hit, Placement, SearchSql};
-use spanflow_store_clickhouse::rowbinary::Encoder;
-use spanflow_store_clickhouse::schema::{Flavor, Layout, COLUMNS};
+use spanflow_store_clickhouse::rowbinary::{Encoder, Resources};
+use spanflow_store_clickhouse::schema::{resource_join, Flavor, Layout, COLUMNS};
 
 fn repository_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -104,7 +104,10 @@ fn the_current_schema_takes_spanflow_rows_and_answers_its_queries() {
     let rows = vec![full.clone(), slow, fast, other];
 
     let mut spans = Vec::new();
-    Encoder::default().spans(&rows, &mut spans);
+    let mut resources = Resources::default();
+    Encoder::default().spans(&rows, &mut spans, &mut resources);
+    let resources_file = dir.path().join("resources.bin");
+    std::fs::write(&resources_file, &resources.bytes).unwrap();
     let mut index = Vec::new();
     Encoder::index(&rows, &mut index);
     let spans_file = dir.path().join("spans.bin");
@@ -133,17 +136,26 @@ fn the_current_schema_takes_spanflow_rows_and_answers_its_queries() {
          'trace_id FixedString(16), time DateTime, app_service String, endpoint String')",
         index_file.display()
     ));
+    statements.push(format!(
+        "INSERT INTO flow_log.l7_resource SELECT * FROM file('{}', 'RowBinary', \
+         'time DateTime, resource_id UInt64, resource_attribute_names Array(String), \
+         resource_attribute_values Array(String), resource_attribute_types Array(UInt8)')",
+        resources_file.display()
+    ));
     let client = clickhouse::Client::default();
     let index_table = "flow_log.l7_trace_index";
     let spans_table = "flow_log.l7_flow_log";
+    let resource_table = "flow_log.l7_resource";
 
     // The full row, column by column where the encoding could slip: the first, the typed, the
-    // nullable, the arrays and JSON, and the last.
+    // nullable, the arrays and JSON, and the last; its resource's attributes through the
+    // join that SQL naming them reads.
     statements.push(format!(
         "SELECT toUnixTimestamp(time), toUnixTimestamp64Micro(start_time), toUnixTimestamp64Micro(end_time), \
          lower(hex(parent_span_id)), observation_point, response_code, ip_1, k8s_pod_name, \
          attribute_types, resource_attribute_values, links != '', dropped_links_count \
-         FROM {spans_table} WHERE trace_id = unhex('{}')",
+         FROM {} WHERE trace_id = unhex('{}')",
+        resource_join(spans_table, resource_table),
         full.trace_id.to_hex()
     ));
     // The trace lookup: the index first, then the spans it places.
@@ -199,7 +211,7 @@ fn the_current_schema_takes_spanflow_rows_and_answers_its_queries() {
         },
     ];
     for search in &searches {
-        let search = SearchSql::new(search, Flavor::Modern, spans_table);
+        let search = SearchSql::new(search, Flavor::Modern, spans_table, resource_table);
         statements.push(keys_of(&sql(search.bind(client.query(&search.exact)))));
     }
     // The second step of a search: the spans it found, whole.
@@ -217,6 +229,13 @@ fn the_current_schema_takes_spanflow_rows_and_answers_its_queries() {
     statements.push(format!(
         "{} ORDER BY 1",
         keys_of(&sql(read::bind_hits(client.query(&fetch), &hits)))
+    ));
+    // The resources of the spans read: the full row's, by its key.
+    assert_eq!(resources.keys.len(), 1, "the rows share one resource");
+    let resource = &resources.keys[0];
+    statements.push(format!(
+        "SELECT resource_id, resource_attribute_values FROM ({})",
+        read::resources_sql(&[resource.id, 12345], resource_table)
     ));
 
     // The listings and the aggregates.
@@ -281,7 +300,7 @@ fn the_current_schema_takes_spanflow_rows_and_answers_its_queries() {
         aggregates[4],
         "1699999980000000\t\t2\t1\t[451500,855150,891030]\n"
     );
-    let answers = &answers[n_ddl + 2..];
+    let answers = &answers[n_ddl + 3..];
     assert_eq!(
         answers[0],
         "1700000001\t1700000000250000\t1700000001000000\tcd00000000000001\tc-app\t-1\tfd00::7\t\
@@ -301,4 +320,8 @@ fn the_current_schema_takes_spanflow_rows_and_answers_its_queries() {
     let mut all: Vec<String> = rows.iter().map(|row| key(row) + "\n").collect();
     all.sort();
     assert_eq!(answers[3 + searches.len()], all.concat());
+    assert_eq!(
+        answers[4 + searches.len()],
+        format!("{}\t['checkout','10.1.2.3']\n", resource.id)
+    );
 }

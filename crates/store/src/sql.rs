@@ -243,6 +243,74 @@ impl Visitor for ReadOnly {
     }
 }
 
+/// `sql` (as [`prepare`] returned it) with every read of `l7_flow_log` (or
+/// `flow_log.l7_flow_log`) after `FROM` or `JOIN` replaced by `relation`, a parenthesized
+/// subquery; it is named `l7_flow_log` unless the query names it itself, so that columns
+/// qualified by the table still resolve.
+pub fn replace_table(sql: &str, dialect: SqlDialect, relation: &str) -> Result<String, StoreError> {
+    let engine: Box<dyn Dialect> = match dialect {
+        SqlDialect::DataFusion => Box::new(GenericDialect {}),
+        SqlDialect::ClickHouse => Box::new(ClickHouseDialect {}),
+    };
+    let tokens = Tokenizer::new(engine.as_ref(), sql)
+        .tokenize()
+        .map_err(|error| bad(format!("cannot read the query: {error}")))?;
+    let is_space = |token: &Token| matches!(token, Token::Whitespace(_));
+    let name = |token: Option<&Token>, wanted: &str| matches!(token, Some(Token::Word(word)) if word.value.eq_ignore_ascii_case(wanted));
+    // The next token that is not white space, from `index` on.
+    let next = |index: usize| (index..tokens.len()).find(|&i| !is_space(&tokens[i]));
+    let mut out = String::with_capacity(sql.len() + relation.len());
+    let mut after_from = false;
+    let mut index = 0;
+    while index < tokens.len() {
+        let token = &tokens[index];
+        if after_from && !is_space(token) {
+            after_from = false;
+            // `l7_flow_log` or `flow_log . l7_flow_log`, not followed by `.` (a qualifier).
+            let end = if name(Some(token), TABLE) {
+                Some(index)
+            } else if name(Some(token), "flow_log")
+                && next(index + 1).is_some_and(|i| tokens[i] == Token::Period)
+            {
+                next(index + 1)
+                    .and_then(|i| next(i + 1))
+                    .filter(|&i| name(tokens.get(i), TABLE))
+            } else {
+                None
+            };
+            if let Some(end) = end {
+                let after = next(end + 1);
+                if !after.is_some_and(|i| tokens[i] == Token::Period) {
+                    out.push_str(relation);
+                    let aliased = after.is_some_and(|i| {
+                        matches!(&tokens[i], Token::Word(word)
+                            if word.keyword == sqlparser::keywords::Keyword::AS
+                                || word.keyword == sqlparser::keywords::Keyword::NoKeyword
+                                || word.quote_style.is_some())
+                    });
+                    if !aliased {
+                        out.push_str(" AS ");
+                        out.push_str(TABLE);
+                    }
+                    index = end + 1;
+                    continue;
+                }
+            }
+        }
+        if let Token::Word(word) = token {
+            if word.quote_style.is_none()
+                && (word.value.eq_ignore_ascii_case("from")
+                    || word.value.eq_ignore_ascii_case("join"))
+            {
+                after_from = true;
+            }
+        }
+        out.push_str(&token.to_string());
+        index += 1;
+    }
+    Ok(out)
+}
+
 /// The lookup of attribute `key` in `dialect`, as a SQL expression.
 pub fn attribute_lookup(key: &str, dialect: SqlDialect) -> String {
     let quoted = format!("'{}'", key.replace('\\', "\\\\").replace('\'', "\\'"));
@@ -313,6 +381,27 @@ mod tests {
                 error.to_string()
             }
         }
+    }
+
+    #[test]
+    fn the_table_is_replaced_where_it_is_read_and_nowhere_else() {
+        let replaced = |sql: &str| replace_table(sql, SqlDialect::ClickHouse, "(S)").unwrap();
+        assert_eq!(
+            replaced("SELECT l7_flow_log.trace_id FROM l7_flow_log WHERE x = 'l7_flow_log'"),
+            "SELECT l7_flow_log.trace_id FROM (S) AS l7_flow_log WHERE x = 'l7_flow_log'"
+        );
+        assert_eq!(
+            replaced("select count() from flow_log . l7_flow_log as t"),
+            "select count() from (S) as t"
+        );
+        assert_eq!(
+            replaced("SELECT * FROM `l7_flow_log` t JOIN (SELECT 1 FROM l7_flow_log) USING x"),
+            "SELECT * FROM (S) t JOIN (SELECT 1 FROM (S) AS l7_flow_log) USING x"
+        );
+        assert_eq!(
+            replaced("SELECT a FROM (SELECT a FROM l7_flow_log)"),
+            "SELECT a FROM (SELECT a FROM (S) AS l7_flow_log)"
+        );
     }
 
     #[test]
