@@ -774,6 +774,24 @@ async fn deepflow(client: &Client) {
             ["frontend", 100_000, 180_000]
         ])
     );
+    // The resources' attributes, which ClickHouse keeps in a table of their own.
+    let resources = client
+        .sql_ok(
+            "SELECT app_service, resource_attribute_names[1] AS name, \
+             resource_attribute_values[1] AS value FROM l7_flow_log WHERE app_service = 'payments'",
+        )
+        .await;
+    assert_eq!(
+        resources["values"],
+        json!([["payments", "service.name", "payments"]])
+    );
+    let frontend = client
+        .sql_ok(
+            "SELECT count(*) AS n FROM flow_log.l7_flow_log AS spans \
+             WHERE spans.resource_attribute_values[1] = 'frontend'",
+        )
+        .await;
+    assert_eq!(frontend["values"], json!([[3]]));
     let errors = client
         .sql_ok("SELECT endpoint FROM l7_flow_log WHERE status_code = 2 ORDER BY endpoint")
         .await;

@@ -254,8 +254,19 @@ pub async fn sql(
     max_rows: Option<usize>,
 ) -> Result<Vec<RecordBatch>, EmbeddedError> {
     let context = session(queries)?;
-    let table = schema::sql_view(table(&context, paths, buffered).await?)?;
-    context.register_table(TABLE, table.into_view())?;
+    let table = schema::sql_view(table(&context, paths, buffered).await?)?.into_view();
+    context.register_table(TABLE, table.clone())?;
+    // Also as DeepFlow's queries name it, in its database.
+    if let Some(catalog) = context.catalog("datafusion") {
+        catalog.register_schema(
+            "flow_log",
+            Arc::new(datafusion::catalog::MemorySchemaProvider::new()),
+        )?;
+        context.register_table(
+            datafusion::common::TableReference::partial("flow_log", TABLE),
+            table,
+        )?;
+    }
     let options = SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)
