@@ -220,8 +220,9 @@ pub fn resource_join(spans_table: &str, resource_table: &str) -> String {
         .map(|name| format!("`{name}` AS `joined_{name}`"))
         .collect();
     format!(
-        "(SELECT {} FROM (SELECT {} FROM {spans_table}) ANY LEFT JOIN \
-         (SELECT resource_id, {} FROM {resource_table} LIMIT 1 BY resource_id) USING resource_id)",
+        "(SELECT {} FROM (SELECT {} FROM {spans_table}) AS own ANY LEFT JOIN \
+         (SELECT resource_id, {} FROM {resource_table} LIMIT 1 BY resource_id) AS joined \
+         USING resource_id)",
         outer.join(", "),
         inner.join(", "),
         joined.join(", ")
