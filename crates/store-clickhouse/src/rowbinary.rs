@@ -10,10 +10,13 @@
 //! cannot resend what it sent.)
 
 use std::collections::{HashMap, HashSet};
+
+/// Hash maps over keys that come from this process's own rows, for which a fast hash is safe.
+type FastHash = foldhash::fast::RandomState;
 use std::net::IpAddr;
 use std::ops::Range;
 
-use spanflow_model::{Attribute, Place, ResourceTags, SpanRow, TraceId};
+use spanflow_model::{AttrValue, Attribute, Place, ResourceTags, SpanRow, TraceId};
 use spanflow_store::text;
 
 use crate::schema::RESOURCE_PERIOD_S;
@@ -110,10 +113,10 @@ pub struct Encoder {
     /// The resources of the rows being encoded, by the address of their shared attributes
     /// (rows of one OTLP resource share one): the key, and the three arrays' bytes in
     /// `resource_arrays`.
-    resources: HashMap<usize, (u64, Range<u32>)>,
+    resources: HashMap<usize, (u64, Range<u32>), FastHash>,
     resource_arrays: Vec<u8>,
     /// The (time, key) pairs of the resource rows written.
-    resource_rows: HashSet<(u32, u64)>,
+    resource_rows: HashSet<(u32, u64), FastHash>,
 }
 
 /// The `l7_resource` rows a write needs: one per resource and quarter hour of its spans.
@@ -283,11 +286,37 @@ impl Encoder {
     /// An address as text; the empty string for none.
     fn ip(&mut self, w: &mut RowBinary<'_>, ip: Option<IpAddr>) {
         use std::fmt::Write as _;
-        self.text.clear();
-        if let Some(ip) = ip {
-            write!(self.text, "{ip}").expect("writes to a String");
+        match ip {
+            None => w.string(""),
+            Some(IpAddr::V4(ip)) => {
+                // Dotted decimal without the formatting machinery: two of these a row.
+                let mut text = [0u8; 15];
+                let mut n = 0;
+                for (i, octet) in ip.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        text[n] = b'.';
+                        n += 1;
+                    }
+                    if octet >= 100 {
+                        text[n] = b'0' + octet / 100;
+                        n += 1;
+                    }
+                    if octet >= 10 {
+                        text[n] = b'0' + octet / 10 % 10;
+                        n += 1;
+                    }
+                    text[n] = b'0' + octet % 10;
+                    n += 1;
+                }
+                w.length(n);
+                w.fixed(&text[..n]);
+            }
+            Some(ip) => {
+                self.text.clear();
+                write!(self.text, "{ip}").expect("writes to a String");
+                w.string(&self.text);
+            }
         }
-        w.string(&self.text);
     }
 
     /// Names, values as text, and type codes: three parallel arrays.
@@ -297,18 +326,33 @@ impl Encoder {
             w.string(&attribute.key);
         }
         w.length(attributes.len());
-        let mut codes = Vec::with_capacity(attributes.len());
-        for attribute in attributes {
-            self.text.clear();
-            codes.push(text::write_value_text(
-                &mut self.text,
-                &attribute.value,
-                &mut self.json,
-            ));
-            w.string(&self.text);
+        let mut codes = [0u8; 64];
+        for (i, attribute) in attributes.iter().enumerate() {
+            let code = match &attribute.value {
+                // Most values: straight into the row.
+                AttrValue::String(value) => {
+                    w.string(value);
+                    text::TYPE_STRING
+                }
+                value => {
+                    self.text.clear();
+                    let code = text::write_value_text(&mut self.text, value, &mut self.json);
+                    w.string(&self.text);
+                    code
+                }
+            };
+            if let Some(slot) = codes.get_mut(i) {
+                *slot = code;
+            }
         }
-        w.length(codes.len());
-        w.fixed(&codes);
+        w.length(attributes.len());
+        if attributes.len() <= codes.len() {
+            w.fixed(&codes[..attributes.len()]);
+        } else {
+            for attribute in attributes {
+                w.u8(text::value_code(&attribute.value));
+            }
+        }
     }
 
     /// A JSON column; the empty string when `write` has nothing to write.
@@ -322,7 +366,8 @@ impl Encoder {
     /// Appends the `l7_trace_index` rows for `rows`: one per distinct trace id, end second,
     /// service and endpoint. Returns each row's sort key.
     pub fn index(rows: &[SpanRow], out: &mut Vec<u8>) -> Vec<IndexKey> {
-        let mut seen: HashSet<(TraceId, i64, &str, &str)> = HashSet::with_capacity(rows.len());
+        let mut seen: HashSet<(TraceId, i64, &str, &str), FastHash> =
+            HashSet::with_capacity_and_hasher(rows.len(), FastHash::default());
         let mut keys = Vec::new();
         for row in rows {
             let key = (row.trace_id, row.time, &*row.app_service, &*row.endpoint);
@@ -394,7 +439,7 @@ pub type RowOrder = Vec<(u32, Range<u32>)>;
 pub fn span_order(writes: &[(&[u8], &[SpanKey])]) -> RowOrder {
     // The (service, endpoint) pairs are few: rank them once, then sort the rows by fixed-size
     // keys instead of following each row's strings into the writes' bytes.
-    let mut ranks: HashMap<(&[u8], &[u8]), u32> = HashMap::new();
+    let mut ranks: HashMap<(&[u8], &[u8]), u32, FastHash> = HashMap::default();
     for (bytes, keys) in writes {
         for key in keys.iter() {
             ranks.insert((slice(bytes, &key.service), slice(bytes, &key.endpoint)), 0);
@@ -497,6 +542,46 @@ mod tests {
                 0xa9
             ]
         );
+    }
+
+    #[test]
+    fn addresses_and_attribute_codes_are_written_as_text_and_types() {
+        let mut encoder = Encoder::default();
+        for text in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "10.0.100.9",
+            "192.168.1.10",
+            "fd00::7",
+        ] {
+            let mut out = Vec::new();
+            encoder.ip(&mut RowBinary::new(&mut out), Some(text.parse().unwrap()));
+            assert_eq!(out[0] as usize, text.len());
+            assert_eq!(&out[1..], text.as_bytes());
+        }
+        // More attributes than the codes kept on the stack.
+        let attributes: Vec<Attribute> = (0..70)
+            .map(|i| {
+                let value = if i % 2 == 0 {
+                    AttrValue::Int(i)
+                } else {
+                    AttrValue::String(format!("v{i}"))
+                };
+                Attribute::new(format!("k{i}"), value)
+            })
+            .collect();
+        let mut out = Vec::new();
+        encoder.attributes(&mut RowBinary::new(&mut out), &attributes);
+        let codes = &out[out.len() - 70..];
+        assert_eq!(out[out.len() - 71], 70, "the codes' length");
+        for (i, code) in codes.iter().enumerate() {
+            let expected = if i % 2 == 0 {
+                text::TYPE_INT
+            } else {
+                text::TYPE_STRING
+            };
+            assert_eq!(*code, expected, "attribute {i}");
+        }
     }
 
     #[test]

@@ -90,6 +90,20 @@ pub fn write_value_text(
     written.expect("writing text to memory cannot fail")
 }
 
+/// The type code of `value`, as [`write_value_text`] returns it.
+pub fn value_code(value: &AttrValue) -> u8 {
+    match value {
+        AttrValue::String(_) => TYPE_STRING,
+        AttrValue::Bool(_) => TYPE_BOOL,
+        AttrValue::Int(_) => TYPE_INT,
+        AttrValue::Double(_) => TYPE_DOUBLE,
+        AttrValue::Bytes(_) => TYPE_BYTES,
+        AttrValue::Array(_) => TYPE_ARRAY,
+        AttrValue::KeyValueList(_) => TYPE_KVLIST,
+        AttrValue::Empty => TYPE_EMPTY,
+    }
+}
+
 /// The text form of `value` and its type code.
 pub fn value_text(value: &AttrValue) -> (String, u8) {
     let mut text = String::new();
