@@ -562,13 +562,6 @@ impl Inner {
                     if table.starts_with(SPANS_TABLE) {
                         metrics::counter!(metric_names::STORE_ROWS_EXPIRED).increment(n_rows);
                     }
-                    if table.starts_with(RESOURCE_TABLE) {
-                        // A late span of that time needs its resource row written again.
-                        self.resources_stored
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .clear();
-                    }
                     tracing::info!(
                         url,
                         table,
@@ -580,6 +573,12 @@ impl Inner {
                 }
             }
         }
+        // Each resource is sent again once after every round: a late span of a dropped hour
+        // needs its resource row anew, and so would every span after a table emptied by hand.
+        self.resources_stored
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         Ok(dropped)
     }
 

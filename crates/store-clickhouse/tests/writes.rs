@@ -148,3 +148,71 @@ async fn a_user_with_a_password_logs_in_and_a_wrong_password_is_a_clear_error() 
         "a refusal is not waited out"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resource_is_stored_once_for_the_spans_of_many_writes_and_read_back_with_each() {
+    use spanflow_model::{AttrValue, Attribute};
+    let server = TestServer::start();
+    let store = ClickHouseStore::open(ClickHouseConfig {
+        batch_wait: Duration::from_millis(10),
+        ..ClickHouseConfig::new(server.url())
+    })
+    .await
+    .unwrap();
+    // The start of a quarter hour a minute ago: every span below ends in it.
+    let now = now_us();
+    let quarter = (now / 1_000_000 - 60) / 900 * 900 * 1_000_000;
+    let resource = |pod: &str| -> std::sync::Arc<[Attribute]> {
+        vec![
+            Attribute::new("service.name", AttrValue::String("checkout".into())),
+            Attribute::new("k8s.pod.name", AttrValue::String(pod.into())),
+        ]
+        .into()
+    };
+    for write in 0..5u8 {
+        // Each write as a new request brings it: the same attributes, another allocation.
+        let rows = (0..3u8)
+            .map(|n| {
+                let mut span = row(10 + write, n + 1, "checkout", "x", quarter + 1_000);
+                span.resource_attributes = resource(if n == 2 { "pod-b" } else { "pod-a" });
+                span
+            })
+            .collect();
+        store.write(rows).await.unwrap();
+    }
+    let client = clickhouse::Client::default()
+        .with_url(server.url())
+        .with_validation(false);
+    let stored: Vec<(String, u64)> = client
+        .query(
+            "SELECT resource_attribute_values[2], toUInt64(count()) FROM flow_log.l7_resource \
+             GROUP BY resource_attribute_values[2] ORDER BY 1",
+        )
+        .fetch_all()
+        .await
+        .unwrap();
+    assert_eq!(stored, [("pod-a".to_string(), 1), ("pod-b".to_string(), 1)]);
+    let arrays: u64 = client
+        .query("SELECT count() FROM flow_log.l7_flow_log WHERE notEmpty(resource_attribute_names)")
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(arrays, 0, "span rows hold the key, not the attributes");
+    for write in 0..5u8 {
+        let trace = store.trace(trace_id(10 + write)).await.unwrap();
+        assert_eq!(trace.len(), 3);
+        for span in trace {
+            let pod = if span.span_id.0[7] == 3 {
+                "pod-b"
+            } else {
+                "pod-a"
+            };
+            assert_eq!(
+                &*span.resource_attributes,
+                &*resource(pod),
+                "{:?}",
+                span.span_id
+            );
+        }
+    }
+}
