@@ -68,7 +68,7 @@ fn report(when: &str, tables: Parts) {
         );
     }
     println!(
-        "{when:<20} both tables: {:.1} bytes per span",
+        "{when:<20} all tables: {:.1} bytes per span",
         total as f64 / spans as f64
     );
 }

@@ -638,7 +638,7 @@ mod tests {
         let ends: Vec<(u32, u64)> = resources.keys.iter().map(|k| (k.time, k.id)).collect();
         let end = resource_time(quarter as u32 + 1);
         assert_eq!(end % 900, 899);
-        assert!(end >= quarter as u32 + 1 && end < quarter as u32 + 901);
+        assert!(end > quarter as u32 && end < quarter as u32 + 901);
         assert_eq!(ends.len(), 3, "{ends:?}");
         let (id_a, id_b) = (ends[0].1, ends[1].1);
         assert_ne!(id_a, id_b);

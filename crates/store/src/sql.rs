@@ -280,7 +280,7 @@ pub fn replace_table(sql: &str, dialect: SqlDialect, relation: &str) -> Result<S
             };
             if let Some(end) = end {
                 let after = next(end + 1);
-                if !after.is_some_and(|i| tokens[i] == Token::Period) {
+                if after.is_none_or(|i| tokens[i] != Token::Period) {
                     out.push_str(relation);
                     let aliased = after.is_some_and(|i| {
                         matches!(&tokens[i], Token::Word(word)
