@@ -4,7 +4,11 @@
 //! bytes per span in `system.parts`, and trace-by-id and search latency over what was stored.
 //!
 //! `cargo bench -p spanflow-store-clickhouse --bench store_load -- [--spans N] [--batch N] [--writers N]
-//! [--batch-rows N] [--no-compression] [--hold]`
+//! [--batch-rows N] [--minutes N] [--no-compression] [--hold]`
+//!
+//! The spans end over the last `--minutes` (360): over six hours they fill six partitions,
+//! each of which ClickHouse merges little within the run; over a few minutes they all land in
+//! the current hour's, as live traffic does, and the run pays for the merges of its parts.
 //!
 //! It starts its own `clickhouse-server` (Debian's 18.16 here) on loopback ports.
 
@@ -80,6 +84,7 @@ fn main() {
     let n_spans: usize = arg(&args, "--spans", 1_000_000);
     let batch: usize = arg(&args, "--batch", 10_000);
     let writers: usize = arg(&args, "--writers", 8);
+    let span_us: i64 = arg(&args, "--minutes", 360i64).max(1) * 60_000_000;
     let server = TestServer::start();
     let server_pid = server.pid().expect("running").to_string();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -123,10 +128,9 @@ fn main() {
                         let generating = Instant::now();
                         let mut rows = Vec::with_capacity(batch + 16);
                         while rows.len() < batch {
-                            // Spread over the last 6 hours, so several partitions fill.
+                            // Spread over the last `--minutes`.
                             let at = (first + rows.len()) as i64;
-                            let start = now_us - 6 * 3_600_000_000
-                                + at * (6 * 3_600_000_000 / n_spans.max(1) as i64);
+                            let start = now_us - span_us + at * (span_us / n_spans.max(1) as i64);
                             trace(&mut random, start, &mut rows);
                         }
                         if samples.len() < 200 {
