@@ -85,13 +85,8 @@ pub fn prepare(sql: &str, dialect: SqlDialect) -> Result<String, StoreError> {
             sql.len()
         )));
     }
-    let engine: Box<dyn Dialect> = match dialect {
-        SqlDialect::DataFusion => Box::new(GenericDialect {}),
-        SqlDialect::ClickHouse => Box::new(ClickHouseDialect {}),
-    };
-    let tokens = Tokenizer::new(engine.as_ref(), sql)
-        .tokenize()
-        .map_err(|error| bad(format!("cannot read the query: {error}")))?;
+    let engine = engine(dialect);
+    let tokens = tokenize(engine.as_ref(), sql)?;
     let rewritten = rewrite_attributes(tokens, dialect);
     let tokens = Tokenizer::new(engine.as_ref(), &rewritten)
         .tokenize_with_location()
@@ -124,6 +119,19 @@ pub fn prepare(sql: &str, dialect: SqlDialect) -> Result<String, StoreError> {
         return Err(bad(message));
     }
     Ok(rewritten)
+}
+
+fn engine(dialect: SqlDialect) -> Box<dyn Dialect> {
+    match dialect {
+        SqlDialect::DataFusion => Box::new(GenericDialect {}),
+        SqlDialect::ClickHouse => Box::new(ClickHouseDialect {}),
+    }
+}
+
+fn tokenize(engine: &dyn Dialect, sql: &str) -> Result<Vec<Token>, StoreError> {
+    Tokenizer::new(engine, sql)
+        .tokenize()
+        .map_err(|error| bad(format!("cannot read the query: {error}")))
 }
 
 /// Refuses, before parsing, the shapes on which a backtracking SQL parser can take exponential
@@ -248,13 +256,7 @@ impl Visitor for ReadOnly {
 /// subquery; it is named `l7_flow_log` unless the query names it itself, so that columns
 /// qualified by the table still resolve.
 pub fn replace_table(sql: &str, dialect: SqlDialect, relation: &str) -> Result<String, StoreError> {
-    let engine: Box<dyn Dialect> = match dialect {
-        SqlDialect::DataFusion => Box::new(GenericDialect {}),
-        SqlDialect::ClickHouse => Box::new(ClickHouseDialect {}),
-    };
-    let tokens = Tokenizer::new(engine.as_ref(), sql)
-        .tokenize()
-        .map_err(|error| bad(format!("cannot read the query: {error}")))?;
+    let tokens = tokenize(engine(dialect).as_ref(), sql)?;
     let is_space = |token: &Token| matches!(token, Token::Whitespace(_));
     let name = |token: Option<&Token>, wanted: &str| matches!(token, Some(Token::Word(word)) if word.value.eq_ignore_ascii_case(wanted));
     // The next token that is not white space, from `index` on.
