@@ -10,9 +10,6 @@
 //! cannot resend what it sent.)
 
 use std::collections::{HashMap, HashSet};
-
-/// Hash maps over keys that come from this process's own rows, for which a fast hash is safe.
-type FastHash = foldhash::fast::RandomState;
 use std::net::IpAddr;
 use std::ops::Range;
 
@@ -20,6 +17,9 @@ use spanflow_model::{AttrValue, Attribute, Place, ResourceTags, SpanRow, TraceId
 use spanflow_store::text;
 
 use crate::schema::RESOURCE_PERIOD_S;
+
+/// Hash maps over keys that come from this process's own rows, for which a fast hash is safe.
+type FastHash = foldhash::fast::RandomState;
 
 /// Appends `RowBinary` values to a buffer.
 pub struct RowBinary<'a> {
@@ -326,32 +326,20 @@ impl Encoder {
             w.string(&attribute.key);
         }
         w.length(attributes.len());
-        let mut codes = [0u8; 64];
-        for (i, attribute) in attributes.iter().enumerate() {
-            let code = match &attribute.value {
+        for attribute in attributes {
+            match &attribute.value {
                 // Most values: straight into the row.
-                AttrValue::String(value) => {
-                    w.string(value);
-                    text::TYPE_STRING
-                }
+                AttrValue::String(value) => w.string(value),
                 value => {
                     self.text.clear();
-                    let code = text::write_value_text(&mut self.text, value, &mut self.json);
+                    text::write_value_text(&mut self.text, value, &mut self.json);
                     w.string(&self.text);
-                    code
                 }
-            };
-            if let Some(slot) = codes.get_mut(i) {
-                *slot = code;
             }
         }
         w.length(attributes.len());
-        if attributes.len() <= codes.len() {
-            w.fixed(&codes[..attributes.len()]);
-        } else {
-            for attribute in attributes {
-                w.u8(text::value_code(&attribute.value));
-            }
+        for attribute in attributes {
+            w.u8(text::value_code(&attribute.value));
         }
     }
 
@@ -559,7 +547,7 @@ mod tests {
             assert_eq!(out[0] as usize, text.len());
             assert_eq!(&out[1..], text.as_bytes());
         }
-        // More attributes than the codes kept on the stack.
+        // Values as text, then their types.
         let attributes: Vec<Attribute> = (0..70)
             .map(|i| {
                 let value = if i % 2 == 0 {

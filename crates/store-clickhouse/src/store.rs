@@ -4,7 +4,8 @@
 //! ```text
 //! write(rows) -- encode RowBinary, wait for room in the buffer --> queue
 //!   queue --(batch_rows, or the oldest waited batch_wait)--> insert task
-//!   insert task: INSERT l7_trace_index, INSERT l7_flow_log, retried with backoff
+//!   insert task: INSERT l7_resource (the rows ClickHouse lacks), INSERT l7_trace_index,
+//!     INSERT l7_flow_log, retried with backoff
 //!   --> every write in the insert returns Ok
 //! ```
 //!
@@ -992,15 +993,13 @@ impl Inner {
                         Some(attributes) => {
                             resources.insert(id, attributes.clone());
                         }
-                        None => {
-                            if !missing.contains(&id) {
-                                missing.push(id);
-                            }
-                        }
+                        None => missing.push(id),
                     }
                 }
             }
         }
+        missing.sort_unstable();
+        missing.dedup();
         for chunk in missing.chunks(RESOURCES_PER_FETCH) {
             let sql = read::resources_sql(chunk, RESOURCE_TABLE);
             let stored: Vec<read::StoredResource> = self

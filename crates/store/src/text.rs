@@ -64,30 +64,25 @@ pub fn write_value_text(
     json: &mut Vec<u8>,
 ) -> u8 {
     let written = match value {
-        AttrValue::String(text) => out.write_str(text).map(|()| TYPE_STRING),
-        AttrValue::Bool(value) => out
-            .write_str(if *value { "true" } else { "false" })
-            .map(|()| TYPE_BOOL),
-        AttrValue::Int(value) => write!(out, "{value}").map(|()| TYPE_INT),
-        AttrValue::Double(value) => write!(out, "{value}").map(|()| TYPE_DOUBLE),
-        AttrValue::Bytes(bytes) => {
-            write!(out, "{}", Base64Display::new(bytes, &STANDARD)).map(|()| TYPE_BYTES)
-        }
+        AttrValue::String(text) => out.write_str(text),
+        AttrValue::Bool(value) => out.write_str(if *value { "true" } else { "false" }),
+        AttrValue::Int(value) => write!(out, "{value}"),
+        AttrValue::Double(value) => write!(out, "{value}"),
+        AttrValue::Bytes(bytes) => write!(out, "{}", Base64Display::new(bytes, &STANDARD)),
         AttrValue::Array(items) => {
             json.clear();
             serde_json::to_writer(&mut *json, &ArrayJson(items)).expect("writes to a Vec");
             out.write_str(std::str::from_utf8(json).expect("JSON is UTF-8"))
-                .map(|()| TYPE_ARRAY)
         }
         AttrValue::KeyValueList(attributes) => {
             json.clear();
             serde_json::to_writer(&mut *json, &AttrsJson(attributes)).expect("writes to a Vec");
             out.write_str(std::str::from_utf8(json).expect("JSON is UTF-8"))
-                .map(|()| TYPE_KVLIST)
         }
-        AttrValue::Empty => Ok(TYPE_EMPTY),
+        AttrValue::Empty => Ok(()),
     };
-    written.expect("writing text to memory cannot fail")
+    written.expect("writing text to memory cannot fail");
+    value_code(value)
 }
 
 /// The type code of `value`, as [`write_value_text`] returns it.
