@@ -73,6 +73,24 @@ pub fn by_partition(
         }
     }
     drop(seen);
+    let order = sorted_positions(&keys, kept);
+    let mut out = Vec::new();
+    for run in order.chunk_by(|a, b| a.0 == b.0) {
+        let positions: Vec<(usize, usize)> = run
+            .iter()
+            .map(|&(.., batch, row)| (batch as usize, row as usize))
+            .collect();
+        out.push((run[0].0, interleave(batches, &positions)?));
+    }
+    Ok(out)
+}
+
+/// The rows at `kept` (partition, batch, row) of the batches of `keys`, in file order:
+/// (partition, rank of (service, endpoint), start time, batch, row), sorted.
+fn sorted_positions(
+    keys: &[Keys],
+    kept: Vec<(i64, usize, usize)>,
+) -> Vec<(i64, u32, i64, u32, u32)> {
     // Each row's (service, endpoint) as its rank among the distinct pairs, so that the sort
     // compares numbers: a batch holds few pairs, and a string comparison per step of the sort
     // cost more than the rest of it.
@@ -107,17 +125,110 @@ pub fn by_partition(
             )
         })
         .collect();
-    drop(kept);
     order.sort_unstable();
-    let mut out = Vec::new();
-    for run in order.chunk_by(|a, b| a.0 == b.0) {
-        let positions: Vec<(usize, usize)> = run
-            .iter()
-            .map(|&(.., batch, row)| (batch as usize, row as usize))
-            .collect();
-        out.push((run[0].0, interleave(batches, &positions)?));
+    order
+}
+
+/// `batch` in file order: by time partition (`partition_of` a row's `time`), then service,
+/// endpoint and start time. The write path sorts each batch so (a gather of ten thousand rows
+/// that are in cache), and a flush then writes the batches of a partition one after another as
+/// runs ([`runs_by_partition`]) instead of gathering all of them into one sorted copy.
+pub fn sort_batch(
+    batch: RecordBatch,
+    partition_of: impl Fn(i64) -> i64,
+) -> Result<RecordBatch, EmbeddedError> {
+    let keys = [Keys::of(&batch)?];
+    if in_file_order(&keys[0], &partition_of) {
+        return Ok(batch);
     }
-    Ok(out)
+    let kept = (0..batch.num_rows())
+        .map(|row| (partition_of(keys[0].time.value(row)), 0, row))
+        .collect();
+    let rows = UInt32Array::from_iter_values(
+        sorted_positions(&keys, kept)
+            .into_iter()
+            .map(|(.., row)| row),
+    );
+    arrow::compute::take_record_batch(&batch, &rows)
+        .map_err(|error| EmbeddedError::corrupt(format!("sorting rows: {error}")))
+}
+
+/// Whether the rows of one batch are in file order (see [`sort_rows`]).
+fn in_file_order(key: &Keys, partition_of: &impl Fn(i64) -> i64) -> bool {
+    (1..key.time.len()).all(|row| {
+        let (a, b) = (row - 1, row);
+        partition_of(key.time.value(a))
+            .cmp(&partition_of(key.time.value(b)))
+            .then_with(|| key.service.value(a).cmp(key.service.value(b)))
+            .then_with(|| key.endpoint.value(a).cmp(key.endpoint.value(b)))
+            .then_with(|| key.start_time.value(a).cmp(&key.start_time.value(b)))
+            .is_le()
+    })
+}
+
+/// The rows of `batches` (oldest first) as runs per time partition (`partition_of` a row's
+/// `time`, in seconds): each run in file order, the runs of a partition in the order of their
+/// batches. A file made of them holds each batch's rows sorted by service, endpoint and start
+/// time, at the cost of a copy of none: a batch in file order (as the write path sorts them) is
+/// sliced, and only one that is not, or that lost rows, is gathered. Of several rows of one span
+/// (same trace and span id) only the last written is kept. Blocking.
+pub fn runs_by_partition(
+    batches: &[RecordBatch],
+    partition_of: impl Fn(i64) -> i64,
+) -> Result<Vec<(i64, Vec<RecordBatch>)>, EmbeddedError> {
+    let keys = batches
+        .iter()
+        .map(Keys::of)
+        .collect::<Result<Vec<_>, _>>()?;
+    let n_rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    // Newest first, so the first copy seen of a span is the one kept.
+    let mut seen: HashSet<([u8; 16], [u8; 8]), foldhash::fast::RandomState> =
+        HashSet::with_capacity_and_hasher(n_rows, foldhash::fast::RandomState::default());
+    let mut dropped: Vec<Vec<usize>> = vec![Vec::new(); batches.len()];
+    for (batch_index, key) in keys.iter().enumerate().rev() {
+        for row in (0..key.time.len()).rev() {
+            let span = (
+                key.trace_id.value(row).try_into().unwrap_or_default(),
+                key.span_id.value(row).try_into().unwrap_or_default(),
+            );
+            if !seen.insert(span) {
+                dropped[batch_index].push(row);
+            }
+        }
+    }
+    drop(seen);
+    let merging =
+        |error: arrow::error::ArrowError| EmbeddedError::corrupt(format!("merging rows: {error}"));
+    let mut runs: std::collections::BTreeMap<i64, Vec<RecordBatch>> = Default::default();
+    for ((batch, key), dropped) in batches.iter().zip(&keys).zip(&dropped) {
+        if dropped.is_empty() && in_file_order(key, &partition_of) {
+            // Sliced where the partition changes.
+            let mut start = 0;
+            while start < batch.num_rows() {
+                let partition = partition_of(key.time.value(start));
+                let mut end = start + 1;
+                while end < batch.num_rows() && partition_of(key.time.value(end)) == partition {
+                    end += 1;
+                }
+                runs.entry(partition)
+                    .or_default()
+                    .push(batch.slice(start, end - start));
+                start = end;
+            }
+            continue;
+        }
+        let mut kept = arrow::array::BooleanBufferBuilder::new(batch.num_rows());
+        kept.append_n(batch.num_rows(), true);
+        for &row in dropped {
+            kept.set_bit(row, false);
+        }
+        let kept = arrow::array::BooleanArray::new(kept.finish(), None);
+        let batch = arrow::compute::filter_record_batch(batch, &kept).map_err(merging)?;
+        for (partition, run) in by_partition(std::slice::from_ref(&batch), &partition_of)? {
+            runs.entry(partition).or_default().push(run);
+        }
+    }
+    Ok(runs.into_iter().collect())
 }
 
 /// The rows at `positions` (batch, row) of `batches`, as one batch.
@@ -248,6 +359,126 @@ mod tests {
             );
         }
         assert_eq!(schema::batch_to_rows(&parts[1].1).unwrap().len(), 1);
+    }
+
+    fn keys_of(batch: &RecordBatch) -> Vec<(String, String, u8, u8)> {
+        schema::batch_to_rows(batch)
+            .unwrap()
+            .into_iter()
+            .map(|row| {
+                (
+                    row.app_service,
+                    row.endpoint,
+                    row.trace_id.0[15],
+                    row.span_id.0[7],
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sorts_a_batch_into_file_order() {
+        let hour = 3_600_000_000i64;
+        let rows = vec![
+            row(1, 1, "b", "GET /", 5 * hour + 10),
+            row(1, 2, "a", "GET /", 6 * hour + 20),
+            row(2, 1, "a", "GET /", 5 * hour + 30),
+            row(2, 2, "a", "DELETE /", 5 * hour + 40),
+            row(3, 1, "a", "GET /", 5 * hour + 5),
+        ];
+        let hours = |time: i64| time.div_euclid(3600);
+        let batch = sort_batch(schema::rows_to_buffer(&rows), hours).unwrap();
+        let order: Vec<(u8, u8)> =
+            keys_of(&schema::from_file(&schema::from_buffer(&batch).unwrap()).unwrap())
+                .into_iter()
+                .map(|(.., trace, span)| (trace, span))
+                .collect();
+        assert_eq!(order, [(2, 2), (3, 1), (2, 1), (1, 1), (1, 2)]);
+        assert!(in_file_order(&Keys::of(&batch).unwrap(), &hours));
+        // A sorted batch is kept as it is.
+        let again = sort_batch(batch.clone(), hours).unwrap();
+        assert_eq!(
+            again.column(0).to_data().buffers()[0].as_ptr(),
+            batch.column(0).to_data().buffers()[0].as_ptr()
+        );
+    }
+
+    #[test]
+    fn runs_are_slices_of_sorted_batches_split_by_partition() {
+        let hour = 3_600_000_000i64;
+        let hours = |time: i64| time.div_euclid(3600) * 3600;
+        let first = vec![
+            row(1, 1, "b", "GET /", 5 * hour + 10),
+            row(1, 2, "a", "GET /", 6 * hour + 20),
+            row(2, 1, "a", "GET /", 5 * hour + 30),
+        ];
+        let second = vec![
+            row(3, 1, "c", "GET /", 5 * hour + 10),
+            row(3, 2, "a", "GET /", 5 * hour + 20),
+        ];
+        let batches = [
+            sort_batch(schema::rows_to_batch(&first), hours).unwrap(),
+            sort_batch(schema::rows_to_batch(&second), hours).unwrap(),
+        ];
+        let parts = runs_by_partition(&batches, hours).unwrap();
+        assert_eq!(
+            parts
+                .iter()
+                .map(|(partition, runs)| (*partition, runs.len()))
+                .collect::<Vec<_>>(),
+            [(5 * 3600, 2), (6 * 3600, 1)]
+        );
+        let five = &parts[0].1;
+        assert_eq!(
+            keys_of(&five[0]),
+            [
+                ("a".into(), "GET /".into(), 2, 1),
+                ("b".into(), "GET /".into(), 1, 1)
+            ]
+        );
+        assert_eq!(
+            keys_of(&five[1]),
+            [
+                ("a".into(), "GET /".into(), 3, 2),
+                ("c".into(), "GET /".into(), 3, 1)
+            ]
+        );
+        assert_eq!(
+            keys_of(&parts[1].1[0]),
+            [("a".into(), "GET /".into(), 1, 2)]
+        );
+        // Slices of the batches, not copies.
+        assert_eq!(
+            five[0].column(0).to_data().buffers()[0].as_ptr(),
+            batches[0].column(0).to_data().buffers()[0].as_ptr()
+        );
+    }
+
+    #[test]
+    fn runs_keep_the_last_copy_and_sort_a_batch_out_of_order() {
+        let hour = 3_600_000_000i64;
+        let hours = |time: i64| time.div_euclid(3600) * 3600;
+        // Not sorted: as an older version's write-ahead log holds its batches.
+        let mut first = vec![
+            row(1, 1, "b", "GET /", 5 * hour + 10),
+            row(1, 2, "a", "GET /", 5 * hour + 20),
+        ];
+        first[0].endpoint = "old".into();
+        let second = vec![row(1, 1, "b", "GET /", 5 * hour + 10)];
+        let batches = [
+            schema::rows_to_batch(&first),
+            schema::rows_to_batch(&second),
+        ];
+        let parts = runs_by_partition(&batches, hours).unwrap();
+        assert_eq!(parts.len(), 1);
+        let runs = &parts[0].1;
+        assert_eq!(
+            runs.iter().map(keys_of).collect::<Vec<_>>(),
+            [
+                vec![("a".to_string(), "GET /".to_string(), 1, 2)],
+                vec![("b".to_string(), "GET /".to_string(), 1, 1)],
+            ]
+        );
     }
 
     #[test]

@@ -24,19 +24,26 @@ const ROW_GROUP_ROWS: usize = 64 * 1024;
 /// larger; BENCHMARKS.md has the figures of each choice.
 const PAGE_ROWS: usize = 2 * 1024;
 
+/// The path of a column in a Parquet schema, its parts joined by dots (`attribute_values.list.item`
+/// for a list's items). `ColumnPath::from` takes the whole text as one part, which names no
+/// nested column.
+fn column_path(name: &str) -> ColumnPath {
+    ColumnPath::new(name.split('.').map(String::from).collect())
+}
+
 fn writer_properties(n_traces: usize) -> WriterProperties {
     let mut builder = WriterProperties::builder();
     for name in DELTA_COLUMNS {
         builder = builder
-            .set_column_dictionary_enabled(ColumnPath::from(name), false)
-            .set_column_encoding(ColumnPath::from(name), Encoding::DELTA_BINARY_PACKED);
+            .set_column_dictionary_enabled(column_path(name), false)
+            .set_column_encoding(column_path(name), Encoding::DELTA_BINARY_PACKED);
     }
     for name in no_statistics_columns() {
         builder =
-            builder.set_column_statistics_enabled(ColumnPath::from(name), EnabledStatistics::None);
+            builder.set_column_statistics_enabled(column_path(&name), EnabledStatistics::None);
     }
     for name in uncompressed_columns() {
-        builder = builder.set_column_compression(ColumnPath::from(name), Compression::UNCOMPRESSED);
+        builder = builder.set_column_compression(column_path(&name), Compression::UNCOMPRESSED);
     }
     builder
         .set_compression(Compression::ZSTD(
@@ -165,32 +172,45 @@ const UNCOMPRESSED_COLUMNS: [&str; 42] = [
 /// are small and pack tighter than the values.
 const DELTA_COLUMNS: [&str; 3] = ["time", "start_time", "response_duration"];
 
-/// Writes `batch`, of [`schema::file_schema`] or as the buffer holds rows
-/// ([`schema::buffer_schema`]: its dictionaries are written as plain columns), and already in file order (see
-/// [`crate::batches::by_partition`]), as file `id`
-/// of `partition`; returns the manifest entry and the file's trace-id index. Blocking.
+/// Writes `runs` as file `id` of `partition`, one after another, each already in file order
+/// (see [`crate::batches::runs_by_partition`]); `prepare` turns each run into the batch the
+/// writer takes, of [`schema::file_schema`] or as a flush hands it over
+/// ([`schema::buffer_to_file`]: its dictionaries are written as plain columns), one run at a
+/// time. Returns the manifest entry and the file's trace-id index. Blocking.
 pub fn write_file(
     data_dir: &Path,
     id: u64,
     partition: i64,
-    batch: &RecordBatch,
+    runs: &[RecordBatch],
+    prepare: impl Fn(&RecordBatch) -> Result<RecordBatch, EmbeddedError>,
 ) -> Result<(FileEntry, TraceIndex), EmbeddedError> {
-    let ids = batch
-        .column_by_name("trace_id")
-        .ok_or_else(|| EmbeddedError::corrupt("rows without a trace_id column"))?
-        .as_binary::<i32>();
-    let index = TraceIndex::build([ids]);
-    let start_times = batch
-        .column_by_name("start_time")
-        .ok_or_else(|| EmbeddedError::corrupt("rows without a start_time column"))?
-        .as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+    let mut ids = Vec::with_capacity(runs.len());
+    let (mut min_start_time, mut max_start_time) = (None::<i64>, None::<i64>);
+    for run in runs {
+        ids.push(
+            run.column_by_name("trace_id")
+                .ok_or_else(|| EmbeddedError::corrupt("rows without a trace_id column"))?
+                .as_binary::<i32>(),
+        );
+        let start_times = run
+            .column_by_name("start_time")
+            .ok_or_else(|| EmbeddedError::corrupt("rows without a start_time column"))?
+            .as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+        if let Some(min) = arrow::compute::min(start_times) {
+            min_start_time = Some(min_start_time.map_or(min, |known| known.min(min)));
+        }
+        if let Some(max) = arrow::compute::max(start_times) {
+            max_start_time = Some(max_start_time.map_or(max, |known| known.max(max)));
+        }
+    }
+    let index = TraceIndex::build(ids);
     let mut entry = FileEntry {
         id,
         partition,
-        n_rows: batch.num_rows() as u64,
+        n_rows: runs.iter().map(RecordBatch::num_rows).sum::<usize>() as u64,
         n_bytes: 0,
-        min_start_time: arrow::compute::min(start_times).unwrap_or(0),
-        max_start_time: arrow::compute::max(start_times).unwrap_or(0),
+        min_start_time: min_start_time.unwrap_or(0),
+        max_start_time: max_start_time.unwrap_or(0),
         format: crate::manifest::FORMAT,
     };
     let path = data_dir.join(entry.relative_path());
@@ -200,7 +220,7 @@ pub fn write_file(
     let temporary = path.with_extension("parquet.tmp");
     let file = std::fs::File::create(&temporary)
         .map_err(|error| EmbeddedError::io(format!("creating {}", temporary.display()), error))?;
-    let file = encode_into(batch, index.n_traces(), file, &temporary)?;
+    let file = encode_into(runs, prepare, index.n_traces(), file, &temporary)?;
     file.sync_all()
         .map_err(|error| EmbeddedError::io(format!("syncing {}", temporary.display()), error))?;
     entry.n_bytes = file
@@ -225,14 +245,22 @@ pub fn encode(batch: &RecordBatch, out: &mut Vec<u8>) -> Result<(), EmbeddedErro
         .column_by_name("trace_id")
         .map(|ids| TraceIndex::build([ids.as_binary::<i32>()]).n_traces())
         .unwrap_or(0);
-    encode_into(batch, n_traces, out, Path::new("memory"))?;
+    encode_into(
+        std::slice::from_ref(batch),
+        |batch| Ok(batch.clone()),
+        n_traces,
+        out,
+        Path::new("memory"),
+    )?;
     Ok(())
 }
 
-/// Writes `batch` (of [`schema::file_schema`]) as one Parquet file to `out` and hands `out`
-/// back; `path` names it in errors.
+/// Writes `runs` (each made of [`schema::file_schema`] by `prepare`) as one Parquet file to
+/// `out`, in order, and hands `out` back; `path` names it in errors. The runs share row groups:
+/// the writer starts one every [`ROW_GROUP_ROWS`] rows, wherever the runs meet.
 fn encode_into<W: std::io::Write + Send>(
-    batch: &RecordBatch,
+    runs: &[RecordBatch],
+    prepare: impl Fn(&RecordBatch) -> Result<RecordBatch, EmbeddedError>,
     n_traces: usize,
     out: W,
     path: &Path,
@@ -243,9 +271,12 @@ fn encode_into<W: std::io::Write + Send>(
         Some(writer_properties(n_traces)),
     )
     .map_err(|error| EmbeddedError::parquet(path, error))?;
-    writer
-        .write(batch)
-        .map_err(|error| EmbeddedError::parquet(path, error))?;
+    for run in runs {
+        let run = schema::batch_with_allocated_values(&prepare(run)?);
+        writer
+            .write(&run)
+            .map_err(|error| EmbeddedError::parquet(path, error))?;
+    }
     writer
         .into_inner()
         .map_err(|error| EmbeddedError::parquet(path, error))
@@ -622,15 +653,21 @@ fn batches_of(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use spanflow_model::SpanRow;
     use spanflow_store::conformance;
     use std::cell::Cell;
 
     fn write(dir: &Path, id: u64, trace: u8) -> FileEntry {
         let rows: Vec<_> = (1..=3u8)
-            .map(|span| conformance::row(trace, span, "svc", "op", 1_700_000_000_000_000))
+            .map(|span| SpanRow {
+                attributes: conformance::full_row().attributes,
+                ..conformance::row(trace, span, "svc", "op", 1_700_000_000_000_000)
+            })
             .collect();
         let batch = schema::to_file(&schema::rows_to_batch(&rows)).unwrap();
-        write_file(dir, id, 1_699_999_200, &batch).unwrap().0
+        write_file(dir, id, 1_699_999_200, &[batch], |batch| Ok(batch.clone()))
+            .unwrap()
+            .0
     }
 
     #[test]
@@ -711,6 +748,7 @@ mod tests {
             "trace_id",
             "request_resource",
             "status_message",
+            "attribute_names.list.item",
             "attribute_values.list.item",
             "resource_attributes",
         ] {

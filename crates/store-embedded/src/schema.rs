@@ -27,8 +27,8 @@ use std::ops::Range;
 use std::sync::{Arc, LazyLock};
 
 use arrow::array::{
-    Array, ArrayRef, BinaryArray, BinaryBuilder, BooleanArray, DictionaryArray, Int32Array,
-    Int64Array, ListArray, StringArray, StringBuilder, TimestampMicrosecondArray,
+    Array, ArrayRef, AsArray, BinaryArray, BinaryBuilder, BooleanArray, DictionaryArray,
+    Int32Array, Int64Array, ListArray, StringArray, StringBuilder, TimestampMicrosecondArray,
     TimestampSecondArray, UInt16Array, UInt32Array, UInt64Array, UInt8Array,
 };
 use arrow::buffer::{BooleanBuffer, ScalarBuffer};
@@ -889,7 +889,7 @@ pub fn rows_to_buffer(rows: &[SpanRow]) -> RecordBatch {
     let columns = columns
         .iter()
         .zip(BUFFER_SCHEMA.fields())
-        .map(|(column, field)| empty_to_null(field, column))
+        .map(|(column, field)| with_allocated_values(&empty_to_null(field, column)))
         .collect();
     RecordBatch::try_new(buffer_schema(), columns)
         .expect("the columns are built to match the schema")
@@ -935,6 +935,64 @@ fn packed_sets<'a>(
         }
     }
     values.finish()
+}
+
+/// `column` with its text or bytes in an allocation of their own where every value is empty.
+///
+/// Arrow gives a column whose values are all empty a values buffer of no bytes at a dangling
+/// address, where each empty value points. Comparing such a value (as a Parquet writer does to
+/// intern it and to keep page statistics, or a sort) calls `memcmp` with a length of zero, and
+/// glibc's AVX-512 `memcmp` loads from the address under an empty mask; at an unmapped address
+/// that costs the processor a microcode assist of hundreds of cycles. A text column empty in
+/// every row (an environment, or Kubernetes names outside Kubernetes) then cost a flush 0.2 µs a
+/// row, ten times a column of short text; with an allocation behind it, it costs what any other
+/// does (BENCHMARKS.md).
+pub(crate) fn with_allocated_values(column: &ArrayRef) -> ArrayRef {
+    fn allocated() -> arrow::buffer::Buffer {
+        arrow::buffer::Buffer::from_vec(Vec::<u8>::with_capacity(64))
+    }
+    match column.data_type() {
+        DataType::Utf8 => {
+            let text = column.as_string::<i32>();
+            if !text.values().is_empty() || text.is_empty() {
+                return column.clone();
+            }
+            Arc::new(StringArray::new(
+                text.offsets().clone(),
+                allocated(),
+                text.nulls().cloned(),
+            ))
+        }
+        DataType::Binary => {
+            let bytes = column.as_binary::<i32>();
+            if !bytes.values().is_empty() || bytes.is_empty() {
+                return column.clone();
+            }
+            Arc::new(BinaryArray::new(
+                bytes.offsets().clone(),
+                allocated(),
+                bytes.nulls().cloned(),
+            ))
+        }
+        DataType::Dictionary(key, _) if key.as_ref() == &DataType::Int32 => {
+            let dictionary = column.as_dictionary::<Int32Type>();
+            let values = with_allocated_values(dictionary.values());
+            if Arc::ptr_eq(&values, dictionary.values()) {
+                return column.clone();
+            }
+            Arc::new(
+                DictionaryArray::<Int32Type>::try_new(dictionary.keys().clone(), values)
+                    .expect("the same keys over the same values"),
+            )
+        }
+        _ => column.clone(),
+    }
+}
+
+/// `batch` with [`with_allocated_values`] applied to every column.
+pub(crate) fn batch_with_allocated_values(batch: &RecordBatch) -> RecordBatch {
+    let columns = batch.columns().iter().map(with_allocated_values).collect();
+    RecordBatch::try_new(batch.schema(), columns).expect("the same columns, of the same types")
 }
 
 /// A column as the buffer holds it: empty text null where files hold it so ([`empty_as_null`]),
@@ -1398,6 +1456,48 @@ mod tests {
         let batch = rows_to_batch(rows);
         assert_eq!(batch.num_rows(), rows.len());
         batch_to_rows(&batch).unwrap()
+    }
+
+    #[test]
+    fn all_empty_text_gets_an_allocation_and_keeps_its_values() {
+        // Arrow's buffer of no bytes sits at an address no page is mapped at.
+        let unmapped = |address: *const u8| (address as usize) < 4096;
+        let empty: ArrayRef = Arc::new(StringArray::new(
+            StringArray::from(vec!["", "", ""]).offsets().clone(),
+            arrow::buffer::Buffer::from_vec(Vec::<u8>::new()),
+            Some(arrow::buffer::NullBuffer::from(vec![true, false, true])),
+        ));
+        assert!(unmapped(empty.as_string::<i32>().values().as_ptr()));
+        let backed = with_allocated_values(&empty);
+        assert!(!unmapped(backed.as_string::<i32>().values().as_ptr()));
+        assert_eq!(backed.as_ref(), empty.as_ref());
+        let dictionary: ArrayRef = Arc::new(DictionaryArray::<Int32Type>::new(
+            Int32Array::from(vec![0, 0, 1]),
+            Arc::new(StringArray::from(vec!["", ""])),
+        ));
+        let backed = with_allocated_values(&dictionary);
+        let values = backed.as_dictionary::<Int32Type>().values();
+        assert!(!unmapped(values.as_string::<i32>().values().as_ptr()));
+        assert_eq!(backed.as_ref(), dictionary.as_ref());
+        // Text with bytes is left as it is.
+        let text: ArrayRef = Arc::new(StringArray::from(vec!["a", ""]));
+        assert!(Arc::ptr_eq(&with_allocated_values(&text), &text));
+        // A batch as the store buffers it has no column of the first kind.
+        let batch = rows_to_buffer(&[SpanRow::default(), SpanRow::default()]);
+        for column in batch.columns() {
+            let values = match column.data_type() {
+                DataType::Utf8 => column.as_string::<i32>().values().as_ptr(),
+                DataType::Dictionary(..) => {
+                    let values = column.as_dictionary::<Int32Type>().values();
+                    match values.data_type() {
+                        DataType::Utf8 => values.as_string::<i32>().values().as_ptr(),
+                        _ => continue,
+                    }
+                }
+                _ => continue,
+            };
+            assert!(!unmapped(values));
+        }
     }
 
     #[test]

@@ -383,14 +383,21 @@ impl SpanStore for EmbeddedStore {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        let partition_seconds = self.inner.config.partition_seconds;
         let (batch, payload) = tokio::task::spawn_blocking(move || {
             let batch = schema::rows_to_buffer(&rows);
             drop(rows);
+            // In file order, so that a flush writes the batch as it is.
+            let batch = batches::sort_batch(batch, |time| {
+                time.div_euclid(partition_seconds) * partition_seconds
+            })?;
             let payload = encode_batch(&batch);
-            (batch, payload)
+            Ok::<_, EmbeddedError>((batch, payload))
         })
         .await
-        .map_err(|error| StoreError::new(spanflow_store::ErrorKind::Internal, error.to_string()))?;
+        .map_err(|error| {
+            StoreError::new(spanflow_store::ErrorKind::Internal, error.to_string())
+        })??;
         let gate = self.inner.write_gate.read().await;
         let seq = self
             .inner
@@ -923,23 +930,29 @@ async fn flush(inner: &Arc<Inner>) -> Result<(), EmbeddedError> {
     let partition_seconds = inner.config.partition_seconds;
     let next_file_id = Arc::clone(inner);
     let (written, n_rows) = blocking(move || {
-        let parts = batches::by_partition(&buffered, |time| {
+        let parts = batches::runs_by_partition(&buffered, |time| {
             time.div_euclid(partition_seconds) * partition_seconds
         })?;
         drop(buffered);
-        let n_rows: usize = parts.iter().map(|(_, batch)| batch.num_rows()).sum();
+        let n_rows: usize = parts
+            .iter()
+            .flat_map(|(_, runs)| runs)
+            .map(RecordBatch::num_rows)
+            .sum();
         let first_id = next_file_id
             .next_file_id
             .fetch_add(parts.len() as u64, Ordering::SeqCst);
         let mut written = Vec::new();
-        for (offset, (partition, batch)) in parts.iter().enumerate() {
-            let batch = schema::buffer_to_file(batch)
-                .map_err(|error| EmbeddedError::corrupt(format!("buffered rows: {error}")))?;
+        for (offset, (partition, runs)) in parts.iter().enumerate() {
             written.push(files::write_file(
                 &data_dir,
                 first_id + offset as u64,
                 *partition,
-                &batch,
+                runs,
+                |run| {
+                    schema::buffer_to_file(run)
+                        .map_err(|error| EmbeddedError::corrupt(format!("buffered rows: {error}")))
+                },
             )?);
         }
         Ok((written, n_rows))
@@ -1090,7 +1103,9 @@ async fn compact(inner: &Arc<Inner>) -> Result<(), EmbeddedError> {
                 .map(|(_, merged)| merged)
                 .ok_or_else(|| EmbeddedError::corrupt("compacting files without rows"))?;
             drop(read);
-            files::write_file(&data_dir, id, partition, &merged)
+            files::write_file(&data_dir, id, partition, &[merged], |batch| {
+                Ok(batch.clone())
+            })
         })
         .await?;
         let old_ids: Vec<u64> = group.iter().map(|old| old.id).collect();
