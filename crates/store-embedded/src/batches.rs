@@ -43,6 +43,25 @@ impl<'a> Keys<'a> {
     }
 }
 
+/// Calls `each(batch, row, last)` for every row of the batches of `keys` (oldest first), newest
+/// first, with `last` true for the last written copy of its span (same trace and span id) and
+/// false for every earlier copy.
+fn last_copies(keys: &[Keys], mut each: impl FnMut(usize, usize, bool)) {
+    let n_rows: usize = keys.iter().map(|key| key.time.len()).sum();
+    // Newest first, so the first copy seen of a span is the last written.
+    let mut seen: HashSet<([u8; 16], [u8; 8]), foldhash::fast::RandomState> =
+        HashSet::with_capacity_and_hasher(n_rows, foldhash::fast::RandomState::default());
+    for (batch, key) in keys.iter().enumerate().rev() {
+        for row in (0..key.time.len()).rev() {
+            let span = (
+                key.trace_id.value(row).try_into().unwrap_or_default(),
+                key.span_id.value(row).try_into().unwrap_or_default(),
+            );
+            each(batch, row, seen.insert(span));
+        }
+    }
+}
+
 /// The rows of `batches` (oldest first) as one batch per time partition (`partition_of` a row's
 /// `time`, in seconds), each sorted by service, endpoint and start time, so that searches by
 /// them read little. Of several rows of one span (same trace and span id) only the last written
@@ -57,22 +76,12 @@ pub fn by_partition(
         .map(Keys::of)
         .collect::<Result<Vec<_>, _>>()?;
     let n_rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    // Newest first, so the first copy seen of a span is the one kept.
-    let mut seen: HashSet<([u8; 16], [u8; 8]), foldhash::fast::RandomState> =
-        HashSet::with_capacity_and_hasher(n_rows, foldhash::fast::RandomState::default());
     let mut kept: Vec<(i64, usize, usize)> = Vec::with_capacity(n_rows);
-    for (batch_index, key) in keys.iter().enumerate().rev() {
-        for row in (0..key.time.len()).rev() {
-            let span = (
-                key.trace_id.value(row).try_into().unwrap_or_default(),
-                key.span_id.value(row).try_into().unwrap_or_default(),
-            );
-            if seen.insert(span) {
-                kept.push((partition_of(key.time.value(row)), batch_index, row));
-            }
+    last_copies(&keys, |batch, row, last| {
+        if last {
+            kept.push((partition_of(keys[batch].time.value(row)), batch, row));
         }
-    }
-    drop(seen);
+    });
     let order = sorted_positions(&keys, kept);
     let mut out = Vec::new();
     for run in order.chunk_by(|a, b| a.0 == b.0) {
@@ -180,23 +189,12 @@ pub fn runs_by_partition(
         .iter()
         .map(Keys::of)
         .collect::<Result<Vec<_>, _>>()?;
-    let n_rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    // Newest first, so the first copy seen of a span is the one kept.
-    let mut seen: HashSet<([u8; 16], [u8; 8]), foldhash::fast::RandomState> =
-        HashSet::with_capacity_and_hasher(n_rows, foldhash::fast::RandomState::default());
     let mut dropped: Vec<Vec<usize>> = vec![Vec::new(); batches.len()];
-    for (batch_index, key) in keys.iter().enumerate().rev() {
-        for row in (0..key.time.len()).rev() {
-            let span = (
-                key.trace_id.value(row).try_into().unwrap_or_default(),
-                key.span_id.value(row).try_into().unwrap_or_default(),
-            );
-            if !seen.insert(span) {
-                dropped[batch_index].push(row);
-            }
+    last_copies(&keys, |batch, row, last| {
+        if !last {
+            dropped[batch].push(row);
         }
-    }
-    drop(seen);
+    });
     let merging =
         |error: arrow::error::ArrowError| EmbeddedError::corrupt(format!("merging rows: {error}"));
     let mut runs: std::collections::BTreeMap<i64, Vec<RecordBatch>> = Default::default();

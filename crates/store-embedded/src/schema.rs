@@ -948,32 +948,23 @@ fn packed_sets<'a>(
 /// row, ten times a column of short text; with an allocation behind it, it costs what any other
 /// does (BENCHMARKS.md).
 pub(crate) fn with_allocated_values(column: &ArrayRef) -> ArrayRef {
-    fn allocated() -> arrow::buffer::Buffer {
-        arrow::buffer::Buffer::from_vec(Vec::<u8>::with_capacity(64))
+    fn allocated<T: arrow::datatypes::ByteArrayType<Offset = i32>>(
+        column: &ArrayRef,
+        array: &arrow::array::GenericByteArray<T>,
+    ) -> ArrayRef {
+        if !array.values().is_empty() || array.is_empty() {
+            return column.clone();
+        }
+        let values = arrow::buffer::Buffer::from_vec(Vec::<u8>::with_capacity(64));
+        Arc::new(arrow::array::GenericByteArray::<T>::new(
+            array.offsets().clone(),
+            values,
+            array.nulls().cloned(),
+        ))
     }
     match column.data_type() {
-        DataType::Utf8 => {
-            let text = column.as_string::<i32>();
-            if !text.values().is_empty() || text.is_empty() {
-                return column.clone();
-            }
-            Arc::new(StringArray::new(
-                text.offsets().clone(),
-                allocated(),
-                text.nulls().cloned(),
-            ))
-        }
-        DataType::Binary => {
-            let bytes = column.as_binary::<i32>();
-            if !bytes.values().is_empty() || bytes.is_empty() {
-                return column.clone();
-            }
-            Arc::new(BinaryArray::new(
-                bytes.offsets().clone(),
-                allocated(),
-                bytes.nulls().cloned(),
-            ))
-        }
+        DataType::Utf8 => allocated(column, column.as_string::<i32>()),
+        DataType::Binary => allocated(column, column.as_binary::<i32>()),
         DataType::Dictionary(key, _) if key.as_ref() == &DataType::Int32 => {
             let dictionary = column.as_dictionary::<Int32Type>();
             let values = with_allocated_values(dictionary.values());
