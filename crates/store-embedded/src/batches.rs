@@ -162,7 +162,7 @@ pub fn sort_batch(
         .map_err(|error| EmbeddedError::corrupt(format!("sorting rows: {error}")))
 }
 
-/// Whether the rows of one batch are in file order (see [`sort_rows`]).
+/// Whether the rows of one batch are in file order (see [`sort_batch`]).
 fn in_file_order(key: &Keys, partition_of: &impl Fn(i64) -> i64) -> bool {
     (1..key.time.len()).all(|row| {
         let (a, b) = (row - 1, row);
@@ -175,12 +175,11 @@ fn in_file_order(key: &Keys, partition_of: &impl Fn(i64) -> i64) -> bool {
     })
 }
 
-/// The rows of `batches` (oldest first) as runs per time partition (`partition_of` a row's
-/// `time`, in seconds): each run in file order, the runs of a partition in the order of their
-/// batches. A file made of them holds each batch's rows sorted by service, endpoint and start
-/// time, at the cost of a copy of none: a batch in file order (as the write path sorts them) is
-/// sliced, and only one that is not, or that lost rows, is gathered. Of several rows of one span
-/// (same trace and span id) only the last written is kept. Blocking.
+/// The rows of `batches` (oldest first, each in file order: [`sort_batch`]) as runs per time
+/// partition (`partition_of` a row's `time`, in seconds), the runs of a partition in the order
+/// of their batches. Each batch is sliced where its partition changes, without a copy; only a
+/// batch that holds an earlier copy of a span written again later is filtered first, since of
+/// several rows of one span (same trace and span id) only the last written is kept. Blocking.
 pub fn runs_by_partition(
     batches: &[RecordBatch],
     partition_of: impl Fn(i64) -> i64,
@@ -195,35 +194,32 @@ pub fn runs_by_partition(
             dropped[batch].push(row);
         }
     });
-    let merging =
-        |error: arrow::error::ArrowError| EmbeddedError::corrupt(format!("merging rows: {error}"));
     let mut runs: std::collections::BTreeMap<i64, Vec<RecordBatch>> = Default::default();
-    for ((batch, key), dropped) in batches.iter().zip(&keys).zip(&dropped) {
-        if dropped.is_empty() && in_file_order(key, &partition_of) {
-            // Sliced where the partition changes.
-            let mut start = 0;
-            while start < batch.num_rows() {
-                let partition = partition_of(key.time.value(start));
-                let mut end = start + 1;
-                while end < batch.num_rows() && partition_of(key.time.value(end)) == partition {
-                    end += 1;
-                }
-                runs.entry(partition)
-                    .or_default()
-                    .push(batch.slice(start, end - start));
-                start = end;
+    for (batch, dropped) in batches.iter().zip(&dropped) {
+        let batch = if dropped.is_empty() {
+            batch.clone()
+        } else {
+            let mut kept = arrow::array::BooleanBufferBuilder::new(batch.num_rows());
+            kept.append_n(batch.num_rows(), true);
+            for &row in dropped {
+                kept.set_bit(row, false);
             }
-            continue;
-        }
-        let mut kept = arrow::array::BooleanBufferBuilder::new(batch.num_rows());
-        kept.append_n(batch.num_rows(), true);
-        for &row in dropped {
-            kept.set_bit(row, false);
-        }
-        let kept = arrow::array::BooleanArray::new(kept.finish(), None);
-        let batch = arrow::compute::filter_record_batch(batch, &kept).map_err(merging)?;
-        for (partition, run) in by_partition(std::slice::from_ref(&batch), &partition_of)? {
-            runs.entry(partition).or_default().push(run);
+            let kept = arrow::array::BooleanArray::new(kept.finish(), None);
+            arrow::compute::filter_record_batch(batch, &kept).map_err(|error| {
+                EmbeddedError::corrupt(format!("dropping earlier copies: {error}"))
+            })?
+        };
+        let times = Keys::of(&batch)?.time;
+        let mut start = 0;
+        while start < batch.num_rows() {
+            let partition = partition_of(times.value(start));
+            let end = (start + 1..batch.num_rows())
+                .find(|&row| partition_of(times.value(row)) != partition)
+                .unwrap_or(batch.num_rows());
+            runs.entry(partition)
+                .or_default()
+                .push(batch.slice(start, end - start));
+            start = end;
         }
     }
     Ok(runs.into_iter().collect())
@@ -453,10 +449,9 @@ mod tests {
     }
 
     #[test]
-    fn runs_keep_the_last_copy_and_sort_a_batch_out_of_order() {
+    fn runs_keep_the_last_copy_of_a_span() {
         let hour = 3_600_000_000i64;
         let hours = |time: i64| time.div_euclid(3600) * 3600;
-        // Not sorted: as an older version's write-ahead log holds its batches.
         let mut first = vec![
             row(1, 1, "b", "GET /", 5 * hour + 10),
             row(1, 2, "a", "GET /", 5 * hour + 20),
@@ -464,8 +459,8 @@ mod tests {
         first[0].endpoint = "old".into();
         let second = vec![row(1, 1, "b", "GET /", 5 * hour + 10)];
         let batches = [
-            schema::rows_to_batch(&first),
-            schema::rows_to_batch(&second),
+            sort_batch(schema::rows_to_batch(&first), hours).unwrap(),
+            sort_batch(schema::rows_to_batch(&second), hours).unwrap(),
         ];
         let parts = runs_by_partition(&batches, hours).unwrap();
         assert_eq!(parts.len(), 1);

@@ -184,33 +184,37 @@ pub fn write_file(
     runs: &[RecordBatch],
     prepare: impl Fn(&RecordBatch) -> Result<RecordBatch, EmbeddedError>,
 ) -> Result<(FileEntry, TraceIndex), EmbeddedError> {
-    let mut ids = Vec::with_capacity(runs.len());
-    let (mut min_start_time, mut max_start_time) = (None::<i64>, None::<i64>);
-    for run in runs {
-        ids.push(
-            run.column_by_name("trace_id")
-                .ok_or_else(|| EmbeddedError::corrupt("rows without a trace_id column"))?
-                .as_binary::<i32>(),
-        );
-        let start_times = run
-            .column_by_name("start_time")
-            .ok_or_else(|| EmbeddedError::corrupt("rows without a start_time column"))?
-            .as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
-        if let Some(min) = arrow::compute::min(start_times) {
-            min_start_time = Some(min_start_time.map_or(min, |known| known.min(min)));
-        }
-        if let Some(max) = arrow::compute::max(start_times) {
-            max_start_time = Some(max_start_time.map_or(max, |known| known.max(max)));
-        }
-    }
-    let index = TraceIndex::build(ids);
+    let column = |run: &RecordBatch, name: &str| {
+        run.column_by_name(name)
+            .cloned()
+            .ok_or_else(|| EmbeddedError::corrupt(format!("rows without a {name} column")))
+    };
+    let ids = runs
+        .iter()
+        .map(|run| column(run, "trace_id"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let start_times = runs
+        .iter()
+        .map(|run| column(run, "start_time"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let start_times = start_times
+        .iter()
+        .map(|times| times.as_primitive::<arrow::datatypes::TimestampMicrosecondType>());
+    let index = TraceIndex::build(ids.iter().map(|ids| ids.as_binary::<i32>()));
     let mut entry = FileEntry {
         id,
         partition,
         n_rows: runs.iter().map(RecordBatch::num_rows).sum::<usize>() as u64,
         n_bytes: 0,
-        min_start_time: min_start_time.unwrap_or(0),
-        max_start_time: max_start_time.unwrap_or(0),
+        min_start_time: start_times
+            .clone()
+            .filter_map(arrow::compute::min)
+            .min()
+            .unwrap_or(0),
+        max_start_time: start_times
+            .filter_map(arrow::compute::max)
+            .max()
+            .unwrap_or(0),
         format: crate::manifest::FORMAT,
     };
     let path = data_dir.join(entry.relative_path());

@@ -64,6 +64,12 @@ impl EmbeddedConfig {
             upkeep_interval: Duration::from_secs(1),
         }
     }
+
+    /// The partition of a span ending at `time` (seconds): the start of its partition.
+    fn partition_of(&self) -> impl Fn(i64) -> i64 + Copy + Send + 'static {
+        let width = self.partition_seconds;
+        move |time: i64| time.div_euclid(width) * width
+    }
 }
 
 /// Rows written since the last flush, as the record batches they were written in (the same
@@ -170,10 +176,12 @@ impl EmbeddedStore {
         let (wal, replayed) = Wal::open(wal_config, manifest.flushed_seq).await?;
         let active = Buffer::new();
         let mut n_replayed = 0usize;
+        let partition_of = config.partition_of();
         for (seq, payload) in replayed.entries {
             for batch in decode_batches(&payload)? {
                 n_replayed += batch.num_rows();
-                active.push(batch);
+                // Every buffered batch is in file order (earlier versions logged them unsorted).
+                active.push(batches::sort_batch(batch, partition_of)?);
             }
             active.max_seq.fetch_max(seq, Ordering::SeqCst);
         }
@@ -383,14 +391,12 @@ impl SpanStore for EmbeddedStore {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let partition_seconds = self.inner.config.partition_seconds;
+        let partition_of = self.inner.config.partition_of();
         let (batch, payload) = tokio::task::spawn_blocking(move || {
             let batch = schema::rows_to_buffer(&rows);
             drop(rows);
             // In file order, so that a flush writes the batch as it is.
-            let batch = batches::sort_batch(batch, |time| {
-                time.div_euclid(partition_seconds) * partition_seconds
-            })?;
+            let batch = batches::sort_batch(batch, partition_of)?;
             let payload = encode_batch(&batch);
             Ok::<_, EmbeddedError>((batch, payload))
         })
@@ -927,12 +933,10 @@ async fn flush(inner: &Arc<Inner>) -> Result<(), EmbeddedError> {
     // Oldest buffer first, so that a span written again later wins.
     let buffered: Vec<RecordBatch> = frozen.iter().flat_map(|buffer| buffer.batches()).collect();
     let data_dir = inner.config.data_dir.clone();
-    let partition_seconds = inner.config.partition_seconds;
+    let partition_of = inner.config.partition_of();
     let next_file_id = Arc::clone(inner);
     let (written, n_rows) = blocking(move || {
-        let parts = batches::runs_by_partition(&buffered, |time| {
-            time.div_euclid(partition_seconds) * partition_seconds
-        })?;
+        let parts = batches::runs_by_partition(&buffered, partition_of)?;
         drop(buffered);
         let n_rows: usize = parts
             .iter()
