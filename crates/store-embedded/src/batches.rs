@@ -237,7 +237,7 @@ pub fn interleave(
         return arrow::compute::take_record_batch(one, &rows).map_err(merging);
     }
     // Several batches are gathered column by column, without first copying them into one:
-    // a flush's batches are most of the store's memory.
+    // the files a compaction merges can be large.
     let Some(schema) = batches.first().map(RecordBatch::schema) else {
         return Ok(RecordBatch::new_empty(schema::schema()));
     };
