@@ -25,7 +25,9 @@ use clickhouse::Client;
 use spanflow_model::{metric_names, Attribute, SpanKind, SpanRow, TraceId};
 use spanflow_store::analytics::{Edge, MapBy, RedPoint, RedQuery};
 use spanflow_store::sql::{SqlDialect, SqlLimits, SqlResult};
-use spanflow_store::{ErrorKind, Operation, SpanQuery, SpanStore, StoreError, TimeRange};
+use spanflow_store::{
+    ErrorKind, Operation, PreparedWrite, SpanQuery, SpanStore, StoreError, TimeRange,
+};
 
 /// The most a SQL answer may weigh, as ClickHouse sends it.
 const MAX_SQL_ANSWER_BYTES: usize = 256 << 20;
@@ -110,12 +112,28 @@ impl ClickHouseConfig {
 }
 
 /// One write waiting for ClickHouse.
-struct Pending {
+/// A write's rows as an insert sends them.
+struct Encoded {
     spans: Vec<u8>,
     span_keys: Vec<SpanKey>,
     resources: Resources,
     index: Vec<u8>,
     index_keys: Vec<IndexKey>,
+}
+
+impl Encoded {
+    /// What it holds in memory, near enough: what it takes of the store's room.
+    fn n_bytes(&self) -> usize {
+        self.spans.len()
+            + self.index.len()
+            + self.resources.bytes.len()
+            + self.span_keys.len() * std::mem::size_of::<SpanKey>()
+            + self.index_keys.len() * std::mem::size_of::<IndexKey>()
+    }
+}
+
+struct Pending {
+    encoded: Encoded,
     n_rows: usize,
     enqueued: Instant,
     done: oneshot::Sender<()>,
@@ -401,21 +419,27 @@ impl Inner {
         let span_order = rowbinary::span_order(
             &batch
                 .iter()
-                .map(|pending| (&pending.spans[..], &pending.span_keys[..]))
+                .map(|pending| (&pending.encoded.spans[..], &pending.encoded.span_keys[..]))
                 .collect::<Vec<_>>(),
         );
         let index_order = rowbinary::index_order(
             &batch
                 .iter()
-                .map(|pending| (&pending.index[..], &pending.index_keys[..]))
+                .map(|pending| (&pending.encoded.index[..], &pending.encoded.index_keys[..]))
                 .collect::<Vec<_>>(),
         );
-        let spans: Vec<&[u8]> = batch.iter().map(|pending| &pending.spans[..]).collect();
-        let index: Vec<&[u8]> = batch.iter().map(|pending| &pending.index[..]).collect();
+        let spans: Vec<&[u8]> = batch
+            .iter()
+            .map(|pending| &pending.encoded.spans[..])
+            .collect();
+        let index: Vec<&[u8]> = batch
+            .iter()
+            .map(|pending| &pending.encoded.index[..])
+            .collect();
         // The resource rows ClickHouse does not have yet, once each.
         let resources: Vec<&[u8]> = batch
             .iter()
-            .map(|pending| &pending.resources.bytes[..])
+            .map(|pending| &pending.encoded.resources.bytes[..])
             .collect();
         let mut new_resources = Vec::new();
         let mut resource_order = Vec::new();
@@ -426,7 +450,7 @@ impl Inner {
                 .unwrap_or_else(|p| p.into_inner());
             let mut seen = HashSet::new();
             for (write, pending) in batch.iter().enumerate() {
-                for key in &pending.resources.keys {
+                for key in &pending.encoded.resources.keys {
                     let pair = (key.time, key.id);
                     if !stored.contains(&pair) && seen.insert(pair) {
                         new_resources.push(pair);
@@ -735,10 +759,12 @@ async fn upkeep_loop(store: Arc<Inner>, stop: CancellationToken) {
 #[async_trait::async_trait]
 impl SpanStore for ClickHouseStore {
     async fn write(&self, rows: Vec<SpanRow>) -> Result<(), StoreError> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let inner = &self.inner;
+        let prepared = self.prepare(rows)?;
+        self.write_prepared(prepared).await
+    }
+
+    /// The rows encoded as `RowBinary`, with the keys an insert sorts them by.
+    fn prepare(&self, rows: Vec<SpanRow>) -> Result<PreparedWrite, StoreError> {
         let mut spans = Vec::with_capacity(rows.len() * 384);
         let mut resources = Resources::default();
         let span_keys = Encoder::default().spans(&rows, &mut spans, &mut resources);
@@ -746,9 +772,24 @@ impl SpanStore for ClickHouseStore {
         let index_keys = Encoder::index(&rows, &mut index);
         let n_rows = rows.len();
         drop(rows);
-        let keys = span_keys.len() * std::mem::size_of::<SpanKey>()
-            + index_keys.len() * std::mem::size_of::<IndexKey>();
-        let wanted = u32::try_from(spans.len() + index.len() + resources.bytes.len() + keys)
+        let encoded = Encoded {
+            spans,
+            span_keys,
+            resources,
+            index,
+            index_keys,
+        };
+        Ok(PreparedWrite::new(n_rows, encoded))
+    }
+
+    async fn write_prepared(&self, prepared: PreparedWrite) -> Result<(), StoreError> {
+        let n_rows = prepared.n_rows();
+        if n_rows == 0 {
+            return Ok(());
+        }
+        let encoded: Encoded = prepared.into_form(self.backend())?;
+        let inner = &self.inner;
+        let wanted = u32::try_from(encoded.n_bytes())
             .unwrap_or(u32::MAX)
             .min(inner.room_bytes);
         let room = match tokio::time::timeout(
@@ -776,11 +817,7 @@ impl SpanStore for ClickHouseStore {
         {
             let mut queue = inner.queue.lock().unwrap_or_else(|p| p.into_inner());
             queue.push_back(Pending {
-                spans,
-                span_keys,
-                resources,
-                index,
-                index_keys,
+                encoded,
                 n_rows,
                 enqueued: Instant::now(),
                 done,

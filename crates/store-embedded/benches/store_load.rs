@@ -106,10 +106,12 @@ fn main() {
             let started = Instant::now();
             written += generated.len();
             let mut batch_rows = std::mem::take(&mut generated);
-            // Refused writes are retried, as the server's agents do.
+            // Refused writes are retried, as the server's agents do. As in the server, the
+            // rows are prepared on the thread that built them.
             loop {
                 let spare = copies.pop().unwrap_or_else(|| batch_rows.clone());
-                match store.write(std::mem::replace(&mut batch_rows, spare)).await {
+                let prepared = store.prepare(std::mem::replace(&mut batch_rows, spare)).unwrap();
+                match store.write_prepared(prepared).await {
                     Ok(()) => break,
                     Err(error) if error.kind == spanflow_store::ErrorKind::Retryable => {
                         n_refused += 1;

@@ -12,7 +12,9 @@ use arrow::record_batch::RecordBatch;
 use spanflow_model::{metric_names, SpanKind, SpanRow, TraceId};
 use spanflow_store::analytics::{Edge, MapBy, NodeKind, RedPoint, RedQuery, FAILED_SQL};
 use spanflow_store::sql::{SqlDialect, SqlLimits, SqlResult};
-use spanflow_store::{ErrorKind, Operation, SpanQuery, SpanStore, StoreError, TimeRange};
+use spanflow_store::{
+    ErrorKind, Operation, PreparedWrite, SpanQuery, SpanStore, StoreError, TimeRange,
+};
 
 use crate::manifest::{FileEntry, Manifest};
 use crate::trace_index::TraceIndex;
@@ -376,6 +378,24 @@ impl SpanStore for EmbeddedStore {
         if rows.is_empty() {
             return Ok(());
         }
+        let partition_of = self.inner.config.partition_of();
+        let prepared = tokio::task::spawn_blocking(move || prepare(rows, partition_of))
+            .await
+            .map_err(|error| {
+                StoreError::new(spanflow_store::ErrorKind::Internal, error.to_string())
+            })??;
+        self.write_prepared(prepared).await
+    }
+
+    fn prepare(&self, rows: Vec<SpanRow>) -> Result<PreparedWrite, StoreError> {
+        Ok(prepare(rows, self.inner.config.partition_of())?)
+    }
+
+    async fn write_prepared(&self, prepared: PreparedWrite) -> Result<(), StoreError> {
+        if prepared.n_rows() == 0 {
+            return Ok(());
+        }
+        let Prepared { batch, payload } = prepared.into_form(self.backend())?;
         let deadline = Instant::now() + self.inner.config.write_wait;
         while self.n_buffered_rows() >= self.inner.config.max_buffered_rows {
             self.inner.flush_wanted.notify_one();
@@ -391,19 +411,6 @@ impl SpanStore for EmbeddedStore {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let partition_of = self.inner.config.partition_of();
-        let (batch, payload) = tokio::task::spawn_blocking(move || {
-            let batch = schema::rows_to_buffer(&rows);
-            drop(rows);
-            // In file order, so that a flush writes the batch as it is.
-            let batch = batches::sort_batch(batch, partition_of)?;
-            let payload = encode_batch(&batch);
-            Ok::<_, EmbeddedError>((batch, payload))
-        })
-        .await
-        .map_err(|error| {
-            StoreError::new(spanflow_store::ErrorKind::Internal, error.to_string())
-        })??;
         let gate = self.inner.write_gate.read().await;
         let seq = self
             .inner
@@ -641,6 +648,25 @@ impl SpanStore for EmbeddedStore {
 const SEARCH_FILES_PER_QUERY: usize = 2;
 
 /// The newest `limit` rows, newest first, one per span: of several copies the first in `rows`.
+/// A write's batch, built, sorted into file order (so that a flush writes it as it is), and
+/// encoded for the WAL.
+struct Prepared {
+    batch: RecordBatch,
+    payload: Vec<u8>,
+}
+
+fn prepare(
+    rows: Vec<SpanRow>,
+    partition_of: impl Fn(i64) -> i64,
+) -> Result<PreparedWrite, EmbeddedError> {
+    let n_rows = rows.len();
+    let batch = schema::rows_to_buffer(&rows);
+    drop(rows);
+    let batch = batches::sort_batch(batch, partition_of)?;
+    let payload = encode_batch(&batch);
+    Ok(PreparedWrite::new(n_rows, Prepared { batch, payload }))
+}
+
 fn newest_distinct(rows: Vec<SpanRow>, limit: usize) -> Vec<SpanRow> {
     let mut seen = std::collections::HashSet::with_capacity(rows.len());
     let mut rows: Vec<SpanRow> = rows

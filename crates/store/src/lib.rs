@@ -23,6 +23,44 @@ use analytics::{Edge, MapBy, RedPoint, RedQuery};
 use spanflow_model::{SpanRow, TraceId};
 use sql::{SqlLimits, SqlResult};
 
+/// Rows a backend has made ready to write, in a form only that backend knows.
+pub struct PreparedWrite {
+    n_rows: usize,
+    form: Box<dyn std::any::Any + Send>,
+}
+
+impl PreparedWrite {
+    pub fn new<T: std::any::Any + Send>(n_rows: usize, form: T) -> PreparedWrite {
+        PreparedWrite {
+            n_rows,
+            form: Box::new(form),
+        }
+    }
+
+    /// How many span rows it holds.
+    pub fn n_rows(&self) -> usize {
+        self.n_rows
+    }
+
+    /// The backend's form back; an internal error when another backend prepared it.
+    pub fn into_form<T: std::any::Any>(self, backend: &str) -> Result<T, StoreError> {
+        self.form.downcast::<T>().map(|form| *form).map_err(|_| {
+            StoreError::new(
+                ErrorKind::Internal,
+                format!("a write prepared by another store was given to the {backend} store"),
+            )
+        })
+    }
+}
+
+impl std::fmt::Debug for PreparedWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedWrite")
+            .field("n_rows", &self.n_rows)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A backend that keeps span rows.
 ///
 /// Rows are keyed by (trace id, span id): writing a row whose key is already stored replaces
@@ -31,6 +69,23 @@ use sql::{SqlLimits, SqlResult};
 pub trait SpanStore: Send + Sync + 'static {
     /// Stores the rows; returns once they are as durable as this backend makes them.
     async fn write(&self, rows: Vec<SpanRow>) -> Result<(), StoreError>;
+
+    /// The part of a write that needs no I/O (encoding, sorting), done on the calling thread;
+    /// [`SpanStore::write_prepared`] does the rest. `write` is the two in turn.
+    ///
+    /// The server calls it on the thread that decoded and mapped the rows, so that the rows
+    /// are built and freed on one thread: freeing memory another thread allocated costs the
+    /// allocator more. It blocks for as long as the encoding takes, so call it where blocking
+    /// is allowed. Backends with nothing to prepare keep the rows as they are.
+    fn prepare(&self, rows: Vec<SpanRow>) -> Result<PreparedWrite, StoreError> {
+        Ok(PreparedWrite::new(rows.len(), rows))
+    }
+
+    /// Stores what [`SpanStore::prepare`] of this same store made, as `write` does.
+    async fn write_prepared(&self, prepared: PreparedWrite) -> Result<(), StoreError> {
+        let rows: Vec<SpanRow> = prepared.into_form(self.backend())?;
+        self.write(rows).await
+    }
 
     /// Every stored span of a trace, ordered by start time; empty when the trace is unknown.
     /// No time range is needed: a trace id is found however old it is.
