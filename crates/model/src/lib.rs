@@ -4,12 +4,14 @@
 //! live in the crates that speak them.
 
 mod ids;
+mod ip_text;
 pub mod metric_names;
 mod place;
 mod row;
 pub mod tenant;
 
 pub use ids::{AgentId, IdError, SpanId, TraceId};
+pub use ip_text::IpText;
 pub use place::{AutoType, Place, PlaceField};
 pub use row::{
     AttrValue, Attribute, Event, L7Protocol, Link, ObservationPoint, ResourceTag, ResourceTags,

@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::ops::Range;
 
-use spanflow_model::{AttrValue, Attribute, Place, ResourceTags, SpanRow, TraceId};
+use spanflow_model::{AttrValue, Attribute, IpText, Place, ResourceTags, SpanRow, TraceId};
 use spanflow_store::text;
 
 use crate::schema::RESOURCE_PERIOD_S;
@@ -285,37 +285,9 @@ impl Encoder {
 
     /// An address as text; the empty string for none.
     fn ip(&mut self, w: &mut RowBinary<'_>, ip: Option<IpAddr>) {
-        use std::fmt::Write as _;
         match ip {
             None => w.string(""),
-            Some(IpAddr::V4(ip)) => {
-                // Dotted decimal without the formatting machinery: two of these a row.
-                let mut text = [0u8; 15];
-                let mut n = 0;
-                for (i, octet) in ip.octets().into_iter().enumerate() {
-                    if i > 0 {
-                        text[n] = b'.';
-                        n += 1;
-                    }
-                    if octet >= 100 {
-                        text[n] = b'0' + octet / 100;
-                        n += 1;
-                    }
-                    if octet >= 10 {
-                        text[n] = b'0' + octet / 10 % 10;
-                        n += 1;
-                    }
-                    text[n] = b'0' + octet % 10;
-                    n += 1;
-                }
-                w.length(n);
-                w.fixed(&text[..n]);
-            }
-            Some(ip) => {
-                self.text.clear();
-                write!(self.text, "{ip}").expect("writes to a String");
-                w.string(&self.text);
-            }
+            Some(ip) => w.string(IpText::new(ip).as_str()),
         }
     }
 

@@ -21,7 +21,6 @@
 //! and attributes, the places of both ends) as dictionaries and a span's own attributes packed
 //! too ([`rows_to_buffer`], [`buffer_schema`]).
 
-use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::ops::Range;
 use std::sync::{Arc, LazyLock};
@@ -39,8 +38,8 @@ use datafusion::logical_expr::{
     ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
 };
 use spanflow_model::{
-    Attribute, AutoType, L7Protocol, ObservationPoint, Place, ResourceTags, ResponseStatus, SpanId,
-    SpanKind, SpanRow, TraceId,
+    Attribute, AutoType, IpText, L7Protocol, ObservationPoint, Place, ResourceTags, ResponseStatus,
+    SpanId, SpanKind, SpanRow, TraceId,
 };
 use spanflow_store::text;
 
@@ -1050,10 +1049,7 @@ fn ip_column(rows: &[SpanRow], get: impl Fn(&SpanRow) -> Option<IpAddr>) -> Arra
     let mut builder = StringBuilder::with_capacity(rows.len(), rows.len() * 15);
     for row in rows {
         match get(row) {
-            Some(ip) => {
-                write!(builder, "{ip}").expect("writes to a builder");
-                builder.append_value("");
-            }
+            Some(ip) => builder.append_value(IpText::new(ip).as_str()),
             None => builder.append_null(),
         }
     }
