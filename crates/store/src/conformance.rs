@@ -189,6 +189,7 @@ where
     Fut: Future<Output = S>,
 {
     a_written_row_reads_back_whole(make_store().await).await;
+    a_prepared_write_reads_back_whole(make_store().await).await;
     trace_by_id_spans_time_and_ignores_other_traces(make_store().await).await;
     an_unknown_trace_is_empty(make_store().await).await;
     a_resent_span_is_stored_once(make_store().await).await;
@@ -312,6 +313,24 @@ async fn a_written_row_reads_back_whole(store: impl SpanStore) {
         "{}: row read back differs",
         store.backend()
     );
+}
+
+/// The server's way to write: `prepare` on the thread that built the rows, then `write_prepared`.
+async fn a_prepared_write_reads_back_whole(store: impl SpanStore) {
+    let row = full_row();
+    let prepared = store.prepare(vec![row.clone()]).unwrap();
+    assert_eq!(prepared.n_rows(), 1, "{}", store.backend());
+    store.write_prepared(prepared).await.unwrap();
+    let nothing = store.prepare(Vec::new()).unwrap();
+    store.write_prepared(nothing).await.unwrap();
+    assert_eq!(
+        store.trace(row.trace_id).await.unwrap(),
+        vec![row],
+        "{}: row read back differs",
+        store.backend()
+    );
+    let all = store.search(&SpanQuery::default()).await.unwrap();
+    assert_eq!(all.len(), 1, "{}", store.backend());
 }
 
 async fn trace_by_id_spans_time_and_ignores_other_traces(store: impl SpanStore) {

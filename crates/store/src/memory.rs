@@ -198,6 +198,16 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_write_prepared_by_another_store_is_refused_as_internal() {
+        let store = MemoryStore::new(10);
+        let foreign = crate::PreparedWrite::new(1, vec![0u8; 8]);
+        let error = store.write_prepared(foreign).await.unwrap_err();
+        assert_eq!(error.kind, crate::ErrorKind::Internal);
+        assert!(error.message.contains("memory store"), "{}", error.message);
+        assert_eq!(store.len(), 0);
+    }
+
+    #[tokio::test]
     async fn the_oldest_spans_are_dropped_and_counted_past_the_bound() {
         let store = MemoryStore::new(3);
         let rows: Vec<SpanRow> = (1..=5u8)
