@@ -169,8 +169,15 @@ const UNCOMPRESSED_COLUMNS: [&str; 42] = [
 ];
 
 /// Times and durations: nearly ordered within a service and endpoint, so their differences
-/// are small and pack tighter than the values.
-const DELTA_COLUMNS: [&str; 3] = ["time", "start_time", "response_duration"];
+/// are small and pack tighter than the values. And the span attributes' type codes, a handful
+/// of small numbers ten-odd times a span: bit-packed, a flush spends 0.095 µs a span on them
+/// instead of 0.13 through a dictionary, for 0.05 B a span more on disk.
+const DELTA_COLUMNS: [&str; 4] = [
+    "time",
+    "start_time",
+    "response_duration",
+    "attribute_types.list.item",
+];
 
 /// Writes `runs` as file `id` of `partition`, one after another, each already in file order
 /// (see [`crate::batches::runs_by_partition`]); `prepare` turns each run into the batch the
@@ -757,6 +764,32 @@ mod tests {
             "resource_attributes",
         ] {
             assert!(!has_statistics(name), "{name} has statistics");
+        }
+    }
+
+    #[test]
+    fn times_and_attribute_type_codes_are_delta_packed_and_names_keep_a_dictionary() {
+        let chunk = first_row_group();
+        let encodings = |name: &str| chunk(name).encodings().collect::<Vec<_>>();
+        for name in [
+            "time",
+            "start_time",
+            "response_duration",
+            "attribute_types.list.item",
+        ] {
+            let used = encodings(name);
+            assert!(
+                used.contains(&Encoding::DELTA_BINARY_PACKED),
+                "{name}: {used:?}"
+            );
+            assert!(
+                !used.contains(&Encoding::RLE_DICTIONARY),
+                "{name}: {used:?}"
+            );
+        }
+        for name in ["attribute_names.list.item", "attribute_values.list.item"] {
+            let used = encodings(name);
+            assert!(used.contains(&Encoding::RLE_DICTIONARY), "{name}: {used:?}");
         }
     }
 
