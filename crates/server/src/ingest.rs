@@ -97,22 +97,22 @@ async fn receive_batch(
     let (max_batch_bytes, limits) = (ingest.config.max_batch_bytes, ingest.config.span_limits);
     let places = ingest.config.places.clone();
     let tenants = ingest.tenants.clone();
-    let runtime = tokio::runtime::Handle::current();
-    // Each tenant's rows are prepared for its store on the thread that built them, which then
-    // frees them: cheaper for the allocator than freeing them on another.
+    // Each tenant's rows are prepared for its store on the thread that built them (see
+    // `SpanStore::prepare`). A tenant whose store is not open yet gets its rows written as
+    // they are once it is: opening a store takes the blocking pool too.
     let decoded = tokio::task::spawn_blocking(move || {
         let (groups, outcome) = decode_batch(body, max_batch_bytes, &limits, &places)?;
-        let prepared = groups
+        let ready = groups
             .into_iter()
-            .map(|(org, rows)| {
-                let store = runtime.block_on(tenants.store(Some(&org)));
-                match store.and_then(|store| Ok((store.prepare(rows)?, store))) {
-                    Ok((prepared, store)) => Ok((org, store, prepared)),
+            .map(|(org, rows)| match tenants.open_store(Some(&org)) {
+                Some(store) => match store.prepare(rows) {
+                    Ok(prepared) => Ok((org, Ready::Prepared(store, prepared))),
                     Err(error) => Err((org, error)),
-                }
+                },
+                None => Ok((org, Ready::Rows(rows))),
             })
             .collect::<Result<Vec<_>, _>>();
-        Ok::<_, TransportError>((prepared, outcome))
+        Ok::<_, TransportError>((ready, outcome))
     })
     .await;
     let (prepared, outcome) = match decoded {
@@ -134,7 +134,7 @@ async fn receive_batch(
     // A batch is acknowledged once every tenant's rows are stored; a resend after a failure
     // halfway stores the first tenants' rows again, which the stores absorb.
     let written = match prepared {
-        Ok(prepared) => write_all(prepared).await,
+        Ok(ready) => write_all(&ingest.tenants, ready).await,
         Err(failed) => Err(failed),
     };
     if let Err((org, error)) = written {
@@ -166,15 +166,27 @@ async fn receive_batch(
     (StatusCode::OK, axum::Json(body)).into_response()
 }
 
-/// Writes each tenant's prepared rows to its store, in turn; the first failure stops it.
+/// A tenant's rows, prepared for its store, or as they are when its store was not open.
+enum Ready {
+    Prepared(Arc<dyn SpanStore>, PreparedWrite),
+    Rows(Vec<SpanRow>),
+}
+
+/// Writes each tenant's rows to its store, in turn, opening the stores not open yet; the
+/// first failure stops it.
 async fn write_all(
-    prepared: Vec<(String, Arc<dyn SpanStore>, PreparedWrite)>,
+    tenants: &Tenants,
+    ready: Vec<(String, Ready)>,
 ) -> Result<(), (String, StoreError)> {
-    for (org, store, prepared) in prepared {
-        store
-            .write_prepared(prepared)
-            .await
-            .map_err(|error| (org, error))?;
+    for (org, rows) in ready {
+        let written = match rows {
+            Ready::Prepared(store, prepared) => store.write_prepared(prepared).await,
+            Ready::Rows(rows) => match tenants.store(Some(&org)).await {
+                Ok(store) => store.write(rows).await,
+                Err(error) => Err(error),
+            },
+        };
+        written.map_err(|error| (org, error))?;
     }
     Ok(())
 }
@@ -346,6 +358,82 @@ mod tests {
         assert_eq!(rows.len(), 6);
         assert!(rows.iter().all(|row| row.agent_id == "node-a"));
         assert_eq!(rows[5].endpoint, "span 3");
+    }
+
+    /// Opening a tenant's store takes the blocking pool, as the embedded store's does; a full
+    /// pool of tasks decoding that tenant's first batches must not wait for it.
+    #[test]
+    fn first_batches_of_a_new_tenant_at_once_on_a_small_blocking_pool_are_all_stored() {
+        use spanflow_store::{MemoryStore, SpanQuery};
+        use tower::ServiceExt;
+
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .max_blocking_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let open: crate::tenants::OpenStore = Arc::new(|_org| {
+                Box::pin(async {
+                    tokio::task::spawn_blocking(|| {
+                        std::thread::sleep(std::time::Duration::from_millis(50))
+                    })
+                    .await
+                    .unwrap();
+                    Ok(Arc::new(MemoryStore::new(1_000)) as Arc<dyn SpanStore>)
+                })
+            });
+            let tenants = Tenants::new(Arc::new(MemoryStore::new(1_000)), open, 4);
+            let router = ingest_router(tenants.clone(), IngestConfig::default());
+            let requests = (1..=6u8).map(|n| {
+                let request = ExportTraceServiceRequest {
+                    resource_spans: vec![ResourceSpans {
+                        scope_spans: vec![ScopeSpans {
+                            spans: (1..=3u8)
+                                .map(|span| Span {
+                                    trace_id: vec![n; 16],
+                                    span_id: vec![span; 8],
+                                    name: format!("span {span}"),
+                                    start_time_unix_nano: 1_700_000_000_000_000_000,
+                                    end_time_unix_nano: 1_700_000_000_001_000_000,
+                                    ..Span::default()
+                                })
+                                .collect(),
+                            ..ScopeSpans::default()
+                        }],
+                        ..ResourceSpans::default()
+                    }],
+                };
+                let mut payload = payload(request.encode_to_vec(), PayloadEncoding::Identity, 3);
+                payload.org_id = "acme".into();
+                let body = batch(VERSION, vec![payload]).encode_body();
+                let router = router.clone();
+                tokio::spawn(async move {
+                    let request = axum::http::Request::post(INGEST_PATH)
+                        .body(Body::from(body))
+                        .unwrap();
+                    router.oneshot(request).await.unwrap().status()
+                })
+            });
+            let statuses = tokio::time::timeout(
+                std::time::Duration::from_secs(30),
+                futures::future::join_all(requests),
+            )
+            .await
+            .expect("the batches are answered");
+            for status in statuses {
+                assert_eq!(status.unwrap(), StatusCode::OK);
+            }
+            let store = tenants.store(Some("acme")).await.unwrap();
+            let query = SpanQuery {
+                limit: 100,
+                ..SpanQuery::default()
+            };
+            assert_eq!(store.search(&query).await.unwrap().len(), 18);
+            let default = tenants.store(None).await.unwrap();
+            assert!(default.search(&query).await.unwrap().is_empty());
+        });
     }
 
     #[test]

@@ -44,6 +44,17 @@ impl Tenants {
         &self.default
     }
 
+    /// The store of `org` (the default store for none) if it is open, without waiting: `None`
+    /// when it is not open yet, or while another caller holds the tenants' lock (opening one).
+    /// For threads that must not block on the runtime: the blocking pool runs the stores'
+    /// opening, so a blocking task that waited for an opening could wait for itself.
+    pub fn open_store(&self, org: Option<&str>) -> Option<Arc<dyn SpanStore>> {
+        let Some(org) = org.filter(|org| !org.is_empty()) else {
+            return Some(self.default.clone());
+        };
+        self.stores.try_lock().ok()?.get(org).cloned()
+    }
+
     /// The store of `org` (the default store for none), opened if it is not yet.
     pub async fn store(&self, org: Option<&str>) -> Result<Arc<dyn SpanStore>, StoreError> {
         let Some(org) = org.filter(|org| !org.is_empty()) else {
