@@ -283,13 +283,19 @@ mod tests {
 
     use super::*;
 
+    /// A request of spans 1 to `n_spans`, each in the trace of its number.
     fn otlp(n_spans: u8) -> Vec<u8> {
+        otlp_in(n_spans, |n| n)
+    }
+
+    /// A request of spans 1 to `n_spans`, span `n` in the trace `trace_of(n)` spells.
+    fn otlp_in(n_spans: u8, trace_of: impl Fn(u8) -> u8) -> Vec<u8> {
         ExportTraceServiceRequest {
             resource_spans: vec![ResourceSpans {
                 scope_spans: vec![ScopeSpans {
                     spans: (1..=n_spans)
                         .map(|n| Span {
-                            trace_id: vec![n; 16],
+                            trace_id: vec![trace_of(n); 16],
                             span_id: vec![n; 8],
                             name: format!("span {n}"),
                             start_time_unix_nano: 1_700_000_000_000_000_000,
@@ -387,25 +393,7 @@ mod tests {
             let tenants = Tenants::new(Arc::new(MemoryStore::new(1_000)), open, 4);
             let router = ingest_router(tenants.clone(), IngestConfig::default());
             let requests = (1..=6u8).map(|n| {
-                let request = ExportTraceServiceRequest {
-                    resource_spans: vec![ResourceSpans {
-                        scope_spans: vec![ScopeSpans {
-                            spans: (1..=3u8)
-                                .map(|span| Span {
-                                    trace_id: vec![n; 16],
-                                    span_id: vec![span; 8],
-                                    name: format!("span {span}"),
-                                    start_time_unix_nano: 1_700_000_000_000_000_000,
-                                    end_time_unix_nano: 1_700_000_000_001_000_000,
-                                    ..Span::default()
-                                })
-                                .collect(),
-                            ..ScopeSpans::default()
-                        }],
-                        ..ResourceSpans::default()
-                    }],
-                };
-                let mut payload = payload(request.encode_to_vec(), PayloadEncoding::Identity, 3);
+                let mut payload = payload(otlp_in(3, |_| n), PayloadEncoding::Identity, 3);
                 payload.org_id = "acme".into();
                 let body = batch(VERSION, vec![payload]).encode_body();
                 let router = router.clone();
