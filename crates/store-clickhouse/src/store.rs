@@ -111,7 +111,6 @@ impl ClickHouseConfig {
     }
 }
 
-/// One write waiting for ClickHouse.
 /// A write's rows as an insert sends them.
 struct Encoded {
     spans: Vec<u8>,
@@ -132,6 +131,7 @@ impl Encoded {
     }
 }
 
+/// One write waiting for ClickHouse.
 struct Pending {
     encoded: Encoded,
     n_rows: usize,

@@ -117,13 +117,11 @@ fn main() {
         let mut generated = Vec::with_capacity(batch + 16);
         let mut written = 0usize;
         let mut generate_time = Duration::ZERO;
-        let mut generate_cpu = 0.0f64;
         let mut write_time = Duration::ZERO;
         let mut n_refused = 0usize;
         let cpu_before = cpu_seconds();
         while written < n_spans {
             let started = Instant::now();
-            let started_cpu = thread_cpu_seconds();
             fill(&mut random, written, &mut generated);
             if sample_traces.len() < 1000 && random.below(5) == 0 {
                 sample_traces.push(generated[0].trace_id);
@@ -131,7 +129,6 @@ fn main() {
             // A copy to send again if the write is refused, made outside the timed write.
             let mut copies = vec![generated.clone()];
             generate_time += started.elapsed();
-            generate_cpu += thread_cpu_seconds() - started_cpu;
             let started = Instant::now();
             written += generated.len();
             let mut batch_rows = std::mem::take(&mut generated);
@@ -157,10 +154,8 @@ fn main() {
             write_time += started.elapsed();
             // The copy the store was not given is the benchmark's own, as is freeing it.
             let started = Instant::now();
-            let started_cpu = thread_cpu_seconds();
             drop(batch_rows);
             generate_time += started.elapsed();
-            generate_cpu += thread_cpu_seconds() - started_cpu;
             generated = Vec::with_capacity(batch + 16);
         }
         let started = Instant::now();
@@ -181,11 +176,9 @@ fn main() {
         println!("final flush+compact  {:.2} s", flush_time.as_secs_f64());
         println!("writes refused       {n_refused} (buffer full; retried)");
         println!("process CPU          {:.2} s ({:.2} CPU-s per million spans, including generation {:.2} s)", cpu, cpu / written as f64 * 1e6, generate_time.as_secs_f64());
-        // The generator's own CPU (its thread's clock around each batch it makes and frees),
-        // taken from the process's: what the store spent, on every thread, except the work
-        // its frees leave for the generator's thread and the generator's leave for its own.
-        println!("write path CPU       {:.2} s ({:.2} CPU-s per million spans; generation {:.2} CPU-s)", cpu - generate_cpu, (cpu - generate_cpu) / written as f64 * 1e6, generate_cpu);
-        // The process's CPU minus the generator's when it ran alone: the store's whole cost.
+        // The process's CPU minus the generator's when it ran alone: the store's whole cost,
+        // including the work its frees leave for the generator's thread. (The generator
+        // thread's own CPU clock would charge that work to the generator.)
         println!("write path CPU, whole {:.2} s ({:.2} CPU-s per million spans; generation alone {:.2} CPU-s)", cpu - generation_alone, (cpu - generation_alone) / written as f64 * 1e6, generation_alone);
 
         if sample_traces.is_empty() {
@@ -238,17 +231,6 @@ impl Peak {
         );
         self.max = self.max.max(bytes);
     }
-}
-
-/// CPU seconds the calling thread has used, to the nanosecond.
-fn thread_cpu_seconds() -> f64 {
-    let mut time = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: writes the calling thread's CPU clock into `time`, which it owns.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut time) };
-    time.tv_sec as f64 + time.tv_nsec as f64 * 1e-9
 }
 
 /// CPU seconds this process has used (user + system), from /proc.

@@ -647,7 +647,6 @@ impl SpanStore for EmbeddedStore {
 /// that a search for recent spans stops early.
 const SEARCH_FILES_PER_QUERY: usize = 2;
 
-/// The newest `limit` rows, newest first, one per span: of several copies the first in `rows`.
 /// A write's batch, built, sorted into file order (so that a flush writes it as it is), and
 /// encoded for the WAL.
 struct Prepared {
@@ -667,6 +666,7 @@ fn prepare(
     Ok(PreparedWrite::new(n_rows, Prepared { batch, payload }))
 }
 
+/// The newest `limit` rows, newest first, one per span: of several copies the first in `rows`.
 fn newest_distinct(rows: Vec<SpanRow>, limit: usize) -> Vec<SpanRow> {
     let mut seen = std::collections::HashSet::with_capacity(rows.len());
     let mut rows: Vec<SpanRow> = rows
