@@ -14,11 +14,13 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 /// hex text; version 2 stored them as bytes; version 3 stores a span's end as its offset from
 /// the start plus the duration; version 4 adds the place columns of both ends of a call;
 /// version 5 stores most text columns' empty values as null; version 6 packs a span's resource
-/// attributes into one value. This version reads 4 to 6, and records each file's format in its entry.
-pub const FORMAT: u32 = 6;
+/// attributes into one value; version 7 packs a span's attribute names and types into one key
+/// set beside the values' list. This version reads 4 to 7, and records each file's format in
+/// its entry.
+pub const FORMAT: u32 = 7;
 
 /// The formats this version reads: 4's files are 5's with no nulls in their text.
-const READS: [u32; 3] = [4, 5, FORMAT];
+const READS: [u32; 4] = [4, 5, 6, FORMAT];
 
 fn format_1() -> u32 {
     1
@@ -52,11 +54,6 @@ impl FileEntry {
         PathBuf::from("parts")
             .join(self.partition.to_string())
             .join(format!("{:020}.parquet", self.id))
-    }
-
-    /// Whether the file holds attribute sets packed (format 6) rather than as lists.
-    pub fn packed(&self) -> bool {
-        self.format >= 6
     }
 
     /// The trace-id index beside the file.

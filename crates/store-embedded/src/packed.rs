@@ -11,10 +11,13 @@
 //! resource carry the same set, so the packed column's dictionary holds each resource once and
 //! a span costs one index.
 //!
-//! A span's own attributes stay lists in files: their values repeat apart (a status code here,
-//! a thread name there) but rarely all together, so packed they compress to about 13 bytes a
-//! span where the lists' dictionaries take under 8. The store's buffer and write-ahead log hold
-//! them packed, though: a flush gathers a row's set as one value, then unpacks it once.
+//! A span's own attributes are not packed whole in files: their values repeat apart (a status
+//! code here, a thread name there) but rarely all together, so packed they compress to about 13
+//! bytes a span where a list's dictionary takes under 8. Their keys do repeat together (the
+//! spans of one operation carry the same names of the same types), so files hold a span's key
+//! set packed ([`pack_keys`]: the same form, every value empty) beside its values' list. The
+//! store's buffer and write-ahead log hold a span's set packed whole: a flush gathers a row's
+//! set as one value, then splits it once ([`split`]).
 
 use std::sync::Arc;
 
@@ -71,31 +74,47 @@ pub fn pack_attributes(
 
 /// Each row's set as one value; null where the set is empty.
 pub fn pack(lists: Lists<'_>) -> Result<BinaryArray, SchemaError> {
-    let names = items::<StringArray>(lists.names, "names")?;
-    let values = items::<StringArray>(lists.values, "values")?;
-    let types = items::<UInt8Array>(lists.types, "types")?;
-    let (name_offsets, value_offsets, type_offsets) = (
-        lists.names.value_offsets(),
-        lists.values.value_offsets(),
-        lists.types.value_offsets(),
-    );
-    let n_rows = lists.names.len();
-    if lists.values.len() != n_rows || lists.types.len() != n_rows {
+    pack_sets(lists.names, Some(lists.values), lists.types)
+}
+
+/// Each row's key set: its attributes' names and types packed as [`pack`] packs a set, every
+/// value empty; null where the set is empty. The spans of one (service, operation) mostly
+/// carry the same keys, so a file's dictionary holds each key set once and a span costs one
+/// index, where two lists cost a lookup and two levels an item.
+pub fn pack_keys(names: &ListArray, types: &ListArray) -> Result<BinaryArray, SchemaError> {
+    pack_sets(names, None, types)
+}
+
+fn pack_sets(
+    name_lists: &ListArray,
+    value_lists: Option<&ListArray>,
+    type_lists: &ListArray,
+) -> Result<BinaryArray, SchemaError> {
+    let names = items::<StringArray>(name_lists, "names")?;
+    let values = value_lists
+        .map(|values| items::<StringArray>(values, "values"))
+        .transpose()?;
+    let types = items::<UInt8Array>(type_lists, "types")?;
+    let (name_offsets, type_offsets) = (name_lists.value_offsets(), type_lists.value_offsets());
+    let n_rows = name_lists.len();
+    if value_lists.is_some_and(|values| values.len() != n_rows) || type_lists.len() != n_rows {
         return Err(SchemaError("attribute lists of different lengths".into()));
     }
     let item_bytes = |strings: &StringArray| {
         let offsets = strings.value_offsets();
         (offsets[offsets.len() - 1] - offsets[0]) as usize
     };
-    let capacity = item_bytes(names) + item_bytes(values) + 3 * types.len();
+    let capacity = item_bytes(names) + values.map_or(0, item_bytes) + 3 * types.len();
     let mut builder = BinaryBuilder::with_capacity(n_rows, capacity);
     let mut value = Vec::with_capacity(256);
     for row in 0..n_rows {
         let (first, end) = (name_offsets[row] as usize, name_offsets[row + 1] as usize);
         let n = end - first;
-        if value_offsets[row + 1] as usize - value_offsets[row] as usize != n
-            || type_offsets[row + 1] as usize - type_offsets[row] as usize != n
-        {
+        let n_values = value_lists.map_or(n, |values| {
+            let offsets = values.value_offsets();
+            offsets[row + 1] as usize - offsets[row] as usize
+        });
+        if n_values != n || type_offsets[row + 1] as usize - type_offsets[row] as usize != n {
             return Err(SchemaError(format!(
                 "row {row}: attribute names, values and types differ in number"
             )));
@@ -105,19 +124,84 @@ pub fn pack(lists: Lists<'_>) -> Result<BinaryArray, SchemaError> {
             continue;
         }
         value.clear();
-        let (value_first, type_first) = (value_offsets[row] as usize, type_offsets[row] as usize);
+        let type_first = type_offsets[row] as usize;
+        let value_first = value_lists.map_or(0, |lists| lists.value_offsets()[row] as usize);
         for item in 0..n {
             let name = names.value(first + item).as_bytes();
             push_length(&mut value, name.len());
             value.extend_from_slice(name);
             value.push(types.value(type_first + item));
-            let text = values.value(value_first + item).as_bytes();
+            let text = values.map_or(&[][..], |values| {
+                values.value(value_first + item).as_bytes()
+            });
             push_length(&mut value, text.len());
             value.extend_from_slice(text);
         }
         builder.append_value(&value);
     }
     Ok(builder.finish())
+}
+
+/// Full packed sets (as [`pack`] packs them) split into each row's key set (as [`pack_keys`]
+/// packs it) and its values' list (`List<Utf8>`), as files of storage format 7 hold a span's
+/// own attributes.
+pub fn split(packed: &BinaryArray) -> Result<(BinaryArray, ArrayRef), SchemaError> {
+    let total = {
+        let offsets = packed.value_offsets();
+        (offsets[offsets.len() - 1] - offsets[0]) as usize
+    };
+    let n_rows = packed.len();
+    let (mut key_offsets, mut key_bytes) = (Vec::with_capacity(n_rows + 1), Vec::new());
+    key_offsets.push(0i32);
+    key_bytes.reserve(total / 2);
+    let mut list_offsets: Vec<i32> = Vec::with_capacity(n_rows + 1);
+    list_offsets.push(0);
+    let (mut value_offsets, mut value_bytes) = (vec![0i32], Vec::with_capacity(total / 2));
+    let mut n_items = 0usize;
+    let bad = |row: usize| SchemaError(format!("row {row}: a packed attribute set is cut short"));
+    for row in 0..n_rows {
+        if packed.is_valid(row) {
+            let mut cursor = Cursor {
+                bytes: packed.value(row),
+                at: 0,
+            };
+            while cursor.at < cursor.bytes.len() {
+                let key_start = cursor.at;
+                let n = cursor.length().ok_or_else(|| bad(row))?;
+                cursor.take(n + 1).ok_or_else(|| bad(row))?;
+                key_bytes.extend_from_slice(&cursor.bytes[key_start..cursor.at]);
+                key_bytes.push(0);
+                let n = cursor.length().ok_or_else(|| bad(row))?;
+                let value = cursor.take(n).ok_or_else(|| bad(row))?;
+                value_bytes.extend_from_slice(value);
+                value_offsets.push(offset(value_bytes.len())?);
+                n_items += 1;
+            }
+        }
+        key_offsets.push(offset(key_bytes.len())?);
+        list_offsets.push(offset(n_items)?);
+    }
+    let keys = BinaryArray::try_new(
+        OffsetBuffer::new(ScalarBuffer::from(key_offsets)),
+        key_bytes.into(),
+        packed.nulls().cloned(),
+    )
+    .map_err(|error| SchemaError(format!("a packed attribute set: {error}")))?;
+    let values = StringArray::try_new(
+        OffsetBuffer::new(ScalarBuffer::from(value_offsets)),
+        value_bytes.into(),
+        None,
+    )
+    .map_err(|error| SchemaError(format!("a packed attribute set: {error}")))?;
+    let field = Arc::new(Field::new_list_field(DataType::Utf8, true));
+    let values = ListArray::try_new(
+        field,
+        OffsetBuffer::new(ScalarBuffer::from(list_offsets)),
+        Arc::new(values),
+        None,
+    )
+    .map_err(|error| SchemaError(format!("a packed attribute set: {error}")))?;
+    Ok((keys, Arc::new(values)))
 }
 
 /// Which of the three lists to rebuild.
@@ -339,14 +423,55 @@ mod tests {
     }
 
     #[test]
+    fn a_split_set_is_its_key_set_and_its_values_list() {
+        let rows: [&[(&str, u8, &str)]; 4] = [
+            &[("http.route", 0, "/cart"), ("http.status_code", 2, "200")],
+            &[],
+            &[("http.route", 0, "/pay"), ("http.status_code", 2, "500")],
+            &[("", 0, ""), ("db.statement", 0, &"v".repeat(300))],
+        ];
+        let [names, values, types] = lists(&rows);
+        let packed = pack(Lists {
+            names: &names,
+            values: &values,
+            types: &types,
+        })
+        .unwrap();
+        let (keys, split_values) = split(&packed).unwrap();
+        assert_eq!(keys, pack_keys(&names, &types).unwrap());
+        assert_eq!(split_values.as_ref(), &values as &dyn Array);
+        // Spans with the same keys and other values share one key set.
+        assert_eq!(keys.value(0), keys.value(2));
+        assert!(keys.is_null(1));
+        let back = unpack(&keys, &[Part::Names, Part::Types]).unwrap();
+        assert_eq!(back[0].as_ref(), &names as &dyn Array);
+        assert_eq!(back[1].as_ref(), &types as &dyn Array);
+        // Cut short anywhere, a split fails as unpacking does.
+        let [names, values, types] = lists(&[&[("key", 0, "value")]]);
+        let one = pack(Lists {
+            names: &names,
+            values: &values,
+            types: &types,
+        })
+        .unwrap();
+        let whole = one.value(0);
+        for cut in 1..whole.len() {
+            let short = BinaryArray::from_vec(vec![&whole[..cut]]);
+            let error = split(&short).unwrap_err();
+            assert!(error.0.contains("cut short"), "{}", error.0);
+        }
+    }
+
+    #[test]
     fn lists_that_disagree_in_length_are_refused() {
         let [names, _, types] = lists(&[&[("a", 0, "1")]]);
-        let [_, values, _] = lists(&[&[("a", 0, "1"), ("b", 0, "2")]]);
+        let [_, values, more_types] = lists(&[&[("a", 0, "1"), ("b", 0, "2")]]);
         assert!(pack(Lists {
             names: &names,
             values: &values,
             types: &types,
         })
         .is_err());
+        assert!(pack_keys(&names, &more_types).is_err());
     }
 }

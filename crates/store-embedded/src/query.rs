@@ -53,31 +53,33 @@ fn session(queries: &QueryRuntime) -> Result<SessionContext, EmbeddedError> {
 #[derive(Clone, Debug)]
 pub struct FilePath {
     pub path: String,
-    /// Whether the file holds its attribute sets packed (format 6 on) or as lists.
-    pub packed: bool,
+    /// The storage format the file was written in, which gives its schema.
+    pub format: u32,
 }
 
-/// The files as one frame of the row schema. Files of the formats that held attribute sets as
-/// lists are read with their own schema, and the two kinds joined.
+/// The files as one frame of the row schema. Files of formats of different schemas are each
+/// read with their own, and the kinds joined.
 async fn read_files(
     context: &SessionContext,
     paths: Vec<FilePath>,
 ) -> Result<DataFrame, EmbeddedError> {
-    let (packed, lists): (Vec<FilePath>, Vec<FilePath>) =
-        paths.into_iter().partition(|file| file.packed);
-    let mut frames = Vec::new();
-    for (files, file_schema) in [
-        (packed, schema::file_schema()),
-        (lists, schema::list_file_schema()),
-    ] {
-        if files.is_empty() {
-            continue;
+    let mut by_schema: Vec<(arrow::datatypes::SchemaRef, Vec<String>)> = Vec::new();
+    for file in paths {
+        let file_schema = schema::file_schema_of(file.format);
+        match by_schema
+            .iter_mut()
+            .find(|(kind, _)| Arc::ptr_eq(kind, &file_schema))
+        {
+            Some((_, paths)) => paths.push(file.path),
+            None => by_schema.push((file_schema, vec![file.path])),
         }
+    }
+    let mut frames = Vec::new();
+    for (file_schema, paths) in by_schema {
         let options = ParquetReadOptions {
             schema: Some(file_schema.as_ref()),
             ..ParquetReadOptions::default()
         };
-        let paths: Vec<String> = files.into_iter().map(|file| file.path).collect();
         frames.push(schema::from_file_frame(
             context.read_parquet(paths, options).await?,
         )?);

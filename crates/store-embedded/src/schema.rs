@@ -16,7 +16,8 @@
 //! `attribute_types` (`List<UInt8>`, the value's type). Same for `resource_attribute_*`.
 //! `events` and `links` are JSON text. The text forms and type codes are
 //! [`spanflow_store::text`]'s. Files hold the resource attributes packed as one binary value a
-//! span instead of three lists ([`crate::packed`]); every read gives the lists back. The store's
+//! span instead of three lists, and a span's own attribute names and types as one packed key
+//! set beside the values' list ([`crate::packed`]); every read gives the lists back. The store's
 //! buffer and write-ahead log hold rows as files do, with what spans share (a resource's tags
 //! and attributes, the places of both ends) as dictionaries and a span's own attributes packed
 //! too ([`rows_to_buffer`], [`buffer_schema`]).
@@ -276,23 +277,56 @@ fn empty_as_null(field: &Field) -> bool {
         && !crate::files::TEXT_STATISTICS_COLUMNS.contains(&field.name().as_str())
 }
 
-/// The attribute sets files hold packed (see [`crate::packed`] for why the span's own are not):
-/// the file's column and the prefix of the row schema's three list columns (`<prefix>_names`,
-/// `<prefix>_values`, `<prefix>_types`).
-const PACKED_SETS: [(&str, &str); 1] = [("resource_attributes", "resource_attribute")];
+/// An attribute set that files hold packed ([`crate::packed`]) in place of the row schema's
+/// three lists (`<prefix>_names`, `<prefix>_values`, `<prefix>_types`).
+struct PackedSet {
+    /// The file's column.
+    column: &'static str,
+    prefix: &'static str,
+    /// Whether the values are packed too; if not, the column is the set's key set
+    /// ([`packed::pack_keys`]) and the values stay a list.
+    values: bool,
+    /// The first storage format that packs the set.
+    since: u32,
+}
 
-/// For a list column of the row schema that files hold packed: the file's column and which of
-/// the three lists it is.
-fn packed_part(name: &str) -> Option<(&'static str, Part)> {
-    PACKED_SETS.iter().find_map(|(column, prefix)| {
-        let part = match name.strip_prefix(prefix)? {
-            "_names" => Part::Names,
-            "_values" => Part::Values,
-            "_types" => Part::Types,
-            _ => return None,
-        };
-        Some((*column, part))
-    })
+/// The attribute sets files hold packed: a resource's attributes whole (format 6 on: the spans
+/// of one resource share the set, so a file's dictionary holds each once), a span's own
+/// attributes' names and types (format 7 on: the spans of one operation mostly share their
+/// keys, while their values differ apart).
+const PACKED_SETS: [PackedSet; 2] = [
+    PackedSet {
+        column: "resource_attributes",
+        prefix: "resource_attribute",
+        values: true,
+        since: 6,
+    },
+    PackedSet {
+        column: "attribute_keys",
+        prefix: "attribute",
+        values: false,
+        since: 7,
+    },
+];
+
+/// The storage format this version writes files in.
+const FILE_FORMAT: u32 = crate::manifest::FORMAT;
+
+/// For a list column of the row schema that files of `format` hold packed: the set and which
+/// of the three lists it is.
+fn packed_part(name: &str, format: u32) -> Option<(&'static PackedSet, Part)> {
+    PACKED_SETS
+        .iter()
+        .filter(|set| set.since <= format)
+        .find_map(|set| {
+            let part = match name.strip_prefix(set.prefix)? {
+                "_names" => Part::Names,
+                "_values" if set.values => Part::Values,
+                "_types" => Part::Types,
+                _ => return None,
+            };
+            Some((set, part))
+        })
 }
 
 fn file_field(field: &Field) -> Field {
@@ -300,40 +334,41 @@ fn file_field(field: &Field) -> Field {
     field.clone().with_nullable(nullable)
 }
 
-static FILE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+fn file_schema_for(format: u32) -> SchemaRef {
     let fields: Vec<Field> = SCHEMA
         .fields()
         .iter()
-        .filter_map(|field| match packed_part(field.name()) {
-            Some((column, Part::Names)) => Some(Field::new(column, DataType::Binary, true)),
+        .filter_map(|field| match packed_part(field.name(), format) {
+            Some((set, Part::Names)) => Some(Field::new(set.column, DataType::Binary, true)),
             Some(_) => None,
             None => Some(file_field(field)),
         })
         .collect();
     Arc::new(Schema::new(fields))
-});
+}
 
-static LIST_FILE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
-    let fields: Vec<Field> = SCHEMA
-        .fields()
-        .iter()
-        .map(|field| file_field(field))
-        .collect();
-    Arc::new(Schema::new(fields))
-});
+static FILE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| file_schema_for(FILE_FORMAT));
+static FORMAT_6_FILE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| file_schema_for(6));
+static LIST_FILE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| file_schema_for(5));
 
 /// The schema of the Parquet files: [`schema()`] with the columns files hold empty text of as
-/// null made nullable, and the resource attributes' three lists as one packed column
-/// (`resource_attributes`). Rows read from a file go back through [`from_file`],
-/// and SQL sees the row schema (see [`from_file_frame`]).
+/// null made nullable, the resource attributes' three lists as one packed column
+/// (`resource_attributes`) and the span attributes' names and types as one key set a span
+/// (`attribute_keys`) beside their values' list. Rows read from a file go back through
+/// [`from_file`], and SQL sees the row schema (see [`from_file_frame`]).
 pub fn file_schema() -> SchemaRef {
     FILE_SCHEMA.clone()
 }
 
-/// The schema of files of storage formats 4 and 5, which hold the attribute lists as lists
-/// (format 4's text columns hold no nulls, which this schema allows).
-pub fn list_file_schema() -> SchemaRef {
-    LIST_FILE_SCHEMA.clone()
+/// The schema of the files of storage `format` (4 on): format 4's and 5's hold the attribute
+/// sets as lists (format 4's text columns hold no nulls, which the schema allows), format 6's
+/// the resource attributes packed and the span's as lists, later ones as [`file_schema()`].
+pub fn file_schema_of(format: u32) -> SchemaRef {
+    match format {
+        ..=5 => LIST_FILE_SCHEMA.clone(),
+        6 => FORMAT_6_FILE_SCHEMA.clone(),
+        _ => FILE_SCHEMA.clone(),
+    }
 }
 
 /// Whether the buffer holds this file column as a dictionary: the text of what many spans
@@ -348,12 +383,12 @@ fn buffered_as_dictionary(field: &Field) -> bool {
                 .any(|(name, _)| *name == field.name())
             || PACKED_SETS
                 .iter()
-                .any(|(column, _)| *column == field.name()))
+                .any(|set| set.values && set.column == field.name()))
 }
 
-/// The attribute set the buffer holds packed while files hold it as lists: a span's own
-/// attributes. A flush gathers a row's set as one value then, not item by item in three lists,
-/// and unpacks each row once, sorted.
+/// The attribute set the buffer holds packed whole while files hold its key set and values
+/// apart: a span's own attributes. A flush gathers a row's set as one value then, not item by
+/// item in lists, and splits each row once, sorted.
 const BUFFER_PACKED_SET: (&str, &str) = ("attributes", "attribute");
 
 /// For a list column of the file schema that the buffer holds packed: which list it is.
@@ -380,7 +415,8 @@ fn buffer_field(field: &Field) -> Field {
 }
 
 static BUFFER_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
-    let fields: Vec<Field> = FILE_SCHEMA
+    // Format 6's columns: the span's attribute lists are where `attributes` goes.
+    let fields: Vec<Field> = FORMAT_6_FILE_SCHEMA
         .fields()
         .iter()
         .filter_map(|field| match buffer_packed_part(field.name()) {
@@ -416,13 +452,20 @@ fn unbuffer(batch: &RecordBatch, plain: bool) -> Result<RecordBatch, SchemaError
     let n_fields = FILE_SCHEMA.fields().len();
     let (mut fields, mut columns) = (Vec::with_capacity(n_fields), Vec::with_capacity(n_fields));
     let missing = |name: &str| SchemaError(format!("missing column `{name}`"));
+    let mut attribute_values = None;
     for field in FILE_SCHEMA.fields() {
-        match buffer_packed_part(field.name()) {
+        match packed_part_of_file_column(field.name()) {
             Some(Part::Names) => {
-                let packed = packed_column(batch, BUFFER_PACKED_SET.0)?;
-                columns.extend(packed::unpack(packed, &Part::ALL)?);
+                let (keys, values) = packed::split(packed_column(batch, BUFFER_PACKED_SET.0)?)?;
+                columns.push(Arc::new(keys) as ArrayRef);
+                attribute_values = Some(values);
             }
-            Some(_) => {}
+            Some(_) => {
+                let values = attribute_values
+                    .take()
+                    .ok_or_else(|| missing(field.name()))?;
+                columns.push(values);
+            }
             None => {
                 let column = batch
                     .column_by_name(field.name())
@@ -447,6 +490,22 @@ fn unbuffer(batch: &RecordBatch, plain: bool) -> Result<RecordBatch, SchemaError
         Arc::new(Schema::new(fields))
     };
     RecordBatch::try_new(schema, columns).map_err(|error| SchemaError(error.to_string()))
+}
+
+/// For a column of [`file_schema()`] made of the buffer's packed span attributes: the key set
+/// (as [`Part::Names`]) or the values' list.
+fn packed_part_of_file_column(name: &str) -> Option<Part> {
+    let keys = PACKED_SETS
+        .iter()
+        .find(|set| set.prefix == BUFFER_PACKED_SET.1)
+        .expect("the span attributes are a packed set");
+    if name == keys.column {
+        Some(Part::Names)
+    } else if name == format!("{}_values", BUFFER_PACKED_SET.1) {
+        Some(Part::Values)
+    } else {
+        None
+    }
 }
 
 /// A packed attribute set's column of `batch`.
@@ -496,7 +555,8 @@ pub fn to_buffer(batch: &RecordBatch) -> Result<RecordBatch, SchemaError> {
 /// [`from_file_frame`] shows files.
 pub fn from_buffer_frame(frame: DataFrame) -> datafusion::error::Result<DataFrame> {
     use datafusion::prelude::{cast, col};
-    let columns = FILE_SCHEMA
+    // As a file of format 6: the span's attributes as lists, the resource's packed.
+    let columns = FORMAT_6_FILE_SCHEMA
         .fields()
         .iter()
         .map(|field| match buffer_packed_part(field.name()) {
@@ -513,27 +573,39 @@ pub fn from_buffer_frame(frame: DataFrame) -> datafusion::error::Result<DataFram
 }
 
 /// `batch` (of [`schema()`]) as a file holds it (of [`file_schema()`]): empty text null where
-/// the file schema lets it be, sharing the batch's buffers (only the validity is new), and the
-/// resource attributes packed.
+/// the file schema lets it be, sharing the batch's buffers (only the validity is new), the
+/// resource attributes packed and the span attributes' key sets packed.
 pub fn to_file(batch: &RecordBatch) -> Result<RecordBatch, SchemaError> {
-    let mut columns = Vec::with_capacity(FILE_SCHEMA.fields().len());
+    to_file_of(batch, FILE_FORMAT)
+}
+
+/// `batch` (of [`schema()`]) as a file of storage `format` (5 on) holds it (of
+/// [`file_schema_of`]), as [`to_file`] for this version's; older formats for tests of reading
+/// what earlier versions wrote.
+pub fn to_file_of(batch: &RecordBatch, format: u32) -> Result<RecordBatch, SchemaError> {
+    let file_schema = file_schema_of(format);
+    let mut columns = Vec::with_capacity(file_schema.fields().len());
     for (array, field) in batch.columns().iter().zip(SCHEMA.fields()) {
-        match packed_part(field.name()) {
-            Some((_, Part::Names)) => {
-                let prefix = field.name().strip_suffix("_names").expect("a names column");
-                let list = |part: &str| column::<ListArray>(batch, &format!("{prefix}_{part}"));
-                let packed = packed::pack(packed::Lists {
-                    names: list("names")?,
-                    values: list("values")?,
-                    types: list("types")?,
-                })?;
+        match packed_part(field.name(), format) {
+            Some((set, Part::Names)) => {
+                let list =
+                    |part: &str| column::<ListArray>(batch, &format!("{}_{part}", set.prefix));
+                let packed = if set.values {
+                    packed::pack(packed::Lists {
+                        names: list("names")?,
+                        values: list("values")?,
+                        types: list("types")?,
+                    })?
+                } else {
+                    packed::pack_keys(list("names")?, list("types")?)?
+                };
                 columns.push(Arc::new(packed) as ArrayRef);
             }
             Some(_) => {}
             None => columns.push(text_to_file(field, array)),
         }
     }
-    RecordBatch::try_new(file_schema(), columns).map_err(|error| SchemaError(error.to_string()))
+    RecordBatch::try_new(file_schema, columns).map_err(|error| SchemaError(error.to_string()))
 }
 
 /// A text column as a file holds it: empty text null where [`empty_as_null`] says so.
@@ -580,7 +652,7 @@ fn from_file_column(field: &Field, column: &ArrayRef) -> ArrayRef {
 /// a batch of [`schema()`]: null text back to `''`, packed attribute sets back to lists.
 pub fn from_file(batch: &RecordBatch) -> Result<RecordBatch, SchemaError> {
     // The lists of a packed set, unpacked together when its first list is asked for.
-    let mut unpacked: Vec<(&str, Vec<ArrayRef>)> = Vec::new();
+    let mut unpacked: Vec<(&str, [Option<ArrayRef>; 3])> = Vec::new();
     let mut columns = Vec::with_capacity(SCHEMA.fields().len());
     for field in SCHEMA.fields() {
         if let Some(column) = batch.column_by_name(field.name()) {
@@ -588,22 +660,33 @@ pub fn from_file(batch: &RecordBatch) -> Result<RecordBatch, SchemaError> {
             continue;
         }
         let missing = || SchemaError(format!("missing column `{}`", field.name()));
-        let (file_column, part) = packed_part(field.name()).ok_or_else(missing)?;
-        if !unpacked.iter().any(|(name, _)| *name == file_column) {
-            let packed = packed_column(batch, file_column)?;
-            unpacked.push((file_column, packed::unpack(packed, &Part::ALL)?));
+        let (set, part) = packed_part(field.name(), FILE_FORMAT).ok_or_else(missing)?;
+        if !unpacked.iter().any(|(name, _)| *name == set.column) {
+            let parts: &[Part] = if set.values {
+                &Part::ALL
+            } else {
+                &[Part::Names, Part::Types]
+            };
+            let mut lists = [None, None, None];
+            for (part, list) in parts
+                .iter()
+                .zip(packed::unpack(packed_column(batch, set.column)?, parts)?)
+            {
+                lists[*part as usize] = Some(list);
+            }
+            unpacked.push((set.column, lists));
         }
         let (_, lists) = unpacked
             .iter()
-            .find(|(name, _)| *name == file_column)
+            .find(|(name, _)| *name == set.column)
             .expect("unpacked above");
-        columns.push(lists[part as usize].clone());
+        columns.push(lists[part as usize].clone().ok_or_else(missing)?);
     }
     RecordBatch::try_new(schema(), columns).map_err(|error| SchemaError(error.to_string()))
 }
 
-/// A DataFusion frame over files (of [`file_schema()`]) as one of [`schema()`]: null text
-/// shown as `''`, every other column as it is.
+/// A DataFusion frame over files (of any [`file_schema_of`]) as one of [`schema()`]: null text
+/// shown as `''`, packed attribute sets as their lists, every other column as it is.
 pub fn from_file_frame(frame: DataFrame) -> datafusion::error::Result<DataFrame> {
     use datafusion::functions::expr_fn::coalesce;
     use datafusion::prelude::{col, lit};
@@ -615,9 +698,9 @@ pub fn from_file_frame(frame: DataFrame) -> datafusion::error::Result<DataFrame>
             if empty_as_null(field) {
                 return coalesce(vec![col(field.name()), lit("")]).alias(field.name());
             }
-            match packed_part(field.name()) {
-                Some((file_column, part)) if !has(field.name()) => UNPACK[part as usize]
-                    .call(vec![col(file_column)])
+            match packed_part(field.name(), FILE_FORMAT) {
+                Some((set, part)) if !has(field.name()) => UNPACK[part as usize]
+                    .call(vec![col(set.column)])
                     .alias(field.name()),
                 _ => col(field.name()),
             }

@@ -361,7 +361,7 @@ impl EmbeddedStore {
                     .join(entry.relative_path())
                     .display()
                     .to_string(),
-                packed: entry.packed(),
+                format: entry.format,
             })
             .collect()
     }

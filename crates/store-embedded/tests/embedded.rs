@@ -497,7 +497,7 @@ async fn a_store_of_an_older_format_is_refused_with_a_clear_error() {
     let path = dir.path().join("manifest.json");
     let mut manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    assert_eq!(manifest["format"], 6);
+    assert_eq!(manifest["format"], 7);
     manifest.as_object_mut().unwrap().remove("format");
     std::fs::write(&path, serde_json::to_vec(&manifest).unwrap()).unwrap();
 
@@ -509,9 +509,10 @@ async fn a_store_of_an_older_format_is_refused_with_a_clear_error() {
     assert!(error.contains("Move the directory aside"), "{error}");
 }
 
-/// Rewrites every file of `dir` as format 4 wrote them (empty text as `''`, never null) and
-/// marks the manifest format 4.
-fn rewrite_as_format_4(dir: &std::path::Path) {
+/// Rewrites every file of `dir` as `format` (4 or 6) wrote them and marks the manifest so:
+/// format 4's files hold the row schema as it is (attribute lists, empty text as `''`, never
+/// null) and its entries no format; format 6's pack the resource attributes only.
+fn rewrite_as_format(dir: &std::path::Path, format: u32) {
     use spanflow_store_embedded::schema;
     for path in walk(dir) {
         if !path.ends_with(".parquet") {
@@ -522,13 +523,22 @@ fn rewrite_as_format_4(dir: &std::path::Path) {
             .unwrap()
             .build()
             .unwrap();
-        // Format 4's files: the row schema as it is, attribute lists and empty text included.
         let batches: Vec<_> = reader
-            .map(|batch| schema::from_file(&batch.unwrap()).unwrap())
+            .map(|batch| {
+                let rows = schema::from_file(&batch.unwrap()).unwrap();
+                match format {
+                    4 => rows,
+                    _ => schema::to_file_of(&rows, format).unwrap(),
+                }
+            })
             .collect();
+        let file_schema = match format {
+            4 => schema::schema(),
+            _ => schema::file_schema_of(format),
+        };
         let mut writer = parquet::arrow::ArrowWriter::try_new(
             std::fs::File::create(&path).unwrap(),
-            schema::schema(),
+            file_schema,
             None,
         )
         .unwrap();
@@ -540,10 +550,13 @@ fn rewrite_as_format_4(dir: &std::path::Path) {
     let path = dir.join("manifest.json");
     let mut manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    manifest["format"] = 4.into();
-    // Entries did not record their file's format then.
+    manifest["format"] = format.into();
     for file in manifest["files"].as_array_mut().unwrap() {
-        file.as_object_mut().unwrap().remove("format");
+        match format {
+            // Entries did not record their file's format then.
+            4 => drop(file.as_object_mut().unwrap().remove("format")),
+            _ => file["format"] = format.into(),
+        }
     }
     std::fs::write(&path, serde_json::to_vec(&manifest).unwrap()).unwrap();
 }
@@ -561,6 +574,15 @@ async fn count(store: &EmbeddedStore, sql: &str) -> i64 {
 
 #[tokio::test]
 async fn a_store_of_format_4_reads_as_before_and_takes_new_rows() {
+    an_older_store_reads_as_before_and_takes_new_rows(4).await;
+}
+
+#[tokio::test]
+async fn a_store_of_format_6_reads_as_before_and_takes_new_rows() {
+    an_older_store_reads_as_before_and_takes_new_rows(6).await;
+}
+
+async fn an_older_store_reads_as_before_and_takes_new_rows(format: u32) {
     let dir = tempfile::tempdir().unwrap();
     let base = this_hour_us();
     let mut full = conformance::full_row();
@@ -574,7 +596,7 @@ async fn a_store_of_format_4_reads_as_before_and_takes_new_rows() {
         .await
         .unwrap();
     store.close().await.unwrap();
-    rewrite_as_format_4(dir.path());
+    rewrite_as_format(dir.path(), format);
 
     let store = EmbeddedStore::open(config(dir.path())).await.unwrap();
     assert_eq!(
@@ -602,7 +624,7 @@ async fn a_store_of_format_4_reads_as_before_and_takes_new_rows() {
         2,
         "the two spans without a status message or peer pod"
     );
-    // Attributes are found by SQL in files of either kind: lists (format 4) and packed sets.
+    // Attributes are found by SQL in files of either kind: the older format's and key sets.
     let mut packed = row(4, 1, "checkout", "GET /orders", base + 3);
     packed.attributes = full.attributes.clone();
     packed.resource_attributes = full.resource_attributes.clone();
@@ -619,13 +641,13 @@ async fn a_store_of_format_4_reads_as_before_and_takes_new_rows() {
     assert_eq!(
         count(&store, by_attributes).await,
         2,
-        "the full span in a format-4 file and its copy in a packed one"
+        "the full span in an older file and its copy in a new one"
     );
     store.close().await.unwrap();
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("manifest.json")).unwrap()).unwrap();
     assert_eq!(
-        manifest["format"], 6,
+        manifest["format"], 7,
         "stored as this version's format once written"
     );
     let formats: Vec<u64> = manifest["files"]
@@ -634,8 +656,9 @@ async fn a_store_of_format_4_reads_as_before_and_takes_new_rows() {
         .iter()
         .map(|file| file["format"].as_u64().unwrap_or(5))
         .collect();
+    let old = if format == 4 { 5 } else { format as u64 };
     assert!(
-        formats.contains(&5) && formats.contains(&6),
+        formats.contains(&old) && formats.contains(&7),
         "old files kept as they were beside new ones: {formats:?}"
     );
 
@@ -649,7 +672,7 @@ async fn a_store_of_format_4_reads_as_before_and_takes_new_rows() {
     store.upkeep_now().await.unwrap();
     let files = store.files();
     assert_eq!(files.len(), 1, "{files:?}");
-    assert_eq!(files[0].format, 6);
+    assert_eq!(files[0].format, 7);
     for span in [full, plain, later, packed] {
         assert_eq!(store.trace(span.trace_id).await.unwrap(), vec![span]);
     }
