@@ -1,7 +1,8 @@
 //! The embedded store's encodings on rows mapped from the load generator's corpus: rows to an
-//! Arrow record batch as the store buffers them, and that batch to a Parquet file as the store writes it (sorted by
-//! service, endpoint and start time; zstd, dictionaries, page statistics, the `trace_id` bloom
-//! filter).
+//! Arrow record batch as the store buffers them; a write's work before its log (that batch
+//! built in file order, and encoded for the write-ahead log, rows freed); and that batch to a
+//! Parquet file as the store writes it (sorted by service, endpoint and start time; zstd,
+//! dictionaries, page statistics, the `trace_id` bloom filter).
 //!
 //! `cargo bench -p spanflow-store-embedded --bench encode`
 
@@ -30,6 +31,18 @@ fn encode(c: &mut Criterion) {
     group.sample_size(20);
     group.bench_function("rows_to_arrow", |b| {
         b.iter(|| std::hint::black_box(schema::rows_to_buffer(&rows)))
+    });
+    group.bench_function("prepare_write", |b| {
+        b.iter_batched(
+            || rows.clone(),
+            |rows| {
+                std::hint::black_box(
+                    spanflow_store_embedded::prepare_batch(rows, |time| time.div_euclid(3600))
+                        .unwrap(),
+                )
+            },
+            criterion::BatchSize::LargeInput,
+        )
     });
     let batch = schema::rows_to_buffer(&rows);
     group.bench_function("arrow_to_parquet", |b| {

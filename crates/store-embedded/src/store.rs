@@ -659,11 +659,21 @@ fn prepare(
     partition_of: impl Fn(i64) -> i64,
 ) -> Result<PreparedWrite, EmbeddedError> {
     let n_rows = rows.len();
+    let (batch, payload) = prepare_batch(rows, partition_of)?;
+    Ok(PreparedWrite::new(n_rows, Prepared { batch, payload }))
+}
+
+/// The batch a write buffers for `rows`, in file order, and the write-ahead-log entry it
+/// appends: all of a write's work before the log.
+pub fn prepare_batch(
+    rows: Vec<SpanRow>,
+    partition_of: impl Fn(i64) -> i64,
+) -> Result<(RecordBatch, Vec<u8>), EmbeddedError> {
     let batch = schema::rows_to_buffer(&rows);
     drop(rows);
     let batch = batches::sort_batch(batch, partition_of)?;
     let payload = encode_batch(&batch);
-    Ok(PreparedWrite::new(n_rows, Prepared { batch, payload }))
+    Ok((batch, payload))
 }
 
 /// The newest `limit` rows, newest first, one per span: of several copies the first in `rows`.
