@@ -302,15 +302,8 @@ pub async fn sql(
 }
 
 /// Query results as column names, type names and rows of JSON values: numbers stay numbers,
-/// times are µs since the epoch, everything else is its text.
+/// times are µs since the epoch, lists are arrays, everything else is its text.
 pub fn to_json(batches: &[RecordBatch]) -> Result<SqlResult, EmbeddedError> {
-    use arrow::array::AsArray;
-    use arrow::datatypes::{
-        DataType, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type,
-        TimestampMicrosecondType, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
-    };
-    use arrow::util::display::{ArrayFormatter, FormatOptions};
-    use serde_json::{json, Value};
     let mut result = SqlResult::default();
     let Some(first) = batches.first() else {
         return Ok(result);
@@ -319,84 +312,12 @@ pub fn to_json(batches: &[RecordBatch]) -> Result<SqlResult, EmbeddedError> {
         result.columns.push(field.name().clone());
         result.types.push(field.data_type().to_string());
     }
-    let options = FormatOptions::default().with_null("");
     for batch in batches {
-        let mut columns: Vec<Vec<Value>> = Vec::with_capacity(batch.num_columns());
-        for array in batch.columns() {
-            let array = array.as_ref();
-            let values: Vec<Value> = match array.data_type() {
-                DataType::Int8 => array
-                    .as_primitive::<Int8Type>()
-                    .iter()
-                    .map(|v| json!(v))
-                    .collect(),
-                DataType::Int16 => array
-                    .as_primitive::<Int16Type>()
-                    .iter()
-                    .map(|v| json!(v))
-                    .collect(),
-                DataType::Int32 => array
-                    .as_primitive::<Int32Type>()
-                    .iter()
-                    .map(|v| json!(v))
-                    .collect(),
-                DataType::Int64 => array
-                    .as_primitive::<Int64Type>()
-                    .iter()
-                    .map(|v| json!(v))
-                    .collect(),
-                DataType::UInt8 => array
-                    .as_primitive::<UInt8Type>()
-                    .iter()
-                    .map(|v| json!(v))
-                    .collect(),
-                DataType::UInt16 => array
-                    .as_primitive::<UInt16Type>()
-                    .iter()
-                    .map(|v| json!(v))
-                    .collect(),
-                DataType::UInt32 => array
-                    .as_primitive::<UInt32Type>()
-                    .iter()
-                    .map(|v| json!(v))
-                    .collect(),
-                DataType::UInt64 => array
-                    .as_primitive::<UInt64Type>()
-                    .iter()
-                    .map(|v| json!(v))
-                    .collect(),
-                DataType::Float32 => array
-                    .as_primitive::<Float32Type>()
-                    .iter()
-                    .map(|v| json!(v))
-                    .collect(),
-                DataType::Float64 => array
-                    .as_primitive::<Float64Type>()
-                    .iter()
-                    .map(|v| json!(v))
-                    .collect(),
-                DataType::Boolean => array.as_boolean().iter().map(|v| json!(v)).collect(),
-                DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, _) => array
-                    .as_primitive::<TimestampMicrosecondType>()
-                    .iter()
-                    .map(|v| json!(v))
-                    .collect(),
-                _ => {
-                    let formatter = ArrayFormatter::try_new(array, &options)
-                        .map_err(|error| EmbeddedError::Query(error.into()))?;
-                    (0..array.len())
-                        .map(|row| {
-                            if array.is_null(row) {
-                                Value::Null
-                            } else {
-                                Value::String(formatter.value(row).to_string())
-                            }
-                        })
-                        .collect()
-                }
-            };
-            columns.push(values);
-        }
+        let columns = batch
+            .columns()
+            .iter()
+            .map(|array| json_values(array.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
         for row in 0..batch.num_rows() {
             result
                 .values
@@ -404,6 +325,84 @@ pub fn to_json(batches: &[RecordBatch]) -> Result<SqlResult, EmbeddedError> {
         }
     }
     Ok(result)
+}
+
+/// Each value of `array` as JSON: numbers and booleans as themselves, lists as arrays of their
+/// items (as ClickHouse answers `attribute_names`), anything else as its text; null as null.
+fn json_values(array: &dyn arrow::array::Array) -> Result<Vec<serde_json::Value>, EmbeddedError> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::{
+        DataType, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type,
+        TimestampMicrosecondType, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
+    };
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+    use serde_json::{json, Value};
+    fn numbers<T: arrow::datatypes::ArrowPrimitiveType>(
+        array: &dyn arrow::array::Array,
+    ) -> Vec<Value>
+    where
+        T::Native: serde::Serialize,
+    {
+        array.as_primitive::<T>().iter().map(|v| json!(v)).collect()
+    }
+    Ok(match array.data_type() {
+        DataType::Int8 => numbers::<Int8Type>(array),
+        DataType::Int16 => numbers::<Int16Type>(array),
+        DataType::Int32 => numbers::<Int32Type>(array),
+        DataType::Int64 => numbers::<Int64Type>(array),
+        DataType::UInt8 => numbers::<UInt8Type>(array),
+        DataType::UInt16 => numbers::<UInt16Type>(array),
+        DataType::UInt32 => numbers::<UInt32Type>(array),
+        DataType::UInt64 => numbers::<UInt64Type>(array),
+        DataType::Float32 => numbers::<Float32Type>(array),
+        DataType::Float64 => numbers::<Float64Type>(array),
+        DataType::Boolean => array.as_boolean().iter().map(|v| json!(v)).collect(),
+        DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, _) => {
+            numbers::<TimestampMicrosecondType>(array)
+        }
+        DataType::List(_) => {
+            let lists = array.as_list::<i32>();
+            lists_as_json(array, |row| lists.value(row))?
+        }
+        DataType::LargeList(_) => {
+            let lists = array.as_list::<i64>();
+            lists_as_json(array, |row| lists.value(row))?
+        }
+        DataType::FixedSizeList(..) => {
+            let lists = array.as_fixed_size_list();
+            lists_as_json(array, |row| lists.value(row))?
+        }
+        _ => {
+            let options = FormatOptions::default().with_null("");
+            let formatter = ArrayFormatter::try_new(array, &options)
+                .map_err(|error| EmbeddedError::Query(error.into()))?;
+            (0..array.len())
+                .map(|row| {
+                    if array.is_null(row) {
+                        Value::Null
+                    } else {
+                        Value::String(formatter.value(row).to_string())
+                    }
+                })
+                .collect()
+        }
+    })
+}
+
+/// Each list of `array` (its items at `items(row)`) as a JSON array; null as null.
+fn lists_as_json(
+    array: &dyn arrow::array::Array,
+    items: impl Fn(usize) -> arrow::array::ArrayRef,
+) -> Result<Vec<serde_json::Value>, EmbeddedError> {
+    (0..array.len())
+        .map(|row| {
+            if array.is_null(row) {
+                Ok(serde_json::Value::Null)
+            } else {
+                json_values(items(row).as_ref()).map(serde_json::Value::Array)
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

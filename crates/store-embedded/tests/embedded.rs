@@ -797,3 +797,52 @@ async fn sql_shows_each_span_end_as_written_even_when_it_is_not_start_plus_durat
     rows.sort_by_key(|row| row.span_id);
     assert_eq!(rows, vec![plain, reversed, open]);
 }
+
+#[tokio::test]
+async fn sql_answers_attribute_lists_as_json_arrays_from_files_and_buffer() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(config(dir.path())).await.unwrap();
+    let base = this_hour_us();
+    let mut full = conformance::full_row();
+    full.start_time = base;
+    full.end_time = base + 1_000;
+    full.time = base / 1_000_000;
+    store.write(vec![full.clone()]).await.unwrap();
+    store.flush().await.unwrap();
+    let mut bare = row(2, 1, "checkout", "GET /orders", base + 1);
+    bare.attributes.clear();
+    store.write(vec![bare]).await.unwrap();
+
+    let result = SpanStore::sql(
+        &store,
+        "SELECT attribute_names, attribute_types, resource_attribute_values FROM l7_flow_log \
+         ORDER BY start_time",
+        &spanflow_store::sql::SqlLimits::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(result.values.len(), 2);
+    let names: Vec<serde_json::Value> = full
+        .attributes
+        .iter()
+        .map(|attribute| attribute.key.clone().into())
+        .collect();
+    let types: Vec<serde_json::Value> = full
+        .attributes
+        .iter()
+        .map(|attribute| spanflow_store::text::value_code(&attribute.value).into())
+        .collect();
+    // From the file: the span's lists as arrays, of text and of numbers.
+    assert_eq!(result.values[0][0], serde_json::Value::Array(names));
+    assert_eq!(result.values[0][1], serde_json::Value::Array(types));
+    assert!(
+        result.values[0][2]
+            .as_array()
+            .is_some_and(|values| values.contains(&"10.1.2.3".into())),
+        "{}",
+        result.values[0][2]
+    );
+    // From the buffer: a span without attributes has empty arrays.
+    assert_eq!(result.values[1][0], serde_json::json!([]));
+    assert_eq!(result.values[1][1], serde_json::json!([]));
+}
