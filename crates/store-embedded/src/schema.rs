@@ -501,7 +501,7 @@ fn packed_part_of_file_column(name: &str) -> Option<Part> {
         .expect("the span attributes are a packed set");
     if name == keys.column {
         Some(Part::Names)
-    } else if name == format!("{}_values", BUFFER_PACKED_SET.1) {
+    } else if name.strip_prefix(BUFFER_PACKED_SET.1) == Some("_values") {
         Some(Part::Values)
     } else {
         None
