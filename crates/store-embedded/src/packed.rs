@@ -377,6 +377,18 @@ mod tests {
         [names.finish(), values.finish(), types.finish()]
     }
 
+    /// The three lists of `rows` and their sets packed.
+    fn packed(rows: &[&[(&str, u8, &str)]]) -> ([ListArray; 3], BinaryArray) {
+        let [names, values, types] = lists(rows);
+        let packed = pack(Lists {
+            names: &names,
+            values: &values,
+            types: &types,
+        })
+        .unwrap();
+        ([names, values, types], packed)
+    }
+
     #[test]
     fn sets_round_trip_and_an_empty_set_is_null() {
         let long = "v".repeat(300);
@@ -385,13 +397,7 @@ mod tests {
             &[],
             &[("", 0, ""), ("db.statement", 0, &long)],
         ];
-        let [names, values, types] = lists(&rows);
-        let packed = pack(Lists {
-            names: &names,
-            values: &values,
-            types: &types,
-        })
-        .unwrap();
+        let ([names, values, types], packed) = packed(&rows);
         assert_eq!(packed.len(), 3);
         assert!(packed.is_null(1));
         let back = unpack(&packed, &Part::ALL).unwrap();
@@ -405,13 +411,7 @@ mod tests {
 
     #[test]
     fn a_value_cut_short_is_an_error_not_a_panic() {
-        let [names, values, types] = lists(&[&[("key", 0, "value")]]);
-        let packed = pack(Lists {
-            names: &names,
-            values: &values,
-            types: &types,
-        })
-        .unwrap();
+        let (_, packed) = packed(&[&[("key", 0, "value")]]);
         let whole = packed.value(0);
         for cut in 1..whole.len() {
             let short = BinaryArray::from_vec(vec![&whole[..cut]]);
@@ -433,13 +433,7 @@ mod tests {
             &[("http.route", 0, "/pay"), ("http.status_code", 2, "500")],
             &[("", 0, ""), ("db.statement", 0, &"v".repeat(300))],
         ];
-        let [names, values, types] = lists(&rows);
-        let packed = pack(Lists {
-            names: &names,
-            values: &values,
-            types: &types,
-        })
-        .unwrap();
+        let ([names, values, types], packed) = packed(&rows);
         let (keys, split_values) = split(&packed).unwrap();
         assert_eq!(keys, pack_keys(&names, &types).unwrap());
         assert_eq!(split_values.as_ref(), &values as &dyn Array);
