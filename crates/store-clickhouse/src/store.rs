@@ -82,7 +82,9 @@ pub struct ClickHouseConfig {
     pub connect_timeout: Duration,
     /// How often retention runs.
     pub upkeep_interval: Duration,
-    /// LZ4 on inserts and answers: a fifth of the bytes on the wire, for CPU at both ends.
+    /// LZ4 on inserts and answers to a server on another host: a fifth of the bytes on the
+    /// wire, for CPU at both ends. A server on this host (a loopback address or `localhost`)
+    /// is always sent plain bytes, which cost nothing to carry there.
     pub compression: bool,
 }
 
@@ -109,6 +111,22 @@ impl ClickHouseConfig {
             compression: true,
         }
     }
+}
+
+/// Whether `url` names a server on this host: `localhost` or a loopback address. A URL that
+/// does not parse is taken as another host's.
+fn on_this_host(url: &str) -> bool {
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        return false;
+    };
+    let Some(host) = uri.host() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|address| address.is_loopback())
 }
 
 /// A write's rows as an insert sends them.
@@ -243,7 +261,7 @@ impl ClickHouseStore {
             let mut client = Client::default()
                 .with_url(url)
                 .with_validation(false)
-                .with_compression(if config.compression {
+                .with_compression(if config.compression && !on_this_host(url) {
                     clickhouse::Compression::Lz4
                 } else {
                     clickhouse::Compression::None
@@ -1103,4 +1121,32 @@ async fn upgrade(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::on_this_host;
+
+    #[test]
+    fn servers_on_this_host_are_told_apart_from_others() {
+        for url in [
+            "http://127.0.0.1:8123",
+            "http://127.0.0.2:8123/",
+            "http://localhost:8123",
+            "https://LOCALHOST",
+            "http://[::1]:8123",
+            "http://user:secret@127.0.0.1:8123",
+        ] {
+            assert!(on_this_host(url), "{url}");
+        }
+        for url in [
+            "http://10.0.0.5:8123",
+            "http://clickhouse.observability.svc:8123",
+            "http://[2001:db8::1]:8123",
+            "http://localhost.example.com:8123",
+            "not a url",
+        ] {
+            assert!(!on_this_host(url), "{url}");
+        }
+    }
 }
