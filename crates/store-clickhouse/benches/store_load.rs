@@ -4,7 +4,7 @@
 //! bytes per span in `system.parts`, and trace-by-id and search latency over what was stored.
 //!
 //! `cargo bench -p spanflow-store-clickhouse --bench store_load -- [--spans N] [--batch N] [--writers N]
-//! [--batch-rows N] [--minutes N] [--no-compression] [--hold]`
+//! [--batch-rows N] [--minutes N] [--compression] [--hold]`
 //!
 //! The spans end over the last `--minutes` (360): over six hours they fill six partitions,
 //! each of which ClickHouse merges little within the run; over a few minutes they all land in
@@ -20,7 +20,7 @@ use spanflow_loadgen::corpus::Random;
 use spanflow_loadgen::rows::trace;
 use spanflow_store::SpanStore;
 use spanflow_store_clickhouse::test_server::TestServer;
-use spanflow_store_clickhouse::{ClickHouseConfig, ClickHouseStore};
+use spanflow_store_clickhouse::{ClickHouseConfig, ClickHouseStore, WireCompression};
 
 /// The allocator the `spanflow` binary runs with.
 #[global_allocator]
@@ -96,7 +96,12 @@ fn main() {
         let defaults = ClickHouseConfig::new(server.url());
         let store = ClickHouseStore::open(ClickHouseConfig {
             batch_rows: arg(&args, "--batch-rows", defaults.batch_rows),
-            compression: !args.iter().any(|arg| arg == "--no-compression"),
+            // The server is on this host: LZ4 only when asked for, as a remote one gets it.
+            compression: if args.iter().any(|arg| arg == "--compression") {
+                WireCompression::Always
+            } else {
+                WireCompression::Remote
+            },
             ..defaults
         })
         .await

@@ -15,4 +15,4 @@ mod store;
 #[cfg(feature = "test-server")]
 pub mod test_server;
 
-pub use store::{ClickHouseConfig, ClickHouseStore};
+pub use store::{ClickHouseConfig, ClickHouseStore, WireCompression};

@@ -82,10 +82,36 @@ pub struct ClickHouseConfig {
     pub connect_timeout: Duration,
     /// How often retention runs.
     pub upkeep_interval: Duration,
-    /// LZ4 on inserts and answers to a server on another host: a fifth of the bytes on the
-    /// wire, for CPU at both ends. A server on this host (a loopback address or `localhost`)
-    /// is always sent plain bytes, which cost nothing to carry there.
-    pub compression: bool,
+    /// Which servers inserts and answers are LZ4-compressed to.
+    pub compression: WireCompression,
+}
+
+/// Which servers inserts and answers travel to LZ4-compressed: a fifth of the bytes on the
+/// wire, for CPU at both ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WireCompression {
+    /// Servers on other hosts; a server on this host (a loopback address or `localhost`) is
+    /// sent plain bytes, which cost nothing to carry there. The default.
+    Remote,
+    /// Every server.
+    Always,
+    /// None.
+    Never,
+}
+
+impl WireCompression {
+    fn for_url(self, url: &str) -> clickhouse::Compression {
+        let lz4 = match self {
+            WireCompression::Remote => !on_this_host(url),
+            WireCompression::Always => true,
+            WireCompression::Never => false,
+        };
+        if lz4 {
+            clickhouse::Compression::Lz4
+        } else {
+            clickhouse::Compression::None
+        }
+    }
 }
 
 impl ClickHouseConfig {
@@ -108,7 +134,7 @@ impl ClickHouseConfig {
             request_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(30),
             upkeep_interval: Duration::from_secs(300),
-            compression: true,
+            compression: WireCompression::Remote,
         }
     }
 }
@@ -261,11 +287,7 @@ impl ClickHouseStore {
             let mut client = Client::default()
                 .with_url(url)
                 .with_validation(false)
-                .with_compression(if config.compression && !on_this_host(url) {
-                    clickhouse::Compression::Lz4
-                } else {
-                    clickhouse::Compression::None
-                });
+                .with_compression(config.compression.for_url(url));
             if let Some(user) = &config.user {
                 client = client.with_user(user);
             }

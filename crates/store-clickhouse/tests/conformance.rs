@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use spanflow_store::conformance;
 use spanflow_store_clickhouse::test_server::{TestServer, CLUSTER};
-use spanflow_store_clickhouse::{ClickHouseConfig, ClickHouseStore};
+use spanflow_store_clickhouse::{ClickHouseConfig, ClickHouseStore, WireCompression};
 
 fn config(url: String, database: String) -> ClickHouseConfig {
     ClickHouseConfig {
@@ -52,6 +52,8 @@ async fn conformance_suite_on_a_two_shard_cluster() {
         let config = ClickHouseConfig {
             urls: shards.iter().map(TestServer::url).collect(),
             cluster: Some(CLUSTER.to_string()),
+            // As a cluster on other hosts is written to: LZ4 both ways.
+            compression: WireCompression::Always,
             ..config(String::new(), database)
         };
         ClickHouseStore::open(config).await.unwrap()
