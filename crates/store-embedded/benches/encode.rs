@@ -1,6 +1,6 @@
 //! The embedded store's encodings on rows mapped from the load generator's corpus: rows to an
 //! Arrow record batch as the store buffers them; a write's work before its log (that batch
-//! built in file order, and encoded for the write-ahead log, rows freed); and that batch to a
+//! built, sorted into file order and encoded for the write-ahead log, rows freed); and that batch to a
 //! Parquet file as the store writes it (sorted by service, endpoint and start time; zstd,
 //! dictionaries, page statistics, the `trace_id` bloom filter).
 //!

@@ -362,15 +362,22 @@ fn json_values(array: &dyn arrow::array::Array) -> Result<Vec<serde_json::Value>
         }
         DataType::List(_) => {
             let lists = array.as_list::<i32>();
-            lists_as_json(array, |row| lists.value(row))?
+            let offsets = lists.value_offsets();
+            lists_as_json(array, lists.values(), |row| {
+                offsets[row] as usize..offsets[row + 1] as usize
+            })?
         }
         DataType::LargeList(_) => {
             let lists = array.as_list::<i64>();
-            lists_as_json(array, |row| lists.value(row))?
+            let offsets = lists.value_offsets();
+            lists_as_json(array, lists.values(), |row| {
+                offsets[row] as usize..offsets[row + 1] as usize
+            })?
         }
-        DataType::FixedSizeList(..) => {
+        DataType::FixedSizeList(_, size) => {
+            let size = *size as usize;
             let lists = array.as_fixed_size_list();
-            lists_as_json(array, |row| lists.value(row))?
+            lists_as_json(array, lists.values(), |row| row * size..(row + 1) * size)?
         }
         _ => {
             let options = FormatOptions::default().with_null("");
@@ -389,20 +396,23 @@ fn json_values(array: &dyn arrow::array::Array) -> Result<Vec<serde_json::Value>
     })
 }
 
-/// Each list of `array` (its items at `items(row)`) as a JSON array; null as null.
+/// Each list of `array` as a JSON array of its `items` in `range(row)`; null as null. The
+/// items are converted once, all lists together.
 fn lists_as_json(
     array: &dyn arrow::array::Array,
-    items: impl Fn(usize) -> arrow::array::ArrayRef,
+    items: &arrow::array::ArrayRef,
+    range: impl Fn(usize) -> std::ops::Range<usize>,
 ) -> Result<Vec<serde_json::Value>, EmbeddedError> {
-    (0..array.len())
+    let items = json_values(items.as_ref())?;
+    Ok((0..array.len())
         .map(|row| {
             if array.is_null(row) {
-                Ok(serde_json::Value::Null)
+                serde_json::Value::Null
             } else {
-                json_values(items(row).as_ref()).map(serde_json::Value::Array)
+                serde_json::Value::Array(items[range(row)].to_vec())
             }
         })
-        .collect()
+        .collect())
 }
 
 #[cfg(test)]
