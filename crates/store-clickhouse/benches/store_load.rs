@@ -224,7 +224,7 @@ fn main() {
             latencies.last().unwrap(),
             latencies.len()
         );
-        for timing in spanflow_store::workload::run(&store, now_us, 5).await {
+        for timing in spanflow_store::workload::run(&store, now_us, span_us, 5).await {
             println!(
                 "{:<40} median {:?} max {:?}",
                 timing.name, timing.median, timing.max

@@ -104,6 +104,7 @@ pub struct StoredSpan {
     resource_attribute_values: Vec<String>,
     resource_attribute_types: Vec<u8>,
     resource_id: u64,
+    attribute_keys_id: u64,
     events: String,
     links: String,
     dropped_attributes_count: u32,
@@ -123,9 +124,19 @@ impl StoredSpan {
         self.resource_id
     }
 
-    /// The span row, with `resource`, the attributes of its resource from `l7_resource`; an
-    /// error names the column that does not hold what spanflow writes.
-    pub fn into_row(self, resource: Option<Arc<[Attribute]>>) -> Result<SpanRow, String> {
+    /// The key of the span's attribute key set in `l7_resource`; 0 for none, or for a row of
+    /// an older version, which holds its attributes' names and types itself.
+    pub fn attribute_keys_id(&self) -> u64 {
+        self.attribute_keys_id
+    }
+
+    /// The span row, with `resource`, its resource's `l7_resource` row, and `key_set`, its
+    /// attribute key set's; an error names the column that does not hold what spanflow writes.
+    pub fn into_row(
+        self,
+        resource: Option<&SharedSet>,
+        key_set: Option<&SharedSet>,
+    ) -> Result<SpanRow, String> {
         let observation_point =
             ObservationPoint::parse(&self.observation_point).ok_or_else(|| {
                 format!(
@@ -222,14 +233,25 @@ impl StoredSpan {
                 deployment_environment: self.deployment_environment,
             }
             .into(),
-            attributes: attributes(
-                self.attribute_names,
-                self.attribute_values,
-                &self.attribute_types,
-                "attribute",
-            )?,
+            attributes: match key_set {
+                Some(key_set) if self.attribute_keys_id != 0 => attributes(
+                    key_set.names.clone(),
+                    self.attribute_values,
+                    &key_set.types,
+                    "attribute",
+                )?,
+                // A key set dropped by retention before its spans (never before the partition
+                // they are in).
+                _ if self.attribute_keys_id != 0 => Vec::new(),
+                _ => attributes(
+                    self.attribute_names,
+                    self.attribute_values,
+                    &self.attribute_types,
+                    "attribute",
+                )?,
+            },
             resource_attributes: match resource {
-                Some(resource) if self.resource_id != 0 => resource,
+                Some(resource) if self.resource_id != 0 => resource.attributes.clone()?,
                 // A resource dropped by retention before its spans (never before the
                 // partition they are in), or none.
                 _ if self.resource_id != 0 => Arc::from(Vec::new()),
@@ -285,29 +307,45 @@ fn attributes(
         .collect()
 }
 
-/// One `l7_resource` row: a resource's key and attributes.
+/// One `l7_resource` row: the key and arrays of a resource's attributes or of a span key set.
 #[derive(clickhouse::Row, serde::Deserialize)]
-pub struct StoredResource {
+pub struct StoredSet {
     resource_id: u64,
     resource_attribute_names: Vec<String>,
     resource_attribute_values: Vec<String>,
     resource_attribute_types: Vec<u8>,
 }
 
-impl StoredResource {
-    pub fn into_attributes(self) -> Result<(u64, Arc<[Attribute]>), String> {
+/// An `l7_resource` row as reads use it: a key set's names and types, or a resource's
+/// attributes.
+pub struct SharedSet {
+    names: Vec<String>,
+    types: Vec<u8>,
+    /// The set as a resource's attributes; an error where the values are not of their types
+    /// (a key set's values are all empty), which only a resource's use of it reports.
+    attributes: Result<Arc<[Attribute]>, String>,
+}
+
+impl StoredSet {
+    pub fn into_shared(self) -> (u64, Arc<SharedSet>) {
         let attributes = attributes(
-            self.resource_attribute_names,
+            self.resource_attribute_names.clone(),
             self.resource_attribute_values,
             &self.resource_attribute_types,
             "resource_attribute",
-        )?;
-        Ok((self.resource_id, attributes.into()))
+        )
+        .map(Arc::from);
+        let set = SharedSet {
+            names: self.resource_attribute_names,
+            types: self.resource_attribute_types,
+            attributes,
+        };
+        (self.resource_id, Arc::new(set))
     }
 }
 
-/// The query for the resources of keys `ids`, one row each.
-pub fn resources_sql(ids: &[u64], resource_table: &str) -> String {
+/// The query for the `l7_resource` rows of keys `ids`, one row each.
+pub fn sets_sql(ids: &[u64], resource_table: &str) -> String {
     let mut list = String::new();
     for (i, id) in ids.iter().enumerate() {
         if i > 0 {
@@ -511,35 +549,65 @@ impl SearchSql {
             conditions.push(format!("{} = ?", filter.column()));
             strings.push(filter.value.clone());
         }
-        for filter in &query.attributes {
+        let mut key_sets = Vec::new();
+        let mut key_strings = Vec::new();
+        for (i, filter) in query.attributes.iter().enumerate() {
             // Text equality on the scalar types only, as `SpanQuery::matches` compares: the
             // span's attributes, its resource's in `l7_resource` (GLOBAL: on a cluster, the
             // resources found once, on the server asked), and those of rows of older versions.
+            let max = text::TYPE_DOUBLE;
             let matches = |names: &str, values: &str, types: &str| {
                 format!(
                     "arrayExists((n, v, t) -> n = ? AND v = ? AND t <= {max}, \
-                     {names}, {values}, {types})",
-                    max = text::TYPE_DOUBLE
+                     {names}, {values}, {types})"
                 )
             };
+            // A span's own attribute is at the key's place in its key set: the key sets that
+            // hold the key, with that place, once for the query, as two arrays (led by the
+            // key 0, as `transform` takes no empty arrays).
+            key_sets.push(format!(
+                "(SELECT (groupArray(resource_id), groupArray(position)) FROM \
+                 (SELECT resource_id, arrayFirstIndex((n, t) -> n = ? AND t <= {max}, \
+                 resource_attribute_names, resource_attribute_types) AS position \
+                 FROM {resource_table} \
+                 WHERE position > 0 AND arrayAll(v -> v = '', resource_attribute_values) \
+                 LIMIT 1 BY resource_id)) AS key_sets_{i}"
+            ));
+            key_strings.push(filter.key.clone());
             let resource = matches(
                 "resource_attribute_names",
                 "resource_attribute_values",
                 "resource_attribute_types",
             );
             conditions.push(format!(
-                "({} OR resource_id GLOBAL IN (SELECT resource_id FROM {resource_table} \
+                "((transform(attribute_keys_id, arrayPushFront(key_sets_{i}.1, toUInt64(0)), \
+                 arrayPushFront(key_sets_{i}.2, toUInt32(0)), toUInt32(0)) AS position_{i}) > 0 \
+                 AND attribute_values[position_{i}] = ? \
+                 OR {} OR resource_id GLOBAL IN (SELECT resource_id FROM {resource_table} \
                  WHERE {resource}) OR (resource_id = 0 AND {resource}))",
-                matches("attribute_names", "attribute_values", "attribute_types"),
+                // A row with a key set holds its values alone: none of them here.
+                matches(
+                    "attribute_names",
+                    "if(attribute_keys_id = 0, attribute_values, emptyArrayString())",
+                    "attribute_types"
+                ),
             ));
+            strings.push(filter.value.clone());
             for _ in 0..3 {
                 strings.push(filter.key.clone());
                 strings.push(filter.value.clone());
             }
         }
+        key_strings.append(&mut strings);
+        let strings = key_strings;
         let filter = where_clause(&conditions);
+        let with = if key_sets.is_empty() {
+            String::new()
+        } else {
+            format!("WITH {} ", key_sets.join(", "))
+        };
         let select = format!(
-            "SELECT trace_id, span_id, app_service, endpoint, time FROM {spans_table}{filter} \
+            "{with}SELECT trace_id, span_id, app_service, endpoint, time FROM {spans_table}{filter} \
              ORDER BY start_time DESC, trace_id, span_id"
         );
         SearchSql {

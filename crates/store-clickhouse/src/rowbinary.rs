@@ -115,6 +115,8 @@ pub struct Encoder {
     /// `resource_arrays`.
     resources: HashMap<usize, (u64, Range<u32>), FastHash>,
     resource_arrays: Vec<u8>,
+    /// A span's key set as `l7_resource` arrays, being encoded.
+    key_arrays: Vec<u8>,
     /// The (time, key) pairs of the resource rows written.
     resource_rows: HashSet<(u32, u64), FastHash>,
 }
@@ -207,8 +209,40 @@ impl Encoder {
         id
     }
 
+    /// The key of a span's attribute key set: its names and types, with every value empty, as
+    /// an `l7_resource` row of their own; 0 for a span without attributes.
+    fn key_set(&mut self, row: &SpanRow, resources: &mut Resources) -> u64 {
+        let attributes = &row.attributes;
+        if attributes.is_empty() {
+            return 0;
+        }
+        let mut arrays = std::mem::take(&mut self.key_arrays);
+        arrays.clear();
+        let mut w = RowBinary::new(&mut arrays);
+        w.length(attributes.len());
+        for attribute in attributes {
+            w.string(&attribute.key);
+        }
+        // As many empty strings: a length of 0 each.
+        w.length(attributes.len());
+        arrays.resize(arrays.len() + attributes.len(), 0);
+        let mut w = RowBinary::new(&mut arrays);
+        w.length(attributes.len());
+        for attribute in attributes {
+            w.u8(text::value_code(&attribute.value));
+        }
+        let id = resource_id(&arrays).max(1);
+        let time = resource_time(date_time(row.time));
+        if self.resource_rows.insert((time, id)) {
+            resources.add(time, id, &arrays);
+        }
+        self.key_arrays = arrays;
+        id
+    }
+
     fn span(&mut self, row: &SpanRow, out: &mut Vec<u8>, resources: &mut Resources) -> SpanKey {
         let resource_id = self.resource(row, resources);
+        let key_set_id = self.key_set(row, resources);
         let start = out.len();
         let mut w = RowBinary::new(out);
         let time = date_time(row.time);
@@ -264,10 +298,14 @@ impl Encoder {
         for (_, tag) in ResourceTags::COLUMNS {
             w.string(tag(&row.resource));
         }
-        self.attributes(&mut w, &row.attributes);
+        // The names and types are in the key set's `l7_resource` row: the values alone.
+        w.length(0);
+        self.values(&mut w, &row.attributes);
+        w.length(0);
         // The resource's attributes are in `l7_resource`: three empty arrays, and the key.
         w.fixed(&[0, 0, 0]);
         w.u64(resource_id);
+        w.u64(key_set_id);
         self.json(&mut w, |json| text::write_events_json(&row.events, json));
         self.json(&mut w, |json| text::write_links_json(&row.links, json));
         w.u32(row.dropped_attributes_count);
@@ -297,6 +335,15 @@ impl Encoder {
         for attribute in attributes {
             w.string(&attribute.key);
         }
+        self.values(w, attributes);
+        w.length(attributes.len());
+        for attribute in attributes {
+            w.u8(text::value_code(&attribute.value));
+        }
+    }
+
+    /// The values as text: one array.
+    fn values(&mut self, w: &mut RowBinary<'_>, attributes: &[Attribute]) {
         w.length(attributes.len());
         for attribute in attributes {
             match &attribute.value {
@@ -308,10 +355,6 @@ impl Encoder {
                     w.string(&self.text);
                 }
             }
-        }
-        w.length(attributes.len());
-        for attribute in attributes {
-            w.u8(text::value_code(&attribute.value));
         }
     }
 

@@ -6,14 +6,19 @@
 //! read little; a `ReplacingMergeTree` on that key keeps one copy of a span sent twice, once
 //! parts merge, and reads take one row per (trace id, span id) until then.
 //!
-//! `l7_resource` holds each resource's attributes once per quarter hour it sent spans in,
-//! keyed by a hash of them: a span row carries that key (`resource_id`) and empty
-//! `resource_attribute_*` arrays, instead of the resource's names and values again in every
-//! row, which were a third of a row's bytes and of what ClickHouse parses, writes and merges.
-//! Rows written before the resource table existed keep their arrays and `resource_id` 0.
-//! Reads fetch the resources of the spans they return by key; SQL that names a
-//! `resource_attribute_*` column reads `l7_flow_log` joined with `l7_resource`
-//! ([`resource_join`]).
+//! `l7_resource` holds the attribute sets that many spans share, each once per quarter hour
+//! it is used in, keyed by a hash of its three arrays:
+//! - a resource's attributes: a span row carries their key (`resource_id`) and empty
+//!   `resource_attribute_*` arrays, instead of the resource's names and values again in every
+//!   row, which were a third of a row's bytes and of what ClickHouse parses, writes and merges;
+//! - a span's attribute key set, its names and types with every value empty: the spans of one
+//!   operation carry the same keys, so a span row carries the key set's key
+//!   (`attribute_keys_id`), its `attribute_values`, and empty `attribute_names` and
+//!   `attribute_types`, which were a quarter of a row's bytes.
+//!
+//! Rows written before either existed keep their arrays and the key 0. Reads fetch the sets of
+//! the spans they return by key; SQL that names the arrays reads `l7_flow_log` joined with
+//! `l7_resource` ([`shared_join`]).
 //!
 //! `l7_trace_index` maps a trace id to the sort keys of its spans, sorted by trace id: a trace
 //! lookup reads it first and then only the granules of `l7_flow_log` that hold the trace,
@@ -67,6 +72,9 @@ pub const RESOURCE_ARRAYS: [&str; 3] = [
     "resource_attribute_values",
     "resource_attribute_types",
 ];
+
+/// The key set columns a span row keeps, empty, for the rows of older versions.
+pub const KEY_SET_ARRAYS: [&str; 2] = ["attribute_names", "attribute_types"];
 
 /// Rows per granule of `l7_flow_log`, the unit ClickHouse reads: a quarter of the default
 /// 8192, because a trace lookup reads a granule of every column for each (service, endpoint)
@@ -190,6 +198,7 @@ pub const COLUMNS: &[(&str, &str, &str)] = &[
     ),
     ("resource_attribute_types", "Array(UInt8)", "Array(UInt8)"),
     ("resource_id", "UInt64", "UInt64"),
+    ("attribute_keys_id", "UInt64", "UInt64"),
     ("events", "String", "String CODEC(ZSTD(1))"),
     ("links", "String", "String CODEC(ZSTD(1))"),
     ("dropped_attributes_count", "UInt32", "UInt32"),
@@ -198,31 +207,95 @@ pub const COLUMNS: &[(&str, &str, &str)] = &[
 ];
 
 /// `l7_flow_log` as SQL sees it, as a subquery: every column, with each span's resource
-/// attributes from `l7_resource` (or, for rows of older versions, `resource_id` 0, from the
-/// row's own arrays). `ANY LEFT JOIN ... USING`, which 18.16 and current servers both take; a
-/// span whose resource is missing gets empty arrays.
-pub fn resource_join(spans_table: &str, resource_table: &str) -> String {
+/// attributes (when `resources`) and attribute names and types (when `key_sets`) from
+/// `l7_resource`, or, for rows of older versions (key 0), from the row's own arrays.
+/// `ANY LEFT JOIN ... USING`, which 18.16 and current servers both take, one join a level; a
+/// span whose set is missing gets empty arrays.
+pub fn shared_join(
+    spans_table: &str,
+    resource_table: &str,
+    resources: bool,
+    key_sets: bool,
+) -> String {
+    let mut relation = spans_table.to_string();
+    if resources {
+        relation = join_level(
+            &relation,
+            resource_table,
+            "resource_id",
+            &RESOURCE_ARRAYS,
+            &RESOURCE_ARRAYS,
+        );
+    }
+    if key_sets {
+        relation = join_level(
+            &relation,
+            resource_table,
+            "attribute_keys_id",
+            &KEY_SET_ARRAYS,
+            &["resource_attribute_names", "resource_attribute_types"],
+        );
+    }
+    relation
+}
+
+/// Which of the arrays held in `l7_resource` a query over `l7_flow_log` reads: (the
+/// resource's, the key set's). A column named anywhere counts, and so does `*` (but not
+/// `count(*)`); a word inside a string literal, or a product, counts too, which costs a join,
+/// not a wrong answer.
+pub fn shared_arrays_read(sql: &str) -> (bool, bool) {
+    let (mut resources, mut key_sets) = (false, false);
+    let lower = sql.to_ascii_lowercase();
+    for word in lower.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+        if RESOURCE_ARRAYS.contains(&word) {
+            resources = true;
+        } else if KEY_SET_ARRAYS.contains(&word) {
+            key_sets = true;
+        }
+    }
+    let mut previous = ' ';
+    for c in lower.chars() {
+        if c == '*' && previous != '(' {
+            return (true, true);
+        }
+        if !c.is_whitespace() {
+            previous = c;
+        }
+    }
+    (resources, key_sets)
+}
+
+/// `relation` with the columns `arrays` taken from the `resource_table` row whose
+/// `resource_id` is the row's `key`, as its columns `stored`, where the key is not 0.
+fn join_level(
+    relation: &str,
+    resource_table: &str,
+    key: &str,
+    arrays: &[&str],
+    stored: &[&str],
+) -> String {
     let mut inner = Vec::new();
     let mut outer = Vec::new();
     for (name, ..) in COLUMNS {
-        if RESOURCE_ARRAYS.contains(name) {
+        if arrays.contains(name) {
             inner.push(format!("`{name}` AS `own_{name}`"));
             outer.push(format!(
-                "if(resource_id = 0, `own_{name}`, `joined_{name}`) AS `{name}`"
+                "if({key} = 0, `own_{name}`, `joined_{name}`) AS `{name}`"
             ));
         } else {
             inner.push(format!("`{name}`"));
             outer.push(format!("`{name}`"));
         }
     }
-    let joined: Vec<String> = RESOURCE_ARRAYS
+    let joined: Vec<String> = arrays
         .iter()
-        .map(|name| format!("`{name}` AS `joined_{name}`"))
+        .zip(stored)
+        .map(|(name, column)| format!("`{column}` AS `joined_{name}`"))
         .collect();
     format!(
-        "(SELECT {} FROM (SELECT {} FROM {spans_table}) AS own ANY LEFT JOIN \
-         (SELECT resource_id, {} FROM {resource_table} LIMIT 1 BY resource_id) AS joined \
-         USING resource_id)",
+        "(SELECT {} FROM (SELECT {} FROM {relation}) AS own ANY LEFT JOIN \
+         (SELECT resource_id AS {key}, {} FROM {resource_table} LIMIT 1 BY resource_id) \
+         AS joined USING {key})",
         outer.join(", "),
         inner.join(", "),
         joined.join(", ")
@@ -372,6 +445,26 @@ impl Layout {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn queries_join_the_shared_arrays_they_read() {
+        let read = shared_arrays_read;
+        assert_eq!(read("SELECT count(*) FROM l7_flow_log"), (false, false));
+        assert_eq!(
+            read("SELECT attribute_values[1] FROM l7_flow_log"),
+            (false, false)
+        );
+        assert_eq!(
+            read("SELECT attribute_values[indexOf(`attribute_names`, 'a')] FROM l7_flow_log"),
+            (false, true)
+        );
+        assert_eq!(
+            read("SELECT RESOURCE_ATTRIBUTE_VALUES FROM l7_flow_log"),
+            (true, false)
+        );
+        assert_eq!(read("SELECT * FROM l7_flow_log"), (true, true));
+        assert_eq!(read("SELECT t.* FROM l7_flow_log AS t"), (true, true));
+    }
 
     #[test]
     fn versions_pick_their_flavor() {

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clickhouse::Client;
-use spanflow_model::{metric_names, Attribute, SpanKind, SpanRow, TraceId};
+use spanflow_model::{metric_names, SpanKind, SpanRow, TraceId};
 use spanflow_store::analytics::{Edge, MapBy, RedPoint, RedQuery};
 use spanflow_store::sql::{SqlDialect, SqlLimits, SqlResult};
 use spanflow_store::{
@@ -34,7 +34,7 @@ const MAX_SQL_ANSWER_BYTES: usize = 256 << 20;
 use tokio::sync::{oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::read::{self, Hit, Placement, SearchSql, StoredSpan};
+use crate::read::{self, Hit, Placement, SearchSql, SharedSet, StoredSpan};
 use crate::rowbinary::{self, Encoder, IndexKey, Resources, SpanKey};
 use crate::schema::{Flavor, Layout, RESOURCE_TABLE, SPANS_TABLE, TRACE_INDEX_TABLE};
 
@@ -42,11 +42,12 @@ use crate::schema::{Flavor, Layout, RESOURCE_TABLE, SPANS_TABLE, TRACE_INDEX_TAB
 /// past this many it forgets them all and sends each once more (ClickHouse merges the copies).
 const MAX_KNOWN_RESOURCE_ROWS: usize = 1 << 20;
 
-/// Resources' attributes a process keeps for reads, by key; past this many it forgets them.
-const MAX_CACHED_RESOURCES: usize = 1 << 16;
+/// `l7_resource` rows (resources and key sets) a process keeps for reads, by key; past this
+/// many it forgets them.
+const MAX_CACHED_SETS: usize = 1 << 16;
 
-/// Resource keys asked for in one query.
-const RESOURCES_PER_FETCH: usize = 1000;
+/// `l7_resource` keys asked for in one query.
+const SETS_PER_FETCH: usize = 1000;
 
 #[derive(Clone, Debug)]
 pub struct ClickHouseConfig {
@@ -225,8 +226,8 @@ struct Inner {
     last_error: Mutex<String>,
     /// The `l7_resource` rows ClickHouse has accepted, as (time, key).
     resources_stored: Mutex<HashSet<(u32, u64)>>,
-    /// Resources' attributes by key, for reads: a key always stands for the same attributes.
-    resource_cache: Mutex<HashMap<u64, Arc<[Attribute]>>>,
+    /// `l7_resource` rows by key, for reads: a key always stands for the same arrays.
+    set_cache: Mutex<HashMap<u64, Arc<SharedSet>>>,
 }
 
 /// The ClickHouse store. Cloning shares it; the background tasks stop when the last clone is
@@ -337,7 +338,7 @@ impl ClickHouseStore {
             room_bytes,
             last_error: Mutex::new(String::new()),
             resources_stored: Mutex::new(HashSet::new()),
-            resource_cache: Mutex::new(HashMap::new()),
+            set_cache: Mutex::new(HashMap::new()),
             config,
         });
         tokio::spawn(batch_loop(inner.clone(), stop.clone()));
@@ -1006,15 +1007,13 @@ impl SpanStore for ClickHouseStore {
 
     async fn sql(&self, sql: &str, limits: &SqlLimits) -> Result<SqlResult, StoreError> {
         let mut prepared = spanflow_store::sql::prepare(sql, SqlDialect::ClickHouse)?;
-        if prepared
-            .to_ascii_lowercase()
-            .contains("resource_attribute_")
-        {
-            // The resources' attributes are in their own table.
+        let (resources, key_sets) = crate::schema::shared_arrays_read(&prepared);
+        if resources || key_sets {
+            // The resources' attributes and the key sets are in `l7_resource`.
             prepared = spanflow_store::sql::replace_table(
                 &prepared,
                 SqlDialect::ClickHouse,
-                &crate::schema::resource_join(SPANS_TABLE, RESOURCE_TABLE),
+                &crate::schema::shared_join(SPANS_TABLE, RESOURCE_TABLE, resources, key_sets),
             )?;
         }
         // The client reads `?` as a placeholder; `??` is a literal one.
@@ -1053,56 +1052,53 @@ fn not_as_written(error: String) -> StoreError {
 }
 
 impl Inner {
-    /// The span rows of `spans`, each with its resource's attributes from `l7_resource`
-    /// (through the cache); a span whose resource is gone gets none.
+    /// The span rows of `spans`, each with its resource's attributes and its attributes'
+    /// names and types from `l7_resource` (through the cache); a span whose set is gone gets
+    /// no attributes of it.
     async fn rows(&self, spans: Vec<StoredSpan>) -> Result<Vec<SpanRow>, StoreError> {
-        let mut resources: HashMap<u64, Arc<[Attribute]>> = HashMap::new();
+        let mut sets: HashMap<u64, Arc<SharedSet>> = HashMap::new();
         let mut missing = Vec::new();
         {
-            let cache = self
-                .resource_cache
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let cache = self.set_cache.lock().unwrap_or_else(|p| p.into_inner());
             for span in &spans {
-                let id = span.resource_id();
-                if id != 0 && !resources.contains_key(&id) {
-                    match cache.get(&id) {
-                        Some(attributes) => {
-                            resources.insert(id, attributes.clone());
+                for id in [span.resource_id(), span.attribute_keys_id()] {
+                    if id != 0 && !sets.contains_key(&id) {
+                        match cache.get(&id) {
+                            Some(set) => {
+                                sets.insert(id, set.clone());
+                            }
+                            None => missing.push(id),
                         }
-                        None => missing.push(id),
                     }
                 }
             }
         }
         missing.sort_unstable();
         missing.dedup();
-        for chunk in missing.chunks(RESOURCES_PER_FETCH) {
-            let sql = read::resources_sql(chunk, RESOURCE_TABLE);
-            let stored: Vec<read::StoredResource> = self
-                .read("reading the spans' resources", |client| {
+        for chunk in missing.chunks(SETS_PER_FETCH) {
+            let sql = read::sets_sql(chunk, RESOURCE_TABLE);
+            let stored: Vec<read::StoredSet> = self
+                .read("reading the spans' resources and key sets", |client| {
                     let query = client.query(&sql);
                     async move { query.fetch_all().await }
                 })
                 .await?;
-            let mut cache = self
-                .resource_cache
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            if cache.len() + stored.len() > MAX_CACHED_RESOURCES {
+            let mut cache = self.set_cache.lock().unwrap_or_else(|p| p.into_inner());
+            if cache.len() + stored.len() > MAX_CACHED_SETS {
                 cache.clear();
             }
-            for resource in stored {
-                let (id, attributes) = resource.into_attributes().map_err(not_as_written)?;
-                cache.insert(id, attributes.clone());
-                resources.insert(id, attributes);
+            for set in stored {
+                let (id, set) = set.into_shared();
+                cache.insert(id, set.clone());
+                sets.insert(id, set);
             }
         }
         spans
             .into_iter()
             .map(|span| {
-                let resource = resources.get(&span.resource_id()).cloned();
-                span.into_row(resource)
+                let resource = sets.get(&span.resource_id()).cloned();
+                let key_set = sets.get(&span.attribute_keys_id()).cloned();
+                span.into_row(resource.as_deref(), key_set.as_deref())
             })
             .collect::<Result<_, _>>()
             .map_err(not_as_written)

@@ -16,7 +16,7 @@ use spanflow_store::TimeRange;
 use spanflow_store::{AttributeFilter, SpanQuery};
 use spanflow_store_clickhouse::read::{self, Hit, Placement, SearchSql};
 use spanflow_store_clickhouse::rowbinary::{Encoder, Resources};
-use spanflow_store_clickhouse::schema::{resource_join, Flavor, Layout, COLUMNS};
+use spanflow_store_clickhouse::schema::{shared_join, Flavor, Layout, COLUMNS};
 
 fn repository_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -155,7 +155,7 @@ fn the_current_schema_takes_spanflow_rows_and_answers_its_queries() {
          lower(hex(parent_span_id)), observation_point, response_code, ip_1, k8s_pod_name, \
          attribute_types, resource_attribute_values, links != '', dropped_links_count \
          FROM {} WHERE trace_id = unhex('{}')",
-        resource_join(spans_table, resource_table),
+        shared_join(spans_table, resource_table, true, true),
         full.trace_id.to_hex()
     ));
     // The trace lookup: the index first, then the spans it places.
@@ -231,11 +231,21 @@ fn the_current_schema_takes_spanflow_rows_and_answers_its_queries() {
         keys_of(&sql(read::bind_hits(client.query(&fetch), &hits)))
     ));
     // The resources of the spans read: the full row's, by its key.
-    assert_eq!(resources.keys.len(), 1, "the rows share one resource");
-    let resource = &resources.keys[0];
+    // Beside the rows' key sets, one resource row: the only one with values.
+    let resources_rows: Vec<_> = resources
+        .keys
+        .iter()
+        .filter(|key| {
+            resources.bytes[key.row.start as usize..key.row.end as usize]
+                .windows(b"10.1.2.3".len())
+                .any(|window| window == b"10.1.2.3")
+        })
+        .collect();
+    assert_eq!(resources_rows.len(), 1, "the rows share one resource");
+    let resource = resources_rows[0];
     statements.push(format!(
         "SELECT resource_id, resource_attribute_values FROM ({})",
-        read::resources_sql(&[resource.id, 12345], resource_table)
+        read::sets_sql(&[resource.id, 12345], resource_table)
     ));
 
     // The listings and the aggregates.

@@ -216,3 +216,204 @@ async fn a_resource_is_stored_once_for_the_spans_of_many_writes_and_read_back_wi
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_set_is_stored_once_and_spans_of_either_form_read_search_and_answer_sql_alike() {
+    use serde_json::json;
+    use spanflow_model::{AttrValue, Attribute};
+    use spanflow_store::sql::SqlLimits;
+    use spanflow_store::{AttributeFilter, SpanQuery};
+    let server = TestServer::start();
+    let store = ClickHouseStore::open(ClickHouseConfig {
+        batch_wait: Duration::from_millis(10),
+        ..ClickHouseConfig::new(server.url())
+    })
+    .await
+    .unwrap();
+    let now = now_us();
+    let quarter = (now / 1_000_000 - 60) / 900 * 900 * 1_000_000;
+    let http = |method: &str, code: i64| {
+        vec![
+            Attribute::new("http.request.method", AttrValue::String(method.into())),
+            Attribute::new("http.response.status_code", AttrValue::Int(code)),
+        ]
+    };
+    // Two writes of spans with the same keys, and one span with other keys.
+    let mut written = Vec::new();
+    for write in 0..2u8 {
+        let rows: Vec<_> = (0..2u8)
+            .map(|n| {
+                let mut span = row(20 + write, n + 1, "checkout", "GET /cart", quarter + 1_000);
+                span.attributes = http(if n == 0 { "GET" } else { "PUT" }, 200 + i64::from(n));
+                span
+            })
+            .collect();
+        written.extend(rows.clone());
+        store.write(rows).await.unwrap();
+    }
+    let mut other = row(22, 1, "checkout", "send", quarter + 2_000);
+    other.attributes = vec![Attribute::new(
+        "messaging.destination.name",
+        AttrValue::String("GET".into()),
+    )];
+    written.push(other.clone());
+    store.write(vec![other]).await.unwrap();
+
+    let client = clickhouse::Client::default()
+        .with_url(server.url())
+        .with_validation(false);
+    let key_sets: Vec<(String, String)> = client
+        .query(
+            "SELECT arrayStringConcat(resource_attribute_names, ',') AS names, \
+             arrayStringConcat(arrayMap(t -> toString(t), resource_attribute_types), ',') \
+             FROM flow_log.l7_resource \
+             WHERE arrayAll(v -> v = '', resource_attribute_values) ORDER BY names",
+        )
+        .fetch_all()
+        .await
+        .unwrap();
+    let pair = |names: &str, types: &str| (names.to_string(), types.to_string());
+    assert_eq!(
+        key_sets,
+        [
+            pair("http.request.method,http.response.status_code", "0,2"),
+            pair("messaging.destination.name", "0"),
+        ],
+        "each key set once"
+    );
+    let with_names: u64 = client
+        .query("SELECT count() FROM flow_log.l7_flow_log WHERE notEmpty(attribute_names) OR notEmpty(attribute_types) OR attribute_keys_id = 0")
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(
+        with_names, 0,
+        "span rows hold the key set's key and the values"
+    );
+    // A row as a version before key sets wrote it: its own names and types, and the key 0.
+    client
+        .query(
+            "INSERT INTO flow_log.l7_flow_log (time, start_time, trace_id, span_id, \
+             observation_point, app_service, endpoint, attribute_names, attribute_values, \
+             attribute_types) VALUES (?, ?, '0123456789abcdef', '01234567', 'app', 'checkout', \
+             'old', ['http.request.method'], ['GET'], [0])",
+        )
+        .bind(quarter / 1_000_000 + 1)
+        .bind(quarter)
+        .execute()
+        .await
+        .unwrap();
+
+    for span in &written {
+        let trace = store.trace(span.trace_id).await.unwrap();
+        let read = trace
+            .iter()
+            .find(|read| read.span_id == span.span_id)
+            .unwrap();
+        assert_eq!(read.attributes, span.attributes, "{:?}", span.span_id);
+    }
+    let search = |key: &str, value: &str| SpanQuery {
+        attributes: vec![AttributeFilter {
+            key: key.into(),
+            value: value.into(),
+        }],
+        limit: 20,
+        ..SpanQuery::default()
+    };
+    let found = |rows: Vec<spanflow_model::SpanRow>| {
+        let mut found: Vec<(String, String)> = rows
+            .iter()
+            .map(|row| {
+                let value = row
+                    .attributes
+                    .iter()
+                    .map(|attribute| {
+                        format!(
+                            "{}={}",
+                            attribute.key,
+                            attribute.value.to_text().unwrap_or_default()
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(",");
+                (row.endpoint.clone(), value)
+            })
+            .collect();
+        found.sort();
+        found
+    };
+    assert_eq!(
+        found(
+            store
+                .search(&search("http.request.method", "GET"))
+                .await
+                .unwrap()
+        ),
+        [
+            (
+                "GET /cart".to_string(),
+                "http.request.method=GET,http.response.status_code=200".to_string()
+            ),
+            (
+                "GET /cart".to_string(),
+                "http.request.method=GET,http.response.status_code=200".to_string()
+            ),
+            ("old".to_string(), "http.request.method=GET".to_string()),
+        ],
+        "the key's value in either form, not another key's"
+    );
+    assert_eq!(
+        store
+            .search(&search("http.response.status_code", "201"))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(store
+        .search(&search("http.request.method", ""))
+        .await
+        .unwrap()
+        .is_empty());
+
+    let answer = store
+        .sql(
+            "SELECT endpoint, attribute_names, attribute_types, \
+             attribute.http.request.method AS method FROM l7_flow_log \
+             WHERE endpoint != 'send' ORDER BY endpoint, method",
+            &SqlLimits::default(),
+        )
+        .await
+        .unwrap();
+    let keys = json!(["http.request.method", "http.response.status_code"]);
+    assert_eq!(
+        answer.values,
+        [
+            vec![
+                json!("GET /cart"),
+                keys.clone(),
+                json!([0, 2]),
+                json!("GET")
+            ],
+            vec![
+                json!("GET /cart"),
+                keys.clone(),
+                json!([0, 2]),
+                json!("GET")
+            ],
+            vec![
+                json!("GET /cart"),
+                keys.clone(),
+                json!([0, 2]),
+                json!("PUT")
+            ],
+            vec![json!("GET /cart"), keys, json!([0, 2]), json!("PUT")],
+            vec![
+                json!("old"),
+                json!(["http.request.method"]),
+                json!([0]),
+                json!("GET")
+            ],
+        ]
+    );
+}

@@ -205,7 +205,7 @@ fn main() {
             return;
         }
 
-        for timing in spanflow_store::workload::run(&store, now_us, 5).await {
+        for timing in spanflow_store::workload::run(&store, now_us, 6 * 3_600_000_000, 5).await {
             println!(
                 "{:<40} median {:?} max {:?} peak memory {:.0} MiB",
                 timing.name, timing.median, timing.max, timing.peak_rss_bytes.unwrap_or(0) as f64 / (1 << 20) as f64

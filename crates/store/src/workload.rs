@@ -1,6 +1,7 @@
 //! The reads every backend's load run times over the same corpus (`spanflow-loadgen`'s span
-//! rows: services such as `checkout` and `payments`, spread over the six hours before `now`):
-//! searches, trace search, listings, the service map and RED series.
+//! rows: services such as `checkout` and `payments`, spread over a window before `now`, six
+//! hours unless the run says otherwise): searches, trace search, listings, the service map and
+//! RED series.
 
 use std::time::{Duration, Instant};
 
@@ -57,9 +58,12 @@ where
     }
 }
 
-/// Runs each read `rounds` times and returns its median and worst time. Panics when a read
-/// finds nothing: the corpus has something for each.
-pub async fn run(store: &dyn SpanStore, now_us: i64, rounds: usize) -> Vec<Timing> {
+/// Runs each read `rounds` times and returns its median and worst time, over spans that end
+/// in the `window_us` before `now_us`. Panics when a read finds nothing: the corpus has
+/// something for each.
+pub async fn run(store: &dyn SpanStore, now_us: i64, window_us: i64, rounds: usize) -> Vec<Timing> {
+    // Ten minutes of six hours: the span starts a sixth of the window back, for a 36th of it.
+    let range_start = now_us - window_us / 6;
     let searches = [
         (
             "search service",
@@ -96,8 +100,8 @@ pub async fn run(store: &dyn SpanStore, now_us: i64, rounds: usize) -> Vec<Timin
         (
             "search time range",
             SpanQuery {
-                start_time_min_us: Some(now_us - HOUR_US),
-                start_time_max_us: Some(now_us - HOUR_US * 5 / 6),
+                start_time_min_us: Some(range_start),
+                start_time_max_us: Some(range_start + window_us / 36),
                 ..SpanQuery::default()
             },
         ),
