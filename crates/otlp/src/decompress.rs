@@ -50,11 +50,19 @@ pub fn decompress(
             }
             Ok(body)
         }
-        Encoding::Gzip => read_capped(
-            flate2::read::MultiGzDecoder::new(&body[..]),
-            max_bytes,
-            "gzip",
-        ),
+        Encoding::Gzip => {
+            // The trailer's ISIZE: the (last member's) size, modulo 4 GiB.
+            let size = body
+                .len()
+                .checked_sub(4)
+                .map(|at| u32::from_le_bytes(body[at..].try_into().expect("four bytes")) as u64);
+            read_capped(
+                flate2::read::MultiGzDecoder::new(&body[..]),
+                max_bytes,
+                capacity(size, body.len(), max_bytes),
+                "gzip",
+            )
+        }
         Encoding::Zstd => {
             let decoder = zstd::stream::read::Decoder::new(&body[..]).map_err(|error| {
                 DecompressError::Corrupt {
@@ -62,17 +70,38 @@ pub fn decompress(
                     reason: error.to_string(),
                 }
             })?;
-            read_capped(decoder, max_bytes, "zstd")
+            let size = zstd::zstd_safe::get_frame_content_size(&body)
+                .ok()
+                .flatten();
+            read_capped(
+                decoder,
+                max_bytes,
+                capacity(size, body.len(), max_bytes),
+                "zstd",
+            )
         }
     }
+}
+
+/// Deflate and zstd expand at most about a thousand times.
+const MAX_EXPANSION: usize = 1032;
+
+/// The room to decompress into: the size the body says it has (which it may lie about; past
+/// the cap or what it could expand to, the output grows as it comes), so that the output is
+/// not copied through doublings.
+fn capacity(size: Option<u64>, compressed: usize, max_bytes: usize) -> usize {
+    let size = usize::try_from(size.unwrap_or(0)).unwrap_or(usize::MAX);
+    size.min(compressed.saturating_mul(MAX_EXPANSION))
+        .min(max_bytes)
 }
 
 fn read_capped(
     reader: impl Read,
     max_bytes: usize,
+    capacity: usize,
     encoding: &'static str,
 ) -> Result<bytes::Bytes, DecompressError> {
-    let mut output = Vec::new();
+    let mut output = Vec::with_capacity(capacity);
     // One byte past the cap tells "exactly at the cap" from "over it".
     let limit = (max_bytes as u64).saturating_add(1);
     reader
@@ -108,6 +137,15 @@ mod tests {
         max_bytes: usize,
     ) -> Result<usize, DecompressError> {
         decompress(compressed.into(), encoding, max_bytes).map(|output| output.len())
+    }
+
+    #[test]
+    fn the_room_taken_is_the_size_the_body_says_within_what_it_could_be() {
+        assert_eq!(capacity(Some(5_000), 100, 1 << 20), 5_000);
+        // A claim past what 100 bytes expand to, or past the cap, or none.
+        assert_eq!(capacity(Some(u64::MAX), 100, 1 << 20), 100 * MAX_EXPANSION);
+        assert_eq!(capacity(Some(1 << 30), 1 << 20, 1 << 20), 1 << 20);
+        assert_eq!(capacity(None, 100, 1 << 20), 0);
     }
 
     #[test]

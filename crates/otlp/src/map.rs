@@ -56,7 +56,43 @@ pub struct Mapped {
 
 /// Maps every span of the request. Spans with unusable ids are counted in `n_rejected`.
 pub fn map_request(request: &ExportTraceServiceRequest, sender: &Sender) -> Mapped {
-    let mut mapped = Mapped::default();
+    let mut rows = Vec::new();
+    let rejected = map_request_into(request, sender, &mut rows);
+    Mapped {
+        rows,
+        n_rejected: rejected.n_rejected,
+        rejected_message: rejected.message,
+    }
+}
+
+/// The spans a request's mapping rejected.
+#[derive(Debug, Default)]
+pub struct Rejected {
+    pub n_rejected: usize,
+    /// The first rejection's reason (with its position), suitable for OTLP's partial success.
+    pub message: Option<String>,
+}
+
+/// The spans in `request`.
+pub fn n_spans(request: &ExportTraceServiceRequest) -> usize {
+    request
+        .resource_spans
+        .iter()
+        .flat_map(|resource_spans| &resource_spans.scope_spans)
+        .map(|scope_spans| scope_spans.spans.len())
+        .sum()
+}
+
+/// Maps every span of the request onto the end of `rows`, which grows once for them (a batch
+/// of many requests maps them all into one vector, instead of moving each request's rows
+/// into it through doublings).
+pub fn map_request_into(
+    request: &ExportTraceServiceRequest,
+    sender: &Sender,
+    rows: &mut Vec<SpanRow>,
+) -> Rejected {
+    rows.reserve(n_spans(request));
+    let mut mapped = Rejected::default();
     let mut first_reason: Option<String> = None;
     for (resource_index, resource_spans) in request.resource_spans.iter().enumerate() {
         let first_start = resource_spans
@@ -72,7 +108,7 @@ pub fn map_request(request: &ExportTraceServiceRequest, sender: &Sender) -> Mapp
             let scope = scope_spans.scope.as_ref();
             for (span_index, span) in scope_spans.spans.iter().enumerate() {
                 match map_span(&context, scope, span) {
-                    Ok(row) => mapped.rows.push(row),
+                    Ok(row) => rows.push(row),
                     Err(reason) => {
                         mapped.n_rejected += 1;
                         if first_reason.is_none() {
@@ -86,7 +122,7 @@ pub fn map_request(request: &ExportTraceServiceRequest, sender: &Sender) -> Mapp
             }
         }
     }
-    mapped.rejected_message = first_reason.map(|reason| match mapped.n_rejected {
+    mapped.message = first_reason.map(|reason| match mapped.n_rejected {
         0 | 1 => reason,
         n => format!("{reason} (and {} more rejected spans)", n - 1),
     });
