@@ -15,6 +15,21 @@ fn now_us() -> i64 {
         .as_micros() as i64
 }
 
+/// The start of the quarter hour a minute ago, in microseconds.
+fn quarter_a_minute_ago() -> i64 {
+    (now_us() / 1_000_000 - 60) / 900 * 900 * 1_000_000
+}
+
+/// A store on `server` whose inserts wait 10 ms for more writes, not a second.
+async fn inserting_at_once(server: &TestServer) -> ClickHouseStore {
+    ClickHouseStore::open(ClickHouseConfig {
+        batch_wait: Duration::from_millis(10),
+        ..ClickHouseConfig::new(server.url())
+    })
+    .await
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_clickhouse_does_not_accept_in_time_fails_as_retryable_and_a_resend_lands_once() {
     let mut server = TestServer::start();
@@ -153,15 +168,9 @@ async fn a_user_with_a_password_logs_in_and_a_wrong_password_is_a_clear_error() 
 async fn a_resource_is_stored_once_for_the_spans_of_many_writes_and_read_back_with_each() {
     use spanflow_model::{AttrValue, Attribute};
     let server = TestServer::start();
-    let store = ClickHouseStore::open(ClickHouseConfig {
-        batch_wait: Duration::from_millis(10),
-        ..ClickHouseConfig::new(server.url())
-    })
-    .await
-    .unwrap();
-    // The start of a quarter hour a minute ago: every span below ends in it.
-    let now = now_us();
-    let quarter = (now / 1_000_000 - 60) / 900 * 900 * 1_000_000;
+    let store = inserting_at_once(&server).await;
+    // Every span below ends in this quarter hour.
+    let quarter = quarter_a_minute_ago();
     let resource = |pod: &str| -> std::sync::Arc<[Attribute]> {
         vec![
             Attribute::new("service.name", AttrValue::String("checkout".into())),
@@ -224,14 +233,8 @@ async fn a_key_set_is_stored_once_and_spans_of_either_form_read_search_and_answe
     use spanflow_store::sql::SqlLimits;
     use spanflow_store::{AttributeFilter, SpanQuery};
     let server = TestServer::start();
-    let store = ClickHouseStore::open(ClickHouseConfig {
-        batch_wait: Duration::from_millis(10),
-        ..ClickHouseConfig::new(server.url())
-    })
-    .await
-    .unwrap();
-    let now = now_us();
-    let quarter = (now / 1_000_000 - 60) / 900 * 900 * 1_000_000;
+    let store = inserting_at_once(&server).await;
+    let quarter = quarter_a_minute_ago();
     let http = |method: &str, code: i64| {
         vec![
             Attribute::new("http.request.method", AttrValue::String(method.into())),
