@@ -549,6 +549,15 @@ impl SearchSql {
             conditions.push(format!("{} = ?", filter.column()));
             strings.push(filter.value.clone());
         }
+        // A set's row is never older than the spans that use it (see `RESOURCE_PERIOD_S`):
+        // a search from a time on reads the sets from then on.
+        let sets_since = match query.time_range().start_us {
+            Some(min) => format!(
+                " AND time >= toDateTime({})",
+                crate::rowbinary::date_time(min.div_euclid(1_000_000))
+            ),
+            None => String::new(),
+        };
         let mut key_sets = Vec::new();
         let mut key_strings = Vec::new();
         for (i, filter) in query.attributes.iter().enumerate() {
@@ -570,8 +579,8 @@ impl SearchSql {
                  (SELECT resource_id, arrayFirstIndex((n, t) -> n = ? AND t <= {max}, \
                  resource_attribute_names, resource_attribute_types) AS position \
                  FROM {resource_table} \
-                 WHERE position > 0 AND arrayAll(v -> v = '', resource_attribute_values) \
-                 LIMIT 1 BY resource_id)) AS key_sets_{i}"
+                 WHERE position > 0 AND arrayAll(v -> v = '', resource_attribute_values)\
+                 {sets_since} LIMIT 1 BY resource_id)) AS key_sets_{i}"
             ));
             key_strings.push(filter.key.clone());
             let resource = matches(
@@ -584,7 +593,7 @@ impl SearchSql {
                  arrayPushFront(key_sets_{i}.2, toUInt32(0)), toUInt32(0)) AS position_{i}) > 0 \
                  AND attribute_values[position_{i}] = ? \
                  OR {} OR resource_id GLOBAL IN (SELECT resource_id FROM {resource_table} \
-                 WHERE {resource}) OR (resource_id = 0 AND {resource}))",
+                 WHERE {resource}{sets_since}) OR (resource_id = 0 AND {resource}))",
                 // A row with a key set holds its values alone: none of them here.
                 matches(
                     "attribute_names",

@@ -378,6 +378,17 @@ async fn a_key_set_is_stored_once_and_spans_of_either_form_read_search_and_answe
         .await
         .unwrap()
         .is_empty());
+    // From a time on: the sets of then on, and the spans that start then.
+    let since = |start: i64| SpanQuery {
+        start_time_min_us: Some(start),
+        ..search("http.request.method", "GET")
+    };
+    assert_eq!(store.search(&since(quarter)).await.unwrap().len(), 3);
+    assert!(store
+        .search(&since(quarter + 10_000_000))
+        .await
+        .unwrap()
+        .is_empty());
 
     let answer = store
         .sql(
