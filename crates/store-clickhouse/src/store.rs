@@ -806,10 +806,11 @@ impl SpanStore for ClickHouseStore {
 
     /// The rows encoded as `RowBinary`, with the keys an insert sorts them by.
     fn prepare(&self, rows: Vec<SpanRow>) -> Result<PreparedWrite, StoreError> {
-        let mut spans = Vec::with_capacity(rows.len() * 384);
+        // Each sized by the encoder, from its first rows.
+        let mut spans = Vec::new();
         let mut resources = Resources::default();
         let span_keys = Encoder::default().spans(&rows, &mut spans, &mut resources);
-        let mut index = Vec::with_capacity(rows.len() * 48);
+        let mut index = Vec::new();
         let index_keys = Encoder::index(&rows, &mut index);
         let n_rows = rows.len();
         drop(rows);

@@ -1,0 +1,47 @@
+//! The ClickHouse store's encoding of a write, as `SpanStore::prepare` does it: 10,000 span
+//! rows of the load corpus as `l7_flow_log` rows (with the `l7_resource` rows they need) and
+//! as `l7_trace_index` rows, in `RowBinary`.
+//!
+//! `cargo bench -p spanflow-store-clickhouse --bench encode`
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use spanflow_loadgen::corpus::Random;
+use spanflow_loadgen::rows::trace;
+use spanflow_store_clickhouse::rowbinary::{Encoder, Resources};
+
+fn encode(c: &mut Criterion) {
+    let mut random = Random::new(42);
+    let mut rows = Vec::new();
+    while rows.len() < 10_000 {
+        let start = 1_700_000_000_000_000 + rows.len() as i64 * 1_000;
+        trace(&mut random, start, &mut rows);
+    }
+    {
+        let mut spans = Vec::new();
+        Encoder::default().spans(&rows, &mut spans, &mut Resources::default());
+        let mut index = Vec::new();
+        Encoder::index(&rows, &mut index);
+        eprintln!(
+            "{} B a span row, {} B an index row",
+            spans.len() / rows.len(),
+            index.len() / rows.len()
+        );
+    }
+    let mut group = c.benchmark_group("clickhouse_store");
+    group.throughput(Throughput::Elements(rows.len() as u64));
+    group.sample_size(30);
+    group.bench_function("encode_write", |b| {
+        b.iter(|| {
+            let mut spans = Vec::new();
+            let mut resources = Resources::default();
+            let span_keys = Encoder::default().spans(&rows, &mut spans, &mut resources);
+            let mut index = Vec::new();
+            let index_keys = Encoder::index(&rows, &mut index);
+            std::hint::black_box((spans, span_keys, resources, index, index_keys))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, encode);
+criterion_main!(benches);
