@@ -225,18 +225,13 @@ impl Encoder {
         let mut arrays = std::mem::take(&mut self.key_arrays);
         arrays.clear();
         let mut w = RowBinary::new(&mut arrays);
-        w.length(attributes.len());
-        for attribute in attributes {
-            w.string(&attribute.key);
-        }
+        names(&mut w, attributes);
         // As many empty strings: a length of 0 each.
         w.length(attributes.len());
-        arrays.resize(arrays.len() + attributes.len(), 0);
-        let mut w = RowBinary::new(&mut arrays);
-        w.length(attributes.len());
-        for attribute in attributes {
-            w.u8(text::value_code(&attribute.value));
+        for _ in attributes {
+            w.length(0);
         }
+        types(&mut w, attributes);
         let id = resource_id(&arrays).max(1);
         let time = resource_time(date_time(row.time));
         if self.resource_rows.insert((time, id)) {
@@ -337,15 +332,9 @@ impl Encoder {
 
     /// Names, values as text, and type codes: three parallel arrays.
     fn attributes(&mut self, w: &mut RowBinary<'_>, attributes: &[Attribute]) {
-        w.length(attributes.len());
-        for attribute in attributes {
-            w.string(&attribute.key);
-        }
+        names(w, attributes);
         self.values(w, attributes);
-        w.length(attributes.len());
-        for attribute in attributes {
-            w.u8(text::value_code(&attribute.value));
-        }
+        types(w, attributes);
     }
 
     /// The values as text: one array.
@@ -402,6 +391,22 @@ impl Encoder {
             }
         }
         keys
+    }
+}
+
+/// The attributes' names: one array.
+fn names(w: &mut RowBinary<'_>, attributes: &[Attribute]) {
+    w.length(attributes.len());
+    for attribute in attributes {
+        w.string(&attribute.key);
+    }
+}
+
+/// The attributes' type codes: one array.
+fn types(w: &mut RowBinary<'_>, attributes: &[Attribute]) {
+    w.length(attributes.len());
+    for attribute in attributes {
+        w.u8(text::value_code(&attribute.value));
     }
 }
 

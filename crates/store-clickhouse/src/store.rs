@@ -1097,9 +1097,9 @@ impl Inner {
         spans
             .into_iter()
             .map(|span| {
-                let resource = sets.get(&span.resource_id()).cloned();
-                let key_set = sets.get(&span.attribute_keys_id()).cloned();
-                span.into_row(resource.as_deref(), key_set.as_deref())
+                let resource = sets.get(&span.resource_id()).map(Arc::as_ref);
+                let key_set = sets.get(&span.attribute_keys_id()).map(Arc::as_ref);
+                span.into_row(resource, key_set)
             })
             .collect::<Result<_, _>>()
             .map_err(not_as_written)

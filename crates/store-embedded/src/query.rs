@@ -360,20 +360,8 @@ fn json_values(array: &dyn arrow::array::Array) -> Result<Vec<serde_json::Value>
         DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, _) => {
             numbers::<TimestampMicrosecondType>(array)
         }
-        DataType::List(_) => {
-            let lists = array.as_list::<i32>();
-            let offsets = lists.value_offsets();
-            lists_as_json(array, lists.values(), |row| {
-                offsets[row] as usize..offsets[row + 1] as usize
-            })?
-        }
-        DataType::LargeList(_) => {
-            let lists = array.as_list::<i64>();
-            let offsets = lists.value_offsets();
-            lists_as_json(array, lists.values(), |row| {
-                offsets[row] as usize..offsets[row + 1] as usize
-            })?
-        }
+        DataType::List(_) => offset_lists_as_json::<i32>(array)?,
+        DataType::LargeList(_) => offset_lists_as_json::<i64>(array)?,
         DataType::FixedSizeList(_, size) => {
             let size = *size as usize;
             let lists = array.as_fixed_size_list();
@@ -393,6 +381,18 @@ fn json_values(array: &dyn arrow::array::Array) -> Result<Vec<serde_json::Value>
                 })
                 .collect()
         }
+    })
+}
+
+/// [`lists_as_json`] for a list array with offsets of type `O`.
+fn offset_lists_as_json<O: arrow::array::OffsetSizeTrait>(
+    array: &dyn arrow::array::Array,
+) -> Result<Vec<serde_json::Value>, EmbeddedError> {
+    use arrow::array::AsArray;
+    let lists = array.as_list::<O>();
+    let offsets = lists.value_offsets();
+    lists_as_json(array, lists.values(), |row| {
+        offsets[row].as_usize()..offsets[row + 1].as_usize()
     })
 }
 
