@@ -1,6 +1,6 @@
 //! The ceilings and the server's per-span work on the load generator's corpus (requests of 100
 //! spans of about 520 bytes): a full prost decode, gunzip plus decode, the agent's zero-copy
-//! walk, and the mapping of decoded spans to rows.
+//! walk, the mapping of decoded spans to rows, and decode and mapping together.
 //!
 //! `cargo bench -p spanflow-otlp --bench decode`
 
@@ -21,6 +21,22 @@ fn decode(c: &mut Criterion) {
             for payload in &corpus {
                 let request = ExportTraceServiceRequest::decode(payload.protobuf.clone()).unwrap();
                 std::hint::black_box(request);
+            }
+        })
+    });
+    // The server's whole per-request work before the store: decode, map (consuming the
+    // request), and free the rows.
+    group.bench_function("decode_and_map", |b| {
+        let sender = Sender {
+            peer_ip: Some("10.0.0.1".parse().unwrap()),
+            agent_id: "bench".into(),
+            places: None,
+        };
+        b.iter(|| {
+            for payload in &corpus {
+                let request = ExportTraceServiceRequest::decode(payload.protobuf.clone()).unwrap();
+                let rows = map_request(request, &sender).rows;
+                std::hint::black_box(rows);
             }
         })
     });
@@ -55,10 +71,10 @@ fn decode(c: &mut Criterion) {
     };
     group.bench_function("map_to_rows", |b| {
         b.iter_batched(
-            || (),
-            |()| {
+            || decoded.clone(),
+            |decoded| {
                 let rows: Vec<_> = decoded
-                    .iter()
+                    .into_iter()
                     .map(|request| map_request(request, &sender).rows)
                     .collect();
                 rows

@@ -55,7 +55,7 @@ pub struct Mapped {
 }
 
 /// Maps every span of the request. Spans with unusable ids are counted in `n_rejected`.
-pub fn map_request(request: &ExportTraceServiceRequest, sender: &Sender) -> Mapped {
+pub fn map_request(request: ExportTraceServiceRequest, sender: &Sender) -> Mapped {
     let mut rows = Vec::new();
     let rejected = map_request_into(request, sender, &mut rows);
     Mapped {
@@ -85,16 +85,17 @@ pub fn n_spans(request: &ExportTraceServiceRequest) -> usize {
 
 /// Maps every span of the request onto the end of `rows`, which grows once for them (a batch
 /// of many requests maps them all into one vector, instead of moving each request's rows
-/// into it through doublings).
+/// into it through doublings). The request is consumed: a span's strings (its name, attribute
+/// keys and values, events and links) move into its row rather than being copied.
 pub fn map_request_into(
-    request: &ExportTraceServiceRequest,
+    request: ExportTraceServiceRequest,
     sender: &Sender,
     rows: &mut Vec<SpanRow>,
 ) -> Rejected {
-    rows.reserve(n_spans(request));
+    rows.reserve(n_spans(&request));
     let mut mapped = Rejected::default();
     let mut first_reason: Option<String> = None;
-    for (resource_index, resource_spans) in request.resource_spans.iter().enumerate() {
+    for (resource_index, resource_spans) in request.resource_spans.into_iter().enumerate() {
         let first_start = resource_spans
             .scope_spans
             .iter()
@@ -102,11 +103,10 @@ pub fn map_request_into(
             .map(|span| saturating_i64(span.start_time_unix_nano / 1000))
             .next()
             .unwrap_or(0);
-        let context =
-            ResourceContext::new_at(resource_spans.resource.as_ref(), sender, first_start);
-        for (scope_index, scope_spans) in resource_spans.scope_spans.iter().enumerate() {
+        let context = ResourceContext::new_at(resource_spans.resource, sender, first_start);
+        for (scope_index, scope_spans) in resource_spans.scope_spans.into_iter().enumerate() {
             let scope = scope_spans.scope.as_ref();
-            for (span_index, span) in scope_spans.spans.iter().enumerate() {
+            for (span_index, span) in scope_spans.spans.into_iter().enumerate() {
                 match map_span(&context, scope, span) {
                     Ok(row) => rows.push(row),
                     Err(reason) => {
@@ -157,14 +157,14 @@ const MAX_REMEMBERED_PEERS: usize = 1024;
 impl ResourceContext {
     /// Decides the sender identity of one resource. Nothing is carried over from any other
     /// resource of the same request.
-    pub fn new(resource: Option<&Resource>, sender: &Sender) -> ResourceContext {
+    pub fn new(resource: Option<Resource>, sender: &Sender) -> ResourceContext {
         ResourceContext::new_at(resource, sender, 0)
     }
 
     /// As [`ResourceContext::new`], with places looked up as they were at `time_us` (0: now).
-    pub fn new_at(resource: Option<&Resource>, sender: &Sender, time_us: i64) -> ResourceContext {
+    pub fn new_at(resource: Option<Resource>, sender: &Sender, time_us: i64) -> ResourceContext {
         let mut attributes = resource
-            .map(|resource| convert_attributes(&resource.attributes))
+            .map(|resource| convert_attributes(resource.attributes))
             .unwrap_or_default();
         let position = attributes
             .iter()
@@ -236,7 +236,7 @@ impl ResourceContext {
 pub fn map_span(
     resource: &ResourceContext,
     scope: Option<&InstrumentationScope>,
-    span: &Span,
+    span: Span,
 ) -> Result<SpanRow, String> {
     let trace_id = trace_id_of(&span.trace_id).map_err(|reason| format!("trace_id {reason}"))?;
     let span_id = span_id_of(&span.span_id).map_err(|reason| format!("span_id {reason}"))?;
@@ -249,13 +249,27 @@ pub fn map_span(
         )
     };
 
-    let attributes = convert_attributes(&span.attributes);
+    let Span {
+        trace_state,
+        name,
+        kind,
+        start_time_unix_nano: start_ns,
+        end_time_unix_nano: end_ns,
+        attributes,
+        dropped_attributes_count,
+        events,
+        dropped_events_count,
+        links,
+        dropped_links_count,
+        status,
+        flags,
+        ..
+    } = span;
+    let attributes = convert_attributes(attributes);
     let known = Known::new(&attributes);
-    let span_kind = SpanKind::from_i32(span.kind);
+    let span_kind = SpanKind::from_i32(kind);
     let observation_point = span_kind.observation_point();
 
-    let start_ns = span.start_time_unix_nano;
-    let end_ns = span.end_time_unix_nano;
     // The span's end; its start when the end is missing or before it, so that `time` never
     // precedes the start and a bound on the start may prune by `time`.
     let time_ns = end_ns.max(start_ns);
@@ -270,17 +284,17 @@ pub fn map_span(
         parent_span_id,
         span_kind,
         observation_point,
-        trace_state: span.trace_state.clone(),
-        flags: span.flags,
-        endpoint: span.name.clone(),
+        trace_state,
+        flags,
+        endpoint: name,
         signal_source: SIGNAL_SOURCE_OTEL,
         agent_id: resource.agent_id.clone(),
         scope_name: scope.map(|scope| scope.name.clone()).unwrap_or_default(),
         scope_version: scope.map(|scope| scope.version.clone()).unwrap_or_default(),
         resource: resource.tags.clone(),
-        dropped_attributes_count: span.dropped_attributes_count,
-        dropped_events_count: span.dropped_events_count,
-        dropped_links_count: span.dropped_links_count,
+        dropped_attributes_count,
+        dropped_events_count,
+        dropped_links_count,
         ..SpanRow::default()
     };
 
@@ -306,19 +320,15 @@ pub fn map_span(
     let family = fill_protocol(&mut row, &known);
     fill_request(&mut row, &known, family, span_kind);
 
-    row.events = span.events.iter().map(convert_event).collect();
-    let status = span.status.as_ref();
-    let status_code = status.map_or(0, |status| status.code);
+    row.events = events.into_iter().map(convert_event).collect();
+    let status_code = status.as_ref().map_or(0, |status| status.code);
     row.status_code = u8::try_from(status_code).unwrap_or(0);
-    row.status_message = status
-        .map(|status| status.message.clone())
-        .unwrap_or_default();
+    row.status_message = status.map(|status| status.message).unwrap_or_default();
     fill_response(&mut row, &known, family, status_code);
 
     let mut n_bad_links: u32 = 0;
-    row.links = span
-        .links
-        .iter()
+    row.links = links
+        .into_iter()
         .filter_map(|link| {
             let converted = convert_link(link);
             if converted.is_none() {
@@ -357,66 +367,65 @@ fn saturating_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-fn convert_attributes(attributes: &[KeyValue]) -> Vec<Attribute> {
+fn convert_attributes(attributes: Vec<KeyValue>) -> Vec<Attribute> {
     attributes
-        .iter()
+        .into_iter()
         .map(|attribute| convert_key_value(attribute, 0))
         .collect()
 }
 
-fn convert_key_value(attribute: &KeyValue, depth: usize) -> Attribute {
+fn convert_key_value(attribute: KeyValue, depth: usize) -> Attribute {
     let value = attribute
         .value
-        .as_ref()
         .map_or(AttrValue::Empty, |value| convert_value(value, depth));
-    Attribute::new(attribute.key.clone(), value)
+    Attribute::new(attribute.key, value)
 }
 
 /// `AnyValue` to `AttrValue`, recursively; no value (or a profiling string-table reference,
 /// which means nothing in traces) is `Empty`.
-pub fn convert_value(value: &AnyValue, depth: usize) -> AttrValue {
+pub fn convert_value(value: AnyValue, depth: usize) -> AttrValue {
     if depth >= MAX_VALUE_DEPTH {
         return AttrValue::Empty;
     }
-    match &value.value {
+    match value.value {
         None | Some(any_value::Value::StringValueStrindex(_)) => AttrValue::Empty,
-        Some(any_value::Value::StringValue(text)) => AttrValue::String(text.clone()),
-        Some(any_value::Value::BoolValue(flag)) => AttrValue::Bool(*flag),
-        Some(any_value::Value::IntValue(number)) => AttrValue::Int(*number),
-        Some(any_value::Value::DoubleValue(number)) => AttrValue::Double(*number),
-        Some(any_value::Value::BytesValue(bytes)) => AttrValue::Bytes(bytes.clone()),
+        Some(any_value::Value::StringValue(text)) => AttrValue::String(text),
+        Some(any_value::Value::BoolValue(flag)) => AttrValue::Bool(flag),
+        Some(any_value::Value::IntValue(number)) => AttrValue::Int(number),
+        Some(any_value::Value::DoubleValue(number)) => AttrValue::Double(number),
+        Some(any_value::Value::BytesValue(bytes)) => AttrValue::Bytes(bytes),
         Some(any_value::Value::ArrayValue(array)) => AttrValue::Array(
             array
                 .values
-                .iter()
+                .into_iter()
                 .map(|item| convert_value(item, depth + 1))
                 .collect(),
         ),
         Some(any_value::Value::KvlistValue(list)) => AttrValue::KeyValueList(
             list.values
-                .iter()
+                .into_iter()
                 .map(|item| convert_key_value(item, depth + 1))
                 .collect(),
         ),
     }
 }
 
-fn convert_event(event: &span::Event) -> Event {
+fn convert_event(event: span::Event) -> Event {
     Event {
         time_us: saturating_i64(event.time_unix_nano / 1000),
-        name: event.name.clone(),
-        attributes: convert_attributes(&event.attributes),
+        name: event.name,
+        attributes: convert_attributes(event.attributes),
         dropped_attributes_count: event.dropped_attributes_count,
     }
 }
 
 /// A link, or `None` when its ids are unusable (the link is dropped, not the span).
-fn convert_link(link: &span::Link) -> Option<Link> {
+fn convert_link(link: span::Link) -> Option<Link> {
     Some(Link {
         trace_id: trace_id_of(&link.trace_id).ok()?,
         span_id: span_id_of(&link.span_id).ok()?,
-        trace_state: link.trace_state.clone(),
-        attributes: convert_attributes(&link.attributes),
+        trace_state: link.trace_state,
+        attributes: convert_attributes(link.attributes),
         dropped_attributes_count: link.dropped_attributes_count,
         flags: link.flags,
     })
@@ -1206,7 +1215,7 @@ mod tests {
     /// The one helper: maps a span under a resource and returns its row.
     fn map_with(resource_attributes: &[(&str, AnyValue)], span: Span) -> SpanRow {
         let mapped = map_request(
-            &request(vec![(resource(resource_attributes), vec![span])]),
+            request(vec![(resource(resource_attributes), vec![span])]),
             &sender(),
         );
         assert_eq!(mapped.n_rejected, 0, "{:?}", mapped.rejected_message);
@@ -1252,7 +1261,7 @@ mod tests {
             long_span,
             bad_parent,
         ];
-        let mapped = map_request(&request(vec![(resource(&[]), spans)]), &sender());
+        let mapped = map_request(request(vec![(resource(&[]), spans)]), &sender());
         assert_eq!(mapped.rows.len(), 1);
         assert_eq!(mapped.n_rejected, 5);
         let message = mapped.rejected_message.unwrap();
@@ -1268,7 +1277,7 @@ mod tests {
     fn all_zero_ids_give_a_reason() {
         let mut zero = span(SERVER, &[]);
         zero.span_id = vec![0; 8];
-        let error = map_span(&ResourceContext::default(), None, &zero).unwrap_err();
+        let error = map_span(&ResourceContext::default(), None, zero).unwrap_err();
         assert_eq!(error, "span_id is all zero");
     }
 
@@ -1558,7 +1567,7 @@ mod tests {
             places: None,
         };
         let mapped = map_request(
-            &request(vec![(resource(&[]), vec![span(SERVER, &[])])]),
+            request(vec![(resource(&[]), vec![span(SERVER, &[])])]),
             &sender,
         );
         let row = &mapped.rows[0];
@@ -1572,7 +1581,7 @@ mod tests {
     #[test]
     fn no_peer_and_no_app_host_ip() {
         let mapped = map_request(
-            &request(vec![(resource(&[]), vec![span(SERVER, &[])])]),
+            request(vec![(resource(&[]), vec![span(SERVER, &[])])]),
             &Sender::default(),
         );
         assert_eq!(mapped.rows[0].ip_1, None);
@@ -1582,7 +1591,7 @@ mod tests {
     #[test]
     fn sender_ip_is_decided_per_resource() {
         let mapped = map_request(
-            &request(vec![
+            request(vec![
                 (
                     resource(&[("app.host.ip", s("172.16.0.5"))]),
                     vec![span(CLIENT, &[])],
@@ -2545,7 +2554,7 @@ mod tests {
     #[test]
     fn map_span_is_usable_alone() {
         let context = ResourceContext::new(
-            Some(&Resource {
+            Some(Resource {
                 attributes: kvs(&[("service.name", s("alone"))]),
                 ..Default::default()
             }),
@@ -2556,7 +2565,7 @@ mod tests {
             },
         );
         assert_eq!(context.sender_ip, Some(IpAddr::V6(Ipv6Addr::LOCALHOST)));
-        let row = map_span(&context, None, &span(CLIENT, &[])).unwrap();
+        let row = map_span(&context, None, span(CLIENT, &[])).unwrap();
         assert_eq!(row.app_service, "alone");
         assert_eq!(row.ip_0, Some(IpAddr::V6(Ipv6Addr::LOCALHOST)));
         assert_eq!(row.scope_name, "");
@@ -2564,7 +2573,7 @@ mod tests {
 
     #[test]
     fn empty_request_maps_to_nothing() {
-        let mapped = map_request(&ExportTraceServiceRequest::default(), &sender());
+        let mapped = map_request(ExportTraceServiceRequest::default(), &sender());
         assert!(mapped.rows.is_empty());
         assert_eq!(mapped.n_rejected, 0);
         assert_eq!(mapped.rejected_message, None);
@@ -2738,7 +2747,7 @@ mod tests {
                     })
                     .collect(),
             };
-            let mapped = map_request(&request, &Sender { peer_ip: peer, agent_id: "p".into(), places: None });
+            let mapped = map_request(request, &Sender { peer_ip: peer, agent_id: "p".into(), places: None });
             prop_assert_eq!(mapped.rows.len() + mapped.n_rejected, n_spans);
             prop_assert_eq!(mapped.rejected_message.is_some(), mapped.n_rejected > 0);
             for row in &mapped.rows {

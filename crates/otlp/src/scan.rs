@@ -1045,7 +1045,7 @@ mod tests {
             let rescan = scan_request(&filtered).unwrap();
             assert_eq!((rescan.n_spans, rescan.n_rejected), (total - bad, 0));
             // Every span the agent accepts, the server stores.
-            let mapped = crate::map::map_request(&refiltered, &crate::map::Sender::default());
+            let mapped = crate::map::map_request(refiltered, &crate::map::Sender::default());
             assert_eq!(
                 (mapped.rows.len(), mapped.n_rejected),
                 (total - bad, 0),

@@ -270,7 +270,7 @@ fn decode_batch(
         };
         let rows = &mut groups[group].1;
         let first = rows.len();
-        let rejected = map_request_into(&request, &sender, rows);
+        let rejected = map_request_into(request, &sender, rows);
         for row in &mut rows[first..] {
             if limits.apply(row) {
                 outcome.n_spans_limited += 1;

@@ -23,7 +23,7 @@ fn encode(c: &mut Criterion) {
         .iter()
         .flat_map(|payload| {
             let request = ExportTraceServiceRequest::decode(payload.protobuf.clone()).unwrap();
-            map_request(&request, &sender).rows
+            map_request(request, &sender).rows
         })
         .collect();
     let mut group = c.benchmark_group("embedded_store");
