@@ -39,7 +39,7 @@ fn main() -> std::io::Result<()> {
     let dir = seeds_dir(&root, "otlp_json")?;
     for (index, request) in realistic.iter().enumerate() {
         let decoded = ExportTraceServiceRequest::decode(&request[..]).expect("loadgen's corpus");
-        let rows = map_request(&decoded, &spanflow_fuzz::sender()).rows;
+        let rows = map_request(decoded, &spanflow_fuzz::sender()).rows;
         for style in [Style::Otlp, Style::Tempo] {
             let json = serde_json::json!({
                 "resourceSpans": otlp_json::resource_spans(&rows, style),

@@ -95,7 +95,7 @@ fn decode_batch(
             agent_id: batch.agent_id.clone(),
             places: Some(places.clone()),
         };
-        let mut mapped = map_request(&request, &sender);
+        let mut mapped = map_request(request.clone(), &sender);
         check_rows(&request, &mapped);
         for row in &mut mapped.rows {
             let before = row.clone();

@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
         .count();
 
     // The server's mapping of the request as decoded, bad spans included.
-    let mapped = map_request(&request, &sender());
+    let mapped = map_request(request.clone(), &sender());
     check_rows(&request, &mapped);
 
     let validated = validate::remove_invalid_spans(&mut request);

@@ -38,7 +38,7 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(scan.rejected_message.is_some(), n_bad > 0);
 
     // The server's full path on the request as received.
-    let mapped = map_request(&request, &sender());
+    let mapped = map_request(request.clone(), &sender());
     check_rows(&request, &mapped);
 
     // What the agent forwards: the bytes as received, or without the rejected spans.

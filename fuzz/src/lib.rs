@@ -60,7 +60,7 @@ pub fn check_forwarded(forwarded: &[u8], n_spans: usize) -> Mapped {
     );
     let request = ExportTraceServiceRequest::decode(forwarded)
         .unwrap_or_else(|error| panic!("the forwarded payload does not decode: {error}"));
-    let mapped = map_request(&request, &sender());
+    let mapped = map_request(request.clone(), &sender());
     assert_eq!(
         (mapped.rows.len(), mapped.n_rejected),
         (n_spans, 0),
