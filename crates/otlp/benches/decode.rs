@@ -8,6 +8,7 @@ use std::io::Read;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use prost::Message;
+use spanflow_otlp::decompress::{decompress, Encoding};
 use spanflow_otlp::map::{map_request, Sender};
 use spanflow_otlp::{scan, ExportTraceServiceRequest};
 
@@ -50,6 +51,15 @@ fn decode(c: &mut Criterion) {
                     .unwrap();
                 let request = ExportTraceServiceRequest::decode(&buffer[..]).unwrap();
                 std::hint::black_box(request);
+            }
+        })
+    });
+    // Gunzip as the server does it: each body into a buffer of the size its trailer states.
+    group.bench_function("server_gunzip", |b| {
+        b.iter(|| {
+            for payload in &corpus {
+                let otlp = decompress(payload.gzip.clone(), Encoding::Gzip, 64 << 20).unwrap();
+                std::hint::black_box(otlp);
             }
         })
     });

@@ -57,7 +57,7 @@ pub fn decompress(
                 .checked_sub(4)
                 .map(|at| u32::from_le_bytes(body[at..].try_into().expect("four bytes")) as u64);
             read_capped(
-                flate2::read::MultiGzDecoder::new(&body[..]),
+                flate2::bufread::MultiGzDecoder::new(&body[..]),
                 max_bytes,
                 capacity(size, body.len(), max_bytes),
                 "gzip",
