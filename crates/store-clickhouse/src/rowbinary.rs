@@ -366,7 +366,8 @@ impl Encoder {
     pub fn index(rows: &[SpanRow], out: &mut Vec<u8>) -> Vec<IndexKey> {
         let mut seen: HashSet<(TraceId, i64, &str, &str), FastHash> =
             HashSet::with_capacity_and_hasher(rows.len(), FastHash::default());
-        let mut keys = Vec::new();
+        // Nearly every span is the only one of its trace in its second, service and endpoint.
+        let mut keys = Vec::with_capacity(rows.len());
         let start = out.len();
         for (i, row) in rows.iter().enumerate() {
             if i == SIZING_ROWS {
