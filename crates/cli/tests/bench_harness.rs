@@ -122,3 +122,74 @@ fn the_soak_smoke_run_reports_every_minute_and_loses_nothing() {
         assert!(minute["latency_p99_ms"].as_f64().unwrap() > 0.0, "{minute}");
     }
 }
+
+#[test]
+fn a_comparison_runs_both_builds_in_turn_and_reports_every_run() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = tempfile::tempdir().unwrap();
+    let binary = env!("CARGO_BIN_EXE_spanflow");
+    let output = Command::new(root.join("bench/run"))
+        .args([
+            "--smoke",
+            "--bin",
+            binary,
+            "--against",
+            binary,
+            "--pairs",
+            "2",
+        ])
+        .arg("--out")
+        .arg(out.path())
+        .env_remove("SPANFLOW_LOG")
+        .output()
+        .expect("bench/run starts");
+    assert!(
+        output.status.success(),
+        "bench/run failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let compared: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("compare.json")).unwrap()).unwrap();
+    let runs = compared["runs"]["server"].as_array().unwrap();
+    // A B, then B A: a drift of the machine's speed weighs on both builds alike.
+    let builds: Vec<&str> = runs
+        .iter()
+        .map(|run| run["build"].as_str().unwrap())
+        .collect();
+    assert_eq!(builds, ["this", "other", "other", "this"], "{compared}");
+    for run in runs {
+        assert_eq!(run["spans_lost"], 0, "{run}");
+        assert!(run["spans_stored"].as_u64().unwrap() > 2_000, "{run}");
+        assert!(
+            run["cpu_seconds_per_million_spans"].as_f64().unwrap() > 0.0,
+            "{run}"
+        );
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("median   this"), "{stdout}");
+    assert!(stdout.contains("median  other"), "{stdout}");
+    assert!(
+        stdout.contains("this build's CPU per span against the other's"),
+        "{stdout}"
+    );
+    // A scenario it cannot compare is refused before anything runs.
+    let refused = Command::new(root.join("bench/run"))
+        .args([
+            "--smoke",
+            "--bin",
+            binary,
+            "--against",
+            binary,
+            "--only",
+            "soak",
+        ])
+        .output()
+        .expect("bench/run starts");
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--against compares"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+}
