@@ -74,6 +74,10 @@ fn the_harness_smoke_run_finds_every_span_it_sends_in_every_scenario() {
         clickhouse["trace_by_id_p50_ms"].as_f64().unwrap() > 0.0,
         "{clickhouse}"
     );
+    assert!(
+        clickhouse["clickhouse_rows_per_insert"].as_f64().unwrap() >= 1.0,
+        "{clickhouse}"
+    );
     assert!(summary["empty"]["requests_per_second"].as_f64().unwrap() > 0.0);
     for ceiling in ["decode", "gunzip_decode", "gunzip"] {
         assert!(
