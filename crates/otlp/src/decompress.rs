@@ -164,6 +164,22 @@ mod tests {
     }
 
     #[test]
+    fn a_gzip_body_of_several_members_is_all_of_them_and_a_cut_one_is_corrupt() {
+        let mut body = gzip(b"first member, ");
+        body.extend(gzip(b"second member"));
+        let output = decompress(body.clone().into(), Encoding::Gzip, 1000).unwrap();
+        assert_eq!(&output[..], b"first member, second member");
+        body.truncate(body.len() - 3);
+        assert!(matches!(
+            decompress(body.into(), Encoding::Gzip, 1000),
+            Err(DecompressError::Corrupt {
+                encoding: "gzip",
+                ..
+            })
+        ));
+    }
+
+    #[test]
     fn a_bomb_stops_at_the_cap() {
         let bomb = vec![0u8; 64 << 20];
         let compressed = gzip(&bomb);
