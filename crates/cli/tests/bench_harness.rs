@@ -5,13 +5,14 @@
 use std::path::Path;
 use std::process::Command;
 
-#[test]
-fn the_harness_smoke_run_finds_every_span_it_sends_in_every_scenario() {
+/// Runs `bench/run` with `args` and `--out out`, asserts that it succeeded, and returns its
+/// standard output.
+fn run_harness(args: &[&str], out: &Path) -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let out = tempfile::tempdir().unwrap();
     let output = Command::new(root.join("bench/run"))
-        .args(["--smoke", "--bin", env!("CARGO_BIN_EXE_spanflow"), "--out"])
-        .arg(out.path())
+        .args(args)
+        .arg("--out")
+        .arg(out)
         .env_remove("SPANFLOW_LOG")
         .output()
         .expect("bench/run starts");
@@ -21,8 +22,22 @@ fn the_harness_smoke_run_finds_every_span_it_sends_in_every_scenario() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    let summary: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.path().join("summary.json")).unwrap()).unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The JSON file `name` that a run wrote in `out`.
+fn report(out: &Path, name: &str) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(out.join(name)).unwrap()).unwrap()
+}
+
+#[test]
+fn the_harness_smoke_run_finds_every_span_it_sends_in_every_scenario() {
+    let out = tempfile::tempdir().unwrap();
+    run_harness(
+        &["--smoke", "--bin", env!("CARGO_BIN_EXE_spanflow")],
+        out.path(),
+    );
+    let summary = report(out.path(), "summary.json");
     for scenario in ["agent", "server", "end-to-end", "clickhouse"] {
         let figures = &summary[scenario];
         assert_eq!(figures["spans_lost"], 0, "{scenario}: {figures}");
@@ -93,29 +108,18 @@ fn the_harness_smoke_run_finds_every_span_it_sends_in_every_scenario() {
 
 #[test]
 fn the_soak_smoke_run_reports_every_minute_and_loses_nothing() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let out = tempfile::tempdir().unwrap();
-    let output = Command::new(root.join("bench/run"))
-        .args([
+    run_harness(
+        &[
             "--smoke",
             "--only",
             "soak",
             "--bin",
             env!("CARGO_BIN_EXE_spanflow"),
-        ])
-        .arg("--out")
-        .arg(out.path())
-        .env_remove("SPANFLOW_LOG")
-        .output()
-        .expect("bench/run starts");
-    assert!(
-        output.status.success(),
-        "bench/run failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+        ],
+        out.path(),
     );
-    let summary: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.path().join("summary.json")).unwrap()).unwrap();
+    let summary = report(out.path(), "summary.json");
     let soak = &summary["soak"];
     assert_eq!(soak["spans_lost"], 0, "{soak}");
     assert_eq!(soak["requests_failed"], 0, "{soak}");
@@ -129,11 +133,10 @@ fn the_soak_smoke_run_reports_every_minute_and_loses_nothing() {
 
 #[test]
 fn a_comparison_runs_both_builds_in_turn_and_reports_every_run() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let out = tempfile::tempdir().unwrap();
     let binary = env!("CARGO_BIN_EXE_spanflow");
-    let output = Command::new(root.join("bench/run"))
-        .args([
+    let stdout = run_harness(
+        &[
             "--smoke",
             "--bin",
             binary,
@@ -141,20 +144,10 @@ fn a_comparison_runs_both_builds_in_turn_and_reports_every_run() {
             binary,
             "--pairs",
             "2",
-        ])
-        .arg("--out")
-        .arg(out.path())
-        .env_remove("SPANFLOW_LOG")
-        .output()
-        .expect("bench/run starts");
-    assert!(
-        output.status.success(),
-        "bench/run failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+        ],
+        out.path(),
     );
-    let compared: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.path().join("compare.json")).unwrap()).unwrap();
+    let compared = report(out.path(), "compare.json");
     let runs = compared["runs"]["server"].as_array().unwrap();
     // A B, then B A: a drift of the machine's speed weighs on both builds alike.
     let builds: Vec<&str> = runs
@@ -170,7 +163,6 @@ fn a_comparison_runs_both_builds_in_turn_and_reports_every_run() {
             "{run}"
         );
     }
-    let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("median   this"), "{stdout}");
     assert!(stdout.contains("median  other"), "{stdout}");
     assert!(
@@ -178,6 +170,7 @@ fn a_comparison_runs_both_builds_in_turn_and_reports_every_run() {
         "{stdout}"
     );
     // A scenario it cannot compare is refused before anything runs.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let refused = Command::new(root.join("bench/run"))
         .args([
             "--smoke",
