@@ -1,7 +1,7 @@
 //! `spanflow trace`, `search` and `query` against a running `spanflow up`, with spans from
 //! the Rust OpenTelemetry SDK.
 
-mod common;
+use crate::common;
 
 use common::*;
 use opentelemetry::trace::{Span, SpanKind, Status, TraceContextExt, Tracer, TracerProvider};

@@ -3,7 +3,7 @@
 //! SIGKILL and started again, then stopped with SIGTERM, it loses nothing; once a server is
 //! there, every span it acknowledged is stored exactly once.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Child, Command};

@@ -2,7 +2,7 @@
 //! through the agent, restarted, and every span the agent acknowledged to its client is there
 //! exactly once; a clean restart keeps everything too.
 
-mod common;
+use crate::common;
 
 use std::process::{Child, Command};
 use std::time::Duration;

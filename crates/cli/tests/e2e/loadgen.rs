@@ -1,7 +1,7 @@
 //! `spanflow loadgen` against a whole spanflow: every protocol and loop it offers, with every
 //! span it reports as accepted found in the store afterwards.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -5,7 +5,7 @@
 //! `SPANFLOW_PY_PROTO`, `SPANFLOW_PY_JSON` and `SPANFLOW_PY_SENDER`, or from the repository's
 //! `.venv/` when those are unset.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Command;

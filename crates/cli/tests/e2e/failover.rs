@@ -1,6 +1,6 @@
 //! An agent given several servers sends to the next when one does not answer.
 
-mod common;
+use crate::common;
 
 use common::*;
 use prost::Message;

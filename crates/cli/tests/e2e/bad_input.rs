@@ -2,7 +2,7 @@
 //! clear answer, the good request after it is still stored, and the process's memory stays
 //! bounded.
 
-mod common;
+use crate::common;
 
 use common::*;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;

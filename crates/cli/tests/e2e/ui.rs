@@ -5,7 +5,7 @@
 //!
 //! Needs `node`, `/usr/bin/chromium` and `ui/node_modules`; `scripts/test` installs them.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

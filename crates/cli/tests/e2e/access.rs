@@ -1,6 +1,6 @@
 //! Bearer tokens on every port: no token, a wrong one, the right one.
 
-mod common;
+use crate::common;
 
 use common::*;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;

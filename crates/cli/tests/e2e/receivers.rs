@@ -1,7 +1,7 @@
 //! The agent's OTLP receivers over real sockets: every status path of the OTLP specification,
 //! each encoding and compression, and spans read back through the query API.
 
-mod common;
+use crate::common;
 
 use common::*;
 use prost::Message;

@@ -1,6 +1,6 @@
 //! The OTLP/gRPC receiver's status codes, with a raw client that can send any bytes.
 
-mod common;
+use crate::common;
 
 use bytes::{Buf, BufMut, Bytes};
 use common::*;

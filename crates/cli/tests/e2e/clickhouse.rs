@@ -1,7 +1,7 @@
 //! spanflow on ClickHouse end to end (Debian's 18.16 in CI): an outage under load, a two-shard
 //! cluster, and two servers writing to one ClickHouse.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;

@@ -1,6 +1,6 @@
 //! The Rust OpenTelemetry SDK (`opentelemetry-otlp`) as a real client, over gRPC and HTTP.
 
-mod common;
+use crate::common;
 
 use common::*;
 use opentelemetry::trace::{Span, SpanKind, Status, TraceContextExt, Tracer, TracerProvider};

@@ -3,7 +3,7 @@
 //! outside Kubernetes, the Rust SDK sends a trace from a pod, and every API answers with the
 //! pod, workload, service, node and host of both ends of each call.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
