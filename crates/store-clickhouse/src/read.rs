@@ -178,6 +178,34 @@ impl StoredSpan {
             auto_service_type: AutoType::from_u8(self.auto_service_type_1),
             labels: Place::parse_labels_json(&self.labels_1),
         });
+        // A span row of this version leaves its scope to its key set's row, and its tags to
+        // its resource's; one of an older version holds them.
+        let (scope_name, scope_version) = match key_set {
+            Some(key_set)
+                if self.attribute_keys_id != 0
+                    && self.scope_name.is_empty()
+                    && self.scope_version.is_empty() =>
+            {
+                (key_set.scope_name.clone(), key_set.scope_version.clone())
+            }
+            _ => (self.scope_name, self.scope_version),
+        };
+        let own_tags_empty = [
+            &self.host_name,
+            &self.container_id,
+            &self.k8s_cluster_name,
+            &self.k8s_namespace_name,
+            &self.k8s_node_name,
+            &self.k8s_pod_name,
+            &self.k8s_pod_uid,
+            &self.k8s_workload_kind,
+            &self.k8s_workload_name,
+            &self.service_namespace,
+            &self.service_version,
+            &self.deployment_environment,
+        ]
+        .iter()
+        .all(|tag| tag.is_empty());
         Ok(SpanRow {
             time: i64::from(self.time),
             start_time: self.start_time,
@@ -216,23 +244,27 @@ impl StoredSpan {
             server_port: self.server_port,
             place_0,
             place_1,
-            scope_name: self.scope_name,
-            scope_version: self.scope_version,
-            resource: ResourceTags {
-                host_name: self.host_name,
-                container_id: self.container_id,
-                k8s_cluster_name: self.k8s_cluster_name,
-                k8s_namespace_name: self.k8s_namespace_name,
-                k8s_node_name: self.k8s_node_name,
-                k8s_pod_name: self.k8s_pod_name,
-                k8s_pod_uid: self.k8s_pod_uid,
-                k8s_workload_kind: self.k8s_workload_kind,
-                k8s_workload_name: self.k8s_workload_name,
-                service_namespace: self.service_namespace,
-                service_version: self.service_version,
-                deployment_environment: self.deployment_environment,
-            }
-            .into(),
+            scope_name,
+            scope_version,
+            resource: match resource {
+                // A span row of this version leaves its resource's tags to the resource's row.
+                Some(resource) if self.resource_id != 0 && own_tags_empty => resource.tags.clone(),
+                _ => ResourceTags {
+                    host_name: self.host_name,
+                    container_id: self.container_id,
+                    k8s_cluster_name: self.k8s_cluster_name,
+                    k8s_namespace_name: self.k8s_namespace_name,
+                    k8s_node_name: self.k8s_node_name,
+                    k8s_pod_name: self.k8s_pod_name,
+                    k8s_pod_uid: self.k8s_pod_uid,
+                    k8s_workload_kind: self.k8s_workload_kind,
+                    k8s_workload_name: self.k8s_workload_name,
+                    service_namespace: self.service_namespace,
+                    service_version: self.service_version,
+                    deployment_environment: self.deployment_environment,
+                }
+                .into(),
+            },
             attributes: match key_set {
                 Some(key_set) if self.attribute_keys_id != 0 => attributes(
                     key_set.names.clone(),
@@ -307,23 +339,42 @@ fn attributes(
         .collect()
 }
 
-/// One `l7_resource` row: the key and arrays of a resource's attributes or of a span key set.
+/// One `l7_resource` row, field for field in column order after its `time`: the key, arrays
+/// and tags of a resource, or the key, arrays and scope of a span key set.
 #[derive(clickhouse::Row, serde::Deserialize)]
 pub struct StoredSet {
     resource_id: u64,
     resource_attribute_names: Vec<String>,
     resource_attribute_values: Vec<String>,
     resource_attribute_types: Vec<u8>,
+    scope_name: String,
+    scope_version: String,
+    host_name: String,
+    container_id: String,
+    k8s_cluster_name: String,
+    k8s_namespace_name: String,
+    k8s_node_name: String,
+    k8s_pod_name: String,
+    k8s_pod_uid: String,
+    k8s_workload_kind: String,
+    k8s_workload_name: String,
+    service_namespace: String,
+    service_version: String,
+    deployment_environment: String,
 }
 
-/// An `l7_resource` row as reads use it: a key set's names and types, or a resource's
-/// attributes.
+/// An `l7_resource` row as reads use it: a key set's names, types and scope, or a resource's
+/// attributes and tags.
 pub struct SharedSet {
     names: Vec<String>,
     types: Vec<u8>,
     /// The set as a resource's attributes; an error where the values are not of their types
     /// (a key set's values are all empty), which only a resource's use of it reports.
     attributes: Result<Arc<[Attribute]>, String>,
+    scope_name: String,
+    scope_version: String,
+    /// Empty for a key set, and for a resource of an older version, whose spans hold them.
+    tags: Arc<ResourceTags>,
 }
 
 impl StoredSet {
@@ -339,6 +390,22 @@ impl StoredSet {
             names: self.resource_attribute_names,
             types: self.resource_attribute_types,
             attributes,
+            scope_name: self.scope_name,
+            scope_version: self.scope_version,
+            tags: Arc::new(ResourceTags {
+                host_name: self.host_name,
+                container_id: self.container_id,
+                k8s_cluster_name: self.k8s_cluster_name,
+                k8s_namespace_name: self.k8s_namespace_name,
+                k8s_node_name: self.k8s_node_name,
+                k8s_pod_name: self.k8s_pod_name,
+                k8s_pod_uid: self.k8s_pod_uid,
+                k8s_workload_kind: self.k8s_workload_kind,
+                k8s_workload_name: self.k8s_workload_name,
+                service_namespace: self.service_namespace,
+                service_version: self.service_version,
+                deployment_environment: self.deployment_environment,
+            }),
         };
         (self.resource_id, Arc::new(set))
     }
@@ -353,10 +420,14 @@ pub fn sets_sql(ids: &[u64], resource_table: &str) -> String {
         }
         write!(list, "{id}").expect("to a String");
     }
+    let columns: Vec<&str> = crate::schema::resource_columns()
+        .into_iter()
+        .skip(1)
+        .map(|(name, ..)| name)
+        .collect();
     format!(
-        "SELECT resource_id, resource_attribute_names, resource_attribute_values, \
-         resource_attribute_types FROM {resource_table} WHERE resource_id IN ({list}) \
-         LIMIT 1 BY resource_id"
+        "SELECT {} FROM {resource_table} WHERE resource_id IN ({list}) LIMIT 1 BY resource_id",
+        columns.join(", ")
     )
 }
 

@@ -110,12 +110,12 @@ pub fn date_time(seconds: i64) -> u32 {
 pub struct Encoder {
     text: String,
     json: Vec<u8>,
-    /// The resources of the rows being encoded, by the address of their shared attributes
-    /// (rows of one OTLP resource share one): the key, and the three arrays' bytes in
-    /// `resource_arrays`.
-    resources: HashMap<usize, (u64, Range<u32>), FastHash>,
+    /// The resources of the rows being encoded, by the addresses of their shared attributes
+    /// and tags (rows of one OTLP resource share them): the key, and the row's columns after
+    /// the key in `resource_arrays`.
+    resources: HashMap<(usize, usize), (u64, Range<u32>), FastHash>,
     resource_arrays: Vec<u8>,
-    /// A span's key set as `l7_resource` arrays, being encoded.
+    /// A span's key set as `l7_resource` columns, being encoded.
     key_arrays: Vec<u8>,
     /// The (time, key) pairs of the resource rows written.
     resource_rows: HashSet<(u32, u64), FastHash>,
@@ -138,12 +138,13 @@ pub struct ResourceKey {
 }
 
 impl Resources {
-    fn add(&mut self, time: u32, id: u64, arrays: &[u8]) {
+    /// Adds a row: its time and key, and `columns`, the rest of it.
+    fn add(&mut self, time: u32, id: u64, columns: &[u8]) {
         let start = self.bytes.len();
         let mut w = RowBinary::new(&mut self.bytes);
         w.u32(time);
         w.u64(id);
-        w.fixed(arrays);
+        w.fixed(columns);
         self.keys.push(ResourceKey {
             time,
             id,
@@ -186,20 +187,30 @@ impl Encoder {
         keys
     }
 
-    /// The key of a row's resource, its arrays encoded once per write; 0 for a resource
-    /// without attributes, which needs no row.
+    /// The key of a row's resource, its row encoded once per write: its attributes, no
+    /// scope, and its tags. 0 for a resource without attributes, which needs no row (its span
+    /// rows hold its tags, which are empty unless the rows were made otherwise than from OTLP).
     fn resource(&mut self, row: &SpanRow, resources: &mut Resources) -> u64 {
         let attributes = &row.resource_attributes;
         if attributes.is_empty() {
             return 0;
         }
-        let address = std::sync::Arc::as_ptr(attributes) as *const Attribute as usize;
+        let address = (
+            std::sync::Arc::as_ptr(attributes) as *const Attribute as usize,
+            std::sync::Arc::as_ptr(&row.resource) as usize,
+        );
         let (id, arrays) = match self.resources.get(&address) {
             Some(known) => known.clone(),
             None => {
                 let start = self.resource_arrays.len();
                 let mut arrays = std::mem::take(&mut self.resource_arrays);
-                self.attributes(&mut RowBinary::new(&mut arrays), attributes);
+                let mut w = RowBinary::new(&mut arrays);
+                self.attributes(&mut w, attributes);
+                // The scope's name and version: a key set's.
+                w.fixed(&[0, 0]);
+                for (_, tag) in ResourceTags::COLUMNS {
+                    w.string(tag(&row.resource));
+                }
                 self.resource_arrays = arrays;
                 let range = offset(start)..offset(self.resource_arrays.len());
                 // 0 stands for no resource.
@@ -215,11 +226,12 @@ impl Encoder {
         id
     }
 
-    /// The key of a span's attribute key set: its names and types, with every value empty, as
-    /// an `l7_resource` row of their own; 0 for a span without attributes.
+    /// The key of a span's attribute key set: its names and types, with every value empty,
+    /// and its scope's name and version, as an `l7_resource` row of their own; 0 for a span
+    /// without attributes or scope.
     fn key_set(&mut self, row: &SpanRow, resources: &mut Resources) -> u64 {
         let attributes = &row.attributes;
-        if attributes.is_empty() {
+        if attributes.is_empty() && row.scope_name.is_empty() && row.scope_version.is_empty() {
             return 0;
         }
         let mut arrays = std::mem::take(&mut self.key_arrays);
@@ -232,6 +244,10 @@ impl Encoder {
             w.length(0);
         }
         types(&mut w, attributes);
+        w.string(&row.scope_name);
+        w.string(&row.scope_version);
+        // The tags: a resource's.
+        w.fixed(&[0; ResourceTags::COLUMNS.len()]);
         let id = resource_id(&arrays).max(1);
         let time = resource_time(date_time(row.time));
         if self.resource_rows.insert((time, id)) {
@@ -294,10 +310,19 @@ impl Encoder {
                 w.string(&place.labels_json());
             }
         }
-        w.string(&row.scope_name);
-        w.string(&row.scope_version);
-        for (_, tag) in ResourceTags::COLUMNS {
-            w.string(tag(&row.resource));
+        // The scope is in the key set's `l7_resource` row, and the tags in the resource's.
+        if key_set_id == 0 {
+            w.string(&row.scope_name);
+            w.string(&row.scope_version);
+        } else {
+            w.fixed(&[0, 0]);
+        }
+        if resource_id == 0 {
+            for (_, tag) in ResourceTags::COLUMNS {
+                w.string(tag(&row.resource));
+            }
+        } else {
+            w.fixed(&[0; ResourceTags::COLUMNS.len()]);
         }
         // The names and types are in the key set's `l7_resource` row: the values alone.
         w.length(0);
@@ -423,8 +448,9 @@ fn reserve_like(out: &mut Vec<u8>, start: usize, done: usize, more: usize) {
     out.reserve(room.saturating_add(room / 16));
 }
 
-/// The key of a resource: the xxHash64 of its attributes' three arrays as `RowBinary`, the
-/// same for the same attributes in any spanflow process.
+/// The key of an `l7_resource` row: the xxHash64 of its columns after the key as `RowBinary`,
+/// the same for the same resource or key set in any spanflow process. Rows of versions that
+/// held fewer columns there hashed fewer bytes, so their keys are never a newer row's.
 pub fn resource_id(arrays: &[u8]) -> u64 {
     twox_hash::XxHash64::oneshot(0, arrays)
 }

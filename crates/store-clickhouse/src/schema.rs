@@ -6,23 +6,27 @@
 //! read little; a `ReplacingMergeTree` on that key keeps one copy of a span sent twice, once
 //! parts merge, and reads take one row per (trace id, span id) until then.
 //!
-//! `l7_resource` holds the attribute sets that many spans share, each once per quarter hour
-//! it is used in, keyed by a hash of its three arrays:
-//! - a resource's attributes: a span row carries their key (`resource_id`) and empty
-//!   `resource_attribute_*` arrays, instead of the resource's names and values again in every
-//!   row, which were a third of a row's bytes and of what ClickHouse parses, writes and merges;
-//! - a span's attribute key set, its names and types with every value empty: the spans of one
-//!   operation carry the same keys, so a span row carries the key set's key
-//!   (`attribute_keys_id`), its `attribute_values`, and empty `attribute_names` and
-//!   `attribute_types`, which were a quarter of a row's bytes.
+//! `l7_resource` holds the sets that many spans share, each once per quarter hour it is used
+//! in, keyed by a hash of its columns:
+//! - a resource's attributes, and the tags taken from them ([`TAG_COLUMNS`]): a span row
+//!   carries their key (`resource_id`), empty `resource_attribute_*` arrays and empty tags,
+//!   instead of the resource's names and values again in every row, which were a third of a
+//!   row's bytes and of what ClickHouse parses, writes and merges (and the tags and scope
+//!   below, a quarter of what was left);
+//! - a span's attribute key set, its names and types with every value empty, and its scope
+//!   ([`SCOPE_COLUMNS`]): the spans of one operation carry the same keys, so a span row
+//!   carries the key set's key (`attribute_keys_id`), its `attribute_values`, and empty
+//!   `attribute_names`, `attribute_types` and scope, which were a quarter of a row's bytes.
 //!
-//! Rows written before either existed keep their arrays and the key 0. Reads fetch the sets of
-//! the spans they return by key; SQL that names the arrays reads `l7_flow_log` joined with
-//! `l7_resource` ([`shared_join`]).
+//! Rows written before these existed keep their arrays and the key 0, or their own tags and
+//! scope. Reads fetch the sets of the spans they return by key; SQL that names the columns
+//! reads `l7_flow_log` joined with `l7_resource` ([`shared_join`]).
 //!
 //! `l7_trace_index` maps a trace id to the sort keys of its spans, sorted by trace id: a trace
 //! lookup reads it first and then only the granules of `l7_flow_log` that hold the trace,
 //! without a time range from the caller.
+
+use spanflow_model::ResourceTags;
 
 /// What the server can do, by version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,6 +79,26 @@ pub const RESOURCE_ARRAYS: [&str; 3] = [
 
 /// The key set columns a span row keeps, empty, for the rows of older versions.
 pub const KEY_SET_ARRAYS: [&str; 2] = ["attribute_names", "attribute_types"];
+
+/// The span columns a key set's `l7_resource` row holds, under the same names: the spans of
+/// one operation share their scope as they share their keys. A span row keeps them empty;
+/// rows of older versions hold their own.
+pub const SCOPE_COLUMNS: [&str; 2] = ["scope_name", "scope_version"];
+
+/// The span columns a resource's `l7_resource` row holds, under the same names: its tags
+/// ([`ResourceTags`], derived from its attributes). A span row keeps them empty; rows of
+/// older versions, and spans without resource attributes, hold their own.
+pub const TAG_COLUMNS: [&str; 12] = tag_columns();
+
+const fn tag_columns() -> [&'static str; 12] {
+    let mut names = [""; 12];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = ResourceTags::COLUMNS[i].0;
+        i += 1;
+    }
+    names
+}
 
 /// Rows per granule of `l7_flow_log`, the unit ClickHouse reads: a quarter of the default
 /// 8192, because a trace lookup reads a granule of every column for each (service, endpoint)
@@ -206,11 +230,35 @@ pub const COLUMNS: &[(&str, &str, &str)] = &[
     ("dropped_links_count", "UInt32", "UInt32"),
 ];
 
+/// The columns of `l7_resource`, in insert order: name, legacy type, modern type. A row is a
+/// resource (its attributes, and its tags) or a span key set (names and types with every value
+/// empty, and its spans' scope); the other kind's columns are empty. Each column but the first
+/// two has the type of the span column it stands for.
+pub fn resource_columns() -> Vec<(&'static str, &'static str, &'static str)> {
+    let mut columns = vec![
+        ("time", "DateTime", "DateTime"),
+        ("resource_id", "UInt64", "UInt64"),
+    ];
+    for name in RESOURCE_ARRAYS
+        .iter()
+        .chain(&SCOPE_COLUMNS)
+        .chain(&TAG_COLUMNS)
+    {
+        let column = COLUMNS
+            .iter()
+            .find(|(span_column, ..)| span_column == name)
+            .expect("a resource column is a span column");
+        columns.push(*column);
+    }
+    columns
+}
+
 /// `l7_flow_log` as SQL sees it, as a subquery: every column, with each span's resource
-/// attributes (when `resources`) and attribute names and types (when `key_sets`) from
-/// `l7_resource`, or, for rows of older versions (key 0), from the row's own arrays.
-/// `ANY LEFT JOIN ... USING`, which 18.16 and current servers both take, one join a level; a
-/// span whose set is missing gets empty arrays.
+/// attributes and tags (when `resources`) and attribute names, types and scope (when
+/// `key_sets`) from `l7_resource`, or, for rows of older versions, from the row's own columns
+/// (arrays where the key is 0, text where the row's own is not empty). `ANY LEFT JOIN ...
+/// USING`, which 18.16 and current servers both take, one join a level; a span whose set is
+/// missing gets empty arrays and text.
 pub fn shared_join(
     spans_table: &str,
     resource_table: &str,
@@ -223,8 +271,8 @@ pub fn shared_join(
             &relation,
             resource_table,
             "resource_id",
-            &RESOURCE_ARRAYS,
-            &RESOURCE_ARRAYS,
+            (&RESOURCE_ARRAYS, &RESOURCE_ARRAYS),
+            &TAG_COLUMNS,
         );
     }
     if key_sets {
@@ -232,14 +280,17 @@ pub fn shared_join(
             &relation,
             resource_table,
             "attribute_keys_id",
-            &KEY_SET_ARRAYS,
-            &["resource_attribute_names", "resource_attribute_types"],
+            (
+                &KEY_SET_ARRAYS,
+                &["resource_attribute_names", "resource_attribute_types"],
+            ),
+            &SCOPE_COLUMNS,
         );
     }
     relation
 }
 
-/// Which of the arrays held in `l7_resource` a query over `l7_flow_log` reads: (the
+/// Which of the columns held in `l7_resource` a query over `l7_flow_log` reads: (the
 /// resource's, the key set's). A column named anywhere counts, and so does `*` (but not
 /// `count(*)`); a word inside a string literal, or a product, counts too, which costs a join,
 /// not a wrong answer.
@@ -247,9 +298,9 @@ pub fn shared_arrays_read(sql: &str) -> (bool, bool) {
     let (mut resources, mut key_sets) = (false, false);
     let lower = sql.to_ascii_lowercase();
     for word in lower.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
-        if RESOURCE_ARRAYS.contains(&word) {
+        if RESOURCE_ARRAYS.contains(&word) || TAG_COLUMNS.contains(&word) {
             resources = true;
-        } else if KEY_SET_ARRAYS.contains(&word) {
+        } else if KEY_SET_ARRAYS.contains(&word) || SCOPE_COLUMNS.contains(&word) {
             key_sets = true;
         }
     }
@@ -265,14 +316,15 @@ pub fn shared_arrays_read(sql: &str) -> (bool, bool) {
     (resources, key_sets)
 }
 
-/// `relation` with the columns `arrays` taken from the `resource_table` row whose
-/// `resource_id` is the row's `key`, as its columns `stored`, where the key is not 0.
+/// `relation` with columns taken from the `resource_table` row whose `resource_id` is the
+/// row's `key`: `arrays`, as the columns `stored` there, where the key is not 0, and `texts`,
+/// under their own names there, where the row's own is empty.
 fn join_level(
     relation: &str,
     resource_table: &str,
     key: &str,
-    arrays: &[&str],
-    stored: &[&str],
+    (arrays, stored): (&[&str], &[&str]),
+    texts: &[&str],
 ) -> String {
     let mut inner = Vec::new();
     let mut outer = Vec::new();
@@ -282,6 +334,11 @@ fn join_level(
             outer.push(format!(
                 "if({key} = 0, `own_{name}`, `joined_{name}`) AS `{name}`"
             ));
+        } else if texts.contains(name) {
+            inner.push(format!("`{name}` AS `own_{name}`"));
+            outer.push(format!(
+                "if(`own_{name}` != '', `own_{name}`, `joined_{name}`) AS `{name}`"
+            ));
         } else {
             inner.push(format!("`{name}`"));
             outer.push(format!("`{name}`"));
@@ -290,6 +347,7 @@ fn join_level(
     let joined: Vec<String> = arrays
         .iter()
         .zip(stored)
+        .chain(texts.iter().zip(texts))
         .map(|(name, column)| format!("`{column}` AS `joined_{name}`"))
         .collect();
     format!(
@@ -300,6 +358,20 @@ fn join_level(
         inner.join(", "),
         joined.join(", ")
     )
+}
+
+/// `columns` as a `CREATE TABLE` lists them, with the flavor's types.
+fn column_list(columns: &[(&str, &str, &str)], flavor: Flavor) -> Vec<String> {
+    columns
+        .iter()
+        .map(|(name, legacy, modern)| {
+            let kind = match flavor {
+                Flavor::Legacy => legacy,
+                Flavor::Modern => modern,
+            };
+            format!("    `{name}` {kind}")
+        })
+        .collect()
 }
 
 /// Where the tables live: one server, or the shards of a cluster.
@@ -325,16 +397,7 @@ impl Layout {
     /// `retention_hours` becomes the TTL where the server has TTLs.
     pub fn create_statements(&self, flavor: Flavor, retention_hours: u32) -> Vec<String> {
         let database = &self.database;
-        let columns: Vec<String> = COLUMNS
-            .iter()
-            .map(|(name, legacy, modern)| {
-                let kind = match flavor {
-                    Flavor::Legacy => legacy,
-                    Flavor::Modern => modern,
-                };
-                format!("    `{name}` {kind}")
-            })
-            .collect();
+        let columns = column_list(COLUMNS, flavor);
         let (indexes, ttl, settings) = match flavor {
             Flavor::Legacy => (String::new(), String::new(), "\nSETTINGS "),
             Flavor::Modern => (
@@ -374,23 +437,12 @@ impl Layout {
             ),
         ];
         let resources = self.storage_table(RESOURCE_TABLE);
-        let (names, values) = match flavor {
-            Flavor::Legacy => ("Array(String)", "Array(String)"),
-            Flavor::Modern => (
-                "Array(LowCardinality(String))",
-                "Array(String) CODEC(ZSTD(1))",
-            ),
-        };
         statements.push(format!(
-            "CREATE TABLE IF NOT EXISTS `{database}`.`{resources}` (\n    \
-             `time` DateTime,\n    \
-             `resource_id` UInt64,\n    \
-             `resource_attribute_names` {names},\n    \
-             `resource_attribute_values` {values},\n    \
-             `resource_attribute_types` Array(UInt8)\n)\n\
+            "CREATE TABLE IF NOT EXISTS `{database}`.`{resources}` (\n{}\n)\n\
              ENGINE = ReplacingMergeTree()\n\
              PARTITION BY toStartOfHour(time)\n\
              ORDER BY (resource_id, time){ttl}{}",
+            column_list(&resource_columns(), flavor).join(",\n"),
             match flavor {
                 Flavor::Legacy => "",
                 Flavor::Modern => "\nSETTINGS ttl_only_drop_parts = 1",
@@ -411,18 +463,20 @@ impl Layout {
         statements
     }
 
-    /// `ALTER TABLE ... ADD COLUMN` for the span columns a table made by an older spanflow
-    /// lacks (`existing` names the columns it has), each after the column before it.
+    /// `ALTER TABLE ... ADD COLUMN` for the `columns` (as [`COLUMNS`] or [`resource_columns`]
+    /// gives them) that a table made by an older spanflow lacks (`existing` names the columns
+    /// it has), each after the column before it.
     pub fn upgrade_statements(
         &self,
         table: &str,
+        columns: &[(&str, &str, &str)],
         flavor: Flavor,
         existing: &[String],
     ) -> Vec<String> {
         let database = &self.database;
         let mut statements = Vec::new();
         let mut previous: Option<&str> = None;
-        for (name, legacy, modern) in COLUMNS {
+        for (name, legacy, modern) in columns {
             if !existing.iter().any(|column| column == name) {
                 let kind = match flavor {
                     Flavor::Legacy => legacy,
@@ -462,6 +516,11 @@ mod tests {
             read("SELECT RESOURCE_ATTRIBUTE_VALUES FROM l7_flow_log"),
             (true, false)
         );
+        assert_eq!(
+            read("SELECT count() FROM l7_flow_log WHERE k8s_pod_name = 'a'"),
+            (true, false)
+        );
+        assert_eq!(read("SELECT scope_version FROM l7_flow_log"), (false, true));
         assert_eq!(read("SELECT * FROM l7_flow_log"), (true, true));
         assert_eq!(read("SELECT t.* FROM l7_flow_log AS t"), (true, true));
     }

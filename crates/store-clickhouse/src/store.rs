@@ -1106,19 +1106,27 @@ impl Inner {
     }
 }
 
-/// Adds the columns that tables made by an older spanflow lack: the storage table first, then
-/// (in a cluster) the `Distributed` table over it.
+/// Adds the columns that tables made by an older spanflow lack, to `l7_flow_log` and
+/// `l7_resource`: each storage table first, then (in a cluster) the `Distributed` table over
+/// it.
 async fn upgrade(
     client: &Client,
     layout: &crate::schema::Layout,
     flavor: Flavor,
     url: &str,
 ) -> Result<(), StoreError> {
-    let mut tables = vec![layout.storage_table(crate::schema::SPANS_TABLE)];
-    if layout.cluster.is_some() {
-        tables.push(crate::schema::SPANS_TABLE.to_string());
+    let resource_columns = crate::schema::resource_columns();
+    let mut tables = Vec::new();
+    for (table, columns) in [
+        (SPANS_TABLE, crate::schema::COLUMNS),
+        (RESOURCE_TABLE, &resource_columns[..]),
+    ] {
+        tables.push((layout.storage_table(table), columns));
+        if layout.cluster.is_some() {
+            tables.push((table.to_string(), columns));
+        }
     }
-    for table in tables {
+    for (table, columns) in tables {
         let existing: Vec<String> = client
             .query("SELECT name FROM system.columns WHERE database = ? AND table = ?")
             .bind(&layout.database)
@@ -1128,7 +1136,7 @@ async fn upgrade(
             .map_err(|error| {
                 store_error(&format!("reading the columns of {table} at {url}"), error)
             })?;
-        for statement in layout.upgrade_statements(&table, flavor, &existing) {
+        for statement in layout.upgrade_statements(&table, columns, flavor, &existing) {
             tracing::info!(
                 url,
                 statement,

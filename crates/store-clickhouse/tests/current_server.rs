@@ -16,7 +16,7 @@ use spanflow_store::TimeRange;
 use spanflow_store::{AttributeFilter, SpanQuery};
 use spanflow_store_clickhouse::read::{self, Hit, Placement, SearchSql};
 use spanflow_store_clickhouse::rowbinary::{Encoder, Resources};
-use spanflow_store_clickhouse::schema::{shared_join, Flavor, Layout, COLUMNS};
+use spanflow_store_clickhouse::schema::{resource_columns, shared_join, Flavor, Layout, COLUMNS};
 
 fn repository_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -136,11 +136,14 @@ fn the_current_schema_takes_spanflow_rows_and_answers_its_queries() {
          'trace_id FixedString(16), time DateTime, app_service String, endpoint String')",
         index_file.display()
     ));
+    let resource_structure: Vec<String> = resource_columns()
+        .iter()
+        .map(|(name, _, modern)| format!("{name} {}", modern.split(" CODEC").next().unwrap()))
+        .collect();
     statements.push(format!(
-        "INSERT INTO flow_log.l7_resource SELECT * FROM file('{}', 'RowBinary', \
-         'time DateTime, resource_id UInt64, resource_attribute_names Array(String), \
-         resource_attribute_values Array(String), resource_attribute_types Array(UInt8)')",
-        resources_file.display()
+        "INSERT INTO flow_log.l7_resource SELECT * FROM file('{}', 'RowBinary', '{}')",
+        resources_file.display(),
+        resource_structure.join(", ")
     ));
     let client = clickhouse::Client::default();
     let index_table = "flow_log.l7_trace_index";
@@ -148,12 +151,12 @@ fn the_current_schema_takes_spanflow_rows_and_answers_its_queries() {
     let resource_table = "flow_log.l7_resource";
 
     // The full row, column by column where the encoding could slip: the first, the typed, the
-    // nullable, the arrays and JSON, and the last; its resource's attributes through the
-    // join that SQL naming them reads.
+    // nullable, the arrays and JSON, and the last; its resource's attributes and tags, and its
+    // scope, through the joins that SQL naming them reads.
     statements.push(format!(
         "SELECT toUnixTimestamp(time), toUnixTimestamp64Micro(start_time), toUnixTimestamp64Micro(end_time), \
          lower(hex(parent_span_id)), observation_point, response_code, ip_1, k8s_pod_name, \
-         attribute_types, resource_attribute_values, links != '', dropped_links_count \
+         scope_name, attribute_types, resource_attribute_values, links != '', dropped_links_count \
          FROM {} WHERE trace_id = unhex('{}')",
         shared_join(spans_table, resource_table, true, true),
         full.trace_id.to_hex()
@@ -314,7 +317,7 @@ fn the_current_schema_takes_spanflow_rows_and_answers_its_queries() {
     assert_eq!(
         answers[0],
         "1700000001\t1700000000250000\t1700000001000000\tcd00000000000001\tc-app\t-1\tfd00::7\t\
-         checkout-7d9f8-abcde\t[0,2,3,1,4,5,6,7]\t['checkout','10.1.2.3']\t1\t5\n"
+         checkout-7d9f8-abcde\tsqlalchemy\t[0,2,3,1,4,5,6,7]\t['checkout','10.1.2.3']\t1\t5\n"
     );
     assert_eq!(
         answers[1],

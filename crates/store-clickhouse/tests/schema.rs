@@ -54,6 +54,19 @@ async fn the_tables_are_created_once_with_every_column() {
         .await
         .unwrap();
     assert_eq!(index, ["trace_id", "time", "app_service", "endpoint"]);
+    let resources: Vec<String> = client
+        .query(
+            "SELECT name FROM system.columns \
+             WHERE database = 'flow_log' AND table = 'l7_resource'",
+        )
+        .fetch_all()
+        .await
+        .unwrap();
+    let expected: Vec<String> = schema::resource_columns()
+        .iter()
+        .map(|(name, ..)| name.to_string())
+        .collect();
+    assert_eq!(resources, expected);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -71,18 +84,39 @@ async fn a_table_an_older_version_made_gains_the_missing_columns_and_keeps_its_r
         database: "older".into(),
         cluster: None,
     };
-    // The table as it was before the place columns and the key sets: every statement with
-    // them cut out.
+    // The tables as they were before the place columns, the key sets, and the resource rows'
+    // scope and tags: every statement with them cut out.
     let is_place = |line: &str| {
         line.contains("`attribute_keys_id`")
             || ["_0`", "_1`"]
                 .iter()
                 .any(|suffix| line.contains(suffix) && !line.contains("`ip_"))
     };
+    let is_shared_text = |line: &str| {
+        schema::SCOPE_COLUMNS
+            .iter()
+            .chain(&schema::TAG_COLUMNS)
+            .any(|name| line.contains(&format!("`{name}`")))
+    };
     for statement in layout.create_statements(flavor, 72) {
-        let older: Vec<&str> = statement.lines().filter(|line| !is_place(line)).collect();
-        client.query(&older.join("\n")).execute().await.unwrap();
+        let resources = statement.contains("`l7_resource`");
+        let older: Vec<&str> = statement
+            .lines()
+            .filter(|line| !(is_place(line) || resources && is_shared_text(line)))
+            .collect();
+        let older = older.join("\n").replace(",\n)", "\n)");
+        client.query(&older).execute().await.unwrap();
     }
+    // A resource row of then: its attributes alone.
+    client
+        .query(
+            "INSERT INTO older.l7_resource (time, resource_id, resource_attribute_names, \
+             resource_attribute_values, resource_attribute_types) \
+             VALUES (now(), 77, ['service.name'], ['legacy'], [0])",
+        )
+        .execute()
+        .await
+        .unwrap();
     client
         .query("INSERT INTO older.l7_flow_log (trace_id, span_id, observation_point) VALUES ('0123456789abcdef', '01234567', 'app')")
         .execute()
@@ -105,6 +139,19 @@ async fn a_table_an_older_version_made_gains_the_missing_columns_and_keeps_its_r
         .map(|(name, ..)| name.to_string())
         .collect();
     assert_eq!(columns, expected, "every column, in order");
+    let resource_columns: Vec<String> = client
+        .query("SELECT name FROM system.columns WHERE database = 'older' AND table = 'l7_resource'")
+        .fetch_all()
+        .await
+        .unwrap();
+    let expected: Vec<String> = schema::resource_columns()
+        .iter()
+        .map(|(name, ..)| name.to_string())
+        .collect();
+    assert_eq!(
+        resource_columns, expected,
+        "every resource column, in order"
+    );
     let n_old: u64 = client
         .query("SELECT count() FROM older.l7_flow_log WHERE pod_0 = ''")
         .fetch_one()
@@ -119,4 +166,78 @@ async fn a_table_an_older_version_made_gains_the_missing_columns_and_keeps_its_r
     assert_eq!(trace[0].place_0, row.place_0);
     assert_eq!(trace[0].place_1, row.place_1);
     assert_eq!(trace[0].attributes, row.attributes);
+    assert_eq!(trace[0].resource, row.resource);
+    assert_eq!(trace[0].scope_name, row.scope_name);
+
+    // A span row of the version before this one: its own scope and tags, beside keys of a
+    // resource and a key set whose rows have neither.
+    client
+        .query(
+            "INSERT INTO older.l7_resource (time, resource_id, resource_attribute_names, \
+             resource_attribute_values, resource_attribute_types) \
+             VALUES (now(), 78, ['http.request.method'], [''], [0])",
+        )
+        .execute()
+        .await
+        .unwrap();
+    client
+        .query(
+            "INSERT INTO older.l7_flow_log (time, start_time, trace_id, span_id, \
+             observation_point, app_service, endpoint, scope_name, k8s_pod_name, \
+             attribute_values, resource_id, attribute_keys_id) \
+             VALUES (now(), toUInt64(now()) * 1000000, 'fedcba9876543210', '76543210', 'app', \
+             'legacy', 'GET /', 'old-lib', 'old-pod', ['GET'], 77, 78)",
+        )
+        .execute()
+        .await
+        .unwrap();
+    let found = store
+        .search(&spanflow_store::SpanQuery {
+            service: Some("legacy".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].scope_name, "old-lib");
+    assert_eq!(found[0].resource.k8s_pod_name, "old-pod");
+    assert_eq!(
+        found[0]
+            .resource_attribute("service.name")
+            .unwrap()
+            .to_text(),
+        Some("legacy".into())
+    );
+    assert_eq!(
+        found[0].attribute("http.request.method").unwrap().to_text(),
+        Some("GET".into())
+    );
+    // SQL naming the shared columns: each row's, wherever it keeps them.
+    let answer = store
+        .sql(
+            "SELECT app_service, scope_name, k8s_pod_name, resource_attribute_values \
+             FROM l7_flow_log WHERE app_service IN ('legacy', 'checkout') ORDER BY app_service",
+            &spanflow_store::sql::SqlLimits::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.values.len(), 2, "{:?}", answer.values);
+    assert_eq!(
+        answer.values[0][..3],
+        [
+            serde_json::json!(row.app_service),
+            serde_json::json!(row.scope_name),
+            serde_json::json!(row.resource.k8s_pod_name)
+        ]
+    );
+    assert_eq!(
+        answer.values[1][..3],
+        [
+            serde_json::json!("legacy"),
+            serde_json::json!("old-lib"),
+            serde_json::json!("old-pod")
+        ]
+    );
+    assert_eq!(answer.values[1][3], serde_json::json!(["legacy"]));
 }

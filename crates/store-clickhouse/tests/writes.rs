@@ -178,12 +178,22 @@ async fn a_resource_is_stored_once_for_the_spans_of_many_writes_and_read_back_wi
         ]
         .into()
     };
+    let tags = |pod: &str| {
+        std::sync::Arc::new(spanflow_model::ResourceTags {
+            k8s_pod_name: pod.into(),
+            service_namespace: "shop".into(),
+            ..Default::default()
+        })
+    };
     for write in 0..5u8 {
         // Each write as a new request brings it: the same attributes, another allocation.
         let rows = (0..3u8)
             .map(|n| {
                 let mut span = row(10 + write, n + 1, "checkout", "x", quarter + 1_000);
-                span.resource_attributes = resource(if n == 2 { "pod-b" } else { "pod-a" });
+                let pod = if n == 2 { "pod-b" } else { "pod-a" };
+                span.resource_attributes = resource(pod);
+                span.resource = tags(pod);
+                span.scope_name = "lib".into();
                 span
             })
             .collect();
@@ -195,18 +205,45 @@ async fn a_resource_is_stored_once_for_the_spans_of_many_writes_and_read_back_wi
     let stored: Vec<(String, u64)> = client
         .query(
             "SELECT resource_attribute_values[2], toUInt64(count()) FROM flow_log.l7_resource \
+             WHERE resource_attribute_values[1] != '' \
              GROUP BY resource_attribute_values[2] ORDER BY 1",
         )
         .fetch_all()
         .await
         .unwrap();
     assert_eq!(stored, [("pod-a".to_string(), 1), ("pod-b".to_string(), 1)]);
+    let tagged: Vec<(String, String)> = client
+        .query(
+            "SELECT k8s_pod_name, service_namespace FROM flow_log.l7_resource \
+             WHERE k8s_pod_name != '' ORDER BY k8s_pod_name",
+        )
+        .fetch_all()
+        .await
+        .unwrap();
+    let pair = |pod: &str| (pod.to_string(), "shop".to_string());
+    assert_eq!(
+        tagged,
+        [pair("pod-a"), pair("pod-b")],
+        "tags beside attributes"
+    );
+    let scopes: Vec<String> = client
+        .query("SELECT scope_name FROM flow_log.l7_resource WHERE scope_name != ''")
+        .fetch_all()
+        .await
+        .unwrap();
+    assert_eq!(scopes, ["lib"], "the scope in the spans' one key set");
     let arrays: u64 = client
-        .query("SELECT count() FROM flow_log.l7_flow_log WHERE notEmpty(resource_attribute_names)")
+        .query(
+            "SELECT count() FROM flow_log.l7_flow_log WHERE notEmpty(resource_attribute_names) \
+             OR k8s_pod_name != '' OR service_namespace != '' OR scope_name != ''",
+        )
         .fetch_one()
         .await
         .unwrap();
-    assert_eq!(arrays, 0, "span rows hold the key, not the attributes");
+    assert_eq!(
+        arrays, 0,
+        "span rows hold the keys, not the attributes, tags or scope"
+    );
     for write in 0..5u8 {
         let trace = store.trace(trace_id(10 + write)).await.unwrap();
         assert_eq!(trace.len(), 3);
@@ -222,6 +259,8 @@ async fn a_resource_is_stored_once_for_the_spans_of_many_writes_and_read_back_wi
                 "{:?}",
                 span.span_id
             );
+            assert_eq!(span.resource, tags(pod), "{:?}", span.span_id);
+            assert_eq!(span.scope_name, "lib");
         }
     }
 }
