@@ -686,7 +686,7 @@ mod tests {
     }
 
     #[test]
-    fn a_resource_is_written_once_a_quarter_hour_under_a_key_of_its_attributes() {
+    fn a_resource_is_written_once_a_quarter_hour_under_a_key_of_its_attributes_and_tags() {
         use spanflow_model::AttrValue;
         use spanflow_store::conformance::row;
         let pod = |name: &str| -> std::sync::Arc<[Attribute]> {
@@ -736,10 +736,31 @@ mod tests {
         assert_eq!(resource_id(&first[12..]), id_a);
         assert_eq!(&first[12..26], b"\x01\x0ck8s.pod.name");
 
+        // Then the value and the type code, no scope, and the twelve tags (empty here).
+        assert_eq!(&first[26..29], b"\x01\x01a");
+        assert_eq!(&first[29..31], b"\x01\x00");
+        assert_eq!(&first[31..], [0; 2 + 12]);
+
         // Another write of the same attributes finds the same key.
         let mut other = Resources::default();
         Encoder::default().spans(&rows[4..5], &mut Vec::new(), &mut other);
         assert_eq!(other.keys[0].id, id_a);
+
+        // The same attributes with other tags are another row.
+        let mut tagged = rows[4].clone();
+        tagged.resource = std::sync::Arc::new(ResourceTags {
+            k8s_pod_name: "a".into(),
+            ..ResourceTags::default()
+        });
+        let mut other = Resources::default();
+        Encoder::default().spans(&[tagged], &mut Vec::new(), &mut other);
+        assert_ne!(other.keys[0].id, id_a);
+        // The pod is the sixth tag, of twelve.
+        let row = slice(&other.bytes, &other.keys[0].row);
+        assert!(
+            row.ends_with(b"\x00\x01a\x00\x00\x00\x00\x00\x00"),
+            "{row:?}"
+        );
     }
 
     #[test]
