@@ -1,13 +1,14 @@
 //! The ClickHouse store's encoding of a write, as `SpanStore::prepare` does it: 10,000 span
 //! rows of the load corpus as `l7_flow_log` rows (with the `l7_resource` rows they need) and
-//! as `l7_trace_index` rows, in `RowBinary`.
+//! as `l7_trace_index` rows, in `RowBinary`; and the order an insert sends the rows of five
+//! such writes in (`span_order`, `index_order`).
 //!
 //! `cargo bench -p spanflow-store-clickhouse --bench encode`
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use spanflow_loadgen::corpus::Random;
 use spanflow_loadgen::rows::trace;
-use spanflow_store_clickhouse::rowbinary::{Encoder, Resources};
+use spanflow_store_clickhouse::rowbinary::{index_order, span_order, Encoder, Resources};
 
 fn encode(c: &mut Criterion) {
     let mut random = Random::new(42);
@@ -38,6 +39,30 @@ fn encode(c: &mut Criterion) {
             let mut index = Vec::new();
             let index_keys = Encoder::index(&rows, &mut index);
             std::hint::black_box((spans, span_keys, resources, index, index_keys))
+        })
+    });
+    // An insert of five writes of 10,000 spans, about what one gathers under load.
+    let writes: Vec<_> = (0..5)
+        .map(|_| {
+            let mut spans = Vec::new();
+            let span_keys = Encoder::default().spans(&rows, &mut spans, &mut Resources::default());
+            let mut index = Vec::new();
+            let index_keys = Encoder::index(&rows, &mut index);
+            (spans, span_keys, index, index_keys)
+        })
+        .collect();
+    group.throughput(Throughput::Elements(5 * rows.len() as u64));
+    group.bench_function("order_insert", |b| {
+        b.iter(|| {
+            let spans: Vec<_> = writes
+                .iter()
+                .map(|(bytes, keys, ..)| (&bytes[..], &keys[..]))
+                .collect();
+            let index: Vec<_> = writes
+                .iter()
+                .map(|(.., bytes, keys)| (&bytes[..], &keys[..]))
+                .collect();
+            std::hint::black_box((span_order(&spans), index_order(&index)))
         })
     });
     group.finish();

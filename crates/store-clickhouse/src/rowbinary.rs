@@ -494,25 +494,37 @@ pub type RowOrder = Vec<(u32, Range<u32>)>;
 /// which is a sixth of what an insert costs it. Strings compare as ClickHouse compares them,
 /// byte by byte and then by length.
 pub fn span_order(writes: &[(&[u8], &[SpanKey])]) -> RowOrder {
-    // The (service, endpoint) pairs are few: rank them once, then sort the rows by fixed-size
-    // keys instead of following each row's strings into the writes' bytes.
-    let mut ranks: HashMap<(&[u8], &[u8]), u32, FastHash> = HashMap::default();
-    for (bytes, keys) in writes {
-        for key in keys.iter() {
-            ranks.insert((slice(bytes, &key.service), slice(bytes, &key.endpoint)), 0);
-        }
-    }
-    let mut pairs: Vec<(&[u8], &[u8])> = ranks.keys().copied().collect();
-    pairs.sort_unstable();
-    for (rank, pair) in pairs.into_iter().enumerate() {
-        ranks.insert(pair, rank as u32);
-    }
-    let mut order: Vec<(u32, u32, &SpanKey)> = Vec::new();
+    // The (service, endpoint) pairs are few: number each as it is first met (a hash for a
+    // row, none for a row of the pair of the row before it), rank the numbers in the pairs'
+    // order, then sort the rows by fixed-size keys instead of following each row's strings
+    // into the writes' bytes.
+    let n_rows = writes.iter().map(|(_, keys)| keys.len()).sum();
+    let mut numbers: HashMap<(&[u8], &[u8]), u32, FastHash> = HashMap::default();
+    let mut pairs: Vec<(&[u8], &[u8])> = Vec::new();
+    let mut order: Vec<(u32, u32, &SpanKey)> = Vec::with_capacity(n_rows);
     for (write, (bytes, keys)) in writes.iter().enumerate() {
+        let mut previous = None;
         for key in keys.iter() {
             let pair = (slice(bytes, &key.service), slice(bytes, &key.endpoint));
-            order.push((ranks[&pair], write as u32, key));
+            let number = match previous {
+                Some((last, number)) if last == pair => number,
+                _ => *numbers.entry(pair).or_insert_with(|| {
+                    pairs.push(pair);
+                    (pairs.len() - 1) as u32
+                }),
+            };
+            previous = Some((pair, number));
+            order.push((number, write as u32, key));
         }
+    }
+    let mut by_pair: Vec<u32> = (0..pairs.len() as u32).collect();
+    by_pair.sort_unstable_by_key(|&number| pairs[number as usize]);
+    let mut ranks = vec![0u32; pairs.len()];
+    for (rank, number) in by_pair.into_iter().enumerate() {
+        ranks[number as usize] = rank as u32;
+    }
+    for (number, ..) in &mut order {
+        *number = ranks[*number as usize];
     }
     order.sort_unstable_by(|(a_rank, _, a), (b_rank, _, b)| {
         a_rank
