@@ -360,6 +360,23 @@ fn join_level(
     )
 }
 
+/// The columns of `l7_trace_index`, in insert order.
+pub const INDEX_COLUMNS: [&str; 4] = ["trace_id", "time", "app_service", "endpoint"];
+
+/// The columns spanflow writes to `table` (one of the three), in the order of its rows'
+/// `RowBinary`, as an `INSERT` names them: a table that has more (added by a newer spanflow
+/// while this one still runs) fills those with their defaults instead of refusing the rows.
+pub fn insert_columns(table: &str) -> String {
+    let names: Vec<&str> = match table {
+        SPANS_TABLE => COLUMNS.iter().map(|(name, ..)| *name).collect(),
+        RESOURCE_TABLE => resource_columns().iter().map(|(name, ..)| *name).collect(),
+        TRACE_INDEX_TABLE => INDEX_COLUMNS.to_vec(),
+        _ => panic!("spanflow writes no table `{table}`"),
+    };
+    let quoted: Vec<String> = names.iter().map(|name| format!("`{name}`")).collect();
+    quoted.join(", ")
+}
+
 /// `columns` as a `CREATE TABLE` lists them, with the flavor's types.
 fn column_list(columns: &[(&str, &str, &str)], flavor: Flavor) -> Vec<String> {
     columns

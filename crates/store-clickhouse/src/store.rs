@@ -420,7 +420,10 @@ impl Inner {
     ) -> Result<(), String> {
         let (server, client) = self.servers.current();
         let mut insert = client
-            .insert_formatted_with(format!("INSERT INTO `{table}` FORMAT RowBinary"))
+            .insert_formatted_with(format!(
+                "INSERT INTO `{table}` ({}) FORMAT RowBinary",
+                crate::schema::insert_columns(table)
+            ))
             .with_timeouts(
                 Some(self.config.request_timeout),
                 Some(self.config.request_timeout),

@@ -159,6 +159,17 @@ async fn a_table_an_older_version_made_gains_the_missing_columns_and_keeps_its_r
         .unwrap();
     assert_eq!(n_old, 1, "the older row reads with empty places");
 
+    // A column this version does not know, as a newer spanflow sharing the database would
+    // add: this one's inserts name their columns and leave it to its default.
+    for table in ["l7_flow_log", "l7_resource", "l7_trace_index"] {
+        client
+            .query(&format!(
+                "ALTER TABLE older.{table} ADD COLUMN newer_column String"
+            ))
+            .execute()
+            .await
+            .unwrap();
+    }
     let row = conformance::full_row();
     store.write(vec![row.clone()]).await.unwrap();
     let trace = store.trace(row.trace_id).await.unwrap();
