@@ -190,22 +190,26 @@ impl StoredSpan {
             }
             _ => (self.scope_name, self.scope_version),
         };
-        let own_tags_empty = [
-            &self.host_name,
-            &self.container_id,
-            &self.k8s_cluster_name,
-            &self.k8s_namespace_name,
-            &self.k8s_node_name,
-            &self.k8s_pod_name,
-            &self.k8s_pod_uid,
-            &self.k8s_workload_kind,
-            &self.k8s_workload_name,
-            &self.service_namespace,
-            &self.service_version,
-            &self.deployment_environment,
-        ]
-        .iter()
-        .all(|tag| tag.is_empty());
+        let own_tags = ResourceTags {
+            host_name: self.host_name,
+            container_id: self.container_id,
+            k8s_cluster_name: self.k8s_cluster_name,
+            k8s_namespace_name: self.k8s_namespace_name,
+            k8s_node_name: self.k8s_node_name,
+            k8s_pod_name: self.k8s_pod_name,
+            k8s_pod_uid: self.k8s_pod_uid,
+            k8s_workload_kind: self.k8s_workload_kind,
+            k8s_workload_name: self.k8s_workload_name,
+            service_namespace: self.service_namespace,
+            service_version: self.service_version,
+            deployment_environment: self.deployment_environment,
+        };
+        let tags = match resource {
+            Some(resource) if self.resource_id != 0 && own_tags == ResourceTags::default() => {
+                resource.tags.clone()
+            }
+            _ => Arc::new(own_tags),
+        };
         Ok(SpanRow {
             time: i64::from(self.time),
             start_time: self.start_time,
@@ -246,25 +250,7 @@ impl StoredSpan {
             place_1,
             scope_name,
             scope_version,
-            resource: match resource {
-                // A span row of this version leaves its resource's tags to the resource's row.
-                Some(resource) if self.resource_id != 0 && own_tags_empty => resource.tags.clone(),
-                _ => ResourceTags {
-                    host_name: self.host_name,
-                    container_id: self.container_id,
-                    k8s_cluster_name: self.k8s_cluster_name,
-                    k8s_namespace_name: self.k8s_namespace_name,
-                    k8s_node_name: self.k8s_node_name,
-                    k8s_pod_name: self.k8s_pod_name,
-                    k8s_pod_uid: self.k8s_pod_uid,
-                    k8s_workload_kind: self.k8s_workload_kind,
-                    k8s_workload_name: self.k8s_workload_name,
-                    service_namespace: self.service_namespace,
-                    service_version: self.service_version,
-                    deployment_environment: self.deployment_environment,
-                }
-                .into(),
-            },
+            resource: tags,
             attributes: match key_set {
                 Some(key_set) if self.attribute_keys_id != 0 => attributes(
                     key_set.names.clone(),
