@@ -93,6 +93,23 @@ fn the_harness_smoke_run_finds_every_span_it_sends_in_every_scenario() {
         clickhouse["clickhouse_rows_per_insert"].as_f64().unwrap() >= 1.0,
         "{clickhouse}"
     );
+    // Table by table, from ClickHouse's part log: the span table's inserts made parts of
+    // spans, and the smoke run's spans are all there.
+    let spans_table = &clickhouse["clickhouse_tables"]["l7_flow_log"];
+    let parts = spans_table["parts_inserted"].as_u64().unwrap();
+    let rows_per_part = spans_table["rows_per_part_inserted"].as_f64().unwrap();
+    assert!(parts >= 1, "{clickhouse}");
+    assert!(
+        parts as f64 * rows_per_part >= 20_000.0,
+        "every span in a part: {clickhouse}"
+    );
+    assert_eq!(
+        clickhouse["clickhouse_spans_per_part_inserted"].as_f64(),
+        Some(rows_per_part)
+    );
+    assert!(
+        clickhouse["clickhouse_tables"]["l7_trace_index"]["parts_inserted"].as_u64() >= Some(1)
+    );
     assert!(summary["empty"]["requests_per_second"].as_f64().unwrap() > 0.0);
     for ceiling in ["decode", "gunzip_decode", "gunzip"] {
         assert!(
