@@ -547,6 +547,15 @@ impl Inner {
                 Ok(()) => {
                     metrics::counter!(metric_names::CLICKHOUSE_ROWS_INSERTED)
                         .increment(n_rows as u64);
+                    tracing::debug!(
+                        n_rows,
+                        n_writes = batch.len(),
+                        waited_ms = batch
+                            .first()
+                            .map_or(0, |pending| pending.enqueued.elapsed().as_millis() as u64),
+                        insert_ms = started.elapsed().as_millis() as u64,
+                        "ClickHouse accepted an insert"
+                    );
                     if attempt > 1 {
                         tracing::info!(
                             n_rows,
