@@ -550,7 +550,9 @@ struct ProbeResult {
 
 /// Every [`Config::probe_interval`] until the run's deadline: sends one span of a new trace
 /// and, once it is acknowledged, asks `{query}/api/v1/traces/{id}` for it every
-/// [`PROBE_POLL`] until it is there.
+/// [`PROBE_POLL`] until it is there. A probe that took longer than the interval (a store that
+/// acknowledges once its insert is accepted, a second later) is followed at once by the next,
+/// not by one for every interval it missed, so the probes end with the run.
 async fn probe(shared: Arc<Shared>, query: String) -> ProbeResult {
     let config = &shared.config;
     let sender = client(config.protocol);
@@ -562,6 +564,7 @@ async fn probe(shared: Arc<Shared>, query: String) -> ProbeResult {
     let mut times = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
     let mut next = Instant::now() + config.probe_interval;
     for n in 0u64.. {
+        next = next.max(Instant::now());
         if next >= shared.deadline {
             break;
         }

@@ -550,9 +550,10 @@ impl Inner {
                     tracing::debug!(
                         n_rows,
                         n_writes = batch.len(),
-                        waited_ms = batch
-                            .first()
-                            .map_or(0, |pending| pending.enqueued.elapsed().as_millis() as u64),
+                        waited_ms =
+                            batch
+                                .first()
+                                .map_or(0, |pending| pending.enqueued.elapsed().as_millis() as u64),
                         insert_ms = started.elapsed().as_millis() as u64,
                         "ClickHouse accepted an insert"
                     );

@@ -442,3 +442,43 @@ async fn two_servers_write_to_one_clickhouse_without_loss_or_duplicates() {
         agent.stop().await.unwrap();
     }
 }
+
+/// The load generator's probe ends with its run on ClickHouse too, where each probe waits
+/// about a second for its insert: behind its schedule, it sends the next at once instead of
+/// once for every interval it missed (which kept a three-second run probing for half a minute).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_generators_probe_ends_with_its_run_on_a_store_slow_to_acknowledge() {
+    let clickhouse_server = TestServer::start();
+    let spanflow = start(
+        Role::Server,
+        clickhouse_settings(&[clickhouse_server.url()], None),
+    )
+    .await;
+    let run = Duration::from_secs(3);
+    let config = spanflow_loadgen::Config {
+        endpoint: format!("http://{}/ingest/v1/batch", spanflow.server_ingest.unwrap()),
+        protocol: spanflow_loadgen::Protocol::Batch,
+        connections: 1,
+        rate: Some(200.0),
+        duration: run,
+        distinct_requests: 20,
+        probe: Some(format!("http://{}", spanflow.server_query.unwrap())),
+        probe_interval: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let started = Instant::now();
+    let report = spanflow_loadgen::run(config).await.unwrap();
+    let took = started.elapsed();
+    let queryable = report.queryable.expect("a probe ran");
+    assert!(
+        took < run + Duration::from_secs(4),
+        "the run took {took:?}, its probes {}",
+        queryable.probes
+    );
+    assert!(
+        (1..=6).contains(&queryable.probes),
+        "{} probes in {run:?}, each acknowledged about a second after it was sent",
+        queryable.probes
+    );
+    assert_eq!(queryable.not_found, 0);
+}
