@@ -407,9 +407,16 @@ fn main() -> anyhow::Result<()> {
         Command::Search(args) => return search(args),
         Command::Query(args) => return query(args),
     };
-    if role != Role::Agent {
-        // The store frees and reallocates buffers of megabytes a flush; the agent alone keeps
-        // mimalloc's default, for its small resident size.
+    if role == Role::Agent {
+        // The agent alone keeps mimalloc's purge delay, and maps no huge pages, for its small
+        // resident size.
+        if !spanflow_store::allocator::no_huge_pages() {
+            eprintln!(
+                "spanflow: the kernel kept transparent huge pages on; memory use may be higher"
+            );
+        }
+    } else {
+        // The store frees and reallocates buffers of megabytes a flush.
         spanflow_store::allocator::hold_freed_memory();
     }
     let file = match &args.config {
