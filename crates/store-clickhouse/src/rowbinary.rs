@@ -206,8 +206,7 @@ impl Encoder {
                 let mut arrays = std::mem::take(&mut self.resource_arrays);
                 let mut w = RowBinary::new(&mut arrays);
                 self.attributes(&mut w, attributes);
-                // The scope's name and version: a key set's.
-                w.fixed(&[0, 0]);
+                w.fixed(&NO_SCOPE);
                 for (_, tag) in ResourceTags::COLUMNS {
                     w.string(tag(&row.resource));
                 }
@@ -246,8 +245,7 @@ impl Encoder {
         types(&mut w, attributes);
         w.string(&row.scope_name);
         w.string(&row.scope_version);
-        // The tags: a resource's.
-        w.fixed(&[0; ResourceTags::COLUMNS.len()]);
+        w.fixed(&NO_TAGS);
         let id = resource_id(&arrays).max(1);
         let time = resource_time(date_time(row.time));
         if self.resource_rows.insert((time, id)) {
@@ -315,14 +313,14 @@ impl Encoder {
             w.string(&row.scope_name);
             w.string(&row.scope_version);
         } else {
-            w.fixed(&[0, 0]);
+            w.fixed(&NO_SCOPE);
         }
         if resource_id == 0 {
             for (_, tag) in ResourceTags::COLUMNS {
                 w.string(tag(&row.resource));
             }
         } else {
-            w.fixed(&[0; ResourceTags::COLUMNS.len()]);
+            w.fixed(&NO_TAGS);
         }
         // The names and types are in the key set's `l7_resource` row: the values alone.
         w.length(0);
@@ -435,6 +433,12 @@ fn types(w: &mut RowBinary<'_>, attributes: &[Attribute]) {
         w.u8(text::value_code(&attribute.value));
     }
 }
+
+/// The scope's name and version, empty, as `RowBinary`: a span row's, or a resource row's.
+const NO_SCOPE: [u8; 2] = [0; 2];
+
+/// The resource's tags, empty, as `RowBinary`: a span row's, or a key set's row's.
+const NO_TAGS: [u8; ResourceTags::COLUMNS.len()] = [0; ResourceTags::COLUMNS.len()];
 
 /// Rows encoded before the output is sized for the rest of a write.
 const SIZING_ROWS: usize = 64;

@@ -360,8 +360,13 @@ fn join_level(
     )
 }
 
-/// The columns of `l7_trace_index`, in insert order.
-pub const INDEX_COLUMNS: [&str; 4] = ["trace_id", "time", "app_service", "endpoint"];
+/// The columns of `l7_trace_index`, in insert order: name, legacy type, modern type (the same).
+pub const INDEX_COLUMNS: &[(&str, &str, &str)] = &[
+    ("trace_id", "FixedString(16)", "FixedString(16)"),
+    ("time", "DateTime", "DateTime"),
+    ("app_service", "String", "String"),
+    ("endpoint", "String", "String"),
+];
 
 /// The columns spanflow writes to `table` (one of the three), in the order of its rows'
 /// `RowBinary`, as an `INSERT` names them: a table that has more (added by a newer spanflow
@@ -370,7 +375,7 @@ pub fn insert_columns(table: &str) -> String {
     let names: Vec<&str> = match table {
         SPANS_TABLE => COLUMNS.iter().map(|(name, ..)| *name).collect(),
         RESOURCE_TABLE => resource_columns().iter().map(|(name, ..)| *name).collect(),
-        TRACE_INDEX_TABLE => INDEX_COLUMNS.to_vec(),
+        TRACE_INDEX_TABLE => INDEX_COLUMNS.iter().map(|(name, ..)| *name).collect(),
         _ => panic!("spanflow writes no table `{table}`"),
     };
     let quoted: Vec<String> = names.iter().map(|name| format!("`{name}`")).collect();
@@ -439,14 +444,11 @@ impl Layout {
                 columns.join(",\n")
             ),
             format!(
-                "CREATE TABLE IF NOT EXISTS `{database}`.`{index}` (\n    \
-                 `trace_id` FixedString(16),\n    \
-                 `time` DateTime,\n    \
-                 `app_service` String,\n    \
-                 `endpoint` String\n)\n\
+                "CREATE TABLE IF NOT EXISTS `{database}`.`{index}` (\n{}\n)\n\
                  ENGINE = ReplacingMergeTree()\n\
                  PARTITION BY toStartOfDay(time)\n\
                  ORDER BY (trace_id, time, app_service, endpoint){ttl}{}",
+                column_list(INDEX_COLUMNS, flavor).join(",\n"),
                 match flavor {
                     Flavor::Legacy => "",
                     Flavor::Modern => "\nSETTINGS ttl_only_drop_parts = 1",

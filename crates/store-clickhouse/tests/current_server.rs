@@ -16,7 +16,9 @@ use spanflow_store::TimeRange;
 use spanflow_store::{AttributeFilter, SpanQuery};
 use spanflow_store_clickhouse::read::{self, Hit, Placement, SearchSql};
 use spanflow_store_clickhouse::rowbinary::{Encoder, Resources};
-use spanflow_store_clickhouse::schema::{resource_columns, shared_join, Flavor, Layout, COLUMNS};
+use spanflow_store_clickhouse::schema::{
+    resource_columns, shared_join, Flavor, Layout, COLUMNS, INDEX_COLUMNS,
+};
 
 fn repository_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -131,10 +133,14 @@ fn the_current_schema_takes_spanflow_rows_and_answers_its_queries() {
         spans_file.display(),
         structure.join(", ")
     ));
+    let index_structure: Vec<String> = INDEX_COLUMNS
+        .iter()
+        .map(|(name, _, modern)| format!("{name} {modern}"))
+        .collect();
     statements.push(format!(
-        "INSERT INTO flow_log.l7_trace_index SELECT * FROM file('{}', 'RowBinary', \
-         'trace_id FixedString(16), time DateTime, app_service String, endpoint String')",
-        index_file.display()
+        "INSERT INTO flow_log.l7_trace_index SELECT * FROM file('{}', 'RowBinary', '{}')",
+        index_file.display(),
+        index_structure.join(", ")
     ));
     let resource_structure: Vec<String> = resource_columns()
         .iter()
