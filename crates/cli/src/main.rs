@@ -11,6 +11,36 @@ use spanflow_cli::settings::Settings;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The agent keeps off transparent huge pages from its first allocation on
+/// (`spanflow_store::allocator::small_memory_from_start`); by `main`, Rust's runtime and
+/// mimalloc have mapped memory already. glibc calls the functions of `.init_array` with the
+/// program's arguments, before `main` and before the constructors of default priority, such as
+/// mimalloc's.
+#[cfg(target_os = "linux")]
+#[used]
+#[link_section = ".init_array.00090"]
+static BEFORE_MAIN: extern "C" fn(
+    std::ffi::c_int,
+    *const *const std::ffi::c_char,
+    *const *const std::ffi::c_char,
+) = before_main;
+
+#[cfg(target_os = "linux")]
+extern "C" fn before_main(
+    argc: std::ffi::c_int,
+    argv: *const *const std::ffi::c_char,
+    _envp: *const *const std::ffi::c_char,
+) {
+    if argc < 2 || argv.is_null() {
+        return;
+    }
+    // SAFETY: glibc passes `argc` valid pointers to NUL-terminated strings.
+    let command = unsafe { *argv.add(1) };
+    if !command.is_null() && unsafe { std::ffi::CStr::from_ptr(command) } == c"agent" {
+        spanflow_store::allocator::small_memory_from_start();
+    }
+}
+
 #[derive(Parser)]
 #[command(
     name = "spanflow",
@@ -408,9 +438,11 @@ fn main() -> anyhow::Result<()> {
         Command::Query(args) => return query(args),
     };
     if role == Role::Agent {
-        // The agent alone keeps mimalloc's purge delay, and maps no huge pages, for its small
-        // resident size.
-        if !spanflow_store::allocator::no_huge_pages() {
+        // The agent alone keeps mimalloc's purge delay, and maps no huge pages (from its
+        // start: `before_main`), for its small resident size.
+        if !spanflow_store::allocator::huge_pages_disabled()
+            && !spanflow_store::allocator::no_huge_pages()
+        {
             eprintln!(
                 "spanflow: the kernel kept transparent huge pages on; memory use may be higher"
             );

@@ -22,13 +22,30 @@ pub fn hold_freed_memory() {
     unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, HOLD_FREED_MS as _) }
 }
 
+/// mimalloc's `mi_option_allow_thp` (its version 3's `mimalloc.h`, counted as for
+/// [`PURGE_DELAY`]).
+const ALLOW_THP: libmimalloc_sys::mi_option_t = 43;
+
+/// Keeps a process's memory small from its first allocation on: tells mimalloc not to ask for
+/// transparent huge pages and the kernel not to give the process any ([`no_huge_pages`]).
+/// For the agent, whose memory is a few small buffers; call it before anything allocates (the
+/// `spanflow` binary calls it from an `.init_array` constructor when its first argument is
+/// `agent`): the 6 MiB of huge pages mimalloc mapped for the first allocations stayed resident
+/// when huge pages were turned off only in `main`. Allocates nothing. Returns whether the
+/// kernel took the flag.
+pub fn small_memory_from_start() -> bool {
+    // SAFETY: sets a process-wide integer option before or after mimalloc's start; mimalloc
+    // reads its options atomically and keeps a value set before it starts.
+    unsafe { libmimalloc_sys::mi_option_set(ALLOW_THP, 0) };
+    no_huge_pages()
+}
+
 /// Keeps the process off transparent huge pages from now on (`prctl(PR_SET_THP_DISABLE)`, which
-/// the kernel checks at every fault, also in memory mapped before). mimalloc asks for huge
-/// pages where the kernel offers them, and the agent's arenas were faulted in 2 MiB at a time:
-/// its peak resident size at 400,000 spans/s measured 39 MiB, 35 MiB with this call at the start
-/// of `main`, and 29 MiB with `MIMALLOC_ALLOW_THP=0` in its environment (which also covers what
-/// was allocated before `main`), for the same CPU. For the agent, whose memory is a few small
-/// buffers. Returns whether the kernel took it.
+/// the kernel checks at every fault). mimalloc asks for huge pages where the kernel offers them,
+/// and the agent's arenas were faulted in 2 MiB at a time: its peak resident size at 400,000
+/// spans/s measured 39 MiB, 34 to 35 MiB with this call at the start of `main`, and 29 MiB with
+/// [`small_memory_from_start`] before anything allocates, for the same CPU. Returns whether the
+/// kernel took it.
 pub fn no_huge_pages() -> bool {
     // SAFETY: sets a flag of the calling process; no memory is passed.
     unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) == 0 }
@@ -54,6 +71,20 @@ mod tests {
     fn the_agent_can_keep_off_huge_pages() {
         // A test process of its own under nextest, so the flag touches no other test.
         assert!(no_huge_pages(), "the kernel refused PR_SET_THP_DISABLE");
+        assert!(huge_pages_disabled());
+    }
+
+    #[test]
+    fn the_option_set_for_huge_pages_is_mimallocs_allow_thp() {
+        // A test process of its own. mimalloc allows huge pages by default on Linux, and the
+        // options around this one default to other values, so this fails if the number moves.
+        // SAFETY: reads a process-wide integer option.
+        assert_eq!(unsafe { libmimalloc_sys::mi_option_get(ALLOW_THP) }, 1);
+        assert!(
+            small_memory_from_start(),
+            "the kernel refused PR_SET_THP_DISABLE"
+        );
+        assert_eq!(unsafe { libmimalloc_sys::mi_option_get(ALLOW_THP) }, 0);
         assert!(huge_pages_disabled());
     }
 

@@ -140,6 +140,41 @@ fn sigterm(child: &Child) {
     assert!(status.success());
 }
 
+/// A line of `/proc/<pid>/<file>` as its number (`THP_enabled:\t0`, `AnonHugePages:  0 kB`).
+fn proc_figure(pid: u32, file: &str, name: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap();
+    let line = text
+        .lines()
+        .find(|line| line.starts_with(&format!("{name}:")))
+        .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/{file}:\n{text}"));
+    line[name.len() + 1..]
+        .trim()
+        .trim_end_matches(" kB")
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_maps_no_huge_pages_from_its_start() {
+    // mimalloc asks for transparent huge pages for its arenas; an agent that turned them off
+    // only in `main` still held 6 MiB of them, mapped before, and 4 MiB more resident at rest.
+    let dir = tempfile::tempdir().unwrap();
+    let ports = AgentPorts {
+        http: free_port(),
+        otlp_http: free_port(),
+        grpc: free_port(),
+    };
+    let agent = spawn_agent(&ports, free_port(), dir.path());
+    wait_healthy(ports.http).await;
+    let client = reqwest::Client::new();
+    for n in 0..20 {
+        assert!(send(&client, ports.otlp_http, n).await.is_some());
+    }
+    let pid = agent.id();
+    assert_eq!(proc_figure(pid, "status", "THP_enabled"), 0);
+    assert_eq!(proc_figure(pid, "smaps_rollup", "AnonHugePages"), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_without_a_server_spools_until_full_and_loses_nothing_to_kills_and_restarts() {
     let agent_dir = tempfile::tempdir().unwrap();
