@@ -11,34 +11,18 @@ use spanflow_cli::settings::Settings;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// The agent keeps off transparent huge pages from its first allocation on
-/// (`spanflow_store::allocator::small_memory_from_start`); by `main`, Rust's runtime and
-/// mimalloc have mapped memory already. glibc calls the functions of `.init_array` with the
-/// program's arguments, before `main` and before the constructors of default priority, such as
-/// mimalloc's.
+/// Every `spanflow` process keeps off transparent huge pages from its first allocation on
+/// (`spanflow_store::allocator::no_huge_pages_from_start`): by `main`, Rust's runtime and
+/// mimalloc have mapped memory already. glibc runs the functions of `.init_array` before `main`
+/// and before the constructors of default priority, such as mimalloc's.
 #[cfg(target_os = "linux")]
 #[used]
 #[link_section = ".init_array.00090"]
-static BEFORE_MAIN: extern "C" fn(
-    std::ffi::c_int,
-    *const *const std::ffi::c_char,
-    *const *const std::ffi::c_char,
-) = before_main;
+static BEFORE_MAIN: extern "C" fn() = before_main;
 
 #[cfg(target_os = "linux")]
-extern "C" fn before_main(
-    argc: std::ffi::c_int,
-    argv: *const *const std::ffi::c_char,
-    _envp: *const *const std::ffi::c_char,
-) {
-    if argc < 2 || argv.is_null() {
-        return;
-    }
-    // SAFETY: glibc passes `argc` valid pointers to NUL-terminated strings.
-    let command = unsafe { *argv.add(1) };
-    if !command.is_null() && unsafe { std::ffi::CStr::from_ptr(command) } == c"agent" {
-        spanflow_store::allocator::small_memory_from_start();
-    }
+extern "C" fn before_main() {
+    spanflow_store::allocator::no_huge_pages_from_start();
 }
 
 #[derive(Parser)]
@@ -437,18 +421,12 @@ fn main() -> anyhow::Result<()> {
         Command::Search(args) => return search(args),
         Command::Query(args) => return query(args),
     };
-    if role == Role::Agent {
-        // The agent alone keeps mimalloc's purge delay, and maps no huge pages (from its
-        // start: `before_main`), for its small resident size.
-        if !spanflow_store::allocator::huge_pages_disabled()
-            && !spanflow_store::allocator::no_huge_pages()
-        {
-            eprintln!(
-                "spanflow: the kernel kept transparent huge pages on; memory use may be higher"
-            );
-        }
-    } else {
-        // The store frees and reallocates buffers of megabytes a flush.
+    if !spanflow_store::allocator::huge_pages_disabled() {
+        eprintln!("spanflow: the kernel kept transparent huge pages on; memory use may be higher");
+    }
+    if role != Role::Agent {
+        // The store frees and reallocates buffers of megabytes a flush; the agent keeps
+        // mimalloc's purge delay, for its small resident size.
         spanflow_store::allocator::hold_freed_memory();
     }
     let file = match &args.config {

@@ -1,5 +1,5 @@
-//! How the processes that run a store hold memory they free, and how the agent keeps its
-//! resident size small.
+//! How spanflow's processes hold memory: those that run a store keep what they free for a
+//! while, and every process keeps off transparent huge pages.
 //!
 //! A store's write path frees and allocates buffers of megabytes at every batch and flush, on
 //! whichever of the runtime's threads runs it. mimalloc returns a thread's free pages to the
@@ -26,14 +26,20 @@ pub fn hold_freed_memory() {
 /// [`PURGE_DELAY`]).
 const ALLOW_THP: libmimalloc_sys::mi_option_t = 43;
 
-/// Keeps a process's memory small from its first allocation on: tells mimalloc not to ask for
-/// transparent huge pages and the kernel not to give the process any ([`no_huge_pages`]).
-/// For the agent, whose memory is a few small buffers; call it before anything allocates (the
-/// `spanflow` binary calls it from an `.init_array` constructor when its first argument is
-/// `agent`): the 6 MiB of huge pages mimalloc mapped for the first allocations stayed resident
-/// when huge pages were turned off only in `main`. Allocates nothing. Returns whether the
-/// kernel took the flag.
-pub fn small_memory_from_start() -> bool {
+/// Keeps the process off transparent huge pages from its first allocation on: tells mimalloc
+/// not to ask for them and the kernel not to give the process any ([`no_huge_pages`]). Call it
+/// before anything allocates (the `spanflow` binary calls it from an `.init_array`
+/// constructor): the 6 MiB of huge pages mimalloc mapped for an agent's first allocations
+/// stayed resident when huge pages were turned off only in `main`. Allocates nothing. Returns
+/// whether the kernel took the flag.
+///
+/// Huge pages cost both roles. The agent's memory is a few small buffers, and its arenas
+/// faulted in 2 MiB at a time made up a quarter of its resident size. The server's batches and
+/// flushes free and fault in megabytes every second, and the kernel zeroes a whole 2 MiB page
+/// at each fault into memory mimalloc had purged: `clear_page_erms` took 7.5% of a profile of
+/// the embedded store's server at 40,000 spans/s, and the server spent 4.6% less CPU per span
+/// without huge pages (BENCHMARKS.md).
+pub fn no_huge_pages_from_start() -> bool {
     // SAFETY: sets a process-wide integer option before or after mimalloc's start; mimalloc
     // reads its options atomically and keeps a value set before it starts.
     unsafe { libmimalloc_sys::mi_option_set(ALLOW_THP, 0) };
@@ -41,11 +47,7 @@ pub fn small_memory_from_start() -> bool {
 }
 
 /// Keeps the process off transparent huge pages from now on (`prctl(PR_SET_THP_DISABLE)`, which
-/// the kernel checks at every fault). mimalloc asks for huge pages where the kernel offers them,
-/// and the agent's arenas were faulted in 2 MiB at a time: its peak resident size at 400,000
-/// spans/s measured 39 MiB, 34 to 35 MiB with this call at the start of `main`, and 29 MiB with
-/// [`small_memory_from_start`] before anything allocates, for the same CPU. Returns whether the
-/// kernel took it.
+/// the kernel checks at every fault). Returns whether the kernel took it.
 pub fn no_huge_pages() -> bool {
     // SAFETY: sets a flag of the calling process; no memory is passed.
     unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) == 0 }
@@ -68,7 +70,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_agent_can_keep_off_huge_pages() {
+    fn the_kernel_can_keep_a_process_off_huge_pages() {
         // A test process of its own under nextest, so the flag touches no other test.
         assert!(no_huge_pages(), "the kernel refused PR_SET_THP_DISABLE");
         assert!(huge_pages_disabled());
@@ -81,7 +83,7 @@ mod tests {
         // SAFETY: reads a process-wide integer option.
         assert_eq!(unsafe { libmimalloc_sys::mi_option_get(ALLOW_THP) }, 1);
         assert!(
-            small_memory_from_start(),
+            no_huge_pages_from_start(),
             "the kernel refused PR_SET_THP_DISABLE"
         );
         assert_eq!(unsafe { libmimalloc_sys::mi_option_get(ALLOW_THP) }, 0);

@@ -155,24 +155,41 @@ fn proc_figure(pid: u32, file: &str, name: &str) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_agent_maps_no_huge_pages_from_its_start() {
+async fn agent_and_server_map_no_huge_pages_from_their_start() {
     // mimalloc asks for transparent huge pages for its arenas; an agent that turned them off
     // only in `main` still held 6 MiB of them, mapped before, and 4 MiB more resident at rest.
-    let dir = tempfile::tempdir().unwrap();
+    let (agent_dir, server_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let ports = AgentPorts {
         http: free_port(),
         otlp_http: free_port(),
         grpc: free_port(),
     };
-    let agent = spawn_agent(&ports, free_port(), dir.path());
+    let (ingest, query) = (free_port(), free_port());
+    let server = spawn_server(ingest, query, server_dir.path());
+    let agent = spawn_agent(&ports, ingest, agent_dir.path());
+    wait_healthy(query).await;
     wait_healthy(ports.http).await;
     let client = reqwest::Client::new();
+    let mut trace_ids = Vec::new();
     for n in 0..20 {
-        assert!(send(&client, ports.otlp_http, n).await.is_some());
+        trace_ids.push(send(&client, ports.otlp_http, n).await.unwrap());
     }
-    let pid = agent.id();
-    assert_eq!(proc_figure(pid, "status", "THP_enabled"), 0);
-    assert_eq!(proc_figure(pid, "smaps_rollup", "AnonHugePages"), 0);
+    for trace_id in &trace_ids {
+        fetch_trace(
+            std::net::SocketAddr::from(([127, 0, 0, 1], query)),
+            trace_id,
+            SPANS_PER_TRACE.into(),
+        )
+        .await;
+    }
+    for (name, pid) in [("agent", agent.id()), ("server", server.id())] {
+        assert_eq!(proc_figure(pid, "status", "THP_enabled"), 0, "{name}");
+        assert_eq!(
+            proc_figure(pid, "smaps_rollup", "AnonHugePages"),
+            0,
+            "{name}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
