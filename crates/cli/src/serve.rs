@@ -246,6 +246,8 @@ async fn open_store(settings: &Resolved) -> anyhow::Result<Arc<dyn SpanStore>> {
                 password: settings.clickhouse_password.clone(),
                 database: settings.clickhouse_database.clone(),
                 cluster: settings.clickhouse_cluster.clone(),
+                batch_rows: settings.clickhouse_batch_rows,
+                batch_wait: Duration::from_millis(settings.clickhouse_batch_wait_ms),
                 retention: Duration::from_secs(settings.retention_hours.saturating_mul(3600)),
                 ..ClickHouseConfig::new("")
             };

@@ -136,6 +136,11 @@ settings! {
     /// ClickHouse store: a cluster of the servers' `remote_servers`: rows live in
     /// `<table>_local` on each shard behind `Distributed` tables, sharded by trace id.
     clickhouse_cluster: String = "SPANFLOW_CLICKHOUSE_CLUSTER",
+    /// ClickHouse store: an insert starts once this many spans wait (default 50,000)...
+    clickhouse_batch_rows: usize = "SPANFLOW_CLICKHOUSE_BATCH_ROWS",
+    /// ClickHouse store: ...or once the oldest has waited this long (default 1,000 ms). Each
+    /// insert makes a part of every table, which ClickHouse merges later.
+    clickhouse_batch_wait_ms: u64 = "SPANFLOW_CLICKHOUSE_BATCH_WAIT_MS",
     /// Stores: spans that ended longer ago than this are dropped (embedded and ClickHouse).
     retention_hours: u64 = "SPANFLOW_RETENTION_HOURS",
     /// Embedded store: past this many bytes on disk, the oldest partitions are dropped.
@@ -227,6 +232,8 @@ pub struct Resolved {
     pub clickhouse_password: Option<String>,
     pub clickhouse_database: String,
     pub clickhouse_cluster: Option<String>,
+    pub clickhouse_batch_rows: usize,
+    pub clickhouse_batch_wait_ms: u64,
     pub retention_hours: u64,
     pub max_disk_bytes: Option<u64>,
     pub partition_seconds: i64,
@@ -352,6 +359,8 @@ impl Settings {
                 .clickhouse_database
                 .unwrap_or_else(|| "flow_log".to_string()),
             clickhouse_cluster: self.clickhouse_cluster.filter(|name| !name.is_empty()),
+            clickhouse_batch_rows: self.clickhouse_batch_rows.unwrap_or(50_000).max(1),
+            clickhouse_batch_wait_ms: self.clickhouse_batch_wait_ms.unwrap_or(1_000),
             retention_hours: self.retention_hours.unwrap_or(72),
             max_disk_bytes: self.max_disk_bytes,
             partition_seconds: self.partition_seconds.unwrap_or(3600).max(1),
@@ -390,6 +399,18 @@ mod tests {
         assert_eq!(resolved.agent_http_listen.port(), 38086);
         assert_eq!(resolved.agent_otlp_http_listen.port(), 4318);
         assert_eq!(resolved.agent_otlp_grpc_listen.port(), 4317);
+    }
+
+    #[test]
+    fn clickhouse_inserts_are_sized_by_flag_file_or_default() {
+        let defaults = Cli::parse_from(["spanflow"]).settings.resolve();
+        assert_eq!(defaults.clickhouse_batch_rows, 50_000);
+        assert_eq!(defaults.clickhouse_batch_wait_ms, 1_000);
+        let file: Settings = serde_yaml::from_str("clickhouse_batch_wait_ms: 2000\n").unwrap();
+        let flags = Cli::parse_from(["spanflow", "--clickhouse-batch-rows", "200000"]).settings;
+        let resolved = flags.or(file).resolve();
+        assert_eq!(resolved.clickhouse_batch_rows, 200_000);
+        assert_eq!(resolved.clickhouse_batch_wait_ms, 2_000);
     }
 
     #[test]
