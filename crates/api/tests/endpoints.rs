@@ -757,6 +757,18 @@ async fn deepflow(client: &Client) {
             ["POST /pay", "POST"]
         ])
     );
+    // Selected without an alias, an attribute keeps its DeepFlow name.
+    let named = client
+        .sql_ok(
+            "SELECT endpoint, attribute.http.request.method FROM l7_flow_log \
+             WHERE attribute.http.request.method = 'POST' ORDER BY endpoint LIMIT 1",
+        )
+        .await;
+    assert_eq!(
+        named["columns"],
+        json!(["endpoint", "attribute.http.request.method"])
+    );
+    assert_eq!(named["values"], json!([["POST /cart", "POST"]]));
     let quoted = client
         .sql_ok("SELECT count(*) AS n FROM l7_flow_log WHERE `attribute.http.response.status_code` = '500'")
         .await;

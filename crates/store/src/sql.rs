@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 use sqlparser::ast::{ObjectName, Statement, TableFactor, Visit, Visitor};
 use sqlparser::dialect::{ClickHouseDialect, Dialect, GenericDialect};
+use sqlparser::keywords::Keyword;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Word};
 
@@ -326,19 +327,22 @@ pub fn attribute_lookup(key: &str, dialect: SqlDialect) -> String {
 }
 
 /// Replaces `attribute.a.b`, `` `attribute.a.b` `` and `"attribute.a.b"` with the lookup; a
-/// rewritten column keeps its DeepFlow name when it is selected without an alias.
+/// rewritten column keeps its DeepFlow name when it is a whole item of a `SELECT` list without
+/// an alias of its own, as DeepFlow's querier answers it.
 fn rewrite_attributes(tokens: Vec<Token>, dialect: SqlDialect) -> String {
     let mut out = String::new();
+    // The bracket depth of each `SELECT` whose list is being read.
+    let mut lists: Vec<usize> = Vec::new();
+    let mut depth: usize = 0;
     let mut index = 0;
     while index < tokens.len() {
-        match &tokens[index] {
+        let (key, next) = match &tokens[index] {
             Token::Word(Word {
                 value,
                 quote_style: Some('`' | '"'),
                 ..
             }) if value.starts_with("attribute.") && value.len() > "attribute.".len() => {
-                out.push_str(&attribute_lookup(&value["attribute.".len()..], dialect));
-                index += 1;
+                (value["attribute.".len()..].to_string(), index + 1)
             }
             Token::Word(Word {
                 value,
@@ -359,16 +363,71 @@ fn rewrite_attributes(tokens: Vec<Token>, dialect: SqlDialect) -> String {
                     key.push_str(&part.value);
                     next += 2;
                 }
-                out.push_str(&attribute_lookup(&key, dialect));
-                index = next;
+                (key, next)
             }
             token => {
+                match token {
+                    Token::LParen => depth += 1,
+                    Token::RParen => {
+                        depth = depth.saturating_sub(1);
+                        // A subquery's list that ended without FROM.
+                        while lists.last().is_some_and(|&list| list > depth) {
+                            lists.pop();
+                        }
+                    }
+                    Token::Word(word) if word.quote_style.is_none() => match word.keyword {
+                        Keyword::SELECT => lists.push(depth),
+                        Keyword::FROM if lists.last() == Some(&depth) => {
+                            lists.pop();
+                        }
+                        _ => {}
+                    },
+                    _ => {}
+                }
                 out.push_str(&token.to_string());
                 index += 1;
+                continue;
             }
+        };
+        out.push_str(&attribute_lookup(&key, dialect));
+        let whole_item = lists.last() == Some(&depth)
+            && significant(&tokens, index, Direction::Back).is_none_or(|token| {
+                matches!(token, Token::Comma)
+                    || matches!(token, Token::Word(word)
+                        if word.quote_style.is_none()
+                            && matches!(word.keyword, Keyword::SELECT | Keyword::DISTINCT | Keyword::ALL))
+            })
+            && significant(&tokens, next, Direction::Forward).is_none_or(|token| {
+                matches!(token, Token::Comma | Token::SemiColon)
+                    || matches!(token, Token::Word(word)
+                        if word.quote_style.is_none() && word.keyword == Keyword::FROM)
+            });
+        if whole_item && !key.contains(['"', '`', '\\']) {
+            let quote = match dialect {
+                SqlDialect::DataFusion => '"',
+                SqlDialect::ClickHouse => '`',
+            };
+            out.push_str(&format!(" AS {quote}attribute.{key}{quote}"));
         }
+        index = next;
     }
     out
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Direction {
+    Back,
+    Forward,
+}
+
+/// The first token that is not white space from `at` in `direction` (`Back` starts before
+/// `at`).
+fn significant(tokens: &[Token], at: usize, direction: Direction) -> Option<&Token> {
+    let is_space = |token: &&Token| matches!(token, Token::Whitespace(_));
+    match direction {
+        Direction::Back => tokens[..at].iter().rev().find(|token| !is_space(token)),
+        Direction::Forward => tokens.get(at..)?.iter().find(|token| !is_space(token)),
+    }
 }
 
 #[cfg(test)]
@@ -428,6 +487,44 @@ mod tests {
                 dialect,
             )
             .unwrap();
+        }
+    }
+
+    #[test]
+    fn an_attribute_selected_without_an_alias_keeps_its_deepflow_name() {
+        let alias = |dialect| match dialect {
+            SqlDialect::DataFusion => "\"attribute.db.system\"",
+            SqlDialect::ClickHouse => "`attribute.db.system`",
+        };
+        for dialect in [SqlDialect::DataFusion, SqlDialect::ClickHouse] {
+            let lookup = attribute_lookup("db.system", dialect);
+            let named = format!("{lookup} AS {}", alias(dialect));
+            for sql in [
+                "SELECT endpoint, attribute.db.system FROM l7_flow_log",
+                "SELECT attribute.db.system, endpoint FROM l7_flow_log WHERE x = 1",
+                "select distinct `attribute.db.system` from l7_flow_log",
+                "SELECT \"attribute.db.system\"",
+                "SELECT n FROM (SELECT attribute.db.system FROM l7_flow_log) AS t",
+            ] {
+                let prepared = prepare(sql, dialect).unwrap();
+                assert!(prepared.contains(&named), "{sql} -> {prepared}");
+            }
+            // Named otherwise, or not a whole item of a SELECT list: left as it is.
+            for sql in [
+                "SELECT attribute.db.system AS kind FROM l7_flow_log",
+                "SELECT attribute.db.system kind FROM l7_flow_log",
+                "SELECT count(attribute.db.system), endpoint FROM l7_flow_log",
+                "SELECT concat(attribute.db.system, 'x') FROM l7_flow_log",
+                "SELECT attribute.db.system = 'mysql' FROM l7_flow_log",
+                "SELECT endpoint FROM l7_flow_log WHERE attribute.db.system = 'a' \
+                 GROUP BY attribute.db.system, endpoint ORDER BY attribute.db.system",
+                "SELECT endpoint FROM l7_flow_log WHERE trace_id IN \
+                 (SELECT trace_id FROM l7_flow_log WHERE attribute.db.system != '')",
+            ] {
+                let prepared = prepare(sql, dialect).unwrap();
+                assert!(!prepared.contains(alias(dialect)), "{sql} -> {prepared}");
+                assert!(prepared.contains(&lookup), "{sql} -> {prepared}");
+            }
         }
     }
 
