@@ -343,34 +343,30 @@ impl ForwardQueue {
         state.memory_bytes = state.memory_bytes.saturating_sub(receipt.memory_bytes);
         let memory_bytes = state.memory_bytes;
         if let (Some(spool), Some((last, n_bytes))) = (&mut state.spool, receipt.spooled) {
-            if let Err(error) = spool.acknowledge(last, n_bytes) {
-                // The records are delivered; at worst they are sent again after a restart.
-                tracing::warn!(%error, "recording an acknowledgement in the spool failed");
-            }
+            spool.acknowledge(last, n_bytes);
         }
         drop(state);
         metrics::gauge!(metric_names::AGENT_QUEUE_BYTES).set(memory_bytes as f64);
     }
 
-    /// Fsyncs what the spool appended since the last call (without holding the queue).
+    /// Fsyncs what the spool appended since the last call, records what was acknowledged and
+    /// deletes the segments that frees, on the blocking pool (without holding the queue).
     pub async fn sync_spool(&self) {
-        let files = match self.lock().spool.as_mut().map(Spool::files_to_sync) {
+        let upkeep = match self.lock().spool.as_mut().map(Spool::take_upkeep) {
             None => return,
-            Some(Ok(files)) => files,
+            Some(Ok(upkeep)) => upkeep,
             Some(Err(error)) => {
                 tracing::warn!(%error, "cannot fsync the spool");
                 return;
             }
         };
-        if files.is_empty() {
+        if upkeep.is_empty() {
             return;
         }
-        let synced = tokio::task::spawn_blocking(move || {
-            files.iter().try_for_each(std::fs::File::sync_data)
-        })
-        .await;
-        if let Ok(Err(error)) = synced {
-            tracing::warn!(%error, "fsync of the spool failed");
+        let done = tokio::task::spawn_blocking(move || upkeep.run()).await;
+        if let Ok(Err(error)) = done {
+            // What was acknowledged is delivered; at worst it is sent again after a restart.
+            tracing::warn!(%error, "spool upkeep (fsync, acknowledged mark, deletions) failed");
         }
     }
 
@@ -514,6 +510,8 @@ mod tests {
             let acknowledged = queue.next_batch(250, Duration::ZERO).await;
             assert_eq!(acknowledged.payloads.len(), 2);
             queue.release(acknowledged.receipt);
+            // The mark is written by the spool's upkeep (every second, and at a stop).
+            queue.sync_spool().await;
             // In flight when the agent stops: not acknowledged, so sent again.
             let _in_flight = queue.next_batch(100, Duration::ZERO).await;
         }
@@ -523,6 +521,14 @@ mod tests {
         let order: Vec<u32> = batch.payloads.iter().map(|p| p.n_spans).collect();
         assert_eq!(order, vec![3, 4, 5]);
         queue.release(batch.receipt);
+        drop(queue);
+        // Killed before the upkeep wrote the mark: acknowledged, and sent again, which the
+        // server stores once.
+        let queue = ForwardQueue::with_spool(1 << 20, &config).unwrap();
+        assert_eq!(queue.n_waiting(), 3);
+        let batch = queue.take_all().await;
+        queue.release(batch.receipt);
+        queue.sync_spool().await;
         drop(queue);
         let queue = ForwardQueue::with_spool(1 << 20, &config).unwrap();
         assert_eq!(

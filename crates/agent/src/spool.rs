@@ -83,6 +83,13 @@ pub struct Spool {
     dirty: bool,
     /// Closed segments waiting for their fsync.
     to_sync: Vec<File>,
+    /// Whether segments were created since the directory's last fsync.
+    dir_dirty: bool,
+    /// The acknowledged mark not yet written, and the segments it frees, not yet deleted:
+    /// both wait for [`Spool::take_upkeep`], so that no file system call but the append
+    /// itself runs on the task that took a request.
+    acked: Option<(u64, u64)>,
+    to_remove: Vec<PathBuf>,
     /// Record bytes appended and not yet acknowledged.
     held_bytes: u64,
     /// The oldest segment still on disk.
@@ -196,6 +203,8 @@ impl Spool {
         // New records always go to a new segment, after any torn tail.
         let current_id = ids.last().map_or(acked_segment.max(1), |last| last + 1);
         let current = Self::create_segment(&config.dir, current_id)?;
+        // The new name must survive a power loss for the records in it to.
+        File::open(&config.dir)?.sync_all()?;
         let spool = Spool {
             dir: config.dir.clone(),
             max_bytes: config.max_bytes,
@@ -205,6 +214,9 @@ impl Spool {
             current_len: 0,
             dirty: false,
             to_sync: Vec::new(),
+            dir_dirty: false,
+            acked: None,
+            to_remove: Vec::new(),
             held_bytes,
             oldest_id: ids
                 .iter()
@@ -218,13 +230,10 @@ impl Spool {
     }
 
     fn create_segment(dir: &Path, id: u64) -> io::Result<File> {
-        let file = OpenOptions::new()
+        OpenOptions::new()
             .create(true)
             .append(true)
-            .open(segment_path(dir, id))?;
-        // The new name must survive a power loss for the records in it to.
-        File::open(dir)?.sync_all()?;
-        Ok(file)
+            .open(segment_path(dir, id))
     }
 
     /// The length of the valid record at `offset`, if one is there.
@@ -259,6 +268,8 @@ impl Spool {
             let next = Self::create_segment(&self.dir, self.current_id + 1)?;
             let closed = std::mem::replace(&mut self.current, next);
             self.to_sync.push(closed);
+            // Its name, with its records, at the next fsync.
+            self.dir_dirty = true;
             self.current_id += 1;
             self.current_len = 0;
         }
@@ -294,34 +305,73 @@ impl Spool {
     }
 
     /// Marks everything up to and including `last` acknowledged, `n_bytes` of records in
-    /// all, and deletes the segments wholly before it.
-    pub fn acknowledge(&mut self, last: Location, n_bytes: u64) -> io::Result<()> {
+    /// all. The mark is written, and the segments wholly before it deleted, by the next
+    /// [`Spool::take_upkeep`]: a mark lost to a crash before then only has those records sent
+    /// again, which the server stores once.
+    pub fn acknowledge(&mut self, last: Location, n_bytes: u64) {
         self.held_bytes = self.held_bytes.saturating_sub(n_bytes);
         metrics::gauge!(metric_names::AGENT_SPOOL_BYTES).set(self.held_bytes as f64);
         let (segment, offset) = last.end();
-        let tmp = self.dir.join(format!("{ACKED_FILE}.tmp"));
-        std::fs::write(&tmp, format!("{segment} {offset}\n"))?;
-        std::fs::rename(&tmp, self.dir.join(ACKED_FILE))?;
+        self.acked = Some((segment, offset));
         while self.oldest_id < segment {
-            match std::fs::remove_file(segment_path(&self.dir, self.oldest_id)) {
-                Ok(()) => {}
-                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-                Err(error) => return Err(error),
-            }
+            self.to_remove.push(segment_path(&self.dir, self.oldest_id));
             self.oldest_id += 1;
         }
-        Ok(())
     }
 
-    /// The files to fsync now (the current segment if it has new records, and closed
-    /// segments), to be synced without holding the spool.
-    pub fn files_to_sync(&mut self) -> io::Result<Vec<File>> {
+    /// The file system work the spool owes, to be done without holding it: the fsync of what
+    /// was appended (the current segment if it has new records, closed segments, and the
+    /// directory once new segments were named), the acknowledged mark, and the deletion of
+    /// the segments it frees.
+    pub fn take_upkeep(&mut self) -> io::Result<Upkeep> {
         let mut files = std::mem::take(&mut self.to_sync);
         if self.dirty {
             files.push(self.current.try_clone()?);
             self.dirty = false;
         }
-        Ok(files)
+        Ok(Upkeep {
+            dir: self.dir.clone(),
+            files,
+            sync_dir: std::mem::take(&mut self.dir_dirty),
+            acked: self.acked.take(),
+            remove: std::mem::take(&mut self.to_remove),
+        })
+    }
+}
+
+/// The file system work [`Spool::take_upkeep`] hands out. Blocking.
+pub struct Upkeep {
+    dir: PathBuf,
+    files: Vec<File>,
+    sync_dir: bool,
+    acked: Option<(u64, u64)>,
+    remove: Vec<PathBuf>,
+}
+
+impl Upkeep {
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty() && !self.sync_dir && self.acked.is_none() && self.remove.is_empty()
+    }
+
+    pub fn run(self) -> io::Result<()> {
+        self.files.iter().try_for_each(File::sync_data)?;
+        if self.sync_dir {
+            File::open(&self.dir)?.sync_all()?;
+        }
+        if let Some((segment, offset)) = self.acked {
+            let tmp = self.dir.join(format!("{ACKED_FILE}.tmp"));
+            std::fs::write(&tmp, format!("{segment} {offset}\n"))?;
+            std::fs::rename(&tmp, self.dir.join(ACKED_FILE))?;
+        }
+        // After the mark: a segment deleted before it would only be deleted again at start.
+        for path in &self.remove {
+            match std::fs::remove_file(path) {
+                Ok(()) => {}
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
     }
 }
 
@@ -379,7 +429,12 @@ mod tests {
                 "records spread over segments: {locations:?}"
             );
             let acked: u64 = locations[..3].iter().map(Location::record_bytes).sum();
-            spool.acknowledge(locations[2], acked).unwrap();
+            spool.acknowledge(locations[2], acked);
+            spool.take_upkeep().unwrap().run().unwrap();
+            assert!(
+                !segment_path(dir.path(), locations[0].segment).exists(),
+                "a wholly acknowledged segment is deleted by the upkeep"
+            );
             assert_eq!(
                 spool.held_bytes(),
                 locations[3..]
