@@ -83,11 +83,9 @@ pub struct Spool {
     dirty: bool,
     /// Closed segments waiting for their fsync.
     to_sync: Vec<File>,
-    /// Whether segments were created since the directory's last fsync.
-    dir_dirty: bool,
     /// The acknowledged mark not yet written, and the segments it frees, not yet deleted:
-    /// both wait for [`Spool::take_upkeep`], so that no file system call but the append
-    /// itself runs on the task that took a request.
+    /// both wait for [`Spool::take_upkeep`], so that the task that took a request makes no
+    /// file system call but the append (and, once a segment is full, the next one's creation).
     acked: Option<(u64, u64)>,
     to_remove: Vec<PathBuf>,
     /// Record bytes appended and not yet acknowledged.
@@ -214,7 +212,6 @@ impl Spool {
             current_len: 0,
             dirty: false,
             to_sync: Vec::new(),
-            dir_dirty: false,
             acked: None,
             to_remove: Vec::new(),
             held_bytes,
@@ -267,9 +264,9 @@ impl Spool {
         if self.current_len > 0 && self.current_len + record_bytes > self.segment_bytes {
             let next = Self::create_segment(&self.dir, self.current_id + 1)?;
             let closed = std::mem::replace(&mut self.current, next);
+            // Its records, and with them the new segment's name in the directory, at the next
+            // fsync.
             self.to_sync.push(closed);
-            // Its name, with its records, at the next fsync.
-            self.dir_dirty = true;
             self.current_id += 1;
             self.current_len = 0;
         }
@@ -325,6 +322,8 @@ impl Spool {
     /// the segments it frees.
     pub fn take_upkeep(&mut self) -> io::Result<Upkeep> {
         let mut files = std::mem::take(&mut self.to_sync);
+        // A segment closed since the last upkeep means one was created.
+        let sync_dir = !files.is_empty();
         if self.dirty {
             files.push(self.current.try_clone()?);
             self.dirty = false;
@@ -332,7 +331,7 @@ impl Spool {
         Ok(Upkeep {
             dir: self.dir.clone(),
             files,
-            sync_dir: std::mem::take(&mut self.dir_dirty),
+            sync_dir,
             acked: self.acked.take(),
             remove: std::mem::take(&mut self.to_remove),
         })

@@ -15,6 +15,28 @@ use spanflow_store::{text, ErrorKind, SpanQuery, StoreError, TimeRange};
 
 use crate::schema::Flavor;
 
+/// The [`ResourceTags`] moved out of a row that holds them as columns of their own (a span
+/// row, or an `l7_resource` row): `clickhouse::Row` reads a struct's fields flat, so the rows
+/// name them one by one.
+macro_rules! resource_tags {
+    ($row:ident) => {
+        ResourceTags {
+            host_name: $row.host_name,
+            container_id: $row.container_id,
+            k8s_cluster_name: $row.k8s_cluster_name,
+            k8s_namespace_name: $row.k8s_namespace_name,
+            k8s_node_name: $row.k8s_node_name,
+            k8s_pod_name: $row.k8s_pod_name,
+            k8s_pod_uid: $row.k8s_pod_uid,
+            k8s_workload_kind: $row.k8s_workload_kind,
+            k8s_workload_name: $row.k8s_workload_name,
+            service_namespace: $row.service_namespace,
+            service_version: $row.service_version,
+            deployment_environment: $row.deployment_environment,
+        }
+    };
+}
+
 /// One `l7_flow_log` row, field for field in column order; `SELECT ?fields` names them.
 #[derive(clickhouse::Row, serde::Deserialize)]
 pub struct StoredSpan {
@@ -190,20 +212,7 @@ impl StoredSpan {
             }
             _ => (self.scope_name, self.scope_version),
         };
-        let own_tags = ResourceTags {
-            host_name: self.host_name,
-            container_id: self.container_id,
-            k8s_cluster_name: self.k8s_cluster_name,
-            k8s_namespace_name: self.k8s_namespace_name,
-            k8s_node_name: self.k8s_node_name,
-            k8s_pod_name: self.k8s_pod_name,
-            k8s_pod_uid: self.k8s_pod_uid,
-            k8s_workload_kind: self.k8s_workload_kind,
-            k8s_workload_name: self.k8s_workload_name,
-            service_namespace: self.service_namespace,
-            service_version: self.service_version,
-            deployment_environment: self.deployment_environment,
-        };
+        let own_tags = resource_tags!(self);
         let tags = match resource {
             Some(resource) if self.resource_id != 0 && own_tags == ResourceTags::default() => {
                 resource.tags.clone()
@@ -378,20 +387,7 @@ impl StoredSet {
             attributes,
             scope_name: self.scope_name,
             scope_version: self.scope_version,
-            tags: Arc::new(ResourceTags {
-                host_name: self.host_name,
-                container_id: self.container_id,
-                k8s_cluster_name: self.k8s_cluster_name,
-                k8s_namespace_name: self.k8s_namespace_name,
-                k8s_node_name: self.k8s_node_name,
-                k8s_pod_name: self.k8s_pod_name,
-                k8s_pod_uid: self.k8s_pod_uid,
-                k8s_workload_kind: self.k8s_workload_kind,
-                k8s_workload_name: self.k8s_workload_name,
-                service_namespace: self.service_namespace,
-                service_version: self.service_version,
-                deployment_environment: self.deployment_environment,
-            }),
+            tags: Arc::new(resource_tags!(self)),
         };
         (self.resource_id, Arc::new(set))
     }

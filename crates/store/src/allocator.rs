@@ -37,8 +37,8 @@ const ALLOW_THP: libmimalloc_sys::mi_option_t = 43;
 /// faulted in 2 MiB at a time made up a quarter of its resident size. The server's batches and
 /// flushes free and fault in megabytes every second, and the kernel zeroes a whole 2 MiB page
 /// at each fault into memory mimalloc had purged: `clear_page_erms` took 7.5% of a profile of
-/// the embedded store's server at 40,000 spans/s, and the server spent 4.6% less CPU per span
-/// without huge pages (BENCHMARKS.md).
+/// the embedded store's server at 40,000 spans/s, and the server spent about 4% less CPU per
+/// span without huge pages (BENCHMARKS.md).
 pub fn no_huge_pages_from_start() -> bool {
     // SAFETY: sets a process-wide integer option before or after mimalloc's start; mimalloc
     // reads its options atomically and keeps a value set before it starts.
@@ -48,7 +48,7 @@ pub fn no_huge_pages_from_start() -> bool {
 
 /// Keeps the process off transparent huge pages from now on (`prctl(PR_SET_THP_DISABLE)`, which
 /// the kernel checks at every fault). Returns whether the kernel took it.
-pub fn no_huge_pages() -> bool {
+fn no_huge_pages() -> bool {
     // SAFETY: sets a flag of the calling process; no memory is passed.
     unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) == 0 }
 }

@@ -390,14 +390,17 @@ fn rewrite_attributes(tokens: Vec<Token>, dialect: SqlDialect) -> String {
             }
         };
         out.push_str(&attribute_lookup(&key, dialect));
+        let not_space = |token: &&Token| !matches!(token, Token::Whitespace(_));
+        let before = tokens[..index].iter().rev().find(not_space);
+        let after = tokens[next..].iter().find(not_space);
         let whole_item = lists.last() == Some(&depth)
-            && significant(&tokens, index, Direction::Back).is_none_or(|token| {
+            && before.is_none_or(|token| {
                 matches!(token, Token::Comma)
                     || matches!(token, Token::Word(word)
                         if word.quote_style.is_none()
                             && matches!(word.keyword, Keyword::SELECT | Keyword::DISTINCT | Keyword::ALL))
             })
-            && significant(&tokens, next, Direction::Forward).is_none_or(|token| {
+            && after.is_none_or(|token| {
                 matches!(token, Token::Comma | Token::SemiColon)
                     || matches!(token, Token::Word(word)
                         if word.quote_style.is_none() && word.keyword == Keyword::FROM)
@@ -412,22 +415,6 @@ fn rewrite_attributes(tokens: Vec<Token>, dialect: SqlDialect) -> String {
         index = next;
     }
     out
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum Direction {
-    Back,
-    Forward,
-}
-
-/// The first token that is not white space from `at` in `direction` (`Back` starts before
-/// `at`).
-fn significant(tokens: &[Token], at: usize, direction: Direction) -> Option<&Token> {
-    let is_space = |token: &&Token| matches!(token, Token::Whitespace(_));
-    match direction {
-        Direction::Back => tokens[..at].iter().rev().find(|token| !is_space(token)),
-        Direction::Forward => tokens.get(at..)?.iter().find(|token| !is_space(token)),
-    }
 }
 
 #[cfg(test)]
