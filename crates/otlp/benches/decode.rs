@@ -1,15 +1,16 @@
 //! The ceilings and the server's per-span work on the load generator's corpus (requests of 100
 //! spans of about 520 bytes): a full prost decode, gunzip plus decode, the agent's zero-copy
-//! walk, the mapping of decoded spans to rows, and decode and mapping together.
+//! walk, and the server's mapping of a payload's bytes to rows.
 //!
 //! `cargo bench -p spanflow-otlp --bench decode`
 
 use std::io::Read;
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use prost::Message;
 use spanflow_otlp::decompress::{decompress, Encoding};
-use spanflow_otlp::map::{map_request, Sender};
+use spanflow_otlp::map::Sender;
+use spanflow_otlp::wire::map_payload_into;
 use spanflow_otlp::{scan, ExportTraceServiceRequest};
 
 fn decode(c: &mut Criterion) {
@@ -25,8 +26,8 @@ fn decode(c: &mut Criterion) {
             }
         })
     });
-    // The server's whole per-request work before the store: decode, map (consuming the
-    // request), and free the rows.
+    // The server's whole per-request work before the store: map the payload's bytes to rows,
+    // and free the rows.
     group.bench_function("decode_and_map", |b| {
         let sender = Sender {
             peer_ip: Some("10.0.0.1".parse().unwrap()),
@@ -35,8 +36,8 @@ fn decode(c: &mut Criterion) {
         };
         b.iter(|| {
             for payload in &corpus {
-                let request = ExportTraceServiceRequest::decode(payload.protobuf.clone()).unwrap();
-                let rows = map_request(request, &sender).rows;
+                let mut rows = Vec::with_capacity(payload.n_spans);
+                map_payload_into(&payload.protobuf, &sender, &mut rows).unwrap();
                 std::hint::black_box(rows);
             }
         })
@@ -69,28 +70,6 @@ fn decode(c: &mut Criterion) {
                 std::hint::black_box(scan::scan_request(&payload.protobuf).unwrap());
             }
         })
-    });
-    let decoded: Vec<ExportTraceServiceRequest> = corpus
-        .iter()
-        .map(|payload| ExportTraceServiceRequest::decode(payload.protobuf.clone()).unwrap())
-        .collect();
-    let sender = Sender {
-        peer_ip: Some("10.0.0.1".parse().unwrap()),
-        agent_id: "bench".into(),
-        places: None,
-    };
-    group.bench_function("map_to_rows", |b| {
-        b.iter_batched(
-            || decoded.clone(),
-            |decoded| {
-                let rows: Vec<_> = decoded
-                    .into_iter()
-                    .map(|request| map_request(request, &sender).rows)
-                    .collect();
-                rows
-            },
-            BatchSize::PerIteration,
-        )
     });
     group.finish();
 }

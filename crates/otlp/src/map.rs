@@ -18,9 +18,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{span, Span};
+use prost::Message;
 use spanflow_model::{
     AttrValue, Attribute, Event, L7Protocol, Link, ObservationPoint, Place, ResourceTags,
     ResponseStatus, SpanId, SpanKind, SpanRow, TraceId, SIGNAL_SOURCE_OTEL,
@@ -30,9 +28,6 @@ use crate::places::{self, Places, WORKLOADS};
 
 /// The resource attribute that names the sender's IP address.
 pub const APP_HOST_IP: &str = "app.host.ip";
-
-/// Nesting depth beyond which an attribute value is stored as [`AttrValue::Empty`].
-const MAX_VALUE_DEPTH: usize = 64;
 
 /// Who sent the payload, as the agent saw it.
 #[derive(Debug, Clone, Default)]
@@ -54,14 +49,26 @@ pub struct Mapped {
     pub rejected_message: Option<String>,
 }
 
-/// Maps every span of the request. Spans with unusable ids are counted in `n_rejected`.
+/// Maps every span of a decoded request. Spans with unusable ids are counted in `n_rejected`.
+///
+/// The request is encoded again and mapped from its bytes, as the server maps what it
+/// receives ([`crate::wire::map_payload_into`]); this is for callers that hold a request
+/// already (tests, benchmarks, the load generator).
 pub fn map_request(request: ExportTraceServiceRequest, sender: &Sender) -> Mapped {
     let mut rows = Vec::new();
-    let rejected = map_request_into(request, sender, &mut rows);
-    Mapped {
-        rows,
-        n_rejected: rejected.n_rejected,
-        rejected_message: rejected.message,
+    let payload = request.encode_to_vec();
+    match crate::wire::map_payload_into(&payload, sender, &mut rows) {
+        Ok(rejected) => Mapped {
+            rows,
+            n_rejected: rejected.n_rejected,
+            rejected_message: rejected.message,
+        },
+        // Only a request nested deeper than protobuf decoders accept fails to decode again.
+        Err(error) => Mapped {
+            rows,
+            n_rejected: n_spans(&request),
+            rejected_message: Some(error.message),
+        },
     }
 }
 
@@ -71,6 +78,29 @@ pub struct Rejected {
     pub n_rejected: usize,
     /// The first rejection's reason (with its position), suitable for OTLP's partial success.
     pub message: Option<String>,
+}
+
+impl Rejected {
+    /// Counts a rejected span, keeping the reason of the first.
+    pub(crate) fn reject(&mut self, at: [usize; 3], reason: &str) {
+        self.n_rejected += 1;
+        if self.message.is_none() {
+            let [resource, scope, span] = at;
+            self.message = Some(format!(
+                "resource {resource}, scope {scope}, span {span}: {reason}"
+            ));
+        }
+    }
+
+    /// The first reason, with how many more spans were rejected.
+    pub(crate) fn finish(mut self) -> Rejected {
+        if self.n_rejected > 1 {
+            self.message = self.message.map(|reason| {
+                format!("{reason} (and {} more rejected spans)", self.n_rejected - 1)
+            });
+        }
+        self
+    }
 }
 
 /// The spans in `request`.
@@ -83,50 +113,37 @@ pub fn n_spans(request: &ExportTraceServiceRequest) -> usize {
         .sum()
 }
 
-/// Maps every span of the request onto the end of `rows`, which grows once for them (a batch
-/// of many requests maps them all into one vector, instead of moving each request's rows
-/// into it through doublings). The request is consumed: a span's strings (its name, attribute
-/// keys and values, events and links) move into its row rather than being copied.
-pub fn map_request_into(
-    request: ExportTraceServiceRequest,
-    sender: &Sender,
-    rows: &mut Vec<SpanRow>,
-) -> Rejected {
-    rows.reserve(n_spans(&request));
-    let mut mapped = Rejected::default();
-    let mut first_reason: Option<String> = None;
-    for (resource_index, resource_spans) in request.resource_spans.into_iter().enumerate() {
-        let first_start = resource_spans
-            .scope_spans
-            .iter()
-            .flat_map(|scope_spans| scope_spans.spans.first())
-            .map(|span| saturating_i64(span.start_time_unix_nano / 1000))
-            .next()
-            .unwrap_or(0);
-        let context = ResourceContext::new_at(resource_spans.resource, sender, first_start);
-        for (scope_index, scope_spans) in resource_spans.scope_spans.into_iter().enumerate() {
-            let scope = scope_spans.scope.as_ref();
-            for (span_index, span) in scope_spans.spans.into_iter().enumerate() {
-                match map_span(&context, scope, span) {
-                    Ok(row) => rows.push(row),
-                    Err(reason) => {
-                        mapped.n_rejected += 1;
-                        if first_reason.is_none() {
-                            first_reason = Some(format!(
-                                "resource {resource_index}, scope {scope_index}, span \
-                                 {span_index}: {reason}"
-                            ));
-                        }
-                    }
-                }
-            }
-        }
-    }
-    mapped.message = first_reason.map(|reason| match mapped.n_rejected {
-        0 | 1 => reason,
-        n => format!("{reason} (and {} more rejected spans)", n - 1),
-    });
-    mapped
+/// A span as the mapping takes it: the fields of OTLP's `Span`, with its attributes, events and
+/// links already as a row holds them and its other text borrowed from the payload.
+#[derive(Debug, Default)]
+pub struct SpanFields<'a> {
+    pub trace_id: &'a [u8],
+    pub span_id: &'a [u8],
+    pub parent_span_id: &'a [u8],
+    pub trace_state: &'a str,
+    pub name: &'a str,
+    pub kind: i32,
+    pub start_time_unix_nano: u64,
+    pub end_time_unix_nano: u64,
+    pub attributes: Vec<Attribute>,
+    pub dropped_attributes_count: u32,
+    pub events: Vec<Event>,
+    pub dropped_events_count: u32,
+    /// The links whose ids are usable; `n_bad_links` counts the others, which the row counts
+    /// among its dropped links.
+    pub links: Vec<Link>,
+    pub n_bad_links: u32,
+    pub dropped_links_count: u32,
+    /// The status's code and message, when the span has a status.
+    pub status: Option<(i32, &'a str)>,
+    pub flags: u32,
+}
+
+/// The instrumentation scope of a span: empty when the span has none.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ScopeFields<'a> {
+    pub name: &'a str,
+    pub version: &'a str,
 }
 
 /// What every span of one resource shares: its attributes (with the `app.host.ip` decided for
@@ -157,15 +174,16 @@ const MAX_REMEMBERED_PEERS: usize = 1024;
 impl ResourceContext {
     /// Decides the sender identity of one resource. Nothing is carried over from any other
     /// resource of the same request.
-    pub fn new(resource: Option<Resource>, sender: &Sender) -> ResourceContext {
-        ResourceContext::new_at(resource, sender, 0)
+    pub fn new(attributes: Vec<Attribute>, sender: &Sender) -> ResourceContext {
+        ResourceContext::new_at(attributes, sender, 0)
     }
 
     /// As [`ResourceContext::new`], with places looked up as they were at `time_us` (0: now).
-    pub fn new_at(resource: Option<Resource>, sender: &Sender, time_us: i64) -> ResourceContext {
-        let mut attributes = resource
-            .map(|resource| convert_attributes(resource.attributes))
-            .unwrap_or_default();
+    pub fn new_at(
+        mut attributes: Vec<Attribute>,
+        sender: &Sender,
+        time_us: i64,
+    ) -> ResourceContext {
         let position = attributes
             .iter()
             .position(|attribute| attribute.key == APP_HOST_IP);
@@ -235,21 +253,21 @@ impl ResourceContext {
 /// Maps one span of a resource and scope to a row, or says why the span is unusable.
 pub fn map_span(
     resource: &ResourceContext,
-    scope: Option<&InstrumentationScope>,
-    span: Span,
+    scope: ScopeFields<'_>,
+    span: SpanFields<'_>,
 ) -> Result<SpanRow, String> {
-    let trace_id = trace_id_of(&span.trace_id).map_err(|reason| format!("trace_id {reason}"))?;
-    let span_id = span_id_of(&span.span_id).map_err(|reason| format!("span_id {reason}"))?;
+    let trace_id = trace_id_of(span.trace_id).map_err(|reason| format!("trace_id {reason}"))?;
+    let span_id = span_id_of(span.span_id).map_err(|reason| format!("span_id {reason}"))?;
     let parent_span_id = if span.parent_span_id.iter().all(|byte| *byte == 0) {
         None
     } else {
         Some(
-            SpanId::from_bytes(&span.parent_span_id)
+            SpanId::from_bytes(span.parent_span_id)
                 .map_err(|error| format!("parent_span_id {error}"))?,
         )
     };
 
-    let Span {
+    let SpanFields {
         trace_state,
         name,
         kind,
@@ -260,12 +278,12 @@ pub fn map_span(
         events,
         dropped_events_count,
         links,
+        n_bad_links,
         dropped_links_count,
         status,
         flags,
         ..
     } = span;
-    let attributes = convert_attributes(attributes);
     let known = Known::new(&attributes);
     let span_kind = SpanKind::from_i32(kind);
     let observation_point = span_kind.observation_point();
@@ -284,13 +302,13 @@ pub fn map_span(
         parent_span_id,
         span_kind,
         observation_point,
-        trace_state,
+        trace_state: trace_state.to_string(),
         flags,
-        endpoint: name,
+        endpoint: name.to_string(),
         signal_source: SIGNAL_SOURCE_OTEL,
         agent_id: resource.agent_id.clone(),
-        scope_name: scope.map(|scope| scope.name.clone()).unwrap_or_default(),
-        scope_version: scope.map(|scope| scope.version.clone()).unwrap_or_default(),
+        scope_name: scope.name.to_string(),
+        scope_version: scope.version.to_string(),
         resource: resource.tags.clone(),
         dropped_attributes_count,
         dropped_events_count,
@@ -320,23 +338,13 @@ pub fn map_span(
     let family = fill_protocol(&mut row, &known);
     fill_request(&mut row, &known, family, span_kind);
 
-    row.events = events.into_iter().map(convert_event).collect();
-    let status_code = status.as_ref().map_or(0, |status| status.code);
+    row.events = events;
+    let (status_code, status_message) = status.unwrap_or((0, ""));
     row.status_code = u8::try_from(status_code).unwrap_or(0);
-    row.status_message = status.map(|status| status.message).unwrap_or_default();
+    row.status_message = status_message.to_string();
     fill_response(&mut row, &known, family, status_code);
 
-    let mut n_bad_links: u32 = 0;
-    row.links = links
-        .into_iter()
-        .filter_map(|link| {
-            let converted = convert_link(link);
-            if converted.is_none() {
-                n_bad_links = n_bad_links.saturating_add(1);
-            }
-            converted
-        })
-        .collect();
+    row.links = links;
     row.dropped_links_count = row.dropped_links_count.saturating_add(n_bad_links);
 
     row.resource_attributes = resource.attributes.clone();
@@ -347,7 +355,7 @@ pub fn map_span(
 // ---------------------------------------------------------------------------------------------
 // Ids, times, values
 
-fn trace_id_of(bytes: &[u8]) -> Result<TraceId, String> {
+pub(crate) fn trace_id_of(bytes: &[u8]) -> Result<TraceId, String> {
     let id = TraceId::from_bytes(bytes).map_err(|error| error.to_string())?;
     if id.is_zero() {
         return Err("is all zero".to_string());
@@ -355,7 +363,7 @@ fn trace_id_of(bytes: &[u8]) -> Result<TraceId, String> {
     Ok(id)
 }
 
-fn span_id_of(bytes: &[u8]) -> Result<SpanId, String> {
+pub(crate) fn span_id_of(bytes: &[u8]) -> Result<SpanId, String> {
     let id = SpanId::from_bytes(bytes).map_err(|error| error.to_string())?;
     if id.is_zero() {
         return Err("is all zero".to_string());
@@ -363,72 +371,8 @@ fn span_id_of(bytes: &[u8]) -> Result<SpanId, String> {
     Ok(id)
 }
 
-fn saturating_i64(value: u64) -> i64 {
+pub(crate) fn saturating_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-fn convert_attributes(attributes: Vec<KeyValue>) -> Vec<Attribute> {
-    attributes
-        .into_iter()
-        .map(|attribute| convert_key_value(attribute, 0))
-        .collect()
-}
-
-fn convert_key_value(attribute: KeyValue, depth: usize) -> Attribute {
-    let value = attribute
-        .value
-        .map_or(AttrValue::Empty, |value| convert_value(value, depth));
-    Attribute::new(attribute.key, value)
-}
-
-/// `AnyValue` to `AttrValue`, recursively; no value (or a profiling string-table reference,
-/// which means nothing in traces) is `Empty`.
-pub fn convert_value(value: AnyValue, depth: usize) -> AttrValue {
-    if depth >= MAX_VALUE_DEPTH {
-        return AttrValue::Empty;
-    }
-    match value.value {
-        None | Some(any_value::Value::StringValueStrindex(_)) => AttrValue::Empty,
-        Some(any_value::Value::StringValue(text)) => AttrValue::String(text),
-        Some(any_value::Value::BoolValue(flag)) => AttrValue::Bool(flag),
-        Some(any_value::Value::IntValue(number)) => AttrValue::Int(number),
-        Some(any_value::Value::DoubleValue(number)) => AttrValue::Double(number),
-        Some(any_value::Value::BytesValue(bytes)) => AttrValue::Bytes(bytes),
-        Some(any_value::Value::ArrayValue(array)) => AttrValue::Array(
-            array
-                .values
-                .into_iter()
-                .map(|item| convert_value(item, depth + 1))
-                .collect(),
-        ),
-        Some(any_value::Value::KvlistValue(list)) => AttrValue::KeyValueList(
-            list.values
-                .into_iter()
-                .map(|item| convert_key_value(item, depth + 1))
-                .collect(),
-        ),
-    }
-}
-
-fn convert_event(event: span::Event) -> Event {
-    Event {
-        time_us: saturating_i64(event.time_unix_nano / 1000),
-        name: event.name,
-        attributes: convert_attributes(event.attributes),
-        dropped_attributes_count: event.dropped_attributes_count,
-    }
-}
-
-/// A link, or `None` when its ids are unusable (the link is dropped, not the span).
-fn convert_link(link: span::Link) -> Option<Link> {
-    Some(Link {
-        trace_id: trace_id_of(&link.trace_id).ok()?,
-        span_id: span_id_of(&link.span_id).ok()?,
-        trace_state: link.trace_state,
-        attributes: convert_attributes(link.attributes),
-        dropped_attributes_count: link.dropped_attributes_count,
-        flags: link.flags,
-    })
 }
 
 /// Text of a scalar value, trimmed; empty text and composites are absent.
@@ -1111,8 +1055,11 @@ fn fill_response(row: &mut SpanRow, known: &Known<'_>, family: Family, status_co
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry_proto::tonic::common::v1::{ArrayValue, KeyValueList};
-    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Status};
+    use opentelemetry_proto::tonic::common::v1::{
+        any_value, AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList,
+    };
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans, Span, Status};
     use proptest::prelude::*;
     use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -1275,9 +1222,13 @@ mod tests {
 
     #[test]
     fn all_zero_ids_give_a_reason() {
-        let mut zero = span(SERVER, &[]);
-        zero.span_id = vec![0; 8];
-        let error = map_span(&ResourceContext::default(), None, zero).unwrap_err();
+        let zero = SpanFields {
+            trace_id: &TRACE,
+            span_id: &[0; 8],
+            ..Default::default()
+        };
+        let error =
+            map_span(&ResourceContext::default(), ScopeFields::default(), zero).unwrap_err();
         assert_eq!(error, "span_id is all zero");
     }
 
@@ -2479,24 +2430,42 @@ mod tests {
     }
 
     #[test]
-    fn deep_values_are_cut() {
-        let mut value = s("leaf");
-        for _ in 0..(MAX_VALUE_DEPTH + 10) {
-            value = AnyValue {
-                value: Some(any_value::Value::ArrayValue(ArrayValue {
-                    values: vec![value],
-                })),
-            };
+    fn values_nest_as_deep_as_protobuf_allows() {
+        fn nested(levels: usize) -> AnyValue {
+            let mut value = s("leaf");
+            for _ in 0..levels {
+                value = AnyValue {
+                    value: Some(any_value::Value::ArrayValue(ArrayValue {
+                        values: vec![value],
+                    })),
+                };
+            }
+            value
         }
-        let row = row(INTERNAL, &[("deep", value)]);
+        // Five messages enclose a span's attribute value, and each level of an array two more:
+        // 47 levels reach prost's recursion limit of 100.
+        let row = row(INTERNAL, &[("deep", nested(47))]);
         let mut current = row.attribute("deep").unwrap();
         let mut depth = 0;
         while let AttrValue::Array(items) = current {
             current = &items[0];
             depth += 1;
         }
-        assert_eq!(depth, MAX_VALUE_DEPTH);
-        assert_eq!(current, &AttrValue::Empty);
+        assert_eq!(depth, 47);
+        assert_eq!(current, &AttrValue::String("leaf".to_string()));
+
+        // One more and the payload is refused whole, as prost refuses it.
+        let mapped = map_request(
+            request(vec![(
+                resource(&[]),
+                vec![span(INTERNAL, &[("deep", nested(48))])],
+            )]),
+            &sender(),
+        );
+        assert!(mapped.rows.is_empty());
+        assert_eq!(mapped.n_rejected, 1);
+        let message = mapped.rejected_message.unwrap();
+        assert!(message.contains("recursion limit of 100"), "{message}");
     }
 
     #[test]
@@ -2554,10 +2523,10 @@ mod tests {
     #[test]
     fn map_span_is_usable_alone() {
         let context = ResourceContext::new(
-            Some(Resource {
-                attributes: kvs(&[("service.name", s("alone"))]),
-                ..Default::default()
-            }),
+            vec![Attribute::new(
+                "service.name",
+                AttrValue::String("alone".to_string()),
+            )],
             &Sender {
                 peer_ip: Some(IpAddr::V6(Ipv6Addr::LOCALHOST)),
                 agent_id: "a".to_string(),
@@ -2565,7 +2534,13 @@ mod tests {
             },
         );
         assert_eq!(context.sender_ip, Some(IpAddr::V6(Ipv6Addr::LOCALHOST)));
-        let row = map_span(&context, None, span(CLIENT, &[])).unwrap();
+        let span = SpanFields {
+            trace_id: &TRACE,
+            span_id: &SPAN,
+            kind: CLIENT,
+            ..Default::default()
+        };
+        let row = map_span(&context, ScopeFields::default(), span).unwrap();
         assert_eq!(row.app_service, "alone");
         assert_eq!(row.ip_0, Some(IpAddr::V6(Ipv6Addr::LOCALHOST)));
         assert_eq!(row.scope_name, "");

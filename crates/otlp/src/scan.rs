@@ -27,7 +27,7 @@
 use std::str;
 
 /// prost's `RECURSION_LIMIT`: how deep messages (and groups in unknown fields) may nest.
-const RECURSION_LIMIT: u32 = 100;
+pub(crate) const RECURSION_LIMIT: u32 = 100;
 
 // Wire types.
 const VARINT: u8 = 0;
@@ -105,10 +105,10 @@ enum Why {
 }
 
 /// Boxed so that the `Result`s of the walk stay small; only the error path allocates.
-type Fail = Box<Failure>;
+pub(crate) type Fail = Box<Failure>;
 
 #[derive(Debug)]
-struct Failure {
+pub(crate) struct Failure {
     /// Byte offset in the payload.
     at: usize,
     why: Why,
@@ -129,7 +129,7 @@ fn wire_type_name(wt: u8) -> &'static str {
 }
 
 impl Failure {
-    fn to_error(&self) -> ScanError {
+    pub(crate) fn to_error(&self) -> ScanError {
         let what = match self.why {
             Why::VarintTruncated => "truncated varint".to_string(),
             Why::VarintOverflow => "varint longer than 10 bytes or over 64 bits".to_string(),
@@ -230,7 +230,8 @@ fn write_varint(mut value: u64, out: &mut Vec<u8>) {
 }
 
 /// A cursor over the body of one message.
-struct Cur<'a> {
+#[derive(Clone, Copy)]
+pub(crate) struct Cur<'a> {
     /// The message body.
     m: &'a [u8],
     /// Offset of `m` in the payload, for error messages.
@@ -244,7 +245,7 @@ struct Cur<'a> {
 
 impl<'a> Cur<'a> {
     #[inline(always)]
-    fn new(m: &'a [u8], base: usize, ctx: u32) -> Self {
+    pub(crate) fn new(m: &'a [u8], base: usize, ctx: u32) -> Self {
         Cur {
             m,
             base,
@@ -255,12 +256,12 @@ impl<'a> Cur<'a> {
     }
 
     #[inline(always)]
-    fn more(&self) -> bool {
+    pub(crate) fn more(&self) -> bool {
         self.p < self.m.len()
     }
 
     #[inline(always)]
-    fn varint(&mut self, loc: &'static str) -> Result<u64, Fail> {
+    pub(crate) fn varint(&mut self, loc: &'static str) -> Result<u64, Fail> {
         match read_varint(self.m, self.p) {
             Ok((value, p)) => {
                 self.p = p;
@@ -272,7 +273,7 @@ impl<'a> Cur<'a> {
 
     /// Reads a field key (prost's `decode_key`): the field number and the wire type.
     #[inline(always)]
-    fn key(&mut self, msg: &'static str) -> Result<(u32, u8), Fail> {
+    pub(crate) fn key(&mut self, msg: &'static str) -> Result<(u32, u8), Fail> {
         self.f = self.p;
         let key = self.varint(msg)?;
         let wt = (key & 7) as u8;
@@ -291,7 +292,7 @@ impl<'a> Cur<'a> {
     }
 
     #[inline(always)]
-    fn want(&self, wt: u8, want: u8, loc: &'static str) -> Result<(), Fail> {
+    pub(crate) fn want(&self, wt: u8, want: u8, loc: &'static str) -> Result<(), Fail> {
         if wt == want {
             Ok(())
         } else {
@@ -304,7 +305,7 @@ impl<'a> Cur<'a> {
     }
 
     #[inline(always)]
-    fn advance(&mut self, n: u64, loc: &'static str) -> Result<usize, Fail> {
+    pub(crate) fn advance(&mut self, n: u64, loc: &'static str) -> Result<usize, Fail> {
         let have = self.m.len() - self.p;
         if n > have as u64 {
             return Err(fail(
@@ -320,39 +321,61 @@ impl<'a> Cur<'a> {
 
     /// A varint scalar (integers, bools, enums).
     #[inline(always)]
-    fn int(&mut self, wt: u8, loc: &'static str) -> Result<(), Fail> {
+    pub(crate) fn int(&mut self, wt: u8, loc: &'static str) -> Result<(), Fail> {
+        self.int_value(wt, loc).map(drop)
+    }
+
+    /// A varint scalar's value; prost casts it to the field's type (`as i32`, `as u32`, `!= 0`).
+    #[inline(always)]
+    pub(crate) fn int_value(&mut self, wt: u8, loc: &'static str) -> Result<u64, Fail> {
         self.want(wt, VARINT, loc)?;
-        self.varint(loc).map(drop)
+        self.varint(loc)
     }
 
     #[inline(always)]
-    fn fixed32(&mut self, wt: u8, loc: &'static str) -> Result<(), Fail> {
+    pub(crate) fn fixed32(&mut self, wt: u8, loc: &'static str) -> Result<(), Fail> {
+        self.fixed32_value(wt, loc).map(drop)
+    }
+
+    #[inline(always)]
+    pub(crate) fn fixed32_value(&mut self, wt: u8, loc: &'static str) -> Result<u32, Fail> {
         self.want(wt, I32, loc)?;
-        self.advance(4, loc).map(drop)
+        let start = self.advance(4, loc)?;
+        Ok(u32::from_le_bytes(
+            self.m[start..start + 4].try_into().expect("4 bytes"),
+        ))
     }
 
     #[inline(always)]
-    fn fixed64(&mut self, wt: u8, loc: &'static str) -> Result<(), Fail> {
+    pub(crate) fn fixed64(&mut self, wt: u8, loc: &'static str) -> Result<(), Fail> {
+        self.fixed64_value(wt, loc).map(drop)
+    }
+
+    #[inline(always)]
+    pub(crate) fn fixed64_value(&mut self, wt: u8, loc: &'static str) -> Result<u64, Fail> {
         self.want(wt, I64, loc)?;
-        self.advance(8, loc).map(drop)
+        let start = self.advance(8, loc)?;
+        Ok(u64::from_le_bytes(
+            self.m[start..start + 8].try_into().expect("8 bytes"),
+        ))
     }
 
     /// A length-delimited value, without checking the wire type: its bytes and their offset.
     #[inline(always)]
-    fn delimited(&mut self, loc: &'static str) -> Result<(&'a [u8], usize), Fail> {
+    pub(crate) fn delimited(&mut self, loc: &'static str) -> Result<(&'a [u8], usize), Fail> {
         let len = self.varint(loc)?;
         let start = self.advance(len, loc)?;
         Ok((&self.m[start..self.p], self.base + start))
     }
 
     #[inline(always)]
-    fn bytes(&mut self, wt: u8, loc: &'static str) -> Result<&'a [u8], Fail> {
+    pub(crate) fn bytes(&mut self, wt: u8, loc: &'static str) -> Result<&'a [u8], Fail> {
         self.want(wt, LEN, loc)?;
         self.delimited(loc).map(|(b, _)| b)
     }
 
     #[inline(always)]
-    fn string(&mut self, wt: u8, loc: &'static str) -> Result<(), Fail> {
+    pub(crate) fn string(&mut self, wt: u8, loc: &'static str) -> Result<(), Fail> {
         self.want(wt, LEN, loc)?;
         let (b, at) = self.delimited(loc)?;
         match check_utf8(b) {
@@ -361,9 +384,17 @@ impl<'a> Cur<'a> {
         }
     }
 
+    /// A string field's text.
+    #[inline(always)]
+    pub(crate) fn str(&mut self, wt: u8, loc: &'static str) -> Result<&'a str, Fail> {
+        self.want(wt, LEN, loc)?;
+        let (b, at) = self.delimited(loc)?;
+        str::from_utf8(b).map_err(|error| fail(at + error.valid_up_to(), Why::Utf8, loc))
+    }
+
     /// A nested message (prost's `message::merge`): a cursor over its body.
     #[inline(always)]
-    fn message(&mut self, wt: u8, loc: &'static str) -> Result<Cur<'a>, Fail> {
+    pub(crate) fn message(&mut self, wt: u8, loc: &'static str) -> Result<Cur<'a>, Fail> {
         self.want(wt, LEN, loc)?;
         if self.ctx == 0 {
             return Err(fail(self.base + self.f, Why::RecursionLimit, loc));
@@ -373,7 +404,7 @@ impl<'a> Cur<'a> {
     }
 
     /// Skips an unknown field (prost's `skip_field`).
-    fn skip(&mut self, wt: u8, tag: u32, msg: &'static str) -> Result<(), Fail> {
+    pub(crate) fn skip(&mut self, wt: u8, tag: u32, msg: &'static str) -> Result<(), Fail> {
         self.skip_in(wt, tag, self.ctx, msg)
     }
 
@@ -561,7 +592,7 @@ fn walk_resource(mut c: Cur<'_>) -> Result<(), Fail> {
     Ok(())
 }
 
-fn walk_entity_ref(mut c: Cur<'_>) -> Result<(), Fail> {
+pub(crate) fn walk_entity_ref(mut c: Cur<'_>) -> Result<(), Fail> {
     const M: &str = "EntityRef";
     while c.more() {
         let (tag, wt) = c.key(M)?;
@@ -681,7 +712,7 @@ fn walk_status(mut c: Cur<'_>) -> Result<(), Fail> {
     Ok(())
 }
 
-fn walk_key_value(mut c: Cur<'_>) -> Result<(), Fail> {
+pub(crate) fn walk_key_value(mut c: Cur<'_>) -> Result<(), Fail> {
     const M: &str = "KeyValue";
     while c.more() {
         let (tag, wt) = c.key(M)?;
@@ -1013,7 +1044,8 @@ mod tests {
     }
 
     /// Asserts that the scanner and prost agree on `bytes` and, if valid, on the spans; then
-    /// checks `without_rejected_spans` against prost. Returns the scan.
+    /// checks `without_rejected_spans` against prost, and the server's mapping straight from the
+    /// bytes ([`crate::wire`]) against the mapping of what prost decodes. Returns the scan.
     fn check(bytes: &[u8]) -> Result<Scan, ScanError> {
         let scanned = scan_request(bytes);
         let decoded = decode(bytes);
@@ -1022,6 +1054,39 @@ mod tests {
             decoded.is_ok(),
             "scan: {scanned:?}, prost: {decoded:?}, bytes: {bytes:02x?}"
         );
+        let sender = crate::map::Sender::default();
+        let mut rows = Vec::new();
+        let wired = crate::wire::map_payload_into(bytes, &sender, &mut rows);
+        assert_eq!(
+            wired.is_ok(),
+            decoded.is_ok(),
+            "wire: {:?}, prost: {decoded:?}, bytes: {bytes:02x?}",
+            wired.as_ref().map(|rejected| rejected.n_rejected)
+        );
+        if let Ok(req) = &decoded {
+            // prost's encoding of what it decoded has every repeated message merged, the last
+            // of every repeated scalar, no unknown fields, and the fields in order: the wire
+            // walk must read the original as that.
+            let mapped = crate::map::map_request(req.clone(), &sender);
+            let wired = wired.unwrap();
+            // Compared as text: NaN doubles are not equal to themselves.
+            assert_eq!(
+                format!("{rows:?}"),
+                format!("{:?}", mapped.rows),
+                "{bytes:02x?}"
+            );
+            assert_eq!(
+                (wired.n_rejected, &wired.message),
+                (mapped.n_rejected, &mapped.rejected_message)
+            );
+            assert_eq!(
+                crate::wire::count_spans(bytes),
+                all_spans(req).count(),
+                "{bytes:02x?}"
+            );
+        } else {
+            assert!(rows.is_empty());
+        }
         if let (Ok(scan), Ok(req)) = (&scanned, decoded) {
             let total = all_spans(&req).count();
             let bad = all_spans(&req).filter(|s| !is_good(s)).count();

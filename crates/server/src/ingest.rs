@@ -12,13 +12,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use http_body_util::BodyExt;
-use prost::Message;
 use spanflow_model::{metric_names, SpanRow};
 use spanflow_otlp::decompress::{decompress, DecompressError, Encoding};
 use spanflow_otlp::limits::SpanLimits;
-use spanflow_otlp::map::{map_request_into, n_spans, Sender};
+use spanflow_otlp::map::Sender;
 use spanflow_otlp::places::Places;
-use spanflow_otlp::ExportTraceServiceRequest;
+use spanflow_otlp::wire::{count_spans, map_payload_into};
 use spanflow_store::{PreparedWrite, SpanStore, StoreError};
 use spanflow_transport::{AgentBatch, TransportError, INGEST_PATH};
 
@@ -245,32 +244,35 @@ fn decode_batch(
             }
         };
         budget -= otlp.len();
-        let request = match ExportTraceServiceRequest::decode(otlp) {
-            Ok(request) => request,
-            Err(error) => {
-                outcome.n_payloads_rejected += 1;
-                tracing::error!(%error, agent_id = batch.agent_id, "payload in batch is not valid OTLP; skipped");
-                continue;
-            }
-        };
         let sender = Sender {
             peer_ip: payload.peer_ip.parse::<IpAddr>().ok(),
             agent_id: batch.agent_id.clone(),
             places: Some(places.clone()),
         };
-        let group = match groups.iter().position(|(org, _)| *org == payload.org_id) {
+        let known_org = groups.iter().position(|(org, _)| *org == payload.org_id);
+        let group = match known_org {
             Some(group) => group,
             None => {
                 // Room for as many spans again in each payload left: the payloads of one
                 // batch are alike, and rows moved through doublings cost a copy of each.
-                let guess = n_spans(&request) * (batch.payloads.len() - i);
+                let guess = count_spans(&otlp) * (batch.payloads.len() - i);
                 groups.push((payload.org_id.clone(), Vec::with_capacity(guess)));
                 groups.len() - 1
             }
         };
         let rows = &mut groups[group].1;
         let first = rows.len();
-        let rejected = map_request_into(request, &sender, rows);
+        let rejected = match map_payload_into(&otlp, &sender, rows) {
+            Ok(rejected) => rejected,
+            Err(error) => {
+                if known_org.is_none() {
+                    groups.pop();
+                }
+                outcome.n_payloads_rejected += 1;
+                tracing::error!(%error, agent_id = batch.agent_id, "payload in batch is not valid OTLP; skipped");
+                continue;
+            }
+        };
         for row in &mut rows[first..] {
             if limits.apply(row) {
                 outcome.n_spans_limited += 1;
@@ -285,6 +287,9 @@ fn decode_batch(
 #[cfg(test)]
 mod tests {
     use std::io::Write;
+
+    use prost::Message;
+    use spanflow_otlp::ExportTraceServiceRequest;
 
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
     use spanflow_transport::{Encoding as PayloadEncoding, Payload, VERSION};
