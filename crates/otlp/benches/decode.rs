@@ -13,6 +13,10 @@ use spanflow_otlp::map::Sender;
 use spanflow_otlp::wire::map_payload_into;
 use spanflow_otlp::{scan, ExportTraceServiceRequest};
 
+/// The allocator the `spanflow` binary runs with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn decode(c: &mut Criterion) {
     let corpus = spanflow_loadgen::corpus::build(64, 100, 1);
     let n_spans: usize = corpus.iter().map(|payload| payload.n_spans).sum();
