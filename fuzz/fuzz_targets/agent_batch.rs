@@ -1,6 +1,6 @@
 //! The server's ingest of an agent batch: `AgentBatch::decode_body` under a cap, then each
 //! payload as `crates/server/src/ingest.rs` (`decode_batch`, private) handles it: its encoding
-//! checked, decompressed under what is left of the cap, decoded with prost, mapped to rows, the
+//! checked, decompressed under what is left of the cap, mapped to rows from its bytes, the
 //! span limits applied, and the rows grouped by tenant. Keep the steps below in step with
 //! `decode_batch`.
 
@@ -15,7 +15,8 @@ use spanflow_fuzz::{check_limited, check_rows};
 use spanflow_model::SpanRow;
 use spanflow_otlp::decompress::{decompress, DecompressError, Encoding};
 use spanflow_otlp::limits::SpanLimits;
-use spanflow_otlp::map::{map_request, Sender};
+use spanflow_otlp::map::{Mapped, Sender};
+use spanflow_otlp::wire::map_payload_into;
 use spanflow_otlp::ExportTraceServiceRequest;
 use spanflow_transport::{AgentBatch, TransportError};
 
@@ -87,15 +88,24 @@ fn decode_batch(
             "a payload inflated past the batch's cap"
         );
         budget -= otlp.len();
-        let Ok(request) = ExportTraceServiceRequest::decode(otlp) else {
-            continue;
-        };
         let sender = Sender {
             peer_ip: payload.peer_ip.parse::<IpAddr>().ok(),
             agent_id: batch.agent_id.clone(),
             places: Some(places.clone()),
         };
-        let mut mapped = map_request(request.clone(), &sender);
+        let mut rows = Vec::new();
+        let wired = map_payload_into(&otlp, &sender, &mut rows);
+        let decoded = ExportTraceServiceRequest::decode(otlp);
+        assert_eq!(wired.is_ok(), decoded.is_ok(), "the server and prost disagree");
+        let (Ok(rejected), Ok(request)) = (wired, decoded) else {
+            assert!(rows.is_empty());
+            continue;
+        };
+        let mut mapped = Mapped {
+            rows,
+            n_rejected: rejected.n_rejected,
+            rejected_message: rejected.message,
+        };
         check_rows(&request, &mapped);
         for row in &mut mapped.rows {
             let before = row.clone();
