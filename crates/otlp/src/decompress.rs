@@ -56,10 +56,16 @@ pub fn decompress(
                 .len()
                 .checked_sub(4)
                 .map(|at| u32::from_le_bytes(body[at..].try_into().expect("four bytes")) as u64);
+            let room = capacity(size, body.len(), max_bytes);
+            if size == Some(room as u64) && room > 0 {
+                if let Some(output) = gunzip_whole(&body, room) {
+                    return Ok(output.into());
+                }
+            }
             read_capped(
                 flate2::bufread::MultiGzDecoder::new(&body[..]),
                 max_bytes,
-                capacity(size, body.len(), max_bytes),
+                room,
                 "gzip",
             )
         }
@@ -80,6 +86,58 @@ pub fn decompress(
                 "zstd",
             )
         }
+    }
+}
+
+/// A body of one gzip member, decompressed by libdeflate in one call (about twice as fast as a
+/// streaming inflate) into exactly the `size` bytes its trailer states. `None` unless the
+/// member is the whole body and holds exactly that: a body of several members, a trailer that
+/// lies, or corrupt data go through the streaming decoder, which keeps to the cap and says what
+/// is wrong.
+fn gunzip_whole(body: &[u8], size: usize) -> Option<Vec<u8>> {
+    thread_local! {
+        static DECOMPRESSOR: Option<Decompressor> = Decompressor::new();
+    }
+    let mut output = vec![0u8; size];
+    let (mut consumed, mut written) = (0usize, 0usize);
+    let result = DECOMPRESSOR.with(|decompressor| {
+        let decompressor = decompressor.as_ref()?;
+        // SAFETY: the pointers and lengths are those of `body` and `output`, which outlive the
+        // call; the decompressor is this thread's alone, and libdeflate keeps no pointer past
+        // the call.
+        Some(unsafe {
+            libdeflate_sys::libdeflate_gzip_decompress_ex(
+                decompressor.0.as_ptr(),
+                body.as_ptr().cast(),
+                body.len(),
+                output.as_mut_ptr().cast(),
+                output.len(),
+                &mut consumed,
+                &mut written,
+            )
+        })
+    })?;
+    let whole = result == libdeflate_sys::libdeflate_result_LIBDEFLATE_SUCCESS
+        && consumed == body.len()
+        && written == size;
+    whole.then_some(output)
+}
+
+/// A libdeflate decompressor (its tables, about 32 KB), freed on drop.
+struct Decompressor(std::ptr::NonNull<libdeflate_sys::libdeflate_decompressor>);
+
+impl Decompressor {
+    fn new() -> Option<Decompressor> {
+        // SAFETY: allocates a decompressor or returns null, which `NonNull::new` turns away.
+        std::ptr::NonNull::new(unsafe { libdeflate_sys::libdeflate_alloc_decompressor() })
+            .map(Decompressor)
+    }
+}
+
+impl Drop for Decompressor {
+    fn drop(&mut self) {
+        // SAFETY: allocated by `libdeflate_alloc_decompressor` and freed once, here.
+        unsafe { libdeflate_sys::libdeflate_free_decompressor(self.0.as_ptr()) }
     }
 }
 
@@ -177,6 +235,32 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn one_member_is_read_whole_and_nothing_else_is_taken_for_it() {
+        let data: Vec<u8> = (0..5000u32).flat_map(|n| (n % 251).to_le_bytes()).collect();
+        let body = gzip(&data);
+        assert_eq!(gunzip_whole(&body, data.len()).as_deref(), Some(&data[..]));
+        // Two members alike: the last trailer matches the first member too, but the first
+        // member is not the whole body, so both come out.
+        let twice = [body.clone(), body.clone()].concat();
+        assert_eq!(gunzip_whole(&twice, data.len()), None);
+        let output = decompress(twice.into(), Encoding::Gzip, 1 << 20).unwrap();
+        assert_eq!(output.len(), 2 * data.len());
+        assert_eq!(&output[data.len()..], &data[..]);
+        // A trailer that says less or more than the member holds is corrupt, not cut short
+        // or padded.
+        for lie in [data.len() as u32 - 1, data.len() as u32 + 1] {
+            let mut lying = body.clone();
+            let at = lying.len() - 4;
+            lying[at..].copy_from_slice(&lie.to_le_bytes());
+            assert_eq!(gunzip_whole(&lying, lie as usize), None);
+            assert!(matches!(
+                decompress(lying.into(), Encoding::Gzip, 1 << 20),
+                Err(DecompressError::Corrupt { .. })
+            ));
+        }
     }
 
     #[test]
