@@ -136,10 +136,11 @@ settings! {
     /// ClickHouse store: a cluster of the servers' `remote_servers`: rows live in
     /// `<table>_local` on each shard behind `Distributed` tables, sharded by trace id.
     clickhouse_cluster: String = "SPANFLOW_CLICKHOUSE_CLUSTER",
-    /// ClickHouse store: an insert starts once this many spans wait (default 50,000)...
+    /// ClickHouse store: an insert starts once this many spans wait (default 200,000)...
     clickhouse_batch_rows: usize = "SPANFLOW_CLICKHOUSE_BATCH_ROWS",
-    /// ClickHouse store: ...or once the oldest has waited this long (default 1,000 ms). Each
-    /// insert makes a part of every table, which ClickHouse merges later.
+    /// ClickHouse store: ...or once the oldest has waited this long (default 1,000 ms), or once
+    /// a quarter of an insert waits and no write has come for 50 ms. Each insert makes a part
+    /// of every table, which ClickHouse merges later.
     clickhouse_batch_wait_ms: u64 = "SPANFLOW_CLICKHOUSE_BATCH_WAIT_MS",
     /// Stores: spans that ended longer ago than this are dropped (embedded and ClickHouse).
     retention_hours: u64 = "SPANFLOW_RETENTION_HOURS",
@@ -359,7 +360,7 @@ impl Settings {
                 .clickhouse_database
                 .unwrap_or_else(|| "flow_log".to_string()),
             clickhouse_cluster: self.clickhouse_cluster.filter(|name| !name.is_empty()),
-            clickhouse_batch_rows: self.clickhouse_batch_rows.unwrap_or(50_000).max(1),
+            clickhouse_batch_rows: self.clickhouse_batch_rows.unwrap_or(200_000).max(1),
             clickhouse_batch_wait_ms: self.clickhouse_batch_wait_ms.unwrap_or(1_000),
             retention_hours: self.retention_hours.unwrap_or(72),
             max_disk_bytes: self.max_disk_bytes,
@@ -404,7 +405,7 @@ mod tests {
     #[test]
     fn clickhouse_inserts_are_sized_by_flag_file_or_default() {
         let defaults = Cli::parse_from(["spanflow"]).settings.resolve();
-        assert_eq!(defaults.clickhouse_batch_rows, 50_000);
+        assert_eq!(defaults.clickhouse_batch_rows, 200_000);
         assert_eq!(defaults.clickhouse_batch_wait_ms, 1_000);
         let file: Settings = serde_yaml::from_str("clickhouse_batch_wait_ms: 2000\n").unwrap();
         let flags = Cli::parse_from(["spanflow", "--clickhouse-batch-rows", "200000"]).settings;

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! write(rows) -- encode RowBinary, wait for room in the buffer --> queue
-//!   queue --(batch_rows, or the oldest waited batch_wait)--> insert task
+//!   queue --(batch_rows; the oldest waited batch_wait; or a quarter of batch_rows and no
+//!            write for QUIET)--> insert task
 //!   insert task: INSERT l7_resource (the rows ClickHouse lacks), INSERT l7_trace_index,
 //!     INSERT l7_flow_log, retried with backoff
 //!   --> every write in the insert returns Ok
@@ -64,7 +65,8 @@ pub struct ClickHouseConfig {
     pub retention: Duration,
     /// An insert starts once this many rows wait...
     pub batch_rows: usize,
-    /// ...or once the oldest waiting write has waited this long.
+    /// ...or once the oldest waiting write has waited this long (or a quarter of `batch_rows`
+    /// waits and no write has come for [`QUIET`]).
     pub batch_wait: Duration,
     /// Encoded bytes that may wait for ClickHouse; past it, writes wait for room...
     pub max_buffered_bytes: usize,
@@ -124,7 +126,7 @@ impl ClickHouseConfig {
             database: "flow_log".to_string(),
             cluster: None,
             retention: Duration::from_secs(72 * 3600),
-            batch_rows: 50_000,
+            batch_rows: 200_000,
             batch_wait: Duration::from_secs(1),
             max_buffered_bytes: 256 << 20,
             write_wait: Duration::from_secs(5),
@@ -752,28 +754,41 @@ impl Inner {
     }
 }
 
-/// Starts an insert once enough rows wait or the oldest write has waited long enough; at most
+/// How long a queue of a quarter of an insert or more waits for another write before its
+/// insert starts.
+pub const QUIET: Duration = Duration::from_millis(50);
+
+/// Starts an insert once enough rows wait, the oldest write has waited long enough, or a
+/// quarter of an insert waits and no write has come for [`QUIET`]; at most
 /// `max_concurrent_inserts` at once.
 async fn batch_loop(store: Arc<Inner>, stop: CancellationToken) {
     let slots = Arc::new(Semaphore::new(store.config.max_concurrent_inserts.max(1)));
     loop {
         let queued = store.queued.notified();
-        let oldest = store
-            .queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .front()
-            .map(|pending| pending.enqueued);
-        let Some(oldest) = oldest else {
+        let (oldest, newest) = {
+            let queue = store.queue.lock().unwrap_or_else(|p| p.into_inner());
+            (
+                queue.front().map(|pending| pending.enqueued),
+                queue.back().map(|pending| pending.enqueued),
+            )
+        };
+        let (Some(oldest), Some(newest)) = (oldest, newest) else {
             tokio::select! {
                 () = queued => continue,
                 () = stop.cancelled() => return,
             }
         };
         let due = tokio::time::Instant::from_std(oldest + store.config.batch_wait);
-        if store.queued_rows.load(Ordering::SeqCst) < store.config.batch_rows
-            && tokio::time::Instant::now() < due
-        {
+        let queued_rows = store.queued_rows.load(Ordering::SeqCst);
+        // Past a quarter of an insert, a queue no write has joined for a while holds all that
+        // its writers have in flight: they wait for this insert, and waiting longer only
+        // delays them.
+        let due = if queued_rows >= (store.config.batch_rows / 4).max(1) {
+            due.min(tokio::time::Instant::from_std(newest + QUIET))
+        } else {
+            due
+        };
+        if queued_rows < store.config.batch_rows && tokio::time::Instant::now() < due {
             tokio::select! {
                 () = queued => {}
                 () = tokio::time::sleep_until(due) => {}

@@ -1,5 +1,5 @@
-//! Writes while ClickHouse is away: they wait, then fail as retryable (so agents keep their
-//! batches and send them again), and succeed once it is back.
+//! When writes go in, and writes while ClickHouse is away: they wait, then fail as retryable (so
+//! agents keep their batches and send them again), and succeed once it is back.
 
 use std::time::{Duration, Instant};
 
@@ -28,6 +28,36 @@ async fn inserting_at_once(server: &TestServer) -> ClickHouseStore {
     })
     .await
     .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quarter_of_an_insert_goes_in_once_no_write_follows_and_less_waits_out_the_wait() {
+    let server = TestServer::start();
+    let store = ClickHouseStore::open(ClickHouseConfig {
+        batch_rows: 8,
+        batch_wait: Duration::from_secs(3),
+        ..ClickHouseConfig::new(server.url())
+    })
+    .await
+    .unwrap();
+    let now = now_us();
+    // Two rows, a quarter of an insert, with no write after them: in without the wait.
+    let started = Instant::now();
+    store
+        .write(vec![row(1, 1, "a", "x", now), row(1, 2, "a", "y", now)])
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(store.trace(trace_id(1)).await.unwrap().len(), 2);
+    // One row waits for more until the oldest has waited `batch_wait`.
+    let started = Instant::now();
+    store.write(vec![row(2, 1, "a", "x", now)]).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(3));
+    assert_eq!(store.trace(trace_id(2)).await.unwrap().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
