@@ -498,69 +498,103 @@ pub type RowOrder = Vec<(u32, Range<u32>)>;
 /// which is a sixth of what an insert costs it. Strings compare as ClickHouse compares them,
 /// byte by byte and then by length.
 pub fn span_order(writes: &[(&[u8], &[SpanKey])]) -> RowOrder {
-    // The (service, endpoint) pairs are few: number each as it is first met (a hash for a
-    // row, none for a row of the pair of the row before it), rank the numbers in the pairs'
-    // order, then sort the rows by fixed-size keys instead of following each row's strings
-    // into the writes' bytes.
+    // The (service, endpoint) pairs are few: rank them, then sort the rows by keys of fixed
+    // size held inline (ids as big-endian integers compare as their bytes do), instead of
+    // following each row's strings into the writes' bytes.
     let n_rows = writes.iter().map(|(_, keys)| keys.len()).sum();
-    let mut numbers: HashMap<(&[u8], &[u8]), u32, FastHash> = HashMap::default();
-    let mut pairs: Vec<(&[u8], &[u8])> = Vec::new();
-    let mut order: Vec<(u32, u32, &SpanKey)> = Vec::with_capacity(n_rows);
+    let mut pairs = PairRanks::default();
+    let mut order: Vec<(u32, u32, u128, u64, u32, u32)> = Vec::with_capacity(n_rows);
     for (write, (bytes, keys)) in writes.iter().enumerate() {
-        let mut previous = None;
-        for key in keys.iter() {
+        for (index, key) in keys.iter().enumerate() {
             let pair = (slice(bytes, &key.service), slice(bytes, &key.endpoint));
-            let number = match previous {
-                Some((last, number)) if last == pair => number,
-                _ => *numbers.entry(pair).or_insert_with(|| {
-                    pairs.push(pair);
-                    (pairs.len() - 1) as u32
-                }),
-            };
-            previous = Some((pair, number));
-            order.push((number, write as u32, key));
+            order.push((
+                pairs.number(pair),
+                key.time,
+                u128::from_be_bytes(key.trace_id),
+                u64::from_be_bytes(key.span_id),
+                write as u32,
+                index as u32,
+            ));
         }
     }
-    let mut by_pair: Vec<u32> = (0..pairs.len() as u32).collect();
-    by_pair.sort_unstable_by_key(|&number| pairs[number as usize]);
-    let mut ranks = vec![0u32; pairs.len()];
-    for (rank, number) in by_pair.into_iter().enumerate() {
-        ranks[number as usize] = rank as u32;
-    }
+    let ranks = pairs.ranks();
     for (number, ..) in &mut order {
         *number = ranks[*number as usize];
     }
-    order.sort_unstable_by(|(a_rank, _, a), (b_rank, _, b)| {
-        a_rank
-            .cmp(b_rank)
-            .then(a.time.cmp(&b.time))
-            .then(a.trace_id.cmp(&b.trace_id))
-            .then(a.span_id.cmp(&b.span_id))
-    });
+    order.sort_unstable();
     order
         .into_iter()
-        .map(|(_, write, key)| (write, key.row.clone()))
+        .map(|(.., write, index)| (write, writes[write as usize].1[index as usize].row.clone()))
         .collect()
 }
 
 /// [`span_order`] for the index: `ORDER BY (trace_id, time, app_service, endpoint)`.
 pub fn index_order(writes: &[(&[u8], &[IndexKey])]) -> RowOrder {
-    let mut order: Vec<(u32, &IndexKey)> = Vec::new();
-    for (write, (_, keys)) in writes.iter().enumerate() {
-        order.extend(keys.iter().map(|key| (write as u32, key)));
+    let n_rows = writes.iter().map(|(_, keys)| keys.len()).sum();
+    let mut pairs = PairRanks::default();
+    let mut order: Vec<(u128, u32, u32, u32, u32)> = Vec::with_capacity(n_rows);
+    for (write, (bytes, keys)) in writes.iter().enumerate() {
+        for (index, key) in keys.iter().enumerate() {
+            let pair = (slice(bytes, &key.service), slice(bytes, &key.endpoint));
+            order.push((
+                u128::from_be_bytes(key.trace_id),
+                key.time,
+                pairs.number(pair),
+                write as u32,
+                index as u32,
+            ));
+        }
     }
-    order.sort_unstable_by(|(a_write, a), (b_write, b)| {
-        let (a_bytes, b_bytes) = (writes[*a_write as usize].0, writes[*b_write as usize].0);
-        a.trace_id
-            .cmp(&b.trace_id)
-            .then(a.time.cmp(&b.time))
-            .then_with(|| slice(a_bytes, &a.service).cmp(slice(b_bytes, &b.service)))
-            .then_with(|| slice(a_bytes, &a.endpoint).cmp(slice(b_bytes, &b.endpoint)))
-    });
+    let ranks = pairs.ranks();
+    for (_, _, number, ..) in &mut order {
+        *number = ranks[*number as usize];
+    }
+    order.sort_unstable();
     order
         .into_iter()
-        .map(|(write, key)| (write, key.row.clone()))
+        .map(|(.., write, index)| (write, writes[write as usize].1[index as usize].row.clone()))
         .collect()
+}
+
+/// Numbers (service, endpoint) pairs as they are met, then ranks the numbers in the pairs'
+/// order: strings compared byte by byte and then by length, as ClickHouse compares them.
+#[derive(Default)]
+struct PairRanks<'a> {
+    numbers: HashMap<Pair<'a>, u32, FastHash>,
+    pairs: Vec<Pair<'a>>,
+    /// The last pair met and its number: rows of one pair come in runs.
+    last: Option<(Pair<'a>, u32)>,
+}
+
+/// A row's service and endpoint, as bytes of its write.
+type Pair<'a> = (&'a [u8], &'a [u8]);
+
+impl<'a> PairRanks<'a> {
+    fn number(&mut self, pair: Pair<'a>) -> u32 {
+        if let Some((last, number)) = self.last {
+            if last == pair {
+                return number;
+            }
+        }
+        let pairs = &mut self.pairs;
+        let number = *self.numbers.entry(pair).or_insert_with(|| {
+            pairs.push(pair);
+            (pairs.len() - 1) as u32
+        });
+        self.last = Some((pair, number));
+        number
+    }
+
+    /// Each number's rank.
+    fn ranks(&self) -> Vec<u32> {
+        let mut by_pair: Vec<u32> = (0..self.pairs.len() as u32).collect();
+        by_pair.sort_unstable_by_key(|&number| self.pairs[number as usize]);
+        let mut ranks = vec![0u32; self.pairs.len()];
+        for (rank, number) in by_pair.into_iter().enumerate() {
+            ranks[number as usize] = rank as u32;
+        }
+        ranks
+    }
 }
 
 /// The rows in `order`, copied into buffers of about `chunk_bytes` each, ready to send.
@@ -814,5 +848,93 @@ mod tests {
             Encoder::index(std::slice::from_ref(row), &mut alone);
         }
         assert_eq!(sent.concat(), alone, "by trace id first");
+    }
+
+    #[test]
+    fn the_order_is_the_order_of_the_keys_bytes() {
+        use spanflow_model::{SpanId, TraceId};
+        use spanflow_store::conformance::row;
+        // Few services, endpoints and seconds, so that ids decide often; ids that differ in
+        // their first byte and in their last.
+        let mut state = 7u64;
+        let mut next = move |n: u64| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) % n
+        };
+        let writes: Vec<Vec<SpanRow>> = (0..3)
+            .map(|_| {
+                (0..200)
+                    .map(|_| {
+                        let service = ["a", "ab", "b", ""][next(4) as usize];
+                        let endpoint = ["x", "xy", "y"][next(3) as usize];
+                        let mut span = row(0, 0, service, endpoint, next(3) as i64 * 1_000_000);
+                        let mut trace = [0u8; 16];
+                        trace[0] = next(3) as u8;
+                        trace[15] = next(3) as u8;
+                        span.trace_id = TraceId(trace);
+                        let mut id = [1u8; 8];
+                        id[0] = next(2) as u8 + 1;
+                        id[7] = next(4) as u8 + 1;
+                        span.span_id = SpanId(id);
+                        span
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut resources = Resources::default();
+        // Each write's span rows and keys, and its index rows and keys.
+        type Encoded = (Vec<u8>, Vec<SpanKey>, Vec<u8>, Vec<IndexKey>);
+        let encoded: Vec<Encoded> = writes
+            .iter()
+            .map(|rows| {
+                let mut spans = Vec::new();
+                let span_keys = Encoder::default().spans(rows, &mut spans, &mut resources);
+                let mut index = Vec::new();
+                let index_keys = Encoder::index(rows, &mut index);
+                (spans, span_keys, index, index_keys)
+            })
+            .collect();
+
+        let spans: Vec<(&[u8], &[SpanKey])> = encoded
+            .iter()
+            .map(|(bytes, keys, ..)| (&bytes[..], &keys[..]))
+            .collect();
+        let key_of = |&(write, ref row): &(u32, Range<u32>)| {
+            let (bytes, keys) = spans[write as usize];
+            let key = keys.iter().find(|key| key.row == *row).unwrap();
+            (
+                slice(bytes, &key.service).to_vec(),
+                slice(bytes, &key.endpoint).to_vec(),
+                key.time,
+                key.trace_id,
+                key.span_id,
+            )
+        };
+        let order = span_order(&spans);
+        assert_eq!(order.len(), 600);
+        let sorted: Vec<_> = order.iter().map(key_of).collect();
+        assert!(sorted.windows(2).all(|pair| pair[0] <= pair[1]));
+
+        let index: Vec<(&[u8], &[IndexKey])> = encoded
+            .iter()
+            .map(|(.., bytes, keys)| (&bytes[..], &keys[..]))
+            .collect();
+        let key_of = |&(write, ref row): &(u32, Range<u32>)| {
+            let (bytes, keys) = index[write as usize];
+            let key = keys.iter().find(|key| key.row == *row).unwrap();
+            (
+                key.trace_id,
+                key.time,
+                slice(bytes, &key.service).to_vec(),
+                slice(bytes, &key.endpoint).to_vec(),
+            )
+        };
+        let order = index_order(&index);
+        let total: usize = index.iter().map(|(_, keys)| keys.len()).sum();
+        assert_eq!(order.len(), total);
+        let sorted: Vec<_> = order.iter().map(key_of).collect();
+        assert!(sorted.windows(2).all(|pair| pair[0] <= pair[1]));
     }
 }
