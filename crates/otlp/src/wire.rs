@@ -378,6 +378,7 @@ fn key_value(mut c: Cur<'_>) -> Result<Attribute, Fail> {
 
 /// `AnyValue`'s one-of as it is read: text stays borrowed until the value is whole.
 enum Value<'a> {
+    /// No value, or a string-table reference, which means nothing in traces: stored as empty.
     None,
     String(&'a str),
     Bool(bool),
@@ -386,14 +387,12 @@ enum Value<'a> {
     Bytes(&'a [u8]),
     Array(Vec<AttrValue>),
     KeyValueList(Vec<Attribute>),
-    /// A string-table reference, which means nothing in traces: stored as empty.
-    Empty,
 }
 
 impl Value<'_> {
     fn into_attr(self) -> AttrValue {
         match self {
-            Value::None | Value::Empty => AttrValue::Empty,
+            Value::None => AttrValue::Empty,
             Value::String(text) => AttrValue::String(text.to_string()),
             Value::Bool(flag) => AttrValue::Bool(flag),
             Value::Int(number) => AttrValue::Int(number),
@@ -419,30 +418,30 @@ fn any_value<'a>(mut c: Cur<'a>, value: &mut Value<'a>) -> Result<(), Fail> {
                 let bits = c.fixed64_value(wt, "AnyValue.double_value")?;
                 *value = Value::Double(f64::from_bits(bits));
             }
+            // A second array (or list) continues the first; any other value before it is
+            // replaced.
             5 => {
                 let array = c.message(wt, "AnyValue.array_value")?;
-                if !matches!(value, Value::Array(_)) {
-                    *value = Value::Array(Vec::new());
-                }
-                let Value::Array(items) = value else {
-                    unreachable!("set just above")
+                let mut items = match std::mem::replace(value, Value::None) {
+                    Value::Array(items) => items,
+                    _ => Vec::new(),
                 };
-                array_value(array, items)?;
+                array_value(array, &mut items)?;
+                *value = Value::Array(items);
             }
             6 => {
                 let list = c.message(wt, "AnyValue.kvlist_value")?;
-                if !matches!(value, Value::KeyValueList(_)) {
-                    *value = Value::KeyValueList(Vec::new());
-                }
-                let Value::KeyValueList(items) = value else {
-                    unreachable!("set just above")
+                let mut items = match std::mem::replace(value, Value::None) {
+                    Value::KeyValueList(items) => items,
+                    _ => Vec::new(),
                 };
-                key_value_list(list, items)?;
+                key_value_list(list, &mut items)?;
+                *value = Value::KeyValueList(items);
             }
             7 => *value = Value::Bytes(c.bytes(wt, "AnyValue.bytes_value")?),
             8 => {
                 c.int(wt, "AnyValue.string_value_strindex")?;
-                *value = Value::Empty;
+                *value = Value::None;
             }
             _ => c.skip(wt, tag, M)?,
         }
