@@ -790,6 +790,8 @@ fn encode_batch_within(batch: &RecordBatch, max_ipc_bytes: usize) -> Vec<u8> {
         // The stream before compression, kept for the thread's next batch: a buffer of a few
         // MiB allocated afresh each time costs the kernel's zeroing of its pages.
         static IPC: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        /// The compressed stream, kept likewise.
+        static OUT: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
     IPC.with(|ipc| {
         let mut ipc = ipc.borrow_mut();
@@ -800,12 +802,24 @@ fn encode_batch_within(batch: &RecordBatch, max_ipc_bytes: usize) -> Vec<u8> {
             return frame_compressed(batch);
         }
         let header = LZ4_IPC.len() + 4;
-        let mut payload = vec![0; header + lz4_flex::block::get_maximum_output_size(ipc.len())];
-        payload[..LZ4_IPC.len()].copy_from_slice(&LZ4_IPC);
-        payload[LZ4_IPC.len()..header].copy_from_slice(&(ipc.len() as u32).to_le_bytes());
-        let n = lz4_flex::block::compress_into(&ipc, &mut payload[header..])
-            .expect("the output is sized for the worst case");
-        payload.truncate(header + n);
+        let payload = OUT.with(|out| {
+            let mut out = out.borrow_mut();
+            // Zeroed once, when it grows: compressing into a fresh buffer of the worst case's
+            // size cost the zeroing of its pages at every write.
+            let worst = header + lz4_flex::block::get_maximum_output_size(ipc.len());
+            if out.len() < worst {
+                out.resize(worst, 0);
+            }
+            out[..LZ4_IPC.len()].copy_from_slice(&LZ4_IPC);
+            out[LZ4_IPC.len()..header].copy_from_slice(&(ipc.len() as u32).to_le_bytes());
+            let n = lz4_flex::block::compress_into(&ipc, &mut out[header..worst])
+                .expect("the output is sized for the worst case");
+            let payload = out[..header + n].to_vec();
+            if out.capacity() > 64 << 20 {
+                *out = Vec::new();
+            }
+            payload
+        });
         if ipc.capacity() > 64 << 20 {
             *ipc = Vec::new();
         }
