@@ -98,20 +98,22 @@ fn gunzip_whole(body: &[u8], size: usize) -> Option<Vec<u8>> {
     thread_local! {
         static DECOMPRESSOR: Option<Decompressor> = Decompressor::new();
     }
-    let mut output = vec![0u8; size];
+    // Not zeroed first: libdeflate writes it, and only what it wrote is kept.
+    let mut output = Vec::<u8>::with_capacity(size);
     let (mut consumed, mut written) = (0usize, 0usize);
     let result = DECOMPRESSOR.with(|decompressor| {
         let decompressor = decompressor.as_ref()?;
-        // SAFETY: the pointers and lengths are those of `body` and `output`, which outlive the
-        // call; the decompressor is this thread's alone, and libdeflate keeps no pointer past
-        // the call.
+        // SAFETY: the pointers and lengths are those of `body` and of `output`'s allocation
+        // (`size` bytes), which outlive the call; libdeflate writes no more than that length;
+        // the decompressor is this thread's alone, and libdeflate keeps no pointer past the
+        // call.
         Some(unsafe {
             libdeflate_sys::libdeflate_gzip_decompress_ex(
                 decompressor.0.as_ptr(),
                 body.as_ptr().cast(),
                 body.len(),
                 output.as_mut_ptr().cast(),
-                output.len(),
+                size,
                 &mut consumed,
                 &mut written,
             )
@@ -120,7 +122,13 @@ fn gunzip_whole(body: &[u8], size: usize) -> Option<Vec<u8>> {
     let whole = result == libdeflate_sys::libdeflate_result_LIBDEFLATE_SUCCESS
         && consumed == body.len()
         && written == size;
-    whole.then_some(output)
+    if !whole {
+        return None;
+    }
+    // SAFETY: libdeflate wrote `written` bytes, which is `size`, the vector's capacity, from
+    // its start.
+    unsafe { output.set_len(size) };
+    Some(output)
 }
 
 /// A libdeflate decompressor (its tables, about 32 KB), freed on drop.

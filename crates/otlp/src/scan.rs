@@ -376,12 +376,7 @@ impl<'a> Cur<'a> {
 
     #[inline(always)]
     pub(crate) fn string(&mut self, wt: u8, loc: &'static str) -> Result<(), Fail> {
-        self.want(wt, LEN, loc)?;
-        let (b, at) = self.delimited(loc)?;
-        match check_utf8(b) {
-            Ok(()) => Ok(()),
-            Err(valid_up_to) => Err(fail(at + valid_up_to, Why::Utf8, loc)),
-        }
+        self.str(wt, loc).map(drop)
     }
 
     /// A string field's text.
@@ -389,7 +384,11 @@ impl<'a> Cur<'a> {
     pub(crate) fn str(&mut self, wt: u8, loc: &'static str) -> Result<&'a str, Fail> {
         self.want(wt, LEN, loc)?;
         let (b, at) = self.delimited(loc)?;
-        str::from_utf8(b).map_err(|error| fail(at + error.valid_up_to(), Why::Utf8, loc))
+        match check_utf8(b) {
+            // SAFETY: `check_utf8` found the bytes valid UTF-8.
+            Ok(()) => Ok(unsafe { str::from_utf8_unchecked(b) }),
+            Err(valid_up_to) => Err(fail(at + valid_up_to, Why::Utf8, loc)),
+        }
     }
 
     /// A nested message (prost's `message::merge`): a cursor over its body.
