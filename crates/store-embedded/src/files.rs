@@ -8,10 +8,10 @@ use arrow::array::AsArray;
 use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
-use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, Encoding, ZstdLevel};
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use parquet::schema::types::ColumnPath;
+use parquet_60::arrow::ArrowWriter;
+use parquet_60::basic::{Compression, Encoding, ZstdLevel};
+use parquet_60::file::properties::{EnabledStatistics, WriterProperties};
+use parquet_60::schema::types::ColumnPath;
 
 use crate::manifest::{sync_dir, write_durably, FileEntry};
 use crate::trace_index::TraceIndex;
@@ -271,19 +271,62 @@ fn encode_into<W: std::io::Write + Send>(
 ) -> Result<W, EmbeddedError> {
     let mut writer = ArrowWriter::try_new(
         out,
-        schema::file_schema(),
+        to_writer_schema(&schema::file_schema())?,
         Some(writer_properties(n_traces)),
     )
-    .map_err(|error| EmbeddedError::parquet(path, error))?;
+    .map_err(|error| EmbeddedError::parquet_write(path, error))?;
     for run in runs {
-        let run = schema::batch_with_allocated_values(&prepare(run)?);
+        let run = to_writer_batch(&schema::batch_with_allocated_values(&prepare(run)?))?;
         writer
             .write(&run)
-            .map_err(|error| EmbeddedError::parquet(path, error))?;
+            .map_err(|error| EmbeddedError::parquet_write(path, error))?;
     }
     writer
         .into_inner()
-        .map_err(|error| EmbeddedError::parquet(path, error))
+        .map_err(|error| EmbeddedError::parquet_write(path, error))
+}
+
+/// `batch` as the Parquet writer's Arrow takes it, its buffers shared, not copied: handed over
+/// by the Arrow C data interface, which both Arrow versions speak.
+fn to_writer_batch(batch: &RecordBatch) -> Result<arrow_array_60::RecordBatch, EmbeddedError> {
+    use arrow_array_60::ffi as to;
+    let bad = |error: &dyn std::fmt::Display| {
+        EmbeddedError::corrupt(format!("handing rows to the parquet writer: {error}"))
+    };
+    let schema = to_writer_schema(&batch.schema())?;
+    let rows = arrow::array::StructArray::from(batch.clone());
+    let (mut array, mut array_schema) =
+        arrow::ffi::to_ffi(&arrow::array::Array::to_data(&rows)).map_err(|error| bad(&error))?;
+    // SAFETY: both are the C data interface's `ArrowArray` and `ArrowSchema`, `#[repr(C)]` of one
+    // layout; `from_raw` moves each out, leaving a released value behind, so each export's
+    // release callback runs once, when the writer's copy is dropped.
+    let (array, array_schema) = unsafe {
+        (
+            to::FFI_ArrowArray::from_raw((&raw mut array).cast()),
+            to::FFI_ArrowSchema::from_raw((&raw mut array_schema).cast()),
+        )
+    };
+    // SAFETY: the array was exported just above by Arrow itself, from valid data.
+    let data = unsafe { to::from_ffi(array, &array_schema) }.map_err(|error| bad(&error))?;
+    let rows = arrow_array_60::StructArray::from(data);
+    arrow_array_60::RecordBatch::try_new(schema, rows.columns().to_vec())
+        .map_err(|error| bad(&error))
+}
+
+/// `schema` as the Parquet writer's Arrow takes it.
+fn to_writer_schema(
+    schema: &arrow::datatypes::Schema,
+) -> Result<arrow_schema_60::SchemaRef, EmbeddedError> {
+    let bad = |error: &dyn std::fmt::Display| {
+        EmbeddedError::corrupt(format!("handing a schema to the parquet writer: {error}"))
+    };
+    let mut exported =
+        arrow::ffi::FFI_ArrowSchema::try_from(schema).map_err(|error| bad(&error))?;
+    // SAFETY: as in `to_writer_batch`.
+    let exported =
+        unsafe { arrow_array_60::ffi::FFI_ArrowSchema::from_raw((&raw mut exported).cast()) };
+    let schema = arrow_schema_60::Schema::try_from(&exported).map_err(|error| bad(&error))?;
+    Ok(std::sync::Arc::new(schema))
 }
 
 /// Removes a file and its index; a file already gone is not an error.
@@ -657,6 +700,8 @@ fn batches_of(
 #[cfg(test)]
 mod tests {
     use super::*;
+    // Files are read, here as by the store, with the reader of DataFusion's Parquet.
+    use parquet::basic::{Compression, Encoding};
     use spanflow_model::SpanRow;
     use spanflow_store::conformance;
     use std::cell::Cell;

@@ -55,6 +55,12 @@ pub enum EmbeddedError {
         #[source]
         source: parquet::errors::ParquetError,
     },
+    #[error("writing parquet file {path}: {source}")]
+    ParquetWrite {
+        path: String,
+        #[source]
+        source: parquet_60::errors::ParquetError,
+    },
     #[error("write-ahead log: {0}")]
     Wal(#[from] wal::WalError),
     #[error("query: {0}")]
@@ -67,6 +73,16 @@ impl EmbeddedError {
     pub fn io(context: impl Into<String>, source: std::io::Error) -> EmbeddedError {
         EmbeddedError::Io {
             context: context.into(),
+            source,
+        }
+    }
+
+    pub fn parquet_write(
+        path: &std::path::Path,
+        source: parquet_60::errors::ParquetError,
+    ) -> EmbeddedError {
+        EmbeddedError::ParquetWrite {
+            path: path.display().to_string(),
             source,
         }
     }
