@@ -378,6 +378,7 @@ pub fn file_schema_of(format: u32) -> SchemaRef {
 fn buffered_as_dictionary(field: &Field) -> bool {
     matches!(field.data_type(), DataType::Utf8 | DataType::Binary)
         && (is_place_column(field.name())
+            || RUN_COLUMNS.contains(&field.name().as_str())
             || RESOURCE_COLUMNS
                 .iter()
                 .any(|(name, _)| *name == field.name())
@@ -385,6 +386,11 @@ fn buffered_as_dictionary(field: &Field) -> bool {
                 .iter()
                 .any(|set| set.values && set.column == field.name()))
 }
+
+/// Text that the spans of a run share, one after another in a write: a resource's instance,
+/// the agent that forwarded the batch, the instrumentation scope. The buffer holds each as a
+/// dictionary of a value a run ([`run_dictionary`]).
+const RUN_COLUMNS: [&str; 4] = ["app_instance", "agent_id", "scope_name", "scope_version"];
 
 /// The attribute set the buffer holds packed whole while files hold its key set and values
 /// apart: a span's own attributes. A flush gathers a row's set as one value then, not item by
@@ -549,6 +555,38 @@ pub fn to_buffer(batch: &RecordBatch) -> Result<RecordBatch, SchemaError> {
         );
     }
     RecordBatch::try_new(buffer_schema(), columns).map_err(|error| SchemaError(error.to_string()))
+}
+
+/// A batch of an earlier version's buffer schema (the same columns, some of them held plainly
+/// where this version holds a dictionary) as this version buffers it; `None` when the batch's
+/// columns are not the buffer's.
+pub fn recast_to_buffer(batch: &RecordBatch) -> Option<Result<RecordBatch, SchemaError>> {
+    let fields = batch.schema_ref().fields();
+    let same_columns = fields.len() == BUFFER_SCHEMA.fields().len()
+        && fields
+            .iter()
+            .zip(BUFFER_SCHEMA.fields())
+            .all(|(field, buffered)| {
+                field.name() == buffered.name()
+                    && (field.data_type() == buffered.data_type()
+                        || buffer_field(field).data_type() == buffered.data_type())
+            });
+    if !same_columns {
+        return None;
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(BUFFER_SCHEMA.fields())
+        .map(|(column, field)| {
+            arrow::compute::cast(column, field.data_type())
+                .map_err(|error| SchemaError(format!("column `{}`: {error}", field.name())))
+        })
+        .collect::<Result<Vec<_>, _>>();
+    Some(columns.and_then(|columns| {
+        RecordBatch::try_new(buffer_schema(), columns)
+            .map_err(|error| SchemaError(error.to_string()))
+    }))
 }
 
 /// A DataFusion frame over buffered rows (of [`buffer_schema()`]) as one of [`schema()`], as
@@ -888,11 +926,11 @@ pub fn rows_to_buffer(rows: &[SpanRow]) -> RecordBatch {
     )));
     columns.push(str_column(rows, |row| &row.endpoint));
     columns.push(str_column(rows, |row| &row.app_service));
-    columns.push(str_column(rows, |row| &row.app_instance));
+    columns.push(run_dictionary(rows, |row| &row.app_instance));
     columns.push(Arc::new(UInt16Array::from_iter_values(
         rows.iter().map(|row| row.signal_source),
     )));
-    columns.push(str_column(rows, |row| &row.agent_id));
+    columns.push(run_dictionary(rows, |row| &row.agent_id));
     columns.push(Arc::new(UInt8Array::from_iter_values(
         rows.iter().map(|row| row.l7_protocol.as_u8()),
     )));
@@ -939,8 +977,8 @@ pub fn rows_to_buffer(rows: &[SpanRow]) -> RecordBatch {
     for side in SIDES {
         place_columns(&mut columns, rows, side);
     }
-    columns.push(str_column(rows, |row| &row.scope_name));
-    columns.push(str_column(rows, |row| &row.scope_version));
+    columns.push(run_dictionary(rows, |row| &row.scope_name));
+    columns.push(run_dictionary(rows, |row| &row.scope_version));
     let (keys, resources) = shared_keys(rows, |row| &*row.resource);
     for (_, field) in RESOURCE_COLUMNS {
         columns.push(dictionary(
@@ -1114,6 +1152,23 @@ fn str_column(rows: &[SpanRow], get: impl Fn(&SpanRow) -> &str) -> ArrayRef {
         builder.append_value(get(row));
     }
     Arc::new(builder.finish())
+}
+
+/// A dictionary column of text that runs of rows share: each value once a run of rows that
+/// hold it, without a lookup (a value that comes back after another is held again).
+fn run_dictionary(rows: &[SpanRow], get: impl Fn(&SpanRow) -> &str) -> ArrayRef {
+    let mut values = StringBuilder::new();
+    let mut keys = Vec::with_capacity(rows.len());
+    let (mut last, mut key) = (None, -1);
+    for row in rows {
+        let value = get(row);
+        if last != Some(value) {
+            values.append_value(value);
+            (last, key) = (Some(value), key + 1);
+        }
+        keys.push(key);
+    }
+    dictionary(&ScalarBuffer::from(keys), Arc::new(values.finish()))
 }
 
 /// An id column of `width` bytes per value; `None` is null.

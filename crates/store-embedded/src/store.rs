@@ -887,6 +887,12 @@ fn decode_batches(payload: &[u8]) -> Result<Vec<RecordBatch>, EmbeddedError> {
             batches.push(batch);
             continue;
         }
+        if let Some(batch) = schema::recast_to_buffer(&batch) {
+            let batch =
+                batch.map_err(|error| EmbeddedError::corrupt(format!("WAL entry: {error}")))?;
+            batches.push(batch);
+            continue;
+        }
         // Rows logged by versions that buffered them as the row schema has them.
         batches::check_schema(&batch, "a WAL entry")?;
         let batch = schema::to_buffer(&batch)
@@ -1302,6 +1308,34 @@ mod tests {
     fn wal_entries_of_rows_logged_as_the_row_schema_are_replayed() {
         let rows = rows();
         assert_eq!(read_back(&earlier_payload(&rows)), rows);
+    }
+
+    #[test]
+    fn wal_entries_logged_with_shared_text_held_plainly_are_replayed() {
+        let rows = rows();
+        let buffered = schema::rows_to_buffer(&rows);
+        let (mut fields, mut columns) = (Vec::new(), Vec::new());
+        for (field, column) in buffered.schema().fields().iter().zip(buffered.columns()) {
+            match field.data_type() {
+                arrow::datatypes::DataType::Dictionary(_, value)
+                    if ["agent_id", "scope_name"].contains(&field.name().as_str()) =>
+                {
+                    fields.push(field.as_ref().clone().with_data_type(*value.clone()));
+                    columns.push(arrow::compute::cast(column, value).unwrap());
+                }
+                _ => {
+                    fields.push(field.as_ref().clone());
+                    columns.push(column.clone());
+                }
+            }
+        }
+        let earlier = RecordBatch::try_new(
+            std::sync::Arc::new(arrow::datatypes::Schema::new(fields)),
+            columns,
+        )
+        .unwrap();
+        assert!(!batches::has_schema(&earlier, &schema::buffer_schema()));
+        assert_eq!(read_back(&encode_batch(&earlier)), rows);
     }
 
     #[test]
