@@ -293,7 +293,6 @@ fn to_writer_batch(batch: &RecordBatch) -> Result<arrow_array_60::RecordBatch, E
     let bad = |error: &dyn std::fmt::Display| {
         EmbeddedError::corrupt(format!("handing rows to the parquet writer: {error}"))
     };
-    let schema = to_writer_schema(&batch.schema())?;
     let rows = arrow::array::StructArray::from(batch.clone());
     let (mut array, mut array_schema) =
         arrow::ffi::to_ffi(&arrow::array::Array::to_data(&rows)).map_err(|error| bad(&error))?;
@@ -308,9 +307,10 @@ fn to_writer_batch(batch: &RecordBatch) -> Result<arrow_array_60::RecordBatch, E
     };
     // SAFETY: the array was exported just above by Arrow itself, from valid data.
     let data = unsafe { to::from_ffi(array, &array_schema) }.map_err(|error| bad(&error))?;
-    let rows = arrow_array_60::StructArray::from(data);
-    arrow_array_60::RecordBatch::try_new(schema, rows.columns().to_vec())
-        .map_err(|error| bad(&error))
+    // The exported struct's fields are the batch's own, so its schema comes across with it.
+    let (fields, columns, _) = arrow_array_60::StructArray::from(data).into_parts();
+    let schema = std::sync::Arc::new(arrow_schema_60::Schema::new(fields));
+    arrow_array_60::RecordBatch::try_new(schema, columns).map_err(|error| bad(&error))
 }
 
 /// `schema` as the Parquet writer's Arrow takes it.
