@@ -9,7 +9,7 @@ use spanflow_cli::settings::Settings;
 /// Ingest allocates and frees many small strings per span; with mimalloc the embedded store's
 /// write path takes about a fifth less CPU than with the system allocator (BENCHMARKS.md).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: spanflow_store::allocator::Allocator = spanflow_store::allocator::Allocator;
 
 /// Every `spanflow` process keeps off transparent huge pages from its first allocation on
 /// (`spanflow_store::allocator::no_huge_pages_from_start`): by `main`, Rust's runtime and

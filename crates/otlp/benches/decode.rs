@@ -15,7 +15,7 @@ use spanflow_otlp::{scan, ExportTraceServiceRequest};
 
 /// The allocator the `spanflow` binary runs with.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: spanflow_store::allocator::Allocator = spanflow_store::allocator::Allocator;
 
 fn decode(c: &mut Criterion) {
     let corpus = spanflow_loadgen::corpus::build(64, 100, 1);

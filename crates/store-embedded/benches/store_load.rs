@@ -21,7 +21,7 @@ use spanflow_store_embedded::{EmbeddedConfig, EmbeddedStore};
 
 /// The allocator the `spanflow` binary runs with.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: spanflow_store::allocator::Allocator = spanflow_store::allocator::Allocator;
 
 fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * fraction).round() as usize]

@@ -9,6 +9,73 @@
 //! seconds lets the next batches reuse them, for a resident size that stays at the last ten
 //! seconds' peak.
 
+/// mimalloc as the global allocator, called by its plain entry points wherever they give the
+/// alignment asked for.
+///
+/// The `mimalloc` crate's `MiMalloc` passes every allocation to `mi_malloc_aligned`, whose fast
+/// path covers blocks of up to 1 KiB; a larger block, such as a row vector, a column builder or
+/// a log entry, goes through its generic aligned path, which over-allocates. `mi_malloc` hands
+/// out blocks aligned to 16 bytes at least and to their size below that (a block of 8 bytes at
+/// 8), so a layout of such an alignment, no larger than its size (every Rust type's), needs
+/// nothing more. Mapping a payload's spans to rows runs 2.4% fewer instructions this way, a
+/// write's encodings 0.9% (BENCHMARKS.md).
+pub struct Allocator;
+
+/// The alignment `mi_malloc` guarantees for a block at least this large (`MI_MAX_ALIGN_SIZE`).
+const PLAIN_ALIGN: usize = 16;
+
+fn plain(align: usize, size: usize) -> bool {
+    align <= PLAIN_ALIGN && align <= size
+}
+
+// SAFETY: every block comes from mimalloc and goes back to it; `plain` layouts get mimalloc's
+// natural alignment, which meets theirs, and every other layout its aligned entry points.
+unsafe impl std::alloc::GlobalAlloc for Allocator {
+    #[inline]
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        // SAFETY: mimalloc's allocation functions take any size and power-of-two alignment.
+        unsafe {
+            if plain(layout.align(), layout.size()) {
+                libmimalloc_sys::mi_malloc(layout.size()).cast()
+            } else {
+                libmimalloc_sys::mi_malloc_aligned(layout.size(), layout.align()).cast()
+            }
+        }
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        // SAFETY: as for `alloc`.
+        unsafe {
+            if plain(layout.align(), layout.size()) {
+                libmimalloc_sys::mi_zalloc(layout.size()).cast()
+            } else {
+                libmimalloc_sys::mi_zalloc_aligned(layout.size(), layout.align()).cast()
+            }
+        }
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, _layout: std::alloc::Layout) {
+        // SAFETY: `ptr` came from this allocator, so from mimalloc, whose `mi_free` frees
+        // blocks of either kind.
+        unsafe { libmimalloc_sys::mi_free(ptr.cast()) }
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: `ptr` came from this allocator with `layout`; the new block keeps its
+        // alignment as `alloc` gives it.
+        unsafe {
+            if plain(layout.align(), new_size) {
+                libmimalloc_sys::mi_realloc(ptr.cast(), new_size).cast()
+            } else {
+                libmimalloc_sys::mi_realloc_aligned(ptr.cast(), new_size, layout.align()).cast()
+            }
+        }
+    }
+}
+
 /// mimalloc's `mi_option_purge_delay` (its `mimalloc.h` lists the options in this order).
 const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
@@ -68,6 +135,40 @@ pub fn freed_memory_hold_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blocks_have_their_alignment_and_keep_their_bytes_as_they_grow() {
+        use std::alloc::{GlobalAlloc, Layout};
+        let allocator = Allocator;
+        for align in [1, 2, 4, 8, 16, 32, 64, 128, 4096] {
+            for size in [align, 3 * align, 24, 100, 1000, 1025, 5000, 70_000, 1 << 21] {
+                let Ok(layout) = Layout::from_size_align(size.max(align), align) else {
+                    continue;
+                };
+                // SAFETY: a layout of non-zero size; every block is freed with its layout.
+                unsafe {
+                    let block = allocator.alloc(layout);
+                    assert!(!block.is_null());
+                    assert_eq!(block as usize % align, 0, "{layout:?}");
+                    for index in 0..layout.size() {
+                        *block.add(index) = index as u8;
+                    }
+                    let grown = allocator.realloc(block, layout, layout.size() * 3 + 7);
+                    assert_eq!(grown as usize % align, 0, "{layout:?} grown");
+                    for index in 0..layout.size() {
+                        assert_eq!(*grown.add(index), index as u8, "{layout:?} byte {index}");
+                    }
+                    let grown_layout =
+                        Layout::from_size_align(layout.size() * 3 + 7, align).unwrap();
+                    allocator.dealloc(grown, grown_layout);
+                    let zeroed = allocator.alloc_zeroed(layout);
+                    assert_eq!(zeroed as usize % align, 0, "{layout:?} zeroed");
+                    assert!((0..layout.size()).all(|index| *zeroed.add(index) == 0));
+                    allocator.dealloc(zeroed, layout);
+                }
+            }
+        }
+    }
 
     #[test]
     fn the_kernel_can_keep_a_process_off_huge_pages() {
