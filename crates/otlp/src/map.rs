@@ -375,10 +375,23 @@ pub(crate) fn saturating_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
+/// `text` without leading and trailing white space, as [`str::trim`] gives it; text that begins
+/// and ends with a printable ASCII character (nearly every value) is returned as it is without
+/// decoding characters from either end.
+#[inline]
+fn trim(text: &str) -> &str {
+    let printable = |byte: &u8| (0x21..0x7f).contains(byte);
+    let bytes = text.as_bytes();
+    match (bytes.first(), bytes.last()) {
+        (Some(first), Some(last)) if printable(first) && printable(last) => text,
+        _ => text.trim(),
+    }
+}
+
 /// Text of a scalar value, trimmed; empty text and composites are absent.
 fn text_of(value: &AttrValue) -> Option<Cow<'_, str>> {
     let text = match value {
-        AttrValue::String(text) => Cow::Borrowed(text.trim()),
+        AttrValue::String(text) => Cow::Borrowed(trim(text)),
         other => Cow::Owned(other.to_text()?),
     };
     (!text.is_empty()).then_some(text)
@@ -386,7 +399,7 @@ fn text_of(value: &AttrValue) -> Option<Cow<'_, str>> {
 
 /// A string value, trimmed; other types and empty text are absent.
 fn str_of(value: &AttrValue) -> Option<&str> {
-    let text = value.as_str()?.trim();
+    let text = trim(value.as_str()?);
     (!text.is_empty()).then_some(text)
 }
 
@@ -395,7 +408,7 @@ fn int_of(value: &AttrValue) -> Option<i64> {
     if let Some(number) = value.as_i64() {
         return Some(number);
     }
-    let number: f64 = value.as_str()?.trim().parse().ok()?;
+    let number: f64 = trim(value.as_str()?).parse().ok()?;
     let in_range = number.is_finite()
         && number.fract() == 0.0
         && number >= i64::MIN as f64
@@ -405,7 +418,7 @@ fn int_of(value: &AttrValue) -> Option<i64> {
 
 /// An IP address from text: plain, `[v6]`, or with a port; IPv4-mapped IPv6 becomes IPv4.
 fn parse_ip(text: &str) -> Option<IpAddr> {
-    let text = text.trim();
+    let text = trim(text);
     let ip = text
         .parse::<IpAddr>()
         .ok()
@@ -572,7 +585,7 @@ impl<'a> Known<'a> {
             };
             let blank = match &attribute.value {
                 AttrValue::Empty => true,
-                AttrValue::String(text) => text.trim().is_empty(),
+                AttrValue::String(text) => trim(text).is_empty(),
                 _ => false,
             };
             let slot = &mut slots[key as usize];
@@ -915,7 +928,7 @@ fn grpc_code_of(value: &AttrValue) -> Option<i64> {
     if let Some(number) = int_of(value) {
         return Some(number);
     }
-    let name = value.as_str()?.trim().to_ascii_uppercase();
+    let name = trim(value.as_str()?).to_ascii_uppercase();
     let name = if name == "CANCELED" {
         "CANCELLED".to_string()
     } else {
@@ -1042,7 +1055,7 @@ fn fill_response(row: &mut SpanRow, known: &Known<'_>, family: Family, status_co
     }
     row.response_status = status;
 
-    let status_message = row.status_message.trim();
+    let status_message = trim(&row.status_message);
     row.response_exception = if status_code == STATUS_ERROR && !status_message.is_empty() {
         status_message.to_string()
     } else {
