@@ -869,12 +869,20 @@ fn shared_keys<'a, T: ?Sized>(
     (ScalarBuffer::from(keys), distinct)
 }
 
-/// A dictionary column of `values` by `keys` (each a valid index into `values`).
+/// A dictionary column of `values` by `keys`, each key built as an index into `values`.
+///
+/// Without the check `DictionaryArray::try_new` makes of every key: a write builds some fifty
+/// dictionary columns over a handful of shared key buffers, and checking each column's keys
+/// again cost more than building them.
 fn dictionary(keys: &ScalarBuffer<i32>, values: ArrayRef) -> ArrayRef {
-    Arc::new(
-        DictionaryArray::<Int32Type>::try_new(Int32Array::new(keys.clone(), None), values)
-            .expect("every key indexes a value"),
-    )
+    let keys = Int32Array::new(keys.clone(), None);
+    debug_assert!(keys
+        .values()
+        .iter()
+        .all(|&key| key >= 0 && (key as usize) < values.len()));
+    // SAFETY: every caller builds `keys` as indexes of `values` (`shared_keys` numbers the
+    // distinct objects it lists, `run_dictionary` the values it appends).
+    Arc::new(unsafe { DictionaryArray::<Int32Type>::new_unchecked(keys, values) })
 }
 
 /// What a span's end adds to its start plus its duration; wrapping, so that any three values
@@ -1139,10 +1147,9 @@ fn empty_to_null(field: &Field, column: &ArrayRef) -> ArrayRef {
     let keys = dictionary.keys().values();
     let valid = BooleanBuffer::collect_bool(keys.len(), |row| !absent[keys[row] as usize]);
     let keys = Int32Array::new(keys.clone(), Some(arrow::buffer::NullBuffer::new(valid)));
-    Arc::new(
-        DictionaryArray::<Int32Type>::try_new(keys, values.clone())
-            .expect("the keys are the column's own"),
-    )
+    // SAFETY: the keys are those of the valid dictionary `column`, over the same values, with
+    // more of them null.
+    Arc::new(unsafe { DictionaryArray::<Int32Type>::new_unchecked(keys, values.clone()) })
 }
 
 fn str_column(rows: &[SpanRow], get: impl Fn(&SpanRow) -> &str) -> ArrayRef {

@@ -66,7 +66,7 @@ pub fn write_value_text(
     let written = match value {
         AttrValue::String(text) => out.write_str(text),
         AttrValue::Bool(value) => out.write_str(if *value { "true" } else { "false" }),
-        AttrValue::Int(value) => write!(out, "{value}"),
+        AttrValue::Int(value) => out.write_str(itoa::Buffer::new().format(*value)),
         AttrValue::Double(value) => write!(out, "{value}"),
         AttrValue::Bytes(bytes) => write!(out, "{}", Base64Display::new(bytes, &STANDARD)),
         AttrValue::Array(items) => {
