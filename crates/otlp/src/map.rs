@@ -1076,6 +1076,36 @@ mod tests {
     use proptest::prelude::*;
     use std::net::{Ipv4Addr, Ipv6Addr};
 
+    #[test]
+    fn values_are_trimmed_as_str_trim_trims_them() {
+        for text in [
+            "",
+            " ",
+            "a",
+            " a",
+            "a ",
+            "\ta\n",
+            "GET /cart",
+            "\u{a0}x",
+            "x\u{3000}",
+            "\u{85}",
+            "é",
+            " é ",
+            "\x1fa",
+            "a\x7f",
+            "\u{2028}a\u{2029}",
+        ] {
+            assert_eq!(trim(text), text.trim(), "{text:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_is_trimmed_as_str_trim_trims_it(text in "\\PC*|[ \t\n\u{a0}\u{3000}a-z]{0,6}") {
+            prop_assert_eq!(trim(&text), text.trim());
+        }
+    }
+
     const TRACE: [u8; 16] = [0x5b; 16];
     const SPAN: [u8; 8] = [0x11; 8];
     const PEER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 9);

@@ -7,25 +7,12 @@
 //! `cargo bench -p spanflow-store-embedded --bench encode`
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use prost::Message;
-use spanflow_otlp::map::{map_request, Sender};
-use spanflow_otlp::ExportTraceServiceRequest;
 use spanflow_store_embedded::schema;
 
+mod corpus_rows;
+
 fn encode(c: &mut Criterion) {
-    let corpus = spanflow_loadgen::corpus::build(100, 100, 1);
-    let sender = Sender {
-        peer_ip: Some("10.0.0.1".parse().unwrap()),
-        agent_id: "bench".into(),
-        places: None,
-    };
-    let rows: Vec<_> = corpus
-        .iter()
-        .flat_map(|payload| {
-            let request = ExportTraceServiceRequest::decode(payload.protobuf.clone()).unwrap();
-            map_request(request, &sender).rows
-        })
-        .collect();
+    let rows = corpus_rows::rows();
     let mut group = c.benchmark_group("embedded_store");
     group.throughput(Throughput::Elements(rows.len() as u64));
     group.sample_size(20);

@@ -13,29 +13,17 @@
 //! The difference of the two counts over 30,000 is the instructions a span. A second argument,
 //! `prepare` or `parquet`, runs only that half.
 
-use prost::Message;
-use spanflow_otlp::map::{map_request, Sender};
-use spanflow_otlp::ExportTraceServiceRequest;
 use spanflow_store_embedded::schema;
+
+#[path = "../benches/corpus_rows/mod.rs"]
+mod corpus_rows;
 
 /// The allocator the `spanflow` binary runs with.
 #[global_allocator]
 static ALLOCATOR: spanflow_store::allocator::Allocator = spanflow_store::allocator::Allocator;
 
 fn main() {
-    let corpus = spanflow_loadgen::corpus::build(100, 100, 1);
-    let sender = Sender {
-        peer_ip: Some("10.0.0.1".parse().unwrap()),
-        agent_id: "bench".into(),
-        places: None,
-    };
-    let rows: Vec<_> = corpus
-        .iter()
-        .flat_map(|payload| {
-            let request = ExportTraceServiceRequest::decode(payload.protobuf.clone()).unwrap();
-            map_request(request, &sender).rows
-        })
-        .collect();
+    let rows = corpus_rows::rows();
     let rounds: usize = std::env::args()
         .nth(1)
         .map_or(3, |n| n.parse().expect("a number of rounds"));
