@@ -27,9 +27,10 @@ use std::ops::Range;
 use std::sync::{Arc, LazyLock};
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BinaryArray, BinaryBuilder, BooleanArray, DictionaryArray,
-    Int32Array, Int64Array, ListArray, StringArray, StringBuilder, TimestampMicrosecondArray,
-    TimestampSecondArray, UInt16Array, UInt32Array, UInt64Array, UInt8Array,
+    Array, ArrayRef, AsArray, BinaryArray, BinaryBuilder, BooleanArray, BooleanBufferBuilder,
+    DictionaryArray, Int32Array, Int32Builder, Int64Array, Int64Builder, ListArray, StringArray,
+    StringBuilder, TimestampMicrosecondArray, TimestampSecondArray, UInt16Array, UInt32Array,
+    UInt64Array, UInt8Array,
 };
 use arrow::buffer::{BooleanBuffer, ScalarBuffer};
 use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef, TimeUnit};
@@ -150,14 +151,6 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 
 /// The two ends of a call, as the place columns' suffixes name them.
 const SIDES: [u8; 2] = [0, 1];
-
-fn place_of(row: &SpanRow, side: u8) -> &Place {
-    if side == 0 {
-        &row.place_0
-    } else {
-        &row.place_1
-    }
-}
 
 /// Whether `name` is one of both ends' place columns (`pod_0`, `auto_service_type_1`, ...).
 pub fn is_place_column(name: &str) -> bool {
@@ -814,8 +807,10 @@ impl ScalarUDFImpl for Unpack {
 /// The place columns of one end. A batch holds few distinct places (rows share them), so each
 /// text column is a dictionary of the distinct places' values with one key a row, shared by the
 /// thirteen text columns: one lookup a row for the fifteen columns.
-fn place_columns(columns: &mut Vec<ArrayRef>, rows: &[SpanRow], side: u8) {
-    let (keys, distinct) = shared_keys(rows, |row| place_of(row, side));
+fn place_columns(
+    columns: &mut Vec<ArrayRef>,
+    (keys, distinct): (ScalarBuffer<i32>, Vec<Arc<Place>>),
+) {
     for (_, field) in Place::TEXT_COLUMNS {
         columns.push(dictionary(
             &keys,
@@ -844,29 +839,6 @@ fn place_columns(columns: &mut Vec<ArrayRef>, rows: &[SpanRow], side: u8) {
             distinct.iter().map(|place| place.labels_json()),
         )),
     ));
-}
-
-/// Each row's index among the distinct objects `get` gives it (told apart by address: rows
-/// share them through `Arc`s), and those objects.
-fn shared_keys<'a, T: ?Sized>(
-    rows: &'a [SpanRow],
-    get: impl Fn(&'a SpanRow) -> &'a T,
-) -> (ScalarBuffer<i32>, Vec<&'a T>) {
-    let mut index: std::collections::HashMap<*const u8, i32, foldhash::fast::RandomState> =
-        Default::default();
-    let mut distinct: Vec<&T> = Vec::new();
-    let mut keys = Vec::with_capacity(rows.len());
-    for row in rows {
-        let shared = get(row);
-        let key = *index
-            .entry(shared as *const T as *const u8)
-            .or_insert_with(|| {
-                distinct.push(shared);
-                (distinct.len() - 1) as i32
-            });
-        keys.push(key);
-    }
-    (ScalarBuffer::from(keys), distinct)
 }
 
 /// A dictionary column of `values` by `keys`, each key built as an index into `values`.
@@ -908,134 +880,403 @@ pub fn rows_to_batch(rows: &[SpanRow]) -> RecordBatch {
 
 /// The rows as the store buffers them: a record batch of [`buffer_schema()`]. Never fails.
 pub fn rows_to_buffer(rows: &[SpanRow]) -> RecordBatch {
-    let mut columns: Vec<ArrayRef> = Vec::with_capacity(BUFFER_SCHEMA.fields().len());
-    columns.push(Arc::new(
-        TimestampSecondArray::from_iter_values(rows.iter().map(|row| row.time)).with_timezone(UTC),
-    ));
-    columns.push(Arc::new(
-        TimestampMicrosecondArray::from_iter_values(rows.iter().map(|row| row.start_time))
-            .with_timezone(UTC),
-    ));
-    columns.push(Arc::new(Int64Array::from_iter_values(
-        rows.iter().map(end_time_offset),
-    )));
-    columns.push(id_column(rows, 16, |row| Some(&row.trace_id.0[..])));
-    columns.push(id_column(rows, 8, |row| Some(&row.span_id.0[..])));
-    columns.push(id_column(rows, 8, |row| {
-        row.parent_span_id.as_ref().map(|id| &id.0[..])
-    }));
-    columns.push(Arc::new(UInt8Array::from_iter_values(
-        rows.iter().map(|row| row.span_kind.as_u8()),
-    )));
-    columns.push(str_column(rows, |row| row.observation_point.as_str()));
-    columns.push(str_column(rows, |row| &row.trace_state));
-    columns.push(Arc::new(UInt32Array::from_iter_values(
-        rows.iter().map(|row| row.flags),
-    )));
-    columns.push(str_column(rows, |row| &row.endpoint));
-    columns.push(str_column(rows, |row| &row.app_service));
-    columns.push(run_dictionary(rows, |row| &row.app_instance));
-    columns.push(Arc::new(UInt16Array::from_iter_values(
-        rows.iter().map(|row| row.signal_source),
-    )));
-    columns.push(run_dictionary(rows, |row| &row.agent_id));
-    columns.push(Arc::new(UInt8Array::from_iter_values(
-        rows.iter().map(|row| row.l7_protocol.as_u8()),
-    )));
-    columns.push(str_column(rows, |row| &row.l7_protocol_str));
-    columns.push(str_column(rows, |row| &row.version));
-    columns.push(Arc::new(BooleanArray::new(
-        BooleanBuffer::collect_bool(rows.len(), |index| rows[index].is_tls),
-        None,
-    )));
-    columns.push(Arc::new(UInt8Array::from_iter_values(
-        rows.iter().map(|row| row.protocol),
-    )));
-    columns.push(str_column(rows, |row| &row.request_type));
-    columns.push(str_column(rows, |row| &row.request_domain));
-    columns.push(str_column(rows, |row| &row.request_resource));
-    columns.push(Arc::new(Int64Array::from_iter(
-        rows.iter().map(|row| row.request_length),
-    )));
-    columns.push(Arc::new(Int64Array::from_iter(
-        rows.iter().map(|row| row.response_length),
-    )));
-    columns.push(Arc::new(Int32Array::from_iter(
-        rows.iter().map(|row| row.response_code),
-    )));
-    columns.push(Arc::new(UInt8Array::from_iter_values(
-        rows.iter().map(|row| row.response_status.as_u8()),
-    )));
-    columns.push(str_column(rows, |row| &row.response_exception));
-    columns.push(Arc::new(UInt8Array::from_iter_values(
-        rows.iter().map(|row| row.status_code),
-    )));
-    columns.push(str_column(rows, |row| &row.status_message));
-    columns.push(Arc::new(UInt64Array::from_iter_values(
-        rows.iter().map(|row| row.response_duration),
-    )));
-    columns.push(ip_column(rows, |row| row.ip_0));
-    columns.push(ip_column(rows, |row| row.ip_1));
-    columns.push(Arc::new(UInt16Array::from_iter_values(
-        rows.iter().map(|row| row.client_port),
-    )));
-    columns.push(Arc::new(UInt16Array::from_iter_values(
-        rows.iter().map(|row| row.server_port),
-    )));
-    for side in SIDES {
-        place_columns(&mut columns, rows, side);
+    let mut builder = BufferBuilder::new(rows);
+    for row in rows {
+        builder.append(row);
     }
-    columns.push(run_dictionary(rows, |row| &row.scope_name));
-    columns.push(run_dictionary(rows, |row| &row.scope_version));
-    let (keys, resources) = shared_keys(rows, |row| &*row.resource);
-    for (_, field) in RESOURCE_COLUMNS {
+    builder.finish()
+}
+
+/// The buffer's columns, built a row at a time: each row and its text are read once, while
+/// they are in cache, where a pass a column read a write's rows (some 600 bytes each plus
+/// their text, more than a core's cache) some ninety times over (BENCHMARKS.md).
+struct BufferBuilder {
+    time: Vec<i64>,
+    start_time: Vec<i64>,
+    end_time_offset: Vec<i64>,
+    trace_id: BinaryBuilder,
+    span_id: BinaryBuilder,
+    parent_span_id: BinaryBuilder,
+    span_kind: Vec<u8>,
+    observation_point: StringBuilder,
+    trace_state: StringBuilder,
+    flags: Vec<u32>,
+    endpoint: StringBuilder,
+    app_service: StringBuilder,
+    app_instance: RunDictionary,
+    signal_source: Vec<u16>,
+    agent_id: RunDictionary,
+    l7_protocol: Vec<u8>,
+    l7_protocol_str: StringBuilder,
+    version: StringBuilder,
+    is_tls: BooleanBufferBuilder,
+    protocol: Vec<u8>,
+    request_type: StringBuilder,
+    request_domain: StringBuilder,
+    request_resource: StringBuilder,
+    request_length: Int64Builder,
+    response_length: Int64Builder,
+    response_code: Int32Builder,
+    response_status: Vec<u8>,
+    response_exception: StringBuilder,
+    status_code: Vec<u8>,
+    status_message: StringBuilder,
+    response_duration: Vec<u64>,
+    ip_0: StringBuilder,
+    ip_1: StringBuilder,
+    client_port: Vec<u16>,
+    server_port: Vec<u16>,
+    places: [SharedKeys<Place>; 2],
+    scope_name: RunDictionary,
+    scope_version: RunDictionary,
+    resource: SharedKeys<ResourceTags>,
+    attributes: BinaryBuilder,
+    resource_attributes: SharedKeys<[Attribute]>,
+    events: StringBuilder,
+    links: StringBuilder,
+    dropped_attributes_count: Vec<u32>,
+    dropped_events_count: Vec<u32>,
+    dropped_links_count: Vec<u32>,
+    /// Scratch for a row's packed attributes and the text and JSON of their values.
+    packed: Vec<u8>,
+    text: String,
+    json: Vec<u8>,
+}
+
+impl BufferBuilder {
+    /// Builders sized for `rows`: the text of each column summed first, so that no builder
+    /// grows (and copies what it holds) on the way.
+    fn new(rows: &[SpanRow]) -> BufferBuilder {
+        let n = rows.len();
+        let mut text = [0usize; 10];
+        let mut attribute_bytes = 0;
+        for row in rows {
+            let lengths = [
+                row.trace_state.len(),
+                row.endpoint.len(),
+                row.app_service.len(),
+                row.l7_protocol_str.len(),
+                row.version.len(),
+                row.request_type.len(),
+                row.request_domain.len(),
+                row.request_resource.len(),
+                row.response_exception.len(),
+                row.status_message.len(),
+            ];
+            for (total, length) in text.iter_mut().zip(lengths) {
+                *total += length;
+            }
+            attribute_bytes += row
+                .attributes
+                .iter()
+                .map(|attribute| attribute.key.len() + 16)
+                .sum::<usize>();
+        }
+        let strings = |bytes: usize| StringBuilder::with_capacity(n, bytes);
+        BufferBuilder {
+            time: Vec::with_capacity(n),
+            start_time: Vec::with_capacity(n),
+            end_time_offset: Vec::with_capacity(n),
+            trace_id: BinaryBuilder::with_capacity(n, n * 16),
+            span_id: BinaryBuilder::with_capacity(n, n * 8),
+            parent_span_id: BinaryBuilder::with_capacity(n, n * 8),
+            span_kind: Vec::with_capacity(n),
+            observation_point: strings(n * 10),
+            trace_state: strings(text[0]),
+            flags: Vec::with_capacity(n),
+            endpoint: strings(text[1]),
+            app_service: strings(text[2]),
+            app_instance: RunDictionary::new(n),
+            signal_source: Vec::with_capacity(n),
+            agent_id: RunDictionary::new(n),
+            l7_protocol: Vec::with_capacity(n),
+            l7_protocol_str: strings(text[3]),
+            version: strings(text[4]),
+            is_tls: BooleanBufferBuilder::new(n),
+            protocol: Vec::with_capacity(n),
+            request_type: strings(text[5]),
+            request_domain: strings(text[6]),
+            request_resource: strings(text[7]),
+            request_length: Int64Builder::with_capacity(n),
+            response_length: Int64Builder::with_capacity(n),
+            response_code: Int32Builder::with_capacity(n),
+            response_status: Vec::with_capacity(n),
+            response_exception: strings(text[8]),
+            status_code: Vec::with_capacity(n),
+            status_message: strings(text[9]),
+            response_duration: Vec::with_capacity(n),
+            ip_0: strings(n * 15),
+            ip_1: strings(n * 15),
+            client_port: Vec::with_capacity(n),
+            server_port: Vec::with_capacity(n),
+            places: [SharedKeys::new(n), SharedKeys::new(n)],
+            scope_name: RunDictionary::new(n),
+            scope_version: RunDictionary::new(n),
+            resource: SharedKeys::new(n),
+            attributes: BinaryBuilder::with_capacity(n, attribute_bytes),
+            resource_attributes: SharedKeys::new(n),
+            events: strings(n * 2),
+            links: strings(n * 2),
+            dropped_attributes_count: Vec::with_capacity(n),
+            dropped_events_count: Vec::with_capacity(n),
+            dropped_links_count: Vec::with_capacity(n),
+            packed: Vec::with_capacity(512),
+            text: String::new(),
+            json: Vec::new(),
+        }
+    }
+
+    fn append(&mut self, row: &SpanRow) {
+        self.time.push(row.time);
+        self.start_time.push(row.start_time);
+        self.end_time_offset.push(end_time_offset(row));
+        self.trace_id.append_value(row.trace_id.0);
+        self.span_id.append_value(row.span_id.0);
+        match &row.parent_span_id {
+            Some(id) => self.parent_span_id.append_value(id.0),
+            None => self.parent_span_id.append_null(),
+        }
+        self.span_kind.push(row.span_kind.as_u8());
+        self.observation_point
+            .append_value(row.observation_point.as_str());
+        self.trace_state.append_value(&row.trace_state);
+        self.flags.push(row.flags);
+        self.endpoint.append_value(&row.endpoint);
+        self.app_service.append_value(&row.app_service);
+        self.app_instance.append(&row.app_instance);
+        self.signal_source.push(row.signal_source);
+        self.agent_id.append(&row.agent_id);
+        self.l7_protocol.push(row.l7_protocol.as_u8());
+        self.l7_protocol_str.append_value(&row.l7_protocol_str);
+        self.version.append_value(&row.version);
+        self.is_tls.append(row.is_tls);
+        self.protocol.push(row.protocol);
+        self.request_type.append_value(&row.request_type);
+        self.request_domain.append_value(&row.request_domain);
+        self.request_resource.append_value(&row.request_resource);
+        self.request_length.append_option(row.request_length);
+        self.response_length.append_option(row.response_length);
+        self.response_code.append_option(row.response_code);
+        self.response_status.push(row.response_status.as_u8());
+        self.response_exception
+            .append_value(&row.response_exception);
+        self.status_code.push(row.status_code);
+        self.status_message.append_value(&row.status_message);
+        self.response_duration.push(row.response_duration);
+        append_ip(&mut self.ip_0, row.ip_0);
+        append_ip(&mut self.ip_1, row.ip_1);
+        self.client_port.push(row.client_port);
+        self.server_port.push(row.server_port);
+        self.places[0].append(&row.place_0);
+        self.places[1].append(&row.place_1);
+        self.scope_name.append(&row.scope_name);
+        self.scope_version.append(&row.scope_version);
+        self.resource.append(&row.resource);
+        if row.attributes.is_empty() {
+            self.attributes.append_null();
+        } else {
+            self.packed.clear();
+            packed::pack_attributes(
+                &row.attributes,
+                &mut self.packed,
+                &mut self.text,
+                &mut self.json,
+            );
+            self.attributes.append_value(&self.packed);
+        }
+        self.resource_attributes.append(&row.resource_attributes);
+        append_json(&mut self.events, &mut self.json, |json| {
+            text::write_events_json(&row.events, json)
+        });
+        append_json(&mut self.links, &mut self.json, |json| {
+            text::write_links_json(&row.links, json)
+        });
+        self.dropped_attributes_count
+            .push(row.dropped_attributes_count);
+        self.dropped_events_count.push(row.dropped_events_count);
+        self.dropped_links_count.push(row.dropped_links_count);
+    }
+
+    fn finish(mut self) -> RecordBatch {
+        fn strings(mut builder: StringBuilder) -> ArrayRef {
+            Arc::new(builder.finish())
+        }
+        fn bytes(mut builder: BinaryBuilder) -> ArrayRef {
+            Arc::new(builder.finish())
+        }
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(BUFFER_SCHEMA.fields().len());
+        columns.push(Arc::new(
+            TimestampSecondArray::from(self.time).with_timezone(UTC),
+        ));
+        columns.push(Arc::new(
+            TimestampMicrosecondArray::from(self.start_time).with_timezone(UTC),
+        ));
+        columns.push(Arc::new(Int64Array::from(self.end_time_offset)));
+        columns.push(bytes(self.trace_id));
+        columns.push(bytes(self.span_id));
+        columns.push(bytes(self.parent_span_id));
+        columns.push(Arc::new(UInt8Array::from(self.span_kind)));
+        columns.push(strings(self.observation_point));
+        columns.push(strings(self.trace_state));
+        columns.push(Arc::new(UInt32Array::from(self.flags)));
+        columns.push(strings(self.endpoint));
+        columns.push(strings(self.app_service));
+        columns.push(self.app_instance.finish());
+        columns.push(Arc::new(UInt16Array::from(self.signal_source)));
+        columns.push(self.agent_id.finish());
+        columns.push(Arc::new(UInt8Array::from(self.l7_protocol)));
+        columns.push(strings(self.l7_protocol_str));
+        columns.push(strings(self.version));
+        columns.push(Arc::new(BooleanArray::new(self.is_tls.finish(), None)));
+        columns.push(Arc::new(UInt8Array::from(self.protocol)));
+        columns.push(strings(self.request_type));
+        columns.push(strings(self.request_domain));
+        columns.push(strings(self.request_resource));
+        columns.push(Arc::new(self.request_length.finish()));
+        columns.push(Arc::new(self.response_length.finish()));
+        columns.push(Arc::new(self.response_code.finish()));
+        columns.push(Arc::new(UInt8Array::from(self.response_status)));
+        columns.push(strings(self.response_exception));
+        columns.push(Arc::new(UInt8Array::from(self.status_code)));
+        columns.push(strings(self.status_message));
+        columns.push(Arc::new(UInt64Array::from(self.response_duration)));
+        columns.push(strings(self.ip_0));
+        columns.push(strings(self.ip_1));
+        columns.push(Arc::new(UInt16Array::from(self.client_port)));
+        columns.push(Arc::new(UInt16Array::from(self.server_port)));
+        for places in self.places {
+            place_columns(&mut columns, places.finish());
+        }
+        columns.push(self.scope_name.finish());
+        columns.push(self.scope_version.finish());
+        let (keys, resources) = self.resource.finish();
+        for (_, field) in RESOURCE_COLUMNS {
+            columns.push(dictionary(
+                &keys,
+                Arc::new(StringArray::from_iter_values(
+                    resources.iter().map(|resource| field(resource)),
+                )),
+            ));
+        }
+        columns.push(bytes(self.attributes));
+        let (keys, sets) = self.resource_attributes.finish();
         columns.push(dictionary(
             &keys,
-            Arc::new(StringArray::from_iter_values(
-                resources.iter().map(|resource| field(resource)),
-            )),
+            Arc::new(packed_sets(sets.iter().map(|set| &set[..]), &mut self.json)),
         ));
+        columns.push(strings(self.events));
+        columns.push(strings(self.links));
+        columns.push(Arc::new(UInt32Array::from(self.dropped_attributes_count)));
+        columns.push(Arc::new(UInt32Array::from(self.dropped_events_count)));
+        columns.push(Arc::new(UInt32Array::from(self.dropped_links_count)));
+        let columns = columns
+            .iter()
+            .zip(BUFFER_SCHEMA.fields())
+            .map(|(column, field)| with_allocated_values(&empty_to_null(field, column)))
+            .collect();
+        RecordBatch::try_new(buffer_schema(), columns)
+            .expect("the columns are built to match the schema")
     }
-    let mut json = Vec::new();
-    columns.push(packed_span_attributes(rows, &mut json));
-    columns.push(packed_resource_attributes(rows, &mut json));
-    columns.push(json_column(rows, &mut json, |row, json| {
-        text::write_events_json(&row.events, json)
-    }));
-    columns.push(json_column(rows, &mut json, |row, json| {
-        text::write_links_json(&row.links, json)
-    }));
-    columns.push(Arc::new(UInt32Array::from_iter_values(
-        rows.iter().map(|row| row.dropped_attributes_count),
-    )));
-    columns.push(Arc::new(UInt32Array::from_iter_values(
-        rows.iter().map(|row| row.dropped_events_count),
-    )));
-    columns.push(Arc::new(UInt32Array::from_iter_values(
-        rows.iter().map(|row| row.dropped_links_count),
-    )));
-    let columns = columns
-        .iter()
-        .zip(BUFFER_SCHEMA.fields())
-        .map(|(column, field)| with_allocated_values(&empty_to_null(field, column)))
-        .collect();
-    RecordBatch::try_new(buffer_schema(), columns)
-        .expect("the columns are built to match the schema")
 }
 
-/// Each row's own attributes packed ([`crate::packed`]); null where a row has none.
-fn packed_span_attributes(rows: &[SpanRow], json: &mut Vec<u8>) -> ArrayRef {
-    Arc::new(packed_sets(
-        rows.iter().map(|row| &row.attributes[..]),
-        json,
-    ))
+/// An address as text; `None` is null.
+fn append_ip(builder: &mut StringBuilder, ip: Option<IpAddr>) {
+    match ip {
+        Some(ip) => builder.append_value(IpText::new(ip).as_str()),
+        None => builder.append_null(),
+    }
 }
 
-/// The rows' resource attributes packed ([`crate::packed`]), a dictionary of each distinct set
-/// once; null where a row has none.
-fn packed_resource_attributes(rows: &[SpanRow], json: &mut Vec<u8>) -> ArrayRef {
-    let (keys, sets) = shared_keys(rows, |row| &*row.resource_attributes);
-    dictionary(&keys, Arc::new(packed_sets(sets.into_iter(), json)))
+/// A JSON value: `write` writes it into `json`, or returns false for `[]`.
+fn append_json(
+    builder: &mut StringBuilder,
+    json: &mut Vec<u8>,
+    write: impl FnOnce(&mut Vec<u8>) -> bool,
+) {
+    json.clear();
+    if write(json) {
+        builder.append_value(std::str::from_utf8(json).expect("JSON is UTF-8"));
+    } else {
+        builder.append_value("[]");
+    }
+}
+
+/// A dictionary column of text that runs of rows share: each value once a run of rows that
+/// hold it, without a lookup (a value that comes back after another is held again).
+struct RunDictionary {
+    values: StringBuilder,
+    keys: Vec<i32>,
+}
+
+impl RunDictionary {
+    fn new(n_rows: usize) -> RunDictionary {
+        RunDictionary {
+            values: StringBuilder::new(),
+            keys: Vec::with_capacity(n_rows),
+        }
+    }
+
+    fn append(&mut self, value: &str) {
+        let offsets = self.values.offsets_slice();
+        let n_values = offsets.len() - 1;
+        let last = match n_values {
+            0 => None,
+            _ => Some(&self.values.values_slice()[offsets[n_values - 1] as usize..]),
+        };
+        if last != Some(value.as_bytes()) {
+            self.values.append_value(value);
+        }
+        self.keys.push(self.values.offsets_slice().len() as i32 - 2);
+    }
+
+    fn finish(mut self) -> ArrayRef {
+        dictionary(
+            &ScalarBuffer::from(self.keys),
+            Arc::new(self.values.finish()),
+        )
+    }
+}
+
+/// Each row's index among the distinct objects it holds (told apart by address: rows share
+/// them through `Arc`s), and those objects.
+struct SharedKeys<T: ?Sized> {
+    index: std::collections::HashMap<*const u8, i32, foldhash::fast::RandomState>,
+    distinct: Vec<Arc<T>>,
+    keys: Vec<i32>,
+    /// The last object's address and key: rows of one resource mostly come one after another.
+    last: Option<(*const u8, i32)>,
+}
+
+impl<T: ?Sized> SharedKeys<T> {
+    fn new(n_rows: usize) -> SharedKeys<T> {
+        SharedKeys {
+            index: Default::default(),
+            distinct: Vec::new(),
+            keys: Vec::with_capacity(n_rows),
+            last: None,
+        }
+    }
+
+    fn append(&mut self, shared: &Arc<T>) {
+        let address = Arc::as_ptr(shared) as *const u8;
+        let key = match self.last {
+            Some((last, key)) if last == address => key,
+            _ => {
+                let distinct = &mut self.distinct;
+                let key = *self.index.entry(address).or_insert_with(|| {
+                    distinct.push(shared.clone());
+                    (distinct.len() - 1) as i32
+                });
+                self.last = Some((address, key));
+                key
+            }
+        };
+        self.keys.push(key);
+    }
+
+    fn finish(self) -> (ScalarBuffer<i32>, Vec<Arc<T>>) {
+        (ScalarBuffer::from(self.keys), self.distinct)
+    }
 }
 
 /// Each set packed ([`crate::packed`]) as one value; null where a set is empty.
@@ -1150,73 +1391,6 @@ fn empty_to_null(field: &Field, column: &ArrayRef) -> ArrayRef {
     // SAFETY: the keys are those of the valid dictionary `column`, over the same values, with
     // more of them null.
     Arc::new(unsafe { DictionaryArray::<Int32Type>::new_unchecked(keys, values.clone()) })
-}
-
-fn str_column(rows: &[SpanRow], get: impl Fn(&SpanRow) -> &str) -> ArrayRef {
-    let bytes = rows.iter().map(|row| get(row).len()).sum();
-    let mut builder = StringBuilder::with_capacity(rows.len(), bytes);
-    for row in rows {
-        builder.append_value(get(row));
-    }
-    Arc::new(builder.finish())
-}
-
-/// A dictionary column of text that runs of rows share: each value once a run of rows that
-/// hold it, without a lookup (a value that comes back after another is held again).
-fn run_dictionary(rows: &[SpanRow], get: impl Fn(&SpanRow) -> &str) -> ArrayRef {
-    let mut values = StringBuilder::new();
-    let mut keys = Vec::with_capacity(rows.len());
-    let (mut last, mut key) = (None, -1);
-    for row in rows {
-        let value = get(row);
-        if last != Some(value) {
-            values.append_value(value);
-            (last, key) = (Some(value), key + 1);
-        }
-        keys.push(key);
-    }
-    dictionary(&ScalarBuffer::from(keys), Arc::new(values.finish()))
-}
-
-/// An id column of `width` bytes per value; `None` is null.
-fn id_column(rows: &[SpanRow], width: usize, get: impl Fn(&SpanRow) -> Option<&[u8]>) -> ArrayRef {
-    let mut builder = BinaryBuilder::with_capacity(rows.len(), rows.len() * width);
-    for row in rows {
-        match get(row) {
-            Some(id) => builder.append_value(id),
-            None => builder.append_null(),
-        }
-    }
-    Arc::new(builder.finish())
-}
-
-fn ip_column(rows: &[SpanRow], get: impl Fn(&SpanRow) -> Option<IpAddr>) -> ArrayRef {
-    let mut builder = StringBuilder::with_capacity(rows.len(), rows.len() * 15);
-    for row in rows {
-        match get(row) {
-            Some(ip) => builder.append_value(IpText::new(ip).as_str()),
-            None => builder.append_null(),
-        }
-    }
-    Arc::new(builder.finish())
-}
-
-/// A JSON column: `write` writes a row's JSON into the buffer, or returns false for `[]`.
-fn json_column(
-    rows: &[SpanRow],
-    json: &mut Vec<u8>,
-    write: impl Fn(&SpanRow, &mut Vec<u8>) -> bool,
-) -> ArrayRef {
-    let mut builder = StringBuilder::with_capacity(rows.len(), rows.len() * 2);
-    for row in rows {
-        json.clear();
-        if write(row, json) {
-            builder.append_value(std::str::from_utf8(json).expect("JSON is UTF-8"));
-        } else {
-            builder.append_value("[]");
-        }
-    }
-    Arc::new(builder.finish())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2297,6 +2471,37 @@ mod tests {
         #[test]
         fn schema_round_trips_generated_rows(rows in vec(span_row(), 0..6)) {
             let back = batch_to_rows(&rows_to_batch(&rows)).unwrap();
+            prop_assert_eq!(canonical(back), canonical(rows));
+        }
+
+        /// Rows share resources, places and agents through `Arc`s and runs, in any order: one
+        /// that comes back after another holds the value it held before.
+        #[test]
+        fn rows_sharing_what_spans_share_in_any_order_round_trip(
+            pool in vec(span_row(), 1..4),
+            picks in vec((0usize..4, 0usize..4, 0usize..4), 0..12),
+        ) {
+            let rows: Vec<SpanRow> = picks
+                .iter()
+                .map(|&(row, resource, place)| {
+                    let from = &pool[resource % pool.len()];
+                    let mut out = pool[row % pool.len()].clone();
+                    out.resource = from.resource.clone();
+                    out.resource_attributes = from.resource_attributes.clone();
+                    out.agent_id = from.agent_id.clone();
+                    out.place_1 = pool[place % pool.len()].place_0.clone();
+                    out
+                })
+                .collect();
+            let batch = rows_to_buffer(&rows);
+            let n_resources = rows
+                .iter()
+                .map(|row| Arc::as_ptr(&row.resource))
+                .collect::<std::collections::HashSet<_>>()
+                .len();
+            let host_names = batch.column_by_name("host_name").unwrap();
+            prop_assert_eq!(host_names.as_dictionary::<Int32Type>().values().len(), n_resources);
+            let back = batch_to_rows(&from_file(&from_buffer(&batch).unwrap()).unwrap()).unwrap();
             prop_assert_eq!(canonical(back), canonical(rows));
         }
     }
