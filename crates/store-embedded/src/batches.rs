@@ -5,10 +5,14 @@
 
 use std::collections::{HashMap, HashSet};
 
+use std::sync::Arc;
+
 use arrow::array::{
-    Array, ArrayRef, AsArray, BinaryArray, StringArray, TimestampMicrosecondArray,
-    TimestampSecondArray, UInt32Array,
+    Array, ArrayRef, AsArray, BinaryArray, DictionaryArray, Int32Array, StringArray,
+    TimestampMicrosecondArray, TimestampSecondArray, UInt32Array,
 };
+use arrow::buffer::{BooleanBuffer, NullBuffer, ScalarBuffer};
+use arrow::datatypes::Int32Type;
 use arrow::record_batch::RecordBatch;
 use spanflow_model::TraceId;
 
@@ -158,8 +162,58 @@ pub fn sort_batch(
             .into_iter()
             .map(|(.., row)| row),
     );
-    arrow::compute::take_record_batch(&batch, &rows)
+    take_rows(&batch, &rows)
         .map_err(|error| EmbeddedError::corrupt(format!("sorting rows: {error}")))
+}
+
+/// The rows of `batch` at `rows`, as `take_record_batch` gathers them, but with one gather of
+/// each key buffer that dictionary columns share: the buffer's fifty-odd dictionary columns (both
+/// ends' places, the resource's tags) share a handful, and the gathered batch shares them too,
+/// where a gather a column held a buffer of keys for each.
+fn take_rows(
+    batch: &RecordBatch,
+    rows: &UInt32Array,
+) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let mut gathered: Vec<(ScalarBuffer<i32>, ScalarBuffer<i32>)> = Vec::new();
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|column| {
+            let Some(dictionary) = column.as_dictionary_opt::<Int32Type>() else {
+                return arrow::compute::take(column, rows, None);
+            };
+            let keys = dictionary.keys();
+            let source = keys.values();
+            let shared = gathered
+                .iter()
+                .find(|(from, _)| from.as_ptr() == source.as_ptr() && from.len() == source.len());
+            let values = match shared {
+                Some((_, taken)) => taken.clone(),
+                None => {
+                    let taken: ScalarBuffer<i32> = rows
+                        .values()
+                        .iter()
+                        .map(|&row| source[row as usize])
+                        .collect();
+                    gathered.push((source.clone(), taken.clone()));
+                    taken
+                }
+            };
+            let nulls = keys.nulls().map(|nulls| {
+                NullBuffer::new(BooleanBuffer::collect_bool(rows.len(), |row| {
+                    nulls.is_valid(rows.value(row) as usize)
+                }))
+            });
+            let keys = Int32Array::new(values, nulls.filter(|nulls| nulls.null_count() > 0));
+            // SAFETY: each key, or its being null, is one of `dictionary`'s, over the same
+            // values.
+            let taken = unsafe {
+                DictionaryArray::<Int32Type>::new_unchecked(keys, dictionary.values().clone())
+            };
+            Ok(Arc::new(taken) as ArrayRef)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(batch.schema(), columns)
 }
 
 /// Whether the rows of one batch are in file order (see [`sort_batch`]).
@@ -389,6 +443,21 @@ mod tests {
                 .collect();
         assert_eq!(order, [(2, 2), (3, 1), (2, 1), (1, 1), (1, 2)]);
         assert!(in_file_order(&Keys::of(&batch).unwrap(), &hours));
+        // The columns are those a gather of each gives, and the dictionary columns that
+        // shared their keys share them still.
+        let built = schema::rows_to_buffer(&rows);
+        let positions = UInt32Array::from(vec![3, 4, 2, 0, 1]);
+        assert_eq!(
+            batch,
+            arrow::compute::take_record_batch(&built, &positions).unwrap()
+        );
+        let keys = |name: &str| {
+            let column = batch.column_by_name(name).unwrap();
+            column.as_dictionary::<Int32Type>().keys().values().as_ptr()
+        };
+        assert_eq!(keys("pod_0"), keys("host_0"));
+        assert_eq!(keys("host_name"), keys("k8s_pod_name"));
+        assert_ne!(keys("pod_0"), keys("pod_1"));
         // A sorted batch is kept as it is.
         let again = sort_batch(batch.clone(), hours).unwrap();
         assert_eq!(
