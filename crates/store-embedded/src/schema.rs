@@ -382,7 +382,7 @@ fn buffered_as_dictionary(field: &Field) -> bool {
 
 /// Text that the spans of a run share, one after another in a write: a resource's instance,
 /// the agent that forwarded the batch, the instrumentation scope. The buffer holds each as a
-/// dictionary of a value a run ([`run_dictionary`]).
+/// dictionary of a value a run ([`RunDictionary`]).
 const RUN_COLUMNS: [&str; 4] = ["app_instance", "agent_id", "scope_name", "scope_version"];
 
 /// The attribute set the buffer holds packed whole while files hold its key set and values
@@ -852,8 +852,8 @@ fn dictionary(keys: &ScalarBuffer<i32>, values: ArrayRef) -> ArrayRef {
         .values()
         .iter()
         .all(|&key| key >= 0 && (key as usize) < values.len()));
-    // SAFETY: every caller builds `keys` as indexes of `values` (`shared_keys` numbers the
-    // distinct objects it lists, `run_dictionary` the values it appends).
+    // SAFETY: every caller builds `keys` as indexes of `values` (`SharedKeys` numbers the
+    // distinct objects it lists, `RunDictionary` the values it appends).
     Arc::new(unsafe { DictionaryArray::<Int32Type>::new_unchecked(keys, values) })
 }
 
