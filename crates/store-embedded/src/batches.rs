@@ -167,9 +167,9 @@ pub fn sort_batch(
 }
 
 /// The rows of `batch` at `rows`, as `take_record_batch` gathers them, but with one gather of
-/// each key buffer that dictionary columns share: the buffer's fifty-odd dictionary columns (both
-/// ends' places, the resource's tags) share a handful, and the gathered batch shares them too,
-/// where a gather a column held a buffer of keys for each.
+/// each key buffer that dictionary columns share: the buffer's forty-three dictionary columns
+/// (both ends' places, the resource's tags, the runs) share eight, and the gathered batch shares
+/// them too, where a gather a column held a buffer of keys for each.
 fn take_rows(
     batch: &RecordBatch,
     rows: &UInt32Array,

@@ -843,7 +843,7 @@ fn place_columns(
 
 /// A dictionary column of `values` by `keys`, each key built as an index into `values`.
 ///
-/// Without the check `DictionaryArray::try_new` makes of every key: a write builds some fifty
+/// Without the check `DictionaryArray::try_new` makes of every key: a write builds forty-three
 /// dictionary columns over a handful of shared key buffers, and checking each column's keys
 /// again cost more than building them.
 fn dictionary(keys: &ScalarBuffer<i32>, values: ArrayRef) -> ArrayRef {
