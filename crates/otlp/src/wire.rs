@@ -3,8 +3,10 @@
 //! prost would build the whole message tree first: a `String` for every name, key and value, a
 //! `KeyValue` and an `AnyValue` around each attribute, vectors grown by doubling, and all of it
 //! moved into rows and freed. This walk reads each span's fields in place, builds only what a
-//! row keeps (its attributes, events and links, as [`map::SpanFields`] holds them) and hands
-//! the span to [`map::map_span`]. It costs about half of a prost decode.
+//! row keeps (its attributes, read into the row, and its events and links, as
+//! [`map::SpanFields`] holds them) and hands the span to [`map::map_span_into`]. Rows come from
+//! a [`RowPool`]: mapped payload after payload, a span's text goes into the buffers the row's
+//! last span left, so the mapping of a batch allocates little past its first payload.
 //!
 //! It accepts exactly what prost accepts, through the cursor of [`crate::scan`] (varints, keys,
 //! wire types, lengths, UTF-8, the recursion limit, unknown fields and groups skipped), and
@@ -31,19 +33,128 @@ pub fn map_payload_into(
     sender: &Sender,
     rows: &mut Vec<SpanRow>,
 ) -> Result<Rejected, ScanError> {
-    let first = rows.len();
+    let mut pool = RowPool::default();
+    let rejected = map_payload(payload, sender, &mut pool)?;
+    rows.extend(pool.take());
+    Ok(rejected)
+}
+
+/// Maps every span of a payload into `pool`, in place of what it held: its rows are the
+/// payload's spans, mapped into the text buffers the rows of earlier payloads left, so that a
+/// pool used for payload after payload allocates little once it has seen one like it. Spans
+/// with unusable ids are counted in the result; a payload prost would refuse is refused whole,
+/// and `pool` is left holding no rows.
+pub fn map_payload(
+    payload: &[u8],
+    sender: &Sender,
+    pool: &mut RowPool,
+) -> Result<Rejected, ScanError> {
+    pool.clear();
     let mut walk = Walk {
         sender,
-        rows,
+        pool,
         rejected: Rejected::default(),
-        scratch: Vec::new(),
     };
     match walk.request(Cur::new(payload, 0, RECURSION_LIMIT)) {
         Ok(()) => Ok(walk.rejected.finish()),
         Err(failure) => {
-            rows.truncate(first);
+            pool.clear();
             Err(failure.to_error())
         }
+    }
+}
+
+/// Rows that payload after payload are mapped into, their text buffers used again.
+#[derive(Default)]
+pub struct RowPool {
+    rows: Vec<SpanRow>,
+    /// How many of `rows` hold the last payload's spans; the rest are spare.
+    len: usize,
+}
+
+impl RowPool {
+    /// Spare rows kept past this are freed: a payload of a million spans does not keep a
+    /// million rows' worth of buffers.
+    const MAX_SPARE: usize = 4096;
+    /// A buffer grown past this by a long value is freed rather than kept.
+    const MAX_KEPT_TEXT: usize = 4096;
+
+    /// The last payload's rows.
+    pub fn rows(&self) -> &[SpanRow] {
+        &self.rows[..self.len]
+    }
+
+    pub fn rows_mut(&mut self) -> &mut [SpanRow] {
+        &mut self.rows[..self.len]
+    }
+
+    /// The last payload's rows, moved out; the pool keeps spares in their place.
+    pub fn take(&mut self) -> impl Iterator<Item = SpanRow> + '_ {
+        let len = std::mem::take(&mut self.len);
+        self.rows[..len].iter_mut().map(std::mem::take)
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+        if self.rows.len() > Self::MAX_SPARE {
+            self.rows.truncate(Self::MAX_SPARE);
+        }
+    }
+
+    /// The row the next span is mapped into: a spare, or a new one.
+    fn next(&mut self) -> &mut SpanRow {
+        if self.len == self.rows.len() {
+            self.rows.push(SpanRow::default());
+        }
+        let row = &mut self.rows[self.len];
+        shed_long_buffers(row);
+        row
+    }
+
+    /// Keeps the row [`RowPool::next`] gave.
+    fn keep(&mut self) {
+        self.len += 1;
+    }
+}
+
+/// Frees the text buffers of a row that a long value grew past [`RowPool::MAX_KEPT_TEXT`].
+fn shed_long_buffers(row: &mut SpanRow) {
+    let long = |text: &String| text.capacity() > RowPool::MAX_KEPT_TEXT;
+    for text in [
+        &mut row.endpoint,
+        &mut row.request_resource,
+        &mut row.request_domain,
+        &mut row.request_type,
+        &mut row.status_message,
+        &mut row.response_exception,
+        &mut row.trace_state,
+        &mut row.app_service,
+        &mut row.app_instance,
+        &mut row.scope_name,
+        &mut row.scope_version,
+        &mut row.l7_protocol_str,
+        &mut row.version,
+        &mut row.agent_id,
+    ] {
+        if long(text) {
+            *text = String::new();
+        }
+    }
+    if row.attributes.len() > 128 {
+        row.attributes = Vec::new();
+    }
+    for attribute in &mut row.attributes {
+        let value_long = matches!(&attribute.value, AttrValue::String(text) if long(text));
+        if long(&attribute.key) || value_long {
+            *attribute = empty_attribute();
+        }
+    }
+}
+
+fn empty_attribute() -> Attribute {
+    Attribute {
+        key: String::new(),
+        value: AttrValue::Empty,
     }
 }
 
@@ -82,11 +193,8 @@ fn each_message<'a>(
 
 struct Walk<'s, 'r> {
     sender: &'s Sender,
-    rows: &'r mut Vec<SpanRow>,
+    pool: &'r mut RowPool,
     rejected: Rejected,
-    /// A span's attributes as they are read; each span's are then moved into a vector of their
-    /// exact size.
-    scratch: Vec<Attribute>,
 }
 
 impl Walk<'_, '_> {
@@ -165,9 +273,10 @@ impl Walk<'_, '_> {
             let (tag, wt) = c.key(M)?;
             match tag {
                 2 => {
-                    let span = self.span(c.message(wt, "ScopeSpans.spans")?)?;
-                    match map::map_span(context, scope, span) {
-                        Ok(row) => self.rows.push(row),
+                    let row = self.pool.next();
+                    let span = read_span(c.message(wt, "ScopeSpans.spans")?, row)?;
+                    match map::map_span_into(context, scope, span, row) {
+                        Ok(()) => self.pool.keep(),
                         Err(reason) => self.rejected.reject(at, &reason),
                     }
                     at[2] += 1;
@@ -179,56 +288,58 @@ impl Walk<'_, '_> {
         }
         Ok(())
     }
+}
 
-    fn span<'a>(&mut self, mut c: Cur<'a>) -> Result<SpanFields<'a>, Fail> {
-        const M: &str = "Span";
-        let mut span = SpanFields::default();
-        self.scratch.clear();
-        while c.more() {
-            let (tag, wt) = c.key(M)?;
-            match tag {
-                1 => span.trace_id = c.bytes(wt, "Span.trace_id")?,
-                2 => span.span_id = c.bytes(wt, "Span.span_id")?,
-                3 => span.trace_state = c.str(wt, "Span.trace_state")?,
-                4 => span.parent_span_id = c.bytes(wt, "Span.parent_span_id")?,
-                5 => span.name = c.str(wt, "Span.name")?,
-                6 => span.kind = c.int_value(wt, "Span.kind")? as i32,
-                7 => {
-                    span.start_time_unix_nano = c.fixed64_value(wt, "Span.start_time_unix_nano")?
+/// Reads a span's fields, its attributes into `row.attributes` in place of what they held.
+fn read_span<'a>(mut c: Cur<'a>, row: &mut SpanRow) -> Result<SpanFields<'a>, Fail> {
+    const M: &str = "Span";
+    let mut span = SpanFields::default();
+    let attributes = &mut row.attributes;
+    let mut n_attributes = 0;
+    while c.more() {
+        let (tag, wt) = c.key(M)?;
+        match tag {
+            1 => span.trace_id = c.bytes(wt, "Span.trace_id")?,
+            2 => span.span_id = c.bytes(wt, "Span.span_id")?,
+            3 => span.trace_state = c.str(wt, "Span.trace_state")?,
+            4 => span.parent_span_id = c.bytes(wt, "Span.parent_span_id")?,
+            5 => span.name = c.str(wt, "Span.name")?,
+            6 => span.kind = c.int_value(wt, "Span.kind")? as i32,
+            7 => span.start_time_unix_nano = c.fixed64_value(wt, "Span.start_time_unix_nano")?,
+            8 => span.end_time_unix_nano = c.fixed64_value(wt, "Span.end_time_unix_nano")?,
+            9 => {
+                if n_attributes == attributes.len() {
+                    attributes.push(empty_attribute());
                 }
-                8 => span.end_time_unix_nano = c.fixed64_value(wt, "Span.end_time_unix_nano")?,
-                9 => {
-                    let attribute = key_value(c.message(wt, "Span.attributes")?)?;
-                    self.scratch.push(attribute);
-                }
-                10 => {
-                    span.dropped_attributes_count =
-                        c.int_value(wt, "Span.dropped_attributes_count")? as u32;
-                }
-                11 => span.events.push(event(c.message(wt, "Span.events")?)?),
-                12 => {
-                    span.dropped_events_count =
-                        c.int_value(wt, "Span.dropped_events_count")? as u32;
-                }
-                13 => match link(c.message(wt, "Span.links")?)? {
-                    Some(link) => span.links.push(link),
-                    None => span.n_bad_links = span.n_bad_links.saturating_add(1),
-                },
-                14 => {
-                    span.dropped_links_count = c.int_value(wt, "Span.dropped_links_count")? as u32;
-                }
-                15 => {
-                    let status = span.status.get_or_insert((0, ""));
-                    read_status(c.message(wt, "Span.status")?, status)?;
-                }
-                16 => span.flags = c.fixed32_value(wt, "Span.flags")?,
-                _ => c.skip(wt, tag, M)?,
+                let slot = &mut attributes[n_attributes];
+                key_value_into(c.message(wt, "Span.attributes")?, slot)?;
+                n_attributes += 1;
             }
+            10 => {
+                span.dropped_attributes_count =
+                    c.int_value(wt, "Span.dropped_attributes_count")? as u32;
+            }
+            11 => span.events.push(event(c.message(wt, "Span.events")?)?),
+            12 => {
+                span.dropped_events_count = c.int_value(wt, "Span.dropped_events_count")? as u32;
+            }
+            13 => match link(c.message(wt, "Span.links")?)? {
+                Some(link) => span.links.push(link),
+                None => span.n_bad_links = span.n_bad_links.saturating_add(1),
+            },
+            14 => {
+                span.dropped_links_count = c.int_value(wt, "Span.dropped_links_count")? as u32;
+            }
+            15 => {
+                let status = span.status.get_or_insert((0, ""));
+                read_status(c.message(wt, "Span.status")?, status)?;
+            }
+            16 => span.flags = c.fixed32_value(wt, "Span.flags")?,
+            _ => c.skip(wt, tag, M)?,
         }
-        span.attributes = Vec::with_capacity(self.scratch.len());
-        span.attributes.append(&mut self.scratch);
-        Ok(span)
     }
+    attributes.truncate(n_attributes);
+    Ok(span)
 }
 
 /// Adds a `Resource`'s attributes to `attributes`.
@@ -356,7 +467,14 @@ fn link(mut c: Cur<'_>) -> Result<Option<Link>, Fail> {
     Ok(Some(link))
 }
 
-fn key_value(mut c: Cur<'_>) -> Result<Attribute, Fail> {
+fn key_value(c: Cur<'_>) -> Result<Attribute, Fail> {
+    let mut attribute = empty_attribute();
+    key_value_into(c, &mut attribute)?;
+    Ok(attribute)
+}
+
+/// Reads a `KeyValue` into `attribute`, in the buffers it holds.
+fn key_value_into(mut c: Cur<'_>, attribute: &mut Attribute) -> Result<(), Fail> {
     const M: &str = "KeyValue";
     let mut key = "";
     let mut value = Value::None;
@@ -370,12 +488,17 @@ fn key_value(mut c: Cur<'_>) -> Result<Attribute, Fail> {
             _ => c.skip(wt, tag, M)?,
         }
     }
-    Ok(Attribute {
-        key: key.to_string(),
-        value: value.into_attr(),
-    })
+    attribute.key.clear();
+    attribute.key.push_str(key);
+    match (value, &mut attribute.value) {
+        (Value::String(text), AttrValue::String(held)) => {
+            held.clear();
+            held.push_str(text);
+        }
+        (value, held) => *held = value.into_attr(),
+    }
+    Ok(())
 }
-
 /// `AnyValue`'s one-of as it is read: text stays borrowed until the value is whole.
 enum Value<'a> {
     /// No value, or a string-table reference, which means nothing in traces: stored as empty.

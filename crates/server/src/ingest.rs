@@ -17,8 +17,8 @@ use spanflow_otlp::decompress::{decompress, DecompressError, Encoding};
 use spanflow_otlp::limits::SpanLimits;
 use spanflow_otlp::map::Sender;
 use spanflow_otlp::places::Places;
-use spanflow_otlp::wire::{count_spans, map_payload_into};
-use spanflow_store::{PreparedWrite, SpanStore, StoreError};
+use spanflow_otlp::wire::{map_payload, RowPool};
+use spanflow_store::{PreparedWrite, RowEncoder, SpanStore, StoreError};
 use spanflow_transport::{AgentBatch, TransportError, INGEST_PATH};
 
 #[derive(Clone, Debug)]
@@ -100,15 +100,13 @@ async fn receive_batch(
     // `SpanStore::prepare`). A tenant whose store is not open yet gets its rows written as
     // they are once it is: opening a store takes the blocking pool too.
     let decoded = tokio::task::spawn_blocking(move || {
-        let (groups, outcome) = decode_batch(body, max_batch_bytes, &limits, &places)?;
+        let open = |org: &str| tenants.open_store(Some(org));
+        let (groups, outcome) = decode_batch(body, max_batch_bytes, &limits, &places, open)?;
         let ready = groups
             .into_iter()
-            .map(|(org, rows)| match tenants.open_store(Some(&org)) {
-                Some(store) => match store.prepare(rows) {
-                    Ok(prepared) => Ok((org, Ready::Prepared(store, prepared))),
-                    Err(error) => Err((org, error)),
-                },
-                None => Ok((org, Ready::Rows(rows))),
+            .map(|(org, sink)| match sink.finish() {
+                Ok(ready) => Ok((org, ready)),
+                Err(error) => Err((org, error)),
             })
             .collect::<Result<Vec<_>, _>>();
         Ok::<_, TransportError>((ready, outcome))
@@ -201,18 +199,63 @@ fn refuse(status: StatusCode, message: &str) -> Response {
     response
 }
 
-/// Rows of one tenant (the org id; empty for the default tenant).
-type TenantRows = (String, Vec<SpanRow>);
+/// Where a tenant's rows go as its payloads are mapped.
+enum Sink {
+    /// Into its store's write, a row at a time ([`SpanStore::encoder`]).
+    Encoder(Arc<dyn SpanStore>, Box<dyn RowEncoder>),
+    /// Held whole, for a store that takes them so, or for one not open yet (`None`).
+    Rows(Option<Arc<dyn SpanStore>>, Vec<SpanRow>),
+}
 
-/// Decodes a batch into rows, grouped by tenant in the order tenants first appear. A payload that is not valid OTLP is skipped and counted (an agent
-/// validates payloads before it accepts them, so this means a bug or a foreign sender); the
-/// rest of the batch is kept. The payloads together may not inflate past `max_batch_bytes`.
+impl Sink {
+    /// A sink for about `n_rows` rows bound for `store`.
+    fn new(store: Option<Arc<dyn SpanStore>>, n_rows: usize) -> Sink {
+        match store {
+            Some(store) => match store.encoder(n_rows) {
+                Some(encoder) => Sink::Encoder(store, encoder),
+                None => Sink::Rows(Some(store), Vec::with_capacity(n_rows)),
+            },
+            None => Sink::Rows(None, Vec::with_capacity(n_rows)),
+        }
+    }
+
+    /// Takes the rows a payload was mapped into.
+    fn extend(&mut self, pool: &mut RowPool) {
+        match self {
+            Sink::Encoder(_, encoder) => {
+                for row in pool.rows() {
+                    encoder.append(row);
+                }
+            }
+            Sink::Rows(_, rows) => rows.extend(pool.take()),
+        }
+    }
+
+    /// The tenant's write, prepared for its store, or its rows when the store was not open.
+    fn finish(self) -> Result<Ready, StoreError> {
+        Ok(match self {
+            Sink::Encoder(store, encoder) => Ready::Prepared(store, encoder.finish()?),
+            Sink::Rows(Some(store), rows) => {
+                let prepared = store.prepare(rows)?;
+                Ready::Prepared(store, prepared)
+            }
+            Sink::Rows(None, rows) => Ready::Rows(rows),
+        })
+    }
+}
+
+/// Decodes a batch and maps its spans, each tenant's into a sink for its store (`open` gives
+/// the store, or `None` when it is not open yet), grouped in the order tenants first appear. A
+/// payload that is not valid OTLP is skipped and counted (an agent validates payloads before
+/// it accepts them, so this means a bug or a foreign sender); the rest of the batch is kept.
+/// The payloads together may not inflate past `max_batch_bytes`.
 fn decode_batch(
     body: bytes::Bytes,
     max_batch_bytes: usize,
     limits: &SpanLimits,
     places: &Arc<PlaceMap>,
-) -> Result<(Vec<TenantRows>, Outcome), TransportError> {
+    open: impl Fn(&str) -> Option<Arc<dyn SpanStore>>,
+) -> Result<(Vec<(String, Sink)>, Outcome), TransportError> {
     let batch = AgentBatch::decode_body(body, max_batch_bytes)?;
     places.apply_agent(
         &batch.agent_id,
@@ -221,9 +264,11 @@ fn decode_batch(
         batch.host.as_ref(),
     );
     let places: Arc<dyn Places> = places.clone();
-    let mut groups: Vec<TenantRows> = Vec::new();
+    let mut groups: Vec<(String, Sink)> = Vec::new();
     let mut outcome = Outcome::default();
     let mut budget = max_batch_bytes;
+    // Each payload's rows are mapped into the buffers the payload before left.
+    let mut pool = RowPool::default();
     for (i, payload) in batch.payloads.iter().enumerate() {
         let encoding = match payload.checked_encoding()? {
             spanflow_transport::Encoding::Identity => Encoding::Identity,
@@ -249,37 +294,33 @@ fn decode_batch(
             agent_id: batch.agent_id.clone(),
             places: Some(places.clone()),
         };
-        let known_org = groups.iter().position(|(org, _)| *org == payload.org_id);
-        let group = match known_org {
-            Some(group) => group,
-            None => {
-                // Room for as many spans again in each payload left: the payloads of one
-                // batch are alike, and rows moved through doublings cost a copy of each.
-                let guess = count_spans(&otlp) * (batch.payloads.len() - i);
-                groups.push((payload.org_id.clone(), Vec::with_capacity(guess)));
-                groups.len() - 1
-            }
-        };
-        let rows = &mut groups[group].1;
-        let first = rows.len();
-        let rejected = match map_payload_into(&otlp, &sender, rows) {
+        let rejected = match map_payload(&otlp, &sender, &mut pool) {
             Ok(rejected) => rejected,
             Err(error) => {
-                if known_org.is_none() {
-                    groups.pop();
-                }
                 outcome.n_payloads_rejected += 1;
                 tracing::error!(%error, agent_id = batch.agent_id, "payload in batch is not valid OTLP; skipped");
                 continue;
             }
         };
-        for row in &mut rows[first..] {
+        for row in pool.rows_mut() {
             if limits.apply(row) {
                 outcome.n_spans_limited += 1;
             }
         }
         outcome.n_spans_rejected += rejected.n_rejected;
-        outcome.n_spans_stored += rows.len() - first;
+        outcome.n_spans_stored += pool.rows().len();
+        let group = match groups.iter().position(|(org, _)| *org == payload.org_id) {
+            Some(group) => group,
+            None => {
+                // Room for as many spans again in each payload left: the payloads of one
+                // batch are alike, and rows moved through doublings cost a copy of each.
+                let guess = pool.rows().len() * (batch.payloads.len() - i);
+                let sink = Sink::new(open(&payload.org_id), guess);
+                groups.push((payload.org_id.clone(), sink));
+                groups.len() - 1
+            }
+        };
+        groups[group].1.extend(&mut pool);
     }
     Ok((groups, outcome))
 }
@@ -349,6 +390,108 @@ mod tests {
         }
     }
 
+    /// A batch's rows, every tenant's together, as they come with no store open.
+    fn decode(
+        body: Vec<u8>,
+        max_batch_bytes: usize,
+    ) -> Result<(Vec<SpanRow>, Outcome), TransportError> {
+        let places = Arc::new(PlaceMap::new());
+        let limits = SpanLimits::default();
+        let (groups, outcome) =
+            decode_batch(body.into(), max_batch_bytes, &limits, &places, |_| None)?;
+        let rows = groups
+            .into_iter()
+            .flat_map(|(_, sink)| match sink {
+                Sink::Rows(None, rows) => rows,
+                _ => panic!("a sink for a store when none is open"),
+            })
+            .collect();
+        Ok((rows, outcome))
+    }
+
+    /// The rows a store built a row at a time holds are the rows mapped whole: one batch of
+    /// two tenants, with a payload that is not OTLP and a span past the limits, decoded once
+    /// into the embedded store's encoder for the default tenant and once into rows.
+    #[test]
+    fn a_write_built_row_by_row_stores_the_rows_mapped_whole() {
+        use spanflow_store::SpanQuery;
+        use spanflow_store_embedded::{EmbeddedConfig, EmbeddedStore};
+
+        let mut request = ExportTraceServiceRequest::decode(&otlp_in(2, |n| n + 10)[..]).unwrap();
+        request.resource_spans[0].scope_spans[0].spans[0].name = "x".repeat(100_000);
+        let long = payload(request.encode_to_vec(), PayloadEncoding::Identity, 2);
+        let mut acme = payload(otlp_in(2, |n| n + 20), PayloadEncoding::Identity, 2);
+        acme.org_id = "acme".into();
+        let body = batch(
+            VERSION,
+            vec![
+                payload(otlp(3), PayloadEncoding::Identity, 3),
+                acme,
+                payload(b"\xff\xff".to_vec(), PayloadEncoding::Identity, 1),
+                long,
+            ],
+        )
+        .encode_body();
+        let (mut expected, _) = decode(body.clone(), 1 << 20).unwrap();
+        // The default tenant's: traces 1 to 3 and 11 and 12 (acme's are 21 and 22).
+        expected.retain(|row| row.trace_id.as_bytes()[0] < 20);
+        assert_eq!(expected.len(), 5);
+
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let store: Arc<dyn SpanStore> = Arc::new(
+                EmbeddedStore::open(EmbeddedConfig::new(dir.path()))
+                    .await
+                    .unwrap(),
+            );
+            let open = |org: &str| org.is_empty().then(|| store.clone());
+            let (groups, outcome) = decode_batch(
+                body.into(),
+                1 << 20,
+                &SpanLimits::default(),
+                &Arc::new(PlaceMap::new()),
+                open,
+            )
+            .unwrap();
+            assert_eq!(
+                (
+                    outcome.n_spans_stored,
+                    outcome.n_payloads_rejected,
+                    outcome.n_spans_limited
+                ),
+                (7, 1, 1)
+            );
+            let mut groups = groups.into_iter();
+            let (org, sink) = groups.next().unwrap();
+            assert!(org.is_empty() && matches!(sink, Sink::Encoder(..)));
+            let Ok(Ready::Prepared(store, prepared)) = sink.finish() else {
+                panic!("the default tenant's write is prepared");
+            };
+            assert_eq!(prepared.n_rows(), 5);
+            store.write_prepared(prepared).await.unwrap();
+            let (org, sink) = groups.next().unwrap();
+            assert_eq!(org, "acme");
+            assert!(matches!(&sink, Sink::Rows(None, rows) if rows.len() == 2));
+
+            let query = SpanQuery {
+                limit: 100,
+                ..SpanQuery::default()
+            };
+            let mut stored = store.search(&query).await.unwrap();
+            stored.sort_by_key(|row| row.trace_id);
+            expected.sort_by_key(|row| row.trace_id);
+            assert_eq!(stored, expected);
+            assert!(stored
+                .iter()
+                .any(|row| row.endpoint.len() < 100_000 && row.endpoint.starts_with("xxx")));
+        });
+    }
+
     #[test]
     fn payloads_of_every_encoding_become_rows() {
         let body = batch(
@@ -364,14 +507,7 @@ mod tests {
             ],
         )
         .encode_body();
-        let (groups, outcome) = decode_batch(
-            body.into(),
-            1 << 20,
-            &SpanLimits::default(),
-            &Arc::new(PlaceMap::new()),
-        )
-        .unwrap();
-        let rows: Vec<SpanRow> = groups.into_iter().flat_map(|(_, rows)| rows).collect();
+        let (rows, outcome) = decode(body, 1 << 20).unwrap();
         assert_eq!(outcome.n_spans_stored, 6);
         assert_eq!(outcome.n_payloads_rejected, 0);
         assert_eq!(rows.len(), 6);
@@ -440,14 +576,7 @@ mod tests {
     #[test]
     fn a_version_1_body_from_an_older_agent_is_stored() {
         let body = batch(1, vec![payload(otlp(2), PayloadEncoding::Identity, 2)]).encode_v1_body(1);
-        let (groups, outcome) = decode_batch(
-            body.into(),
-            1 << 20,
-            &SpanLimits::default(),
-            &Arc::new(PlaceMap::new()),
-        )
-        .unwrap();
-        let rows: Vec<SpanRow> = groups.into_iter().flat_map(|(_, rows)| rows).collect();
+        let (rows, outcome) = decode(body, 1 << 20).unwrap();
         assert_eq!((rows.len(), outcome.n_spans_stored), (2, 2));
     }
 
@@ -461,14 +590,7 @@ mod tests {
             ],
         )
         .encode_body();
-        let (groups, outcome) = decode_batch(
-            body.into(),
-            1 << 20,
-            &SpanLimits::default(),
-            &Arc::new(PlaceMap::new()),
-        )
-        .unwrap();
-        let rows: Vec<SpanRow> = groups.into_iter().flat_map(|(_, rows)| rows).collect();
+        let (rows, outcome) = decode(body, 1 << 20).unwrap();
         assert_eq!((rows.len(), outcome.n_payloads_rejected), (1, 1));
 
         // Two payloads of 600 KB once inflated, under a 1 MB cap for the batch.
@@ -482,12 +604,7 @@ mod tests {
         )
         .encode_body();
         assert!(matches!(
-            decode_batch(
-                body.into(),
-                1_000_000,
-                &SpanLimits::default(),
-                &Arc::new(PlaceMap::new())
-            ),
+            decode(body, 1_000_000),
             Err(TransportError::TooLarge { .. })
         ));
     }

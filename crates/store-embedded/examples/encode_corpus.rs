@@ -11,7 +11,10 @@
 //! ```
 //!
 //! The difference of the two counts over 30,000 is the instructions a span. A second argument,
-//! `prepare` or `parquet`, runs only that half.
+//! `prepare` or `parquet`, runs only that half; `ingest` maps the corpus's payloads and
+//! prepares their write as the server does (each payload's spans mapped into the rows the one
+//! before left, each row appended to the write's builders), and `ingest-rows` the same with
+//! every row mapped into a vector of rows first and the write prepared from it.
 
 use spanflow_store_embedded::schema;
 
@@ -23,11 +26,14 @@ mod corpus_rows;
 static ALLOCATOR: spanflow_store::allocator::Allocator = spanflow_store::allocator::Allocator;
 
 fn main() {
-    let rows = corpus_rows::rows();
     let rounds: usize = std::env::args()
         .nth(1)
         .map_or(3, |n| n.parse().expect("a number of rounds"));
     let only = std::env::args().nth(2).unwrap_or_default();
+    if only.starts_with("ingest") {
+        return ingest(rounds, only == "ingest-rows");
+    }
+    let rows = corpus_rows::rows();
     for _ in 0..rounds {
         if only != "parquet" {
             let prepared =
@@ -39,5 +45,36 @@ fn main() {
             let batch = schema::rows_to_buffer(&rows);
             std::hint::black_box(spanflow_store_embedded::parquet_bytes(&batch).unwrap());
         }
+    }
+}
+
+/// Maps the corpus's payloads and prepares their write, `rounds` times.
+fn ingest(rounds: usize, whole_rows: bool) {
+    use spanflow_otlp::wire::{map_payload, map_payload_into, RowPool};
+
+    let payloads = spanflow_loadgen::corpus::build(100, 100, 1);
+    let sender = corpus_rows::sender();
+    let partition_of = |time: i64| time.div_euclid(3600);
+    let sizes = schema::TextSizes::default();
+    for _ in 0..rounds {
+        let prepared = if whole_rows {
+            let mut rows = Vec::with_capacity(10_000);
+            for payload in &payloads {
+                map_payload_into(&payload.protobuf, &sender, &mut rows).unwrap();
+            }
+            spanflow_store_embedded::prepare_batch(rows, partition_of).unwrap()
+        } else {
+            let mut pool = RowPool::default();
+            let mut builder = schema::BufferBuilder::expecting(10_000, &sizes);
+            for payload in &payloads {
+                map_payload(&payload.protobuf, &sender, &mut pool).unwrap();
+                for row in pool.rows() {
+                    builder.append(row);
+                }
+            }
+            let batch = builder.finish_noting(&sizes);
+            spanflow_store_embedded::prepare_buffer(batch, partition_of).unwrap()
+        };
+        std::hint::black_box(prepared);
     }
 }

@@ -887,10 +887,85 @@ pub fn rows_to_buffer(rows: &[SpanRow]) -> RecordBatch {
     builder.finish()
 }
 
+/// The number of text columns a buffer builder sizes ([`TextSizes`]): ten text columns and the
+/// packed span attributes.
+const N_SIZED: usize = 11;
+
+/// The bytes of each sized column of a write's rows: ten text columns and the packed span
+/// attributes, in the order [`BufferBuilder::with_sizes`] takes them.
+fn text_sizes(rows: &[SpanRow]) -> [usize; N_SIZED] {
+    let mut sizes = [0usize; N_SIZED];
+    for row in rows {
+        let lengths = [
+            row.trace_state.len(),
+            row.endpoint.len(),
+            row.app_service.len(),
+            row.l7_protocol_str.len(),
+            row.version.len(),
+            row.request_type.len(),
+            row.request_domain.len(),
+            row.request_resource.len(),
+            row.response_exception.len(),
+            row.status_message.len(),
+            row.attributes
+                .iter()
+                .map(|attribute| attribute.key.len() + 16)
+                .sum::<usize>(),
+        ];
+        for (total, length) in sizes.iter_mut().zip(lengths) {
+            *total += length;
+        }
+    }
+    sizes
+}
+
+/// What the rows of the writes before held a row, for each sized column: where a write is built
+/// as its rows are mapped, with none of them seen yet, its builders start at the size the last
+/// write's rows would have needed, and rarely grow (each growth a copy of what they hold).
+#[derive(Debug, Default)]
+pub struct TextSizes {
+    /// Bytes a row, times 16 (a running figure, a quarter of it the last write).
+    per_row: [std::sync::atomic::AtomicUsize; N_SIZED],
+}
+
+impl TextSizes {
+    /// The most a column's builder is given before its first row.
+    const MAX_RESERVED: usize = 16 << 20;
+
+    /// The bytes `n_rows` rows are expected to need in each sized column.
+    fn for_rows(&self, n_rows: usize) -> [usize; N_SIZED] {
+        let per_row =
+            |slot: &std::sync::atomic::AtomicUsize| slot.load(std::sync::atomic::Ordering::Relaxed);
+        // A sixteenth more than the figure, for a write with longer text than the last; past
+        // the cap, a column grows as it fills rather than reserve for a guess.
+        self.per_row.each_ref().map(|slot| {
+            let expected = per_row(slot).saturating_mul(n_rows).div_ceil(16);
+            (expected + expected / 16).min(Self::MAX_RESERVED)
+        })
+    }
+
+    /// Takes a write's bytes into the running figure.
+    fn record(&self, n_rows: usize, bytes: [usize; N_SIZED]) {
+        if n_rows == 0 {
+            return;
+        }
+        for (slot, bytes) in self.per_row.iter().zip(bytes) {
+            let last = bytes * 16 / n_rows;
+            let before = slot.load(std::sync::atomic::Ordering::Relaxed);
+            let figure = if before == 0 {
+                last
+            } else {
+                (before * 3 + last) / 4
+            };
+            slot.store(figure, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
 /// The buffer's columns, built a row at a time: each row and its text are read once, while
 /// they are in cache, where a pass a column read a write's rows (some 600 bytes each plus
 /// their text, more than a core's cache) some ninety times over (BENCHMARKS.md).
-struct BufferBuilder {
+pub struct BufferBuilder {
     time: Vec<i64>,
     start_time: Vec<i64>,
     end_time_offset: Vec<i64>,
@@ -947,31 +1022,17 @@ impl BufferBuilder {
     /// Builders sized for `rows`: the text of each column summed first, so that no builder
     /// grows (and copies what it holds) on the way.
     fn new(rows: &[SpanRow]) -> BufferBuilder {
-        let n = rows.len();
-        let mut text = [0usize; 10];
-        let mut attribute_bytes = 0;
-        for row in rows {
-            let lengths = [
-                row.trace_state.len(),
-                row.endpoint.len(),
-                row.app_service.len(),
-                row.l7_protocol_str.len(),
-                row.version.len(),
-                row.request_type.len(),
-                row.request_domain.len(),
-                row.request_resource.len(),
-                row.response_exception.len(),
-                row.status_message.len(),
-            ];
-            for (total, length) in text.iter_mut().zip(lengths) {
-                *total += length;
-            }
-            attribute_bytes += row
-                .attributes
-                .iter()
-                .map(|attribute| attribute.key.len() + 16)
-                .sum::<usize>();
-        }
+        BufferBuilder::with_sizes(rows.len(), text_sizes(rows))
+    }
+
+    /// Builders for about `n_rows` rows whose text is expected to come to what the writes
+    /// before held a row ([`TextSizes`]).
+    pub fn expecting(n_rows: usize, sizes: &TextSizes) -> BufferBuilder {
+        BufferBuilder::with_sizes(n_rows, sizes.for_rows(n_rows))
+    }
+
+    /// Builders for `n` rows of `text` bytes in each sized column ([`text_sizes`]).
+    fn with_sizes(n: usize, text: [usize; N_SIZED]) -> BufferBuilder {
         let strings = |bytes: usize| StringBuilder::with_capacity(n, bytes);
         BufferBuilder {
             time: Vec::with_capacity(n),
@@ -1013,7 +1074,7 @@ impl BufferBuilder {
             scope_name: RunDictionary::new(n),
             scope_version: RunDictionary::new(n),
             resource: SharedKeys::new(n),
-            attributes: BinaryBuilder::with_capacity(n, attribute_bytes),
+            attributes: BinaryBuilder::with_capacity(n, text[10]),
             resource_attributes: SharedKeys::new(n),
             events: strings(n * 2),
             links: strings(n * 2),
@@ -1026,7 +1087,35 @@ impl BufferBuilder {
         }
     }
 
-    fn append(&mut self, row: &SpanRow) {
+    /// How many rows it holds.
+    pub fn len(&self) -> usize {
+        self.time.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.time.is_empty()
+    }
+
+    /// The buffer, its text's sizes taken into `sizes` for the writes after it.
+    pub fn finish_noting(self, sizes: &TextSizes) -> RecordBatch {
+        let bytes = [
+            self.trace_state.values_slice().len(),
+            self.endpoint.values_slice().len(),
+            self.app_service.values_slice().len(),
+            self.l7_protocol_str.values_slice().len(),
+            self.version.values_slice().len(),
+            self.request_type.values_slice().len(),
+            self.request_domain.values_slice().len(),
+            self.request_resource.values_slice().len(),
+            self.response_exception.values_slice().len(),
+            self.status_message.values_slice().len(),
+            self.attributes.values_slice().len(),
+        ];
+        sizes.record(self.len(), bytes);
+        self.finish()
+    }
+
+    pub fn append(&mut self, row: &SpanRow) {
         self.time.push(row.time);
         self.start_time.push(row.start_time);
         self.end_time_offset.push(end_time_offset(row));
@@ -1097,7 +1186,7 @@ impl BufferBuilder {
         self.dropped_links_count.push(row.dropped_links_count);
     }
 
-    fn finish(mut self) -> RecordBatch {
+    pub fn finish(mut self) -> RecordBatch {
         fn strings(mut builder: StringBuilder) -> ArrayRef {
             Arc::new(builder.finish())
         }
@@ -1729,6 +1818,45 @@ mod tests {
 
     use super::*;
     use spanflow_model::{AttrValue, Event, Link};
+
+    /// A write built with no rows seen starts at what the writes before needed, and builds
+    /// the buffer the rows would give whole.
+    #[test]
+    fn a_write_is_sized_from_the_writes_before_it() {
+        let rows: Vec<SpanRow> = (0..100)
+            .map(|n| {
+                let mut row = full_row();
+                row.endpoint = format!("GET /cart/{n}");
+                row
+            })
+            .collect();
+        let sizes = TextSizes::default();
+        assert_eq!(sizes.for_rows(100), [0; N_SIZED]);
+        for _ in 0..2 {
+            let mut builder = BufferBuilder::expecting(rows.len(), &sizes);
+            for row in &rows {
+                builder.append(row);
+            }
+            assert_eq!(builder.finish_noting(&sizes), rows_to_buffer(&rows));
+        }
+        // Each text column expects the bytes of the rows before, and a sixteenth more at most.
+        let needed = text_sizes(&rows);
+        let expected = sizes.for_rows(rows.len());
+        for (expected, needed) in expected.iter().zip(needed).take(10) {
+            assert!(
+                (needed..=needed + needed / 16 + 1).contains(expected),
+                "{expected} for {needed}"
+            );
+        }
+        assert!(expected[1] > 1000, "endpoints: {expected:?}");
+        assert!(expected[10] > 0, "packed attributes: {expected:?}");
+        // A write of huge text does not have the next reserve past the cap.
+        sizes.record(1, [1 << 30; N_SIZED]);
+        assert_eq!(
+            sizes.for_rows(1_000_000),
+            [TextSizes::MAX_RESERVED; N_SIZED]
+        );
+    }
 
     #[test]
     fn the_buffer_holds_what_spans_share_once_and_empty_text_as_null() {

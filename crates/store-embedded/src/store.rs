@@ -13,7 +13,7 @@ use spanflow_model::{metric_names, SpanKind, SpanRow, TraceId};
 use spanflow_store::analytics::{Edge, MapBy, NodeKind, RedPoint, RedQuery, FAILED_SQL};
 use spanflow_store::sql::{SqlDialect, SqlLimits, SqlResult};
 use spanflow_store::{
-    ErrorKind, Operation, PreparedWrite, SpanQuery, SpanStore, StoreError, TimeRange,
+    ErrorKind, Operation, PreparedWrite, RowEncoder, SpanQuery, SpanStore, StoreError, TimeRange,
 };
 
 use crate::manifest::{FileEntry, Manifest};
@@ -145,6 +145,8 @@ struct Inner {
     lookup_cache: files::LookupCache,
     /// The memory pool and spill directory every query shares.
     queries: query::QueryRuntime,
+    /// What the rows of recent writes held a row, for sizing the next write's builders.
+    text_sizes: Arc<schema::TextSizes>,
 }
 
 /// The embedded store. Cloning shares it.
@@ -214,6 +216,7 @@ impl EmbeddedStore {
             next_file_id: AtomicU64::new(next_file_id),
             flush_wanted: Arc::new(tokio::sync::Notify::new()),
             lookup_cache: files::LookupCache::new(LOOKUP_CACHE_BYTES),
+            text_sizes: Default::default(),
         });
         tokio::spawn(flusher(Arc::downgrade(&inner)));
         tokio::spawn(maintainer(Arc::downgrade(&inner)));
@@ -389,6 +392,15 @@ impl SpanStore for EmbeddedStore {
 
     fn prepare(&self, rows: Vec<SpanRow>) -> Result<PreparedWrite, StoreError> {
         Ok(prepare(rows, self.inner.config.partition_of())?)
+    }
+
+    fn encoder(&self, n_rows: usize) -> Option<Box<dyn RowEncoder>> {
+        let sizes = &self.inner.text_sizes;
+        Some(Box::new(Encoder {
+            builder: schema::BufferBuilder::expecting(n_rows, sizes),
+            partition_seconds: self.inner.config.partition_seconds,
+            sizes: sizes.clone(),
+        }))
     }
 
     async fn write_prepared(&self, prepared: PreparedWrite) -> Result<(), StoreError> {
@@ -671,9 +683,45 @@ pub fn prepare_batch(
 ) -> Result<(RecordBatch, Vec<u8>), EmbeddedError> {
     let batch = schema::rows_to_buffer(&rows);
     drop(rows);
+    prepare_buffer(batch, partition_of)
+}
+
+/// The batch a write buffers for a buffer built from its rows, and the write-ahead-log entry it
+/// appends.
+pub fn prepare_buffer(
+    batch: RecordBatch,
+    partition_of: impl Fn(i64) -> i64,
+) -> Result<(RecordBatch, Vec<u8>), EmbeddedError> {
     let batch = batches::sort_batch(batch, partition_of)?;
     let payload = encode_batch(&batch);
     Ok((batch, payload))
+}
+
+/// A write built as its rows are mapped ([`SpanStore::encoder`]): each row appended to the
+/// buffer's builders while it is in cache, then sorted and encoded as [`prepare_batch`] does.
+struct Encoder {
+    builder: schema::BufferBuilder,
+    partition_seconds: i64,
+    sizes: Arc<schema::TextSizes>,
+}
+
+impl RowEncoder for Encoder {
+    fn append(&mut self, row: &SpanRow) {
+        self.builder.append(row);
+    }
+
+    fn n_rows(&self) -> usize {
+        self.builder.len()
+    }
+
+    fn finish(self: Box<Self>) -> Result<PreparedWrite, StoreError> {
+        let n_rows = self.builder.len();
+        let batch = self.builder.finish_noting(&self.sizes);
+        let width = self.partition_seconds;
+        let (batch, payload) =
+            prepare_buffer(batch, move |time: i64| time.div_euclid(width) * width)?;
+        Ok(PreparedWrite::new(n_rows, Prepared { batch, payload }))
+    }
 }
 
 /// The newest `limit` rows, newest first, one per span: of several copies the first in `rows`.

@@ -61,6 +61,19 @@ impl std::fmt::Debug for PreparedWrite {
     }
 }
 
+/// A write built a row at a time, as the rows are mapped, for a backend whose write form is
+/// built so: the rows need not be held until the write is whole. See [`SpanStore::encoder`].
+pub trait RowEncoder {
+    /// Adds a row to the write.
+    fn append(&mut self, row: &SpanRow);
+
+    /// How many rows it holds.
+    fn n_rows(&self) -> usize;
+
+    /// The write, as [`SpanStore::prepare`] of the same rows would have made it.
+    fn finish(self: Box<Self>) -> Result<PreparedWrite, StoreError>;
+}
+
 /// A backend that keeps span rows.
 ///
 /// Rows are keyed by (trace id, span id): writing a row whose key is already stored replaces
@@ -79,6 +92,13 @@ pub trait SpanStore: Send + Sync + 'static {
     /// is allowed. Backends with nothing to prepare keep the rows as they are.
     fn prepare(&self, rows: Vec<SpanRow>) -> Result<PreparedWrite, StoreError> {
         Ok(PreparedWrite::new(rows.len(), rows))
+    }
+
+    /// A write to build a row at a time, for about `n_rows` rows, where the backend builds its
+    /// write form so; `None` where it takes the rows whole ([`SpanStore::prepare`]). Like
+    /// `prepare`, its work is done on the calling thread.
+    fn encoder(&self, _n_rows: usize) -> Option<Box<dyn RowEncoder>> {
+        None
     }
 
     /// Stores what [`SpanStore::prepare`] of this same store made, as `write` does.

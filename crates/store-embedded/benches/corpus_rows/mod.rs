@@ -6,13 +6,18 @@ use spanflow_model::SpanRow;
 use spanflow_otlp::map::{map_request, Sender};
 use spanflow_otlp::ExportTraceServiceRequest;
 
-/// The rows of the corpus's first 100 requests of 100 spans.
-pub fn rows() -> Vec<SpanRow> {
-    let sender = Sender {
+/// The sender the corpus's requests are mapped as coming from.
+pub fn sender() -> Sender {
+    Sender {
         peer_ip: Some("10.0.0.1".parse().unwrap()),
         agent_id: "bench".into(),
         places: None,
-    };
+    }
+}
+
+/// The rows of the corpus's first 100 requests of 100 spans.
+pub fn rows() -> Vec<SpanRow> {
+    let sender = sender();
     spanflow_loadgen::corpus::build(100, 100, 1)
         .iter()
         .flat_map(|payload| {
