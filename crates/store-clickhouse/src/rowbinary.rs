@@ -12,8 +12,9 @@
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::ops::Range;
+use std::sync::Arc;
 
-use spanflow_model::{AttrValue, Attribute, IpText, Place, ResourceTags, SpanRow, TraceId};
+use spanflow_model::{AttrValue, Attribute, IpText, Place, ResourceTags, SpanRow};
 use spanflow_store::text;
 
 use crate::schema::RESOURCE_PERIOD_S;
@@ -119,6 +120,9 @@ pub struct Encoder {
     key_arrays: Vec<u8>,
     /// The (time, key) pairs of the resource rows written.
     resource_rows: HashSet<(u32, u64), FastHash>,
+    /// The shared attributes and tags `resources` knows by address, held so that no address
+    /// is freed and given to another resource while the write is encoded.
+    held: Vec<(Arc<[Attribute]>, Arc<ResourceTags>)>,
 }
 
 /// The `l7_resource` rows a write needs: one per resource and quarter hour of its spans.
@@ -168,14 +172,7 @@ impl Encoder {
         out: &mut Vec<u8>,
         resources: &mut Resources,
     ) -> Vec<SpanKey> {
-        // Addresses are only the same resource while its rows live.
-        self.resources.clear();
-        self.resource_arrays.clear();
-        self.resource_rows = resources
-            .keys
-            .iter()
-            .map(|key| (key.time, key.id))
-            .collect();
+        self.begin(resources);
         let start = out.len();
         let mut keys = Vec::with_capacity(rows.len());
         for (i, row) in rows.iter().enumerate() {
@@ -185,6 +182,19 @@ impl Encoder {
             }
         }
         keys
+    }
+
+    /// Starts a write whose `l7_resource` rows go to `resources`, forgetting the resources of
+    /// the writes before: rows are then added with [`Encoder::span`].
+    pub fn begin(&mut self, resources: &Resources) {
+        self.resources.clear();
+        self.held.clear();
+        self.resource_arrays.clear();
+        self.resource_rows = resources
+            .keys
+            .iter()
+            .map(|key| (key.time, key.id))
+            .collect();
     }
 
     /// The key of a row's resource, its row encoded once per write: its attributes, no
@@ -215,6 +225,8 @@ impl Encoder {
                 // 0 stands for no resource.
                 let id = resource_id(slice(&self.resource_arrays, &range)).max(1);
                 self.resources.insert(address, (id, range.clone()));
+                self.held
+                    .push((row.resource_attributes.clone(), row.resource.clone()));
                 (id, range)
             }
         };
@@ -255,7 +267,9 @@ impl Encoder {
         id
     }
 
-    fn span(&mut self, row: &SpanRow, out: &mut Vec<u8>, resources: &mut Resources) -> SpanKey {
+    /// Appends a row as an `l7_flow_log` row, and the `l7_resource` rows it needs that the
+    /// write's rows before it did not to `resources`; returns its sort key.
+    pub fn span(&mut self, row: &SpanRow, out: &mut Vec<u8>, resources: &mut Resources) -> SpanKey {
         let resource_id = self.resource(row, resources);
         let key_set_id = self.key_set(row, resources);
         let start = out.len();
@@ -387,34 +401,52 @@ impl Encoder {
     /// Appends the `l7_trace_index` rows for `rows`: one per distinct trace id, end second,
     /// service and endpoint. Returns each row's sort key.
     pub fn index(rows: &[SpanRow], out: &mut Vec<u8>) -> Vec<IndexKey> {
-        let mut seen: HashSet<(TraceId, i64, &str, &str), FastHash> =
-            HashSet::with_capacity_and_hasher(rows.len(), FastHash::default());
-        // Nearly every span is the only one of its trace in its second, service and endpoint.
-        let mut keys = Vec::with_capacity(rows.len());
         let start = out.len();
-        for (i, row) in rows.iter().enumerate() {
-            if i == SIZING_ROWS {
-                reserve_like(out, start, SIZING_ROWS, rows.len() - SIZING_ROWS);
-            }
-            let key = (row.trace_id, row.time, &*row.app_service, &*row.endpoint);
-            if seen.insert(key) {
-                let start = out.len();
-                let mut w = RowBinary::new(out);
-                let time = date_time(row.time);
-                w.fixed(row.trace_id.as_bytes());
-                w.u32(time);
-                let service = w.string_at(&row.app_service);
-                let endpoint = w.string_at(&row.endpoint);
-                keys.push(IndexKey {
-                    trace_id: *row.trace_id.as_bytes(),
-                    time,
-                    service,
-                    endpoint,
-                    row: offset(start)..offset(out.len()),
-                });
-            }
+        let keys = rows
+            .iter()
+            .enumerate()
+            .map(|(i, row)| {
+                if i == SIZING_ROWS {
+                    reserve_like(out, start, SIZING_ROWS, rows.len() - SIZING_ROWS);
+                }
+                Encoder::index_row(row, out)
+            })
+            .collect();
+        Encoder::distinct_index(out, keys)
+    }
+
+    /// Appends a row's `l7_trace_index` row; returns its sort key. Several spans of a trace
+    /// in one second, service and endpoint give the same row, which
+    /// [`Encoder::distinct_index`] then keeps once.
+    pub fn index_row(row: &SpanRow, out: &mut Vec<u8>) -> IndexKey {
+        let start = out.len();
+        let mut w = RowBinary::new(out);
+        let time = date_time(row.time);
+        w.fixed(row.trace_id.as_bytes());
+        w.u32(time);
+        let service = w.string_at(&row.app_service);
+        let endpoint = w.string_at(&row.endpoint);
+        IndexKey {
+            trace_id: *row.trace_id.as_bytes(),
+            time,
+            service,
+            endpoint,
+            row: offset(start)..offset(out.len()),
         }
-        keys
+    }
+
+    /// The first of each distinct row among `keys`, whose rows are in `out`.
+    pub fn distinct_index(out: &[u8], keys: Vec<IndexKey>) -> Vec<IndexKey> {
+        // Nearly every span is the only one of its trace in its second, service and endpoint.
+        let mut seen: HashSet<([u8; 16], u32, &[u8], &[u8]), FastHash> =
+            HashSet::with_capacity_and_hasher(keys.len(), FastHash::default());
+        keys.into_iter()
+            .filter(|key| {
+                let service = slice(out, &key.service);
+                let endpoint = slice(out, &key.endpoint);
+                seen.insert((key.trace_id, key.time, service, endpoint))
+            })
+            .collect()
     }
 }
 
@@ -441,12 +473,12 @@ const NO_SCOPE: [u8; 2] = [0; 2];
 const NO_TAGS: [u8; ResourceTags::COLUMNS.len()] = [0; ResourceTags::COLUMNS.len()];
 
 /// Rows encoded before the output is sized for the rest of a write.
-const SIZING_ROWS: usize = 64;
+pub(crate) const SIZING_ROWS: usize = 64;
 
 /// Makes room in `out` for `more` rows like the `done` rows written since `start`, and a
 /// sixteenth more: a write's bytes then grow once, where doubling would copy them into fresh
 /// pages several times over.
-fn reserve_like(out: &mut Vec<u8>, start: usize, done: usize, more: usize) {
+pub(crate) fn reserve_like(out: &mut Vec<u8>, start: usize, done: usize, more: usize) {
     let per_row = (out.len() - start).div_ceil(done.max(1));
     let room = per_row.saturating_mul(more);
     out.reserve(room.saturating_add(room / 16));
@@ -730,9 +762,11 @@ mod tests {
             row(2, 1, "a", "x", 1_000_000),
         ];
         let mut out = Vec::new();
-        assert_eq!(Encoder::index(&rows, &mut out).len(), 3);
+        let keys = Encoder::index(&rows, &mut out);
+        assert_eq!(keys.len(), 3);
         // 16 id bytes, 4 time bytes, then "a" and a one-letter endpoint, each with its length.
-        assert_eq!(out.len(), 3 * (16 + 4 + 2 + 2));
+        let sent: usize = keys.iter().map(|key| slice(&out, &key.row).len()).sum();
+        assert_eq!(sent, 3 * (16 + 4 + 2 + 2));
     }
 
     #[test]

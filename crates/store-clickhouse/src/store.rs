@@ -27,7 +27,7 @@ use spanflow_model::{metric_names, SpanKind, SpanRow, TraceId};
 use spanflow_store::analytics::{Edge, MapBy, RedPoint, RedQuery};
 use spanflow_store::sql::{SqlDialect, SqlLimits, SqlResult};
 use spanflow_store::{
-    ErrorKind, Operation, PreparedWrite, SpanQuery, SpanStore, StoreError, TimeRange,
+    ErrorKind, Operation, PreparedWrite, RowEncoder, SpanQuery, SpanStore, StoreError, TimeRange,
 };
 
 /// The most a SQL answer may weigh, as ClickHouse sends it.
@@ -175,6 +175,65 @@ impl Encoded {
             + self.resources.bytes.len()
             + self.span_keys.len() * std::mem::size_of::<SpanKey>()
             + self.index_keys.len() * std::mem::size_of::<IndexKey>()
+    }
+}
+
+/// A write encoded a row at a time, as its rows are mapped or from rows held whole.
+struct WriteEncoder {
+    encoder: Encoder,
+    encoded: Encoded,
+    /// The rows expected, for sizing the buffers once the first rows tell their size.
+    expected: usize,
+}
+
+impl WriteEncoder {
+    fn new(expected: usize) -> WriteEncoder {
+        let encoded = Encoded {
+            spans: Vec::new(),
+            span_keys: Vec::with_capacity(expected),
+            resources: Resources::default(),
+            index: Vec::new(),
+            index_keys: Vec::with_capacity(expected),
+        };
+        let mut encoder = Encoder::default();
+        encoder.begin(&encoded.resources);
+        WriteEncoder {
+            encoder,
+            encoded,
+            expected,
+        }
+    }
+}
+
+impl RowEncoder for WriteEncoder {
+    fn append(&mut self, row: &SpanRow) {
+        let encoded = &mut self.encoded;
+        let key = self
+            .encoder
+            .span(row, &mut encoded.spans, &mut encoded.resources);
+        encoded.span_keys.push(key);
+        encoded
+            .index_keys
+            .push(Encoder::index_row(row, &mut encoded.index));
+        // Sized from the first rows: the bytes then grow once, not by doubling.
+        if encoded.span_keys.len() == rowbinary::SIZING_ROWS
+            && self.expected > rowbinary::SIZING_ROWS
+        {
+            let more = self.expected - rowbinary::SIZING_ROWS;
+            rowbinary::reserve_like(&mut encoded.spans, 0, rowbinary::SIZING_ROWS, more);
+            rowbinary::reserve_like(&mut encoded.index, 0, rowbinary::SIZING_ROWS, more);
+        }
+    }
+
+    fn n_rows(&self) -> usize {
+        self.encoded.span_keys.len()
+    }
+
+    fn finish(self: Box<Self>) -> Result<PreparedWrite, StoreError> {
+        let mut encoded = self.encoded;
+        let keys = std::mem::take(&mut encoded.index_keys);
+        encoded.index_keys = Encoder::distinct_index(&encoded.index, keys);
+        Ok(PreparedWrite::new(encoded.span_keys.len(), encoded))
     }
 }
 
@@ -834,22 +893,16 @@ impl SpanStore for ClickHouseStore {
 
     /// The rows encoded as `RowBinary`, with the keys an insert sorts them by.
     fn prepare(&self, rows: Vec<SpanRow>) -> Result<PreparedWrite, StoreError> {
-        // Each sized by the encoder, from its first rows.
-        let mut spans = Vec::new();
-        let mut resources = Resources::default();
-        let span_keys = Encoder::default().spans(&rows, &mut spans, &mut resources);
-        let mut index = Vec::new();
-        let index_keys = Encoder::index(&rows, &mut index);
-        let n_rows = rows.len();
+        let mut encoder = WriteEncoder::new(rows.len());
+        for row in &rows {
+            encoder.append(row);
+        }
         drop(rows);
-        let encoded = Encoded {
-            spans,
-            span_keys,
-            resources,
-            index,
-            index_keys,
-        };
-        Ok(PreparedWrite::new(n_rows, encoded))
+        Box::new(encoder).finish()
+    }
+
+    fn encoder(&self, n_rows: usize) -> Option<Box<dyn RowEncoder>> {
+        Some(Box::new(WriteEncoder::new(n_rows)))
     }
 
     async fn write_prepared(&self, prepared: PreparedWrite) -> Result<(), StoreError> {
@@ -1180,7 +1233,51 @@ async fn upgrade(
 
 #[cfg(test)]
 mod tests {
-    use super::on_this_host;
+    use super::*;
+
+    /// A write built as rows are mapped, each row's resource freed before the next is made
+    /// (so an address may come back holding another resource), is the write `prepare` makes
+    /// of the same rows held whole.
+    #[test]
+    fn a_write_built_row_by_row_is_the_write_of_the_rows_whole() {
+        use spanflow_model::{AttrValue, Attribute};
+        use spanflow_store::conformance::row;
+        let make = |n: u8| {
+            let mut span = row(n / 4 + 1, n % 4 + 1, "s", "x", 1_700_000_000_000_000);
+            let pod = format!("pod-{}", n / 2);
+            span.resource_attributes =
+                vec![Attribute::new("k8s.pod.name", AttrValue::String(pod))].into();
+            span
+        };
+        let mut encoder = WriteEncoder::new(100);
+        for n in 0..100 {
+            encoder.append(&make(n));
+        }
+        let built: Encoded = Box::new(encoder)
+            .finish()
+            .unwrap()
+            .into_form("clickhouse")
+            .unwrap();
+        let rows: Vec<SpanRow> = (0..100).map(make).collect();
+        let mut whole = WriteEncoder::new(rows.len());
+        for row in &rows {
+            whole.append(row);
+        }
+        let whole: Encoded = Box::new(whole)
+            .finish()
+            .unwrap()
+            .into_form("clickhouse")
+            .unwrap();
+        assert_eq!(built.resources.keys.len(), 50, "a row a pod");
+        assert_eq!(built.resources.bytes, whole.resources.bytes);
+        assert_eq!(built.resources.keys, whole.resources.keys);
+        assert_eq!(built.spans, whole.spans);
+        assert_eq!(
+            format!("{:?}", built.span_keys),
+            format!("{:?}", whole.span_keys)
+        );
+        assert_eq!(built.index_keys.len(), 25, "a row a trace");
+    }
 
     #[test]
     fn servers_on_this_host_are_told_apart_from_others() {
