@@ -164,8 +164,8 @@ pub struct ResourceContext {
     /// Where the resource runs: its own end of every span.
     pub place: std::sync::Arc<Place>,
     places: Option<std::sync::Arc<dyn Places>>,
-    /// Peers' places, looked up once per resource.
-    peers: std::sync::Arc<std::sync::Mutex<HashMap<IpAddr, std::sync::Arc<Place>>>>,
+    /// Peers' places, looked up once per resource (which one thread maps).
+    peers: std::cell::RefCell<HashMap<IpAddr, std::sync::Arc<Place>, foldhash::fast::RandomState>>,
 }
 
 /// Peers a resource remembers the place of; past it, each span looks its peer up.
@@ -235,10 +235,7 @@ impl ResourceContext {
         let (Some(ip), Some(places)) = (ip, self.places.as_deref()) else {
             return Place::unknown();
         };
-        let mut peers = self
-            .peers
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let mut peers = self.peers.borrow_mut();
         if let Some(place) = peers.get(&ip) {
             return place.clone();
         }
