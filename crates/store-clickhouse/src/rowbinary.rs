@@ -438,7 +438,7 @@ impl Encoder {
     /// The first of each distinct row among `keys`, whose rows are in `out`.
     pub fn distinct_index(out: &[u8], keys: Vec<IndexKey>) -> Vec<IndexKey> {
         // Nearly every span is the only one of its trace in its second, service and endpoint.
-        let mut seen: HashSet<([u8; 16], u32, &[u8], &[u8]), FastHash> =
+        let mut seen: HashSet<IndexRow<'_>, FastHash> =
             HashSet::with_capacity_and_hasher(keys.len(), FastHash::default());
         keys.into_iter()
             .filter(|key| {
@@ -506,6 +506,9 @@ pub struct SpanKey {
     span_id: [u8; 8],
     row: Range<u32>,
 }
+
+/// What tells `l7_trace_index` rows apart: trace id, second, service and endpoint.
+type IndexRow<'a> = ([u8; 16], u32, &'a [u8], &'a [u8]);
 
 /// Where an `l7_trace_index` row lies in its write's bytes, and its `ORDER BY` key there.
 #[derive(Clone, Debug)]
