@@ -27,8 +27,8 @@ use arrow::array::{
 use arrow::buffer::{OffsetBuffer, ScalarBuffer};
 use arrow::datatypes::{DataType, Field};
 
-use spanflow_model::Attribute;
-use spanflow_store::text::write_value_text;
+use spanflow_model::{AttrValue, Attribute};
+use spanflow_store::text::{write_value_text, TYPE_STRING};
 
 use crate::schema::SchemaError;
 
@@ -46,29 +46,68 @@ fn items<'a, T: Array + 'static>(list: &'a ListArray, what: &str) -> Result<&'a 
         .ok_or_else(|| SchemaError(format!("attribute {what} are {}", list.data_type())))
 }
 
-fn push_length(out: &mut Vec<u8>, mut length: usize) {
-    while length >= 0x80 {
-        out.push((length as u8) | 0x80);
-        length >>= 7;
+fn push_length(out: &mut impl PackOut, mut length: usize) {
+    if length < 0x80 {
+        return out.byte(length as u8);
     }
-    out.push(length as u8);
+    let (mut bytes, mut n) = ([0u8; 10], 0);
+    while length >= 0x80 {
+        bytes[n] = (length as u8) | 0x80;
+        length >>= 7;
+        n += 1;
+    }
+    bytes[n] = length as u8;
+    out.bytes(&bytes[..=n]);
+}
+
+/// Where a set is packed: a vector, or the value a binary column's builder is building (closed
+/// by an `append_value` of nothing), which spares a copy of the set.
+pub trait PackOut {
+    fn bytes(&mut self, bytes: &[u8]);
+
+    fn byte(&mut self, byte: u8) {
+        self.bytes(&[byte]);
+    }
+}
+
+impl PackOut for Vec<u8> {
+    fn bytes(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+
+    fn byte(&mut self, byte: u8) {
+        self.push(byte);
+    }
+}
+
+impl PackOut for BinaryBuilder {
+    fn bytes(&mut self, bytes: &[u8]) {
+        std::io::Write::write_all(self, bytes).expect("writing to memory cannot fail");
+    }
 }
 
 /// One set as [`pack`] packs it, appended to `out`: the same bytes as the set's three lists
 /// would pack to. `text` and `json` are scratch space.
 pub fn pack_attributes(
     attributes: &[Attribute],
-    out: &mut Vec<u8>,
+    out: &mut impl PackOut,
     text: &mut String,
     json: &mut Vec<u8>,
 ) {
     for attribute in attributes {
         push_length(out, attribute.key.len());
-        out.extend_from_slice(attribute.key.as_bytes());
-        text.clear();
-        out.push(write_value_text(text, &attribute.value, json));
-        push_length(out, text.len());
-        out.extend_from_slice(text.as_bytes());
+        out.bytes(attribute.key.as_bytes());
+        // Text as it is; other values as their text, written first.
+        let (code, value) = match &attribute.value {
+            AttrValue::String(value) => (TYPE_STRING, value.as_str()),
+            value => {
+                text.clear();
+                (write_value_text(text, value, json), text.as_str())
+            }
+        };
+        out.byte(code);
+        push_length(out, value.len());
+        out.bytes(value.as_bytes());
     }
 }
 

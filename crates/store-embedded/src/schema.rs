@@ -1012,8 +1012,7 @@ pub struct BufferBuilder {
     dropped_attributes_count: Vec<u32>,
     dropped_events_count: Vec<u32>,
     dropped_links_count: Vec<u32>,
-    /// Scratch for a row's packed attributes and the text and JSON of their values.
-    packed: Vec<u8>,
+    /// Scratch for the text and JSON of attribute values that are not text.
     text: String,
     json: Vec<u8>,
 }
@@ -1081,7 +1080,6 @@ impl BufferBuilder {
             dropped_attributes_count: Vec::with_capacity(n),
             dropped_events_count: Vec::with_capacity(n),
             dropped_links_count: Vec::with_capacity(n),
-            packed: Vec::with_capacity(512),
             text: String::new(),
             json: Vec::new(),
         }
@@ -1164,14 +1162,14 @@ impl BufferBuilder {
         if row.attributes.is_empty() {
             self.attributes.append_null();
         } else {
-            self.packed.clear();
+            // Packed into the value being built, which an empty append then closes.
             packed::pack_attributes(
                 &row.attributes,
-                &mut self.packed,
+                &mut self.attributes,
                 &mut self.text,
                 &mut self.json,
             );
-            self.attributes.append_value(&self.packed);
+            self.attributes.append_value([]);
         }
         self.resource_attributes.append(&row.resource_attributes);
         append_json(&mut self.events, &mut self.json, |json| {
