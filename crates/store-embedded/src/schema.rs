@@ -1256,10 +1256,13 @@ impl BufferBuilder {
         columns.push(Arc::new(UInt32Array::from(self.dropped_attributes_count)));
         columns.push(Arc::new(UInt32Array::from(self.dropped_events_count)));
         columns.push(Arc::new(UInt32Array::from(self.dropped_links_count)));
+        let mut key_nulls = KeyNulls::default();
         let columns = columns
             .iter()
             .zip(BUFFER_SCHEMA.fields())
-            .map(|(column, field)| with_allocated_values(&empty_to_null(field, column)))
+            .map(|(column, field)| {
+                with_allocated_values(&empty_to_null(field, column, &mut key_nulls))
+            })
             .collect();
         RecordBatch::try_new(buffer_schema(), columns)
             .expect("the columns are built to match the schema")
@@ -1444,7 +1447,7 @@ pub(crate) fn batch_with_allocated_values(batch: &RecordBatch) -> RecordBatch {
 
 /// A column as the buffer holds it: empty text null where files hold it so ([`empty_as_null`]),
 /// for plain text and for dictionaries of text; a packed set's null value a null key.
-fn empty_to_null(field: &Field, column: &ArrayRef) -> ArrayRef {
+fn empty_to_null(field: &Field, column: &ArrayRef, key_nulls: &mut KeyNulls) -> ArrayRef {
     let row_field = SCHEMA.field_with_name(field.name()).ok();
     let DataType::Dictionary(_, value_type) = field.data_type() else {
         return match row_field {
@@ -1473,11 +1476,41 @@ fn empty_to_null(field: &Field, column: &ArrayRef) -> ArrayRef {
         return column.clone();
     }
     let keys = dictionary.keys().values();
-    let valid = BooleanBuffer::collect_bool(keys.len(), |row| !absent[keys[row] as usize]);
-    let keys = Int32Array::new(keys.clone(), Some(arrow::buffer::NullBuffer::new(valid)));
+    let nulls = key_nulls.of(keys, absent);
+    let keys = Int32Array::new(keys.clone(), Some(nulls));
     // SAFETY: the keys are those of the valid dictionary `column`, over the same values, with
     // more of them null.
     Arc::new(unsafe { DictionaryArray::<Int32Type>::new_unchecked(keys, values.clone()) })
+}
+
+/// The null buffers of a buffer's dictionary columns by their keys and which of their values
+/// are absent: the columns of a place, or of the resource's tags, share their keys and are
+/// mostly absent for the same values (an unknown peer has no pod, no node, no workload), so
+/// each such null buffer is built once rather than once a column.
+#[derive(Default)]
+struct KeyNulls {
+    built: Vec<(*const i32, Vec<bool>, arrow::buffer::NullBuffer)>,
+}
+
+impl KeyNulls {
+    fn of(&mut self, keys: &ScalarBuffer<i32>, absent: Vec<bool>) -> arrow::buffer::NullBuffer {
+        let address = keys.as_ptr();
+        let known = self
+            .built
+            .iter()
+            .find(|(keys, known, _)| *keys == address && *known == absent);
+        if let Some((_, _, nulls)) = known {
+            return nulls.clone();
+        }
+        let nulls = if absent.iter().all(|absent| *absent) {
+            arrow::buffer::NullBuffer::new_null(keys.len())
+        } else {
+            let valid = BooleanBuffer::collect_bool(keys.len(), |row| !absent[keys[row] as usize]);
+            arrow::buffer::NullBuffer::new(valid)
+        };
+        self.built.push((address, absent, nulls.clone()));
+        nulls
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1816,6 +1849,25 @@ mod tests {
 
     use super::*;
     use spanflow_model::{AttrValue, Event, Link};
+
+    #[test]
+    fn null_buffers_of_keys_are_built_once_for_the_same_absent_values() {
+        let keys = ScalarBuffer::from(vec![0, 1, 2, 1, 0]);
+        let other_keys = ScalarBuffer::from(vec![0, 1, 2, 1, 0]);
+        let mut key_nulls = KeyNulls::default();
+        let first = key_nulls.of(&keys, vec![false, true, false]);
+        assert_eq!(
+            first.iter().collect::<Vec<_>>(),
+            [true, false, true, false, true]
+        );
+        let again = key_nulls.of(&keys, vec![false, true, false]);
+        assert_eq!(again.buffer().as_ptr(), first.buffer().as_ptr(), "shared");
+        // Other keys, or other absent values, get their own.
+        let other = key_nulls.of(&other_keys, vec![false, true, false]);
+        assert_ne!(other.buffer().as_ptr(), first.buffer().as_ptr());
+        let none = key_nulls.of(&keys, vec![true, true, true]);
+        assert_eq!(none.null_count(), 5);
+    }
 
     /// A write built with no rows seen starts at what the writes before needed, and builds
     /// the buffer the rows would give whole.
