@@ -329,37 +329,48 @@ struct ServerProcess {
 }
 
 impl ServerProcess {
+    /// Starts a server on free ports; when another process takes a port between its choice
+    /// and the server's bind (tests run side by side), the server exits and is started again
+    /// on others.
     async fn start(clickhouse_url: &str) -> ServerProcess {
-        let ingest: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let query: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_spanflow"))
-            .args([
-                "server",
-                "--store",
-                "clickhouse",
-                "--clickhouse-url",
-                clickhouse_url,
-            ])
-            .args(["--ingest-listen", &ingest.to_string()])
-            .args(["--query-listen", &query.to_string(), "--log", "warn"])
-            .spawn()
-            .expect("spanflow server starts");
-        let started = Instant::now();
-        while reqwest::get(format!("http://{query}/healthz"))
-            .await
-            .is_err()
-        {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "server not healthy"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        for _ in 0..5 {
+            let ingest: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            let query: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_spanflow"))
+                .args([
+                    "server",
+                    "--store",
+                    "clickhouse",
+                    "--clickhouse-url",
+                    clickhouse_url,
+                ])
+                .args(["--ingest-listen", &ingest.to_string()])
+                .args(["--query-listen", &query.to_string(), "--log", "warn"])
+                .spawn()
+                .expect("spanflow server starts");
+            let started = Instant::now();
+            loop {
+                if child.try_wait().expect("the server's status").is_some() {
+                    break;
+                }
+                if reqwest::get(format!("http://{query}/healthz"))
+                    .await
+                    .is_ok()
+                {
+                    return ServerProcess {
+                        child,
+                        ingest,
+                        query,
+                    };
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(30),
+                    "server not healthy"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
-        ServerProcess {
-            child,
-            ingest,
-            query,
-        }
+        panic!("the server exited at each of five starts");
     }
 
     async fn metric(&self, name: &str) -> f64 {
