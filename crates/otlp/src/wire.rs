@@ -61,7 +61,9 @@ pub fn map_payload(
     }
 }
 
-/// Rows that payload after payload are mapped into, their text buffers used again.
+/// Rows that payload after payload are mapped into, their text buffers used again. It holds
+/// what the largest of its payloads needed, as a vector of the rows would have: keep one for a
+/// batch's payloads, not longer.
 #[derive(Default)]
 pub struct RowPool {
     rows: Vec<SpanRow>,
@@ -70,12 +72,6 @@ pub struct RowPool {
 }
 
 impl RowPool {
-    /// Spare rows kept past this are freed: a payload of a million spans does not keep a
-    /// million rows' worth of buffers.
-    const MAX_SPARE: usize = 4096;
-    /// A buffer grown past this by a long value is freed rather than kept.
-    const MAX_KEPT_TEXT: usize = 4096;
-
     /// The last payload's rows.
     pub fn rows(&self) -> &[SpanRow] {
         &self.rows[..self.len]
@@ -93,9 +89,6 @@ impl RowPool {
 
     fn clear(&mut self) {
         self.len = 0;
-        if self.rows.len() > Self::MAX_SPARE {
-            self.rows.truncate(Self::MAX_SPARE);
-        }
     }
 
     /// The row the next span is mapped into: a spare, or a new one.
@@ -103,48 +96,12 @@ impl RowPool {
         if self.len == self.rows.len() {
             self.rows.push(SpanRow::default());
         }
-        let row = &mut self.rows[self.len];
-        shed_long_buffers(row);
-        row
+        &mut self.rows[self.len]
     }
 
     /// Keeps the row [`RowPool::next`] gave.
     fn keep(&mut self) {
         self.len += 1;
-    }
-}
-
-/// Frees the text buffers of a row that a long value grew past [`RowPool::MAX_KEPT_TEXT`].
-fn shed_long_buffers(row: &mut SpanRow) {
-    let long = |text: &String| text.capacity() > RowPool::MAX_KEPT_TEXT;
-    for text in [
-        &mut row.endpoint,
-        &mut row.request_resource,
-        &mut row.request_domain,
-        &mut row.request_type,
-        &mut row.status_message,
-        &mut row.response_exception,
-        &mut row.trace_state,
-        &mut row.app_service,
-        &mut row.app_instance,
-        &mut row.scope_name,
-        &mut row.scope_version,
-        &mut row.l7_protocol_str,
-        &mut row.version,
-        &mut row.agent_id,
-    ] {
-        if long(text) {
-            *text = String::new();
-        }
-    }
-    if row.attributes.len() > 128 {
-        row.attributes = Vec::new();
-    }
-    for attribute in &mut row.attributes {
-        let value_long = matches!(&attribute.value, AttrValue::String(text) if long(text));
-        if long(&attribute.key) || value_long {
-            *attribute = empty_attribute();
-        }
     }
 }
 
@@ -463,6 +420,7 @@ fn key_value_into(mut c: Cur<'_>, attribute: &mut Attribute) -> Result<(), Fail>
     }
     Ok(())
 }
+
 /// `AnyValue`'s one-of as it is read: text stays borrowed until the value is whole.
 enum Value<'a> {
     /// No value, or a string-table reference, which means nothing in traces: stored as empty.

@@ -225,10 +225,6 @@ impl RowEncoder for WriteEncoder {
         }
     }
 
-    fn n_rows(&self) -> usize {
-        self.encoded.span_keys.len()
-    }
-
     fn finish(self: Box<Self>) -> Result<PreparedWrite, StoreError> {
         let mut encoded = self.encoded;
         let keys = std::mem::take(&mut encoded.index_keys);

@@ -710,10 +710,6 @@ impl RowEncoder for Encoder {
         self.builder.append(row);
     }
 
-    fn n_rows(&self) -> usize {
-        self.builder.len()
-    }
-
     fn finish(self: Box<Self>) -> Result<PreparedWrite, StoreError> {
         let n_rows = self.builder.len();
         let batch = self.builder.finish_noting(&self.sizes);

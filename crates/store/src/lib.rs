@@ -67,9 +67,6 @@ pub trait RowEncoder {
     /// Adds a row to the write.
     fn append(&mut self, row: &SpanRow);
 
-    /// How many rows it holds.
-    fn n_rows(&self) -> usize;
-
     /// The write, as [`SpanStore::prepare`] of the same rows would have made it.
     fn finish(self: Box<Self>) -> Result<PreparedWrite, StoreError>;
 }
