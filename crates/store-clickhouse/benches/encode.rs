@@ -8,7 +8,17 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use spanflow_loadgen::corpus::Random;
 use spanflow_loadgen::rows::trace;
-use spanflow_store_clickhouse::rowbinary::{index_order, span_order, Encoder, Resources};
+use spanflow_model::SpanRow;
+use spanflow_store_clickhouse::rowbinary::{index_order, span_order, Encoded, WriteBuilder};
+
+/// The rows encoded as the store's `prepare` encodes them.
+fn encode_write(rows: &[SpanRow]) -> Encoded {
+    let mut write = WriteBuilder::new(rows.len());
+    for row in rows {
+        write.append(row);
+    }
+    write.finish()
+}
 
 fn encode(c: &mut Criterion) {
     let mut random = Random::new(42);
@@ -18,49 +28,36 @@ fn encode(c: &mut Criterion) {
         trace(&mut random, start, &mut rows);
     }
     {
-        let mut spans = Vec::new();
-        Encoder::default().spans(&rows, &mut spans, &mut Resources::default());
-        let mut index = Vec::new();
-        Encoder::index(&rows, &mut index);
+        let write = encode_write(&rows);
+        let index_bytes: usize = write
+            .index_keys
+            .iter()
+            .map(|key| key.row(&write.index).len())
+            .sum();
         eprintln!(
             "{} B a span row, {} B an index row",
-            spans.len() / rows.len(),
-            index.len() / rows.len()
+            write.spans.len() / rows.len(),
+            index_bytes / write.index_keys.len()
         );
     }
     let mut group = c.benchmark_group("clickhouse_store");
     group.throughput(Throughput::Elements(rows.len() as u64));
     group.sample_size(30);
     group.bench_function("encode_write", |b| {
-        b.iter(|| {
-            let mut spans = Vec::new();
-            let mut resources = Resources::default();
-            let span_keys = Encoder::default().spans(&rows, &mut spans, &mut resources);
-            let mut index = Vec::new();
-            let index_keys = Encoder::index(&rows, &mut index);
-            std::hint::black_box((spans, span_keys, resources, index, index_keys))
-        })
+        b.iter(|| std::hint::black_box(encode_write(&rows)))
     });
     // An insert of five writes of 10,000 spans, about what one gathers under load.
-    let writes: Vec<_> = (0..5)
-        .map(|_| {
-            let mut spans = Vec::new();
-            let span_keys = Encoder::default().spans(&rows, &mut spans, &mut Resources::default());
-            let mut index = Vec::new();
-            let index_keys = Encoder::index(&rows, &mut index);
-            (spans, span_keys, index, index_keys)
-        })
-        .collect();
+    let writes: Vec<Encoded> = (0..5).map(|_| encode_write(&rows)).collect();
     group.throughput(Throughput::Elements(5 * rows.len() as u64));
     group.bench_function("order_insert", |b| {
         b.iter(|| {
             let spans: Vec<_> = writes
                 .iter()
-                .map(|(bytes, keys, ..)| (&bytes[..], &keys[..]))
+                .map(|write| (&write.spans[..], &write.span_keys[..]))
                 .collect();
             let index: Vec<_> = writes
                 .iter()
-                .map(|(.., bytes, keys)| (&bytes[..], &keys[..]))
+                .map(|write| (&write.index[..], &write.index_keys[..]))
                 .collect();
             std::hint::black_box((span_order(&spans), index_order(&index)))
         })

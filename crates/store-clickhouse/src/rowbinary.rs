@@ -125,6 +125,80 @@ pub struct Encoder {
     held: Vec<(Arc<[Attribute]>, Arc<ResourceTags>)>,
 }
 
+/// A write's rows as an insert sends them: the `l7_flow_log` rows, the `l7_resource` rows
+/// they need and the `l7_trace_index` rows, each with the keys an insert sorts them by.
+pub struct Encoded {
+    pub spans: Vec<u8>,
+    pub span_keys: Vec<SpanKey>,
+    pub resources: Resources,
+    pub index: Vec<u8>,
+    pub index_keys: Vec<IndexKey>,
+}
+
+impl Encoded {
+    /// What it holds in memory, near enough: what it takes of the store's room.
+    pub fn n_bytes(&self) -> usize {
+        self.spans.len()
+            + self.index.len()
+            + self.resources.bytes.len()
+            + self.span_keys.len() * std::mem::size_of::<SpanKey>()
+            + self.index_keys.len() * std::mem::size_of::<IndexKey>()
+    }
+}
+
+/// A write encoded a row at a time ([`Encoded`]), as the rows are mapped or from rows held
+/// whole.
+pub struct WriteBuilder {
+    encoder: Encoder,
+    encoded: Encoded,
+    /// The rows expected, for sizing the buffers once the first rows tell their size.
+    expected: usize,
+}
+
+impl WriteBuilder {
+    pub fn new(expected: usize) -> WriteBuilder {
+        let encoded = Encoded {
+            spans: Vec::new(),
+            span_keys: Vec::with_capacity(expected),
+            resources: Resources::default(),
+            index: Vec::new(),
+            index_keys: Vec::with_capacity(expected),
+        };
+        let mut encoder = Encoder::default();
+        encoder.begin(&encoded.resources);
+        WriteBuilder {
+            encoder,
+            encoded,
+            expected,
+        }
+    }
+
+    pub fn append(&mut self, row: &SpanRow) {
+        let encoded = &mut self.encoded;
+        let key = self
+            .encoder
+            .span(row, &mut encoded.spans, &mut encoded.resources);
+        encoded.span_keys.push(key);
+        encoded
+            .index_keys
+            .push(Encoder::index_row(row, &mut encoded.index));
+        // Sized from the first rows: the bytes then grow once, not by doubling.
+        if encoded.span_keys.len() == SIZING_ROWS && self.expected > SIZING_ROWS {
+            let more = self.expected - SIZING_ROWS;
+            reserve_like(&mut encoded.spans, SIZING_ROWS, more);
+            reserve_like(&mut encoded.index, SIZING_ROWS, more);
+        }
+    }
+
+    /// The write, its trace index's rows kept once per trace, second, service and endpoint.
+    pub fn finish(self) -> Encoded {
+        let mut encoded = self.encoded;
+        let keys = std::mem::take(&mut encoded.index_keys);
+        encoded.index_keys = Encoder::distinct_index(&encoded.index, keys);
+        encoded
+    }
+}
+
 /// The `l7_resource` rows a write needs: one per resource and quarter hour of its spans.
 #[derive(Default)]
 pub struct Resources {
@@ -166,6 +240,7 @@ pub fn resource_time(time: u32) -> u32 {
 impl Encoder {
     /// Appends `rows` as `l7_flow_log` rows, and the `l7_resource` rows they need to
     /// `resources`; returns each span row's sort key.
+    #[cfg(test)]
     pub fn spans(
         &mut self,
         rows: &[SpanRow],
@@ -173,15 +248,9 @@ impl Encoder {
         resources: &mut Resources,
     ) -> Vec<SpanKey> {
         self.begin(resources);
-        let start = out.len();
-        let mut keys = Vec::with_capacity(rows.len());
-        for (i, row) in rows.iter().enumerate() {
-            keys.push(self.span(row, out, resources));
-            if i + 1 == SIZING_ROWS {
-                reserve_like(out, start, SIZING_ROWS, rows.len() - SIZING_ROWS);
-            }
-        }
-        keys
+        rows.iter()
+            .map(|row| self.span(row, out, resources))
+            .collect()
     }
 
     /// Starts a write whose `l7_resource` rows go to `resources`, forgetting the resources of
@@ -400,17 +469,11 @@ impl Encoder {
 
     /// Appends the `l7_trace_index` rows for `rows`: one per distinct trace id, end second,
     /// service and endpoint. Returns each row's sort key.
+    #[cfg(test)]
     pub fn index(rows: &[SpanRow], out: &mut Vec<u8>) -> Vec<IndexKey> {
-        let start = out.len();
         let keys = rows
             .iter()
-            .enumerate()
-            .map(|(i, row)| {
-                if i == SIZING_ROWS {
-                    reserve_like(out, start, SIZING_ROWS, rows.len() - SIZING_ROWS);
-                }
-                Encoder::index_row(row, out)
-            })
+            .map(|row| Encoder::index_row(row, out))
             .collect();
         Encoder::distinct_index(out, keys)
     }
@@ -473,13 +536,13 @@ const NO_SCOPE: [u8; 2] = [0; 2];
 const NO_TAGS: [u8; ResourceTags::COLUMNS.len()] = [0; ResourceTags::COLUMNS.len()];
 
 /// Rows encoded before the output is sized for the rest of a write.
-pub(crate) const SIZING_ROWS: usize = 64;
+const SIZING_ROWS: usize = 64;
 
-/// Makes room in `out` for `more` rows like the `done` rows written since `start`, and a
+/// Makes room in `out` for `more` rows like the `done` rows it holds, and a
 /// sixteenth more: a write's bytes then grow once, where doubling would copy them into fresh
 /// pages several times over.
-pub(crate) fn reserve_like(out: &mut Vec<u8>, start: usize, done: usize, more: usize) {
-    let per_row = (out.len() - start).div_ceil(done.max(1));
+fn reserve_like(out: &mut Vec<u8>, done: usize, more: usize) {
+    let per_row = out.len().div_ceil(done.max(1));
     let room = per_row.saturating_mul(more);
     out.reserve(room.saturating_add(room / 16));
 }
@@ -518,6 +581,13 @@ pub struct IndexKey {
     service: Range<u32>,
     endpoint: Range<u32>,
     row: Range<u32>,
+}
+
+impl IndexKey {
+    /// Its row, in the index bytes of its write.
+    pub fn row<'a>(&self, index: &'a [u8]) -> &'a [u8] {
+        slice(index, &self.row)
+    }
 }
 
 fn slice<'a>(bytes: &'a [u8], range: &Range<u32>) -> &'a [u8] {
@@ -740,10 +810,12 @@ mod tests {
                 )
             })
             .collect();
-        let (mut spans, mut index) = (Vec::new(), Vec::new());
-        Encoder::default().spans(&rows, &mut spans, &mut Resources::default());
-        Encoder::index(&rows, &mut index);
-        for out in [&spans, &index] {
+        let mut write = WriteBuilder::new(rows.len());
+        for row in &rows {
+            write.append(row);
+        }
+        let write = write.finish();
+        for out in [&write.spans, &write.index] {
             // Alike rows: the room taken is what they needed and a sixteenth, not a doubling.
             assert!(out.capacity() >= out.len());
             assert!(

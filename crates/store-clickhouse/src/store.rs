@@ -36,7 +36,7 @@ use tokio::sync::{oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::read::{self, Hit, Placement, SearchSql, SharedSet, StoredSpan};
-use crate::rowbinary::{self, Encoder, IndexKey, Resources, SpanKey};
+use crate::rowbinary::{self, Encoded, WriteBuilder};
 use crate::schema::{Flavor, Layout, RESOURCE_TABLE, SPANS_TABLE, TRACE_INDEX_TABLE};
 
 /// Resource rows a process remembers ClickHouse has accepted, so as not to send them again;
@@ -158,77 +158,16 @@ fn on_this_host(url: &str) -> bool {
             .is_ok_and(|address| address.is_loopback())
 }
 
-/// A write's rows as an insert sends them.
-struct Encoded {
-    spans: Vec<u8>,
-    span_keys: Vec<SpanKey>,
-    resources: Resources,
-    index: Vec<u8>,
-    index_keys: Vec<IndexKey>,
-}
-
-impl Encoded {
-    /// What it holds in memory, near enough: what it takes of the store's room.
-    fn n_bytes(&self) -> usize {
-        self.spans.len()
-            + self.index.len()
-            + self.resources.bytes.len()
-            + self.span_keys.len() * std::mem::size_of::<SpanKey>()
-            + self.index_keys.len() * std::mem::size_of::<IndexKey>()
-    }
-}
-
-/// A write encoded a row at a time, as its rows are mapped or from rows held whole.
-struct WriteEncoder {
-    encoder: Encoder,
-    encoded: Encoded,
-    /// The rows expected, for sizing the buffers once the first rows tell their size.
-    expected: usize,
-}
-
-impl WriteEncoder {
-    fn new(expected: usize) -> WriteEncoder {
-        let encoded = Encoded {
-            spans: Vec::new(),
-            span_keys: Vec::with_capacity(expected),
-            resources: Resources::default(),
-            index: Vec::new(),
-            index_keys: Vec::with_capacity(expected),
-        };
-        let mut encoder = Encoder::default();
-        encoder.begin(&encoded.resources);
-        WriteEncoder {
-            encoder,
-            encoded,
-            expected,
-        }
-    }
-}
+/// A write's rows encoded as they are mapped, or from rows held whole.
+struct WriteEncoder(rowbinary::WriteBuilder);
 
 impl RowEncoder for WriteEncoder {
     fn append(&mut self, row: &SpanRow) {
-        let encoded = &mut self.encoded;
-        let key = self
-            .encoder
-            .span(row, &mut encoded.spans, &mut encoded.resources);
-        encoded.span_keys.push(key);
-        encoded
-            .index_keys
-            .push(Encoder::index_row(row, &mut encoded.index));
-        // Sized from the first rows: the bytes then grow once, not by doubling.
-        if encoded.span_keys.len() == rowbinary::SIZING_ROWS
-            && self.expected > rowbinary::SIZING_ROWS
-        {
-            let more = self.expected - rowbinary::SIZING_ROWS;
-            rowbinary::reserve_like(&mut encoded.spans, 0, rowbinary::SIZING_ROWS, more);
-            rowbinary::reserve_like(&mut encoded.index, 0, rowbinary::SIZING_ROWS, more);
-        }
+        self.0.append(row);
     }
 
     fn finish(self: Box<Self>) -> Result<PreparedWrite, StoreError> {
-        let mut encoded = self.encoded;
-        let keys = std::mem::take(&mut encoded.index_keys);
-        encoded.index_keys = Encoder::distinct_index(&encoded.index, keys);
+        let encoded = self.0.finish();
         Ok(PreparedWrite::new(encoded.span_keys.len(), encoded))
     }
 }
@@ -889,7 +828,7 @@ impl SpanStore for ClickHouseStore {
 
     /// The rows encoded as `RowBinary`, with the keys an insert sorts them by.
     fn prepare(&self, rows: Vec<SpanRow>) -> Result<PreparedWrite, StoreError> {
-        let mut encoder = WriteEncoder::new(rows.len());
+        let mut encoder = WriteEncoder(WriteBuilder::new(rows.len()));
         for row in &rows {
             encoder.append(row);
         }
@@ -898,7 +837,7 @@ impl SpanStore for ClickHouseStore {
     }
 
     fn encoder(&self, n_rows: usize) -> Option<Box<dyn RowEncoder>> {
-        Some(Box::new(WriteEncoder::new(n_rows)))
+        Some(Box::new(WriteEncoder(WriteBuilder::new(n_rows))))
     }
 
     async fn write_prepared(&self, prepared: PreparedWrite) -> Result<(), StoreError> {
@@ -1245,7 +1184,7 @@ mod tests {
                 vec![Attribute::new("k8s.pod.name", AttrValue::String(pod))].into();
             span
         };
-        let mut encoder = WriteEncoder::new(100);
+        let mut encoder = WriteEncoder(WriteBuilder::new(100));
         for n in 0..100 {
             encoder.append(&make(n));
         }
@@ -1255,7 +1194,7 @@ mod tests {
             .into_form("clickhouse")
             .unwrap();
         let rows: Vec<SpanRow> = (0..100).map(make).collect();
-        let mut whole = WriteEncoder::new(rows.len());
+        let mut whole = WriteEncoder(WriteBuilder::new(rows.len()));
         for row in &rows {
             whole.append(row);
         }

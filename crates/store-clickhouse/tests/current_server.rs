@@ -15,7 +15,7 @@ use spanflow_store::conformance::{full_row, row};
 use spanflow_store::TimeRange;
 use spanflow_store::{AttributeFilter, SpanQuery};
 use spanflow_store_clickhouse::read::{self, Hit, Placement, SearchSql};
-use spanflow_store_clickhouse::rowbinary::{Encoder, Resources};
+use spanflow_store_clickhouse::rowbinary::WriteBuilder;
 use spanflow_store_clickhouse::schema::{
     resource_columns, shared_join, Flavor, Layout, COLUMNS, INDEX_COLUMNS,
 };
@@ -105,16 +105,23 @@ fn the_current_schema_takes_spanflow_rows_and_answers_its_queries() {
     let other = row(2, 1, "payments", "charge", 1_700_000_030_000_000);
     let rows = vec![full.clone(), slow, fast, other];
 
-    let mut spans = Vec::new();
-    let mut resources = Resources::default();
-    Encoder::default().spans(&rows, &mut spans, &mut resources);
+    let mut write = WriteBuilder::new(rows.len());
+    for row in &rows {
+        write.append(row);
+    }
+    let write = write.finish();
     let resources_file = dir.path().join("resources.bin");
-    std::fs::write(&resources_file, &resources.bytes).unwrap();
-    let mut index = Vec::new();
-    Encoder::index(&rows, &mut index);
+    std::fs::write(&resources_file, &write.resources.bytes).unwrap();
+    // The index rows an insert sends: one of each, in the write's index bytes.
+    let index: Vec<u8> = write
+        .index_keys
+        .iter()
+        .flat_map(|key| key.row(&write.index))
+        .copied()
+        .collect();
     let spans_file = dir.path().join("spans.bin");
     let index_file = dir.path().join("index.bin");
-    std::fs::write(&spans_file, spans).unwrap();
+    std::fs::write(&spans_file, &write.spans).unwrap();
     std::fs::write(&index_file, index).unwrap();
 
     let layout = Layout {
@@ -241,11 +248,12 @@ fn the_current_schema_takes_spanflow_rows_and_answers_its_queries() {
     ));
     // The resources of the spans read: the full row's, by its key.
     // Beside the rows' key sets, one resource row: the only one with values.
-    let resources_rows: Vec<_> = resources
+    let resources_rows: Vec<_> = write
+        .resources
         .keys
         .iter()
         .filter(|key| {
-            resources.bytes[key.row.start as usize..key.row.end as usize]
+            write.resources.bytes[key.row.start as usize..key.row.end as usize]
                 .windows(b"10.1.2.3".len())
                 .any(|window| window == b"10.1.2.3")
         })
