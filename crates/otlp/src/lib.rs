@@ -9,6 +9,7 @@ pub mod json;
 pub mod limits;
 pub mod map;
 pub mod places;
+pub mod record;
 pub mod scan;
 pub mod status;
 pub mod validate;

@@ -17,6 +17,7 @@ use spanflow_otlp::decompress::{decompress, DecompressError, Encoding};
 use spanflow_otlp::limits::SpanLimits;
 use spanflow_otlp::map::Sender;
 use spanflow_otlp::places::Places;
+use spanflow_otlp::record::{RecordBuilder, RecordingPlaces};
 use spanflow_otlp::wire::{map_payload, RowPool};
 use spanflow_store::{PreparedWrite, RowEncoder, SpanStore, StoreError};
 use spanflow_transport::{AgentBatch, TransportError, INGEST_PATH};
@@ -201,30 +202,55 @@ fn refuse(status: StatusCode, message: &str) -> Response {
 
 /// Where a tenant's rows go as its payloads are mapped.
 enum Sink {
-    /// Into its store's write, a row at a time ([`SpanStore::encoder`]).
-    Encoder(Arc<dyn SpanStore>, Box<dyn RowEncoder>),
+    /// Into its store's write, a row at a time ([`SpanStore::encoder`]), with the record of the
+    /// payloads they were mapped from and of the place lookups their mapping made
+    /// ([`RowEncoder::mapped_from`]).
+    Encoder {
+        store: Arc<dyn SpanStore>,
+        encoder: Box<dyn RowEncoder>,
+        /// `None` for a write that takes no record ([`RowEncoder::takes_record`]).
+        record: Option<RecordBuilder>,
+        lookups: Arc<RecordingPlaces>,
+    },
     /// Held whole, for a store that takes them so, or for one not open yet (`None`).
     Rows(Option<Arc<dyn SpanStore>>, Vec<SpanRow>),
 }
 
 impl Sink {
-    /// A sink for about `n_rows` rows bound for `store`.
-    fn new(store: Option<Arc<dyn SpanStore>>, n_rows: usize) -> Sink {
+    /// A sink for about `n_rows` rows bound for `store`, whose payloads are mapped with the
+    /// place lookups `lookups` records.
+    fn new(
+        store: Option<Arc<dyn SpanStore>>,
+        n_rows: usize,
+        record: RecordBuilder,
+        lookups: Arc<RecordingPlaces>,
+    ) -> Sink {
         match store {
             Some(store) => match store.encoder(n_rows) {
-                Some(encoder) => Sink::Encoder(store, encoder),
+                Some(encoder) => Sink::Encoder {
+                    store,
+                    record: encoder.takes_record().then_some(record),
+                    encoder,
+                    lookups,
+                },
                 None => Sink::Rows(Some(store), Vec::with_capacity(n_rows)),
             },
             None => Sink::Rows(None, Vec::with_capacity(n_rows)),
         }
     }
 
-    /// Takes the rows a payload was mapped into.
-    fn extend(&mut self, pool: &mut RowPool) {
+    /// Takes the rows a payload was mapped into; `recorded` adds the payload to the record,
+    /// given the number of its rows.
+    fn extend(&mut self, pool: &mut RowPool, recorded: impl FnOnce(&mut RecordBuilder, usize)) {
         match self {
-            Sink::Encoder(_, encoder) => {
+            Sink::Encoder {
+                encoder, record, ..
+            } => {
                 for row in pool.rows() {
                     encoder.append(row);
+                }
+                if let Some(record) = record {
+                    recorded(record, pool.rows().len());
                 }
             }
             Sink::Rows(_, rows) => rows.extend(pool.take()),
@@ -234,7 +260,17 @@ impl Sink {
     /// The tenant's write, prepared for its store, or its rows when the store was not open.
     fn finish(self) -> Result<Ready, StoreError> {
         Ok(match self {
-            Sink::Encoder(store, encoder) => Ready::Prepared(store, encoder.finish()?),
+            Sink::Encoder {
+                store,
+                mut encoder,
+                record,
+                lookups,
+            } => {
+                if let Some(record) = record {
+                    encoder.mapped_from(record.finish(Some(&lookups)));
+                }
+                Ready::Prepared(store, encoder.finish()?)
+            }
             Sink::Rows(Some(store), rows) => {
                 let prepared = store.prepare(rows)?;
                 Ready::Prepared(store, prepared)
@@ -265,6 +301,8 @@ fn decode_batch(
     );
     let places: Arc<dyn Places> = places.clone();
     let mut groups: Vec<(String, Sink)> = Vec::new();
+    // Each tenant's place lookups, recorded for the record of its write.
+    let mut lookups: Vec<(String, Arc<RecordingPlaces>)> = Vec::new();
     let mut outcome = Outcome::default();
     let mut budget = max_batch_bytes;
     // Each payload's rows are mapped into the buffers the payload before left.
@@ -289,10 +327,18 @@ fn decode_batch(
             }
         };
         budget -= otlp.len();
+        let recording = match lookups.iter().find(|(org, _)| *org == payload.org_id) {
+            Some((_, recording)) => recording.clone(),
+            None => {
+                let recording = Arc::new(RecordingPlaces::new(places.clone()));
+                lookups.push((payload.org_id.clone(), recording.clone()));
+                recording
+            }
+        };
         let sender = Sender {
             peer_ip: payload.peer_ip.parse::<IpAddr>().ok(),
             agent_id: batch.agent_id.clone(),
-            places: Some(places.clone()),
+            places: Some(recording.clone()),
         };
         let rejected = match map_payload(&otlp, &sender, &mut pool) {
             Ok(rejected) => rejected,
@@ -315,12 +361,15 @@ fn decode_batch(
                 // Room for as many spans again in each payload left: the payloads of one
                 // batch are alike, and rows moved through doublings cost a copy of each.
                 let guess = pool.rows().len() * (batch.payloads.len() - i);
-                let sink = Sink::new(open(&payload.org_id), guess);
+                let record = RecordBuilder::new(&batch.agent_id, *limits);
+                let sink = Sink::new(open(&payload.org_id), guess, record, recording);
                 groups.push((payload.org_id.clone(), sink));
                 groups.len() - 1
             }
         };
-        groups[group].1.extend(&mut pool);
+        groups[group].1.extend(&mut pool, |record, n_rows| {
+            record.payload(sender.peer_ip, encoding, &payload.otlp, otlp.len(), n_rows)
+        });
     }
     Ok((groups, outcome))
 }
@@ -395,10 +444,18 @@ mod tests {
         body: Vec<u8>,
         max_batch_bytes: usize,
     ) -> Result<(Vec<SpanRow>, Outcome), TransportError> {
-        let places = Arc::new(PlaceMap::new());
+        decode_with(body, max_batch_bytes, &Arc::new(PlaceMap::new()))
+    }
+
+    /// [`decode`], with `places` where addresses are.
+    fn decode_with(
+        body: Vec<u8>,
+        max_batch_bytes: usize,
+        places: &Arc<PlaceMap>,
+    ) -> Result<(Vec<SpanRow>, Outcome), TransportError> {
         let limits = SpanLimits::default();
         let (groups, outcome) =
-            decode_batch(body.into(), max_batch_bytes, &limits, &places, |_| None)?;
+            decode_batch(body.into(), max_batch_bytes, &limits, places, |_| None)?;
         let rows = groups
             .into_iter()
             .flat_map(|(_, sink)| match sink {
@@ -409,9 +466,11 @@ mod tests {
         Ok((rows, outcome))
     }
 
-    /// The rows a store built a row at a time holds are the rows mapped whole: one batch of
-    /// two tenants, with a payload that is not OTLP and a span past the limits, decoded once
-    /// into the embedded store's encoder for the default tenant and once into rows.
+    /// The rows a store built a row at a time holds are the rows mapped whole, and so are the
+    /// rows it maps again from its log after a crash, with the places they had when they came:
+    /// one batch of two tenants, with a payload that is not OTLP and a span past the limits,
+    /// decoded once into the embedded store's encoder for the default tenant and once into
+    /// rows.
     #[test]
     fn a_write_built_row_by_row_stores_the_rows_mapped_whole() {
         use spanflow_store::SpanQuery;
@@ -425,14 +484,26 @@ mod tests {
         let body = batch(
             VERSION,
             vec![
-                payload(otlp(3), PayloadEncoding::Identity, 3),
+                payload(gzip(&otlp(3)), PayloadEncoding::Gzip, 3),
                 acme,
                 payload(b"\xff\xff".to_vec(), PayloadEncoding::Identity, 1),
                 long,
             ],
         )
         .encode_body();
-        let (mut expected, _) = decode(body.clone(), 1 << 20).unwrap();
+        // The senders' address is a pod's, as the place map knows it while the batch comes.
+        let places = || {
+            let places = Arc::new(PlaceMap::new());
+            let pod = spanflow_model::Place {
+                pod: "web-0".into(),
+                pod_ns: "shop".into(),
+                ..Default::default()
+            };
+            places.learn("10.1.2.3".parse().unwrap(), &pod, 0);
+            places
+        };
+        let (mut expected, _) = decode_with(body.clone(), 1 << 20, &places()).unwrap();
+        assert!(expected.iter().all(|row| row.place_1.pod == "web-0"));
         // The default tenant's: traces 1 to 3 and 11 and 12 (acme's are 21 and 22).
         expected.retain(|row| row.trace_id.as_bytes()[0] < 20);
         assert_eq!(expected.len(), 5);
@@ -454,7 +525,7 @@ mod tests {
                 body.into(),
                 1 << 20,
                 &SpanLimits::default(),
-                &Arc::new(PlaceMap::new()),
+                &places(),
                 open,
             )
             .unwrap();
@@ -468,7 +539,7 @@ mod tests {
             );
             let mut groups = groups.into_iter();
             let (org, sink) = groups.next().unwrap();
-            assert!(org.is_empty() && matches!(sink, Sink::Encoder(..)));
+            assert!(org.is_empty() && matches!(sink, Sink::Encoder { .. }));
             let Ok(Ready::Prepared(store, prepared)) = sink.finish() else {
                 panic!("the default tenant's write is prepared");
             };
@@ -489,6 +560,22 @@ mod tests {
             assert!(stored
                 .iter()
                 .any(|row| row.endpoint.len() < 100_000 && row.endpoint.starts_with("xxx")));
+
+            // Stopped without a flush, as by a crash, and opened again: the log's record of
+            // the payloads is mapped again, with the place lookups as they were answered then,
+            // though no place map knows the pod now.
+            drop(store);
+            let store = EmbeddedStore::open(EmbeddedConfig::new(dir.path()))
+                .await
+                .unwrap();
+            assert_eq!(
+                store.files().len(),
+                0,
+                "nothing was flushed before the stop"
+            );
+            let mut replayed = store.search(&query).await.unwrap();
+            replayed.sort_by_key(|row| row.trace_id);
+            assert_eq!(replayed, expected);
         });
     }
 

@@ -13,8 +13,10 @@
 //! The difference of the two counts over 30,000 is the instructions a span. A second argument,
 //! `prepare` or `parquet`, runs only that half; `ingest` maps the corpus's payloads and
 //! prepares their write as the server does (each payload's spans mapped into the rows the one
-//! before left, each row appended to the write's builders), and `ingest-rows` the same with
-//! every row mapped into a vector of rows first and the write prepared from it.
+//! before left, each row appended to the write's builders, the payloads as received kept as the
+//! write's log entry), `ingest-logging-rows` the same with the rows encoded for the log instead,
+//! and `ingest-rows` the same with every row mapped into a vector of rows first and the write
+//! prepared from it, its rows encoded for the log.
 
 use spanflow_store_embedded::schema;
 
@@ -31,7 +33,7 @@ fn main() {
         .map_or(3, |n| n.parse().expect("a number of rounds"));
     let only = std::env::args().nth(2).unwrap_or_default();
     if only.starts_with("ingest") {
-        return ingest(rounds, only == "ingest-rows");
+        return ingest(rounds, only == "ingest-rows", only == "ingest-logging-rows");
     }
     let rows = corpus_rows::rows();
     for _ in 0..rounds {
@@ -49,7 +51,10 @@ fn main() {
 }
 
 /// Maps the corpus's payloads and prepares their write, `rounds` times.
-fn ingest(rounds: usize, whole_rows: bool) {
+fn ingest(rounds: usize, whole_rows: bool, log_rows: bool) {
+    use spanflow_otlp::decompress::Encoding;
+    use spanflow_otlp::limits::SpanLimits;
+    use spanflow_otlp::record::RecordBuilder;
     use spanflow_otlp::wire::{map_payload, map_payload_into, RowPool};
 
     let payloads = spanflow_loadgen::corpus::build(100, 100, 1);
@@ -66,14 +71,29 @@ fn ingest(rounds: usize, whole_rows: bool) {
         } else {
             let mut pool = RowPool::default();
             let mut builder = schema::BufferBuilder::expecting(10_000, &sizes);
+            let mut record = RecordBuilder::new("bench", SpanLimits::default());
             for payload in &payloads {
                 map_payload(&payload.protobuf, &sender, &mut pool).unwrap();
                 for row in pool.rows() {
                     builder.append(row);
                 }
+                let n_bytes = payload.protobuf.len();
+                let n_rows = pool.rows().len();
+                record.payload(
+                    sender.peer_ip,
+                    Encoding::Gzip,
+                    &payload.gzip,
+                    n_bytes,
+                    n_rows,
+                );
             }
             let batch = builder.finish_noting(&sizes);
-            spanflow_store_embedded::prepare_buffer(batch, partition_of).unwrap()
+            if log_rows {
+                spanflow_store_embedded::prepare_buffer(batch, partition_of).unwrap()
+            } else {
+                let record = record.finish(None);
+                spanflow_store_embedded::prepare_recorded(batch, record, partition_of).unwrap()
+            }
         };
         std::hint::black_box(prepared);
     }

@@ -47,7 +47,7 @@ fn writer_properties(n_traces: usize) -> WriterProperties {
     }
     builder
         .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(3).expect("level 3 is valid"),
+            ZstdLevel::try_new(1).expect("level 1 is valid"),
         ))
         .set_dictionary_enabled(true)
         .set_statistics_enabled(EnabledStatistics::Page)

@@ -21,7 +21,7 @@ mod store;
 mod trace_index;
 pub mod wal;
 
-pub use store::{prepare_batch, prepare_buffer, EmbeddedConfig, EmbeddedStore};
+pub use store::{prepare_batch, prepare_buffer, prepare_recorded, EmbeddedConfig, EmbeddedStore};
 
 /// The bytes of the Parquet file the store would write for `batch` (rows as the store buffers
 /// them, [`schema::rows_to_buffer`]): sorted, deduplicated and encoded as a flush does it. For

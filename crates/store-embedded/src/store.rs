@@ -181,8 +181,9 @@ impl EmbeddedStore {
         let active = Buffer::new();
         let mut n_replayed = 0usize;
         let partition_of = config.partition_of();
+        let text_sizes: Arc<schema::TextSizes> = Default::default();
         for (seq, payload) in replayed.entries {
-            for batch in decode_batches(&payload)? {
+            for batch in replay_entry(payload, config.partition_seconds, &text_sizes)? {
                 n_replayed += batch.num_rows();
                 // Every buffered batch is in file order (earlier versions logged them unsorted).
                 active.push(batches::sort_batch(batch, partition_of)?);
@@ -216,7 +217,7 @@ impl EmbeddedStore {
             next_file_id: AtomicU64::new(next_file_id),
             flush_wanted: Arc::new(tokio::sync::Notify::new()),
             lookup_cache: files::LookupCache::new(LOOKUP_CACHE_BYTES),
-            text_sizes: Default::default(),
+            text_sizes,
         });
         tokio::spawn(flusher(Arc::downgrade(&inner)));
         tokio::spawn(maintainer(Arc::downgrade(&inner)));
@@ -396,11 +397,11 @@ impl SpanStore for EmbeddedStore {
 
     fn encoder(&self, n_rows: usize) -> Option<Box<dyn RowEncoder>> {
         let sizes = &self.inner.text_sizes;
-        Some(Box::new(Encoder {
-            builder: schema::BufferBuilder::expecting(n_rows, sizes),
-            partition_seconds: self.inner.config.partition_seconds,
-            sizes: sizes.clone(),
-        }))
+        Some(Box::new(Encoder::new(
+            n_rows,
+            self.inner.config.partition_seconds,
+            sizes,
+        )))
     }
 
     async fn write_prepared(&self, prepared: PreparedWrite) -> Result<(), StoreError> {
@@ -697,12 +698,63 @@ pub fn prepare_buffer(
     Ok((batch, payload))
 }
 
+/// The batch a write buffers for a buffer built from rows mapped from `record`
+/// ([`spanflow_otlp::record`]), and the write-ahead-log entry it appends: the record itself, so
+/// that neither an encoding of the rows nor its compression is needed. The record must map to
+/// the batch's rows.
+pub fn prepare_recorded(
+    batch: RecordBatch,
+    record: Vec<u8>,
+    partition_of: impl Fn(i64) -> i64,
+) -> Result<(RecordBatch, Vec<u8>), EmbeddedError> {
+    Ok((batches::sort_batch(batch, partition_of)?, record))
+}
+
 /// A write built as its rows are mapped ([`SpanStore::encoder`]): each row appended to the
-/// buffer's builders while it is in cache, then sorted and encoded as [`prepare_batch`] does.
+/// buffer's builders while it is in cache, then sorted, and logged as the record of payloads
+/// the rows were mapped from where there is one ([`prepare_recorded`]), else encoded as
+/// [`prepare_batch`] does.
 struct Encoder {
     builder: schema::BufferBuilder,
     partition_seconds: i64,
     sizes: Arc<schema::TextSizes>,
+    record: Option<Vec<u8>>,
+}
+
+impl Encoder {
+    fn new(n_rows: usize, partition_seconds: i64, sizes: &Arc<schema::TextSizes>) -> Encoder {
+        Encoder {
+            builder: schema::BufferBuilder::expecting(n_rows, sizes),
+            partition_seconds,
+            sizes: sizes.clone(),
+            record: None,
+        }
+    }
+
+    fn finish_batch(self) -> Result<(usize, RecordBatch, Vec<u8>), EmbeddedError> {
+        let n_rows = self.builder.len();
+        let batch = self.builder.finish_noting(&self.sizes);
+        let width = self.partition_seconds;
+        let partition_of = move |time: i64| time.div_euclid(width) * width;
+        let record = self.record.filter(|record| {
+            let n = spanflow_otlp::record::n_rows(record);
+            let agrees = n == Some(n_rows as u64);
+            debug_assert!(agrees, "a record of {n:?} rows for {n_rows}");
+            if !agrees {
+                tracing::error!(
+                    n_rows,
+                    n_recorded = ?n,
+                    "a write's record of payloads does not map to its rows; its rows are logged"
+                );
+            }
+            agrees
+        });
+        let (batch, payload) = match record {
+            Some(record) => prepare_recorded(batch, record, partition_of)?,
+            None => prepare_buffer(batch, partition_of)?,
+        };
+        Ok((n_rows, batch, payload))
+    }
 }
 
 impl RowEncoder for Encoder {
@@ -710,14 +762,43 @@ impl RowEncoder for Encoder {
         self.builder.append(row);
     }
 
+    fn mapped_from(&mut self, record: Vec<u8>) {
+        self.record = Some(record);
+    }
+
+    fn takes_record(&self) -> bool {
+        true
+    }
+
     fn finish(self: Box<Self>) -> Result<PreparedWrite, StoreError> {
-        let n_rows = self.builder.len();
-        let batch = self.builder.finish_noting(&self.sizes);
-        let width = self.partition_seconds;
-        let (batch, payload) =
-            prepare_buffer(batch, move |time: i64| time.div_euclid(width) * width)?;
+        let (n_rows, batch, payload) = self.finish_batch()?;
         Ok(PreparedWrite::new(n_rows, Prepared { batch, payload }))
     }
+}
+
+/// The rows a WAL entry holds, as the buffer holds them: decoded, or mapped again from the
+/// record of payloads the entry is.
+fn replay_entry(
+    payload: Vec<u8>,
+    partition_seconds: i64,
+    sizes: &Arc<schema::TextSizes>,
+) -> Result<Vec<RecordBatch>, EmbeddedError> {
+    if !spanflow_otlp::record::is_record(&payload) {
+        return decode_batches(&payload);
+    }
+    let mut encoder = Encoder::new(0, partition_seconds, sizes);
+    let replayed =
+        spanflow_otlp::record::replay(payload.into(), &mut |row| encoder.builder.append(row))
+            .map_err(|error| EmbeddedError::corrupt(format!("WAL entry: {error}")))?;
+    if replayed.n_rows != replayed.n_rows_recorded {
+        tracing::warn!(
+            n_rows = replayed.n_rows,
+            n_rows_recorded = replayed.n_rows_recorded,
+            "a WAL entry of received payloads mapped to another number of rows than when it was written"
+        );
+    }
+    let (_, batch, _) = encoder.finish_batch()?;
+    Ok(vec![batch])
 }
 
 /// The newest `limit` rows, newest first, one per span: of several copies the first in `rows`.

@@ -67,6 +67,18 @@ pub trait RowEncoder {
     /// Adds a row to the write.
     fn append(&mut self, row: &SpanRow);
 
+    /// Says what the rows appended were mapped from: a record of the payloads as received
+    /// (`spanflow_otlp::record`), which maps again to exactly those rows, in that order. A
+    /// backend that logs its writes may log the record instead of the rows; one that does not
+    /// ignores it.
+    fn mapped_from(&mut self, _record: Vec<u8>) {}
+
+    /// Whether this write uses what [`RowEncoder::mapped_from`] says; a caller need not build
+    /// a record for one that does not.
+    fn takes_record(&self) -> bool {
+        false
+    }
+
     /// The write, as [`SpanStore::prepare`] of the same rows would have made it.
     fn finish(self: Box<Self>) -> Result<PreparedWrite, StoreError>;
 }
