@@ -3,6 +3,7 @@
 //! temporary name, fsynced, then renamed, with its trace-id index beside it.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use arrow::array::AsArray;
 use arrow::datatypes::DataType;
@@ -276,7 +277,9 @@ fn encode_into<W: std::io::Write + Send>(
     )
     .map_err(|error| EmbeddedError::parquet_write(path, error))?;
     for run in runs {
-        let run = to_writer_batch(&schema::batch_with_allocated_values(&prepare(run)?))?;
+        let run = to_writer_batch(&schema::batch_with_allocated_values(
+            &with_runs_as_dictionaries(&prepare(run)?),
+        ))?;
         writer
             .write(&run)
             .map_err(|error| EmbeddedError::parquet_write(path, error))?;
@@ -284,6 +287,34 @@ fn encode_into<W: std::io::Write + Send>(
     writer
         .into_inner()
         .map_err(|error| EmbeddedError::parquet_write(path, error))
+}
+
+/// `batch` with its text and byte columns as dictionaries of their runs where they come in runs
+/// ([`schema::runs_as_dictionary`]), but for those written without a dictionary (`span_id`)
+/// and `trace_id`, whose rows a trace's spans hold apart.
+fn with_runs_as_dictionaries(batch: &RecordBatch) -> RecordBatch {
+    let (fields, columns): (Vec<_>, Vec<_>) = batch
+        .schema()
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .map(|(field, column)| {
+            if matches!(field.name().as_str(), "span_id" | "trace_id") {
+                return (field.clone(), column.clone());
+            }
+            let column = schema::runs_as_dictionary(column);
+            let field = field
+                .as_ref()
+                .clone()
+                .with_data_type(column.data_type().clone());
+            (Arc::new(field), column)
+        })
+        .unzip();
+    let schema = Arc::new(arrow::datatypes::Schema::new_with_metadata(
+        fields,
+        batch.schema().metadata().clone(),
+    ));
+    RecordBatch::try_new(schema, columns).expect("the same columns, as dictionaries of their runs")
 }
 
 /// `batch` as the Parquet writer's Arrow takes it, its buffers shared, not copied: handed over

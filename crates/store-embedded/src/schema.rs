@@ -1439,6 +1439,51 @@ pub(crate) fn with_allocated_values(column: &ArrayRef) -> ArrayRef {
     }
 }
 
+/// `column` (text or bytes) as a dictionary of its runs, a value for each run of rows that hold
+/// the same one, where it has at most half as many runs as rows; else `column` as it is.
+///
+/// A file's rows are sorted by service, endpoint and start time, so the columns that follow the
+/// endpoint (its protocol, request type and domain, a span's attribute key set, the empty
+/// events and links) come in long runs. The Parquet writer interns a plain column's value at
+/// every row, a hash and a comparison of its bytes; it interns a dictionary's value once. A run
+/// costs one comparison with the row before instead.
+pub(crate) fn runs_as_dictionary(column: &ArrayRef) -> ArrayRef {
+    fn of<T: arrow::datatypes::ByteArrayType<Offset = i32>>(
+        column: &ArrayRef,
+        array: &arrow::array::GenericByteArray<T>,
+    ) -> ArrayRef {
+        let n = array.len();
+        let mut keys: Vec<i32> = Vec::with_capacity(n);
+        let mut firsts: Vec<usize> = Vec::new();
+        let mut last: Option<&[u8]> = None;
+        for row in 0..n {
+            if array.is_valid(row) {
+                let value: &[u8] = array.value(row).as_ref();
+                if last != Some(value) {
+                    firsts.push(row);
+                    last = Some(value);
+                }
+            }
+            keys.push(firsts.len().saturating_sub(1) as i32);
+            if firsts.len() * 2 > n {
+                return column.clone();
+            }
+        }
+        let values = arrow::array::GenericByteArray::<T>::from_iter_values(
+            firsts.iter().map(|&row| array.value(row)),
+        );
+        let keys = Int32Array::new(keys.into(), array.nulls().cloned());
+        // SAFETY: every key of a valid row is the index of its run's value, below `firsts.len()`;
+        // a null row's key is a valid index or, with no value at all, masked by its null.
+        Arc::new(unsafe { DictionaryArray::<Int32Type>::new_unchecked(keys, Arc::new(values)) })
+    }
+    match column.data_type() {
+        DataType::Utf8 => of(column, column.as_string::<i32>()),
+        DataType::Binary => of(column, column.as_binary::<i32>()),
+        _ => column.clone(),
+    }
+}
+
 /// `batch` with [`with_allocated_values`] applied to every column.
 pub(crate) fn batch_with_allocated_values(batch: &RecordBatch) -> RecordBatch {
     let columns = batch.columns().iter().map(with_allocated_values).collect();
@@ -1845,6 +1890,43 @@ mod tests {
     use datafusion::prelude::SessionContext;
     use proptest::collection::vec;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_column_of_runs_becomes_a_dictionary_of_a_value_a_run_and_reads_the_same() {
+        let texts: Vec<Option<&str>> = vec![
+            Some("GET"),
+            Some("GET"),
+            None,
+            Some("GET"),
+            Some(""),
+            Some(""),
+            Some("POST"),
+            Some("POST"),
+            Some("GET"),
+            None,
+        ];
+        let column: ArrayRef = Arc::new(StringArray::from(texts.clone()));
+        let runs = runs_as_dictionary(&column);
+        let dictionary = runs.as_dictionary::<Int32Type>();
+        // GET (across the null), "", POST, GET again: four runs.
+        assert_eq!(dictionary.values().len(), 4);
+        let back = arrow::compute::cast(&runs, &DataType::Utf8).unwrap();
+        assert_eq!(back.as_string::<i32>(), column.as_string::<i32>());
+
+        let bytes: ArrayRef = Arc::new(BinaryArray::from(vec![&b"ab"[..], b"ab", b"ab", b"c"]));
+        let runs = runs_as_dictionary(&bytes);
+        assert_eq!(runs.as_dictionary::<Int32Type>().values().len(), 2);
+        let back = arrow::compute::cast(&runs, &DataType::Binary).unwrap();
+        assert_eq!(back.as_binary::<i32>(), bytes.as_binary::<i32>());
+
+        // More runs than half the rows: left as it is.
+        let distinct: ArrayRef = Arc::new(StringArray::from(vec!["a", "b", "b", "c"]));
+        assert!(Arc::ptr_eq(&runs_as_dictionary(&distinct), &distinct));
+        let nothing: ArrayRef = Arc::new(StringArray::from(vec![None::<&str>, None, None]));
+        let runs = runs_as_dictionary(&nothing);
+        assert_eq!(runs.null_count(), 3);
+        assert_eq!(runs.as_dictionary::<Int32Type>().values().len(), 0);
+    }
     use spanflow_store::conformance::{full_row, row, span_id, trace_id};
 
     use super::*;
