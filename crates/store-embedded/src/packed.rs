@@ -22,9 +22,11 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, BinaryArray, BinaryBuilder, ListArray, StringArray, UInt8Array,
+    Array, ArrayRef, AsArray, BinaryArray, BinaryBuilder, DictionaryArray, Int32Array, ListArray,
+    StringArray, UInt8Array,
 };
 use arrow::buffer::{OffsetBuffer, ScalarBuffer};
+use arrow::datatypes::Int32Type;
 use arrow::datatypes::{DataType, Field};
 
 use spanflow_model::{AttrValue, Attribute};
@@ -185,6 +187,24 @@ fn pack_sets(
 /// packs it) and its values' list (`List<Utf8>`), as files of storage format 7 hold a span's
 /// own attributes.
 pub fn split(packed: &BinaryArray) -> Result<(BinaryArray, ArrayRef), SchemaError> {
+    let (keys, values) = split_sets(packed, false)?;
+    let keys = arrow::compute::cast(&keys, &DataType::Binary)
+        .map_err(|error| SchemaError(format!("a packed attribute set: {error}")))?;
+    let keys = keys.as_binary::<i32>().clone();
+    Ok((keys, values))
+}
+
+/// [`split`], with what rows repeat shared, for a file's writer: the key sets as a dictionary
+/// of a value a run of rows with the same keys, and the values' list of a dictionary in which
+/// an item equal to the item at the same place in the row before is the same entry. A
+/// file's rows are sorted by service and endpoint, so rows in turn mostly carry the same keys
+/// and many of the same values (a method, a status code, a peer); the writer interns an
+/// entry once, where it interns a plain item at every row, and the entries are copied once.
+pub fn split_shared(packed: &BinaryArray) -> Result<(ArrayRef, ArrayRef), SchemaError> {
+    split_sets(packed, true)
+}
+
+fn split_sets(packed: &BinaryArray, shared: bool) -> Result<(ArrayRef, ArrayRef), SchemaError> {
     let total = {
         let offsets = packed.value_offsets();
         (offsets[offsets.len() - 1] - offsets[0]) as usize
@@ -192,11 +212,14 @@ pub fn split(packed: &BinaryArray) -> Result<(BinaryArray, ArrayRef), SchemaErro
     let n_rows = packed.len();
     let (mut key_offsets, mut key_bytes) = (Vec::with_capacity(n_rows + 1), Vec::new());
     key_offsets.push(0i32);
-    key_bytes.reserve(total / 2);
+    key_bytes.reserve(if shared { total / 8 } else { total });
+    let mut row_keys: Vec<i32> = Vec::with_capacity(n_rows);
     let mut list_offsets: Vec<i32> = Vec::with_capacity(n_rows + 1);
     list_offsets.push(0);
     let (mut value_offsets, mut value_bytes) = (vec![0i32], Vec::with_capacity(total / 2));
-    let mut n_items = 0usize;
+    let mut item_keys: Vec<i32> = Vec::with_capacity(total / 8);
+    // The entries of the last row's items, and of this row's.
+    let (mut last_items, mut items): (Vec<i32>, Vec<i32>) = (Vec::new(), Vec::new());
     let bad = |row: usize| SchemaError(format!("row {row}: a packed attribute set is cut short"));
     for row in 0..n_rows {
         if packed.is_valid(row) {
@@ -204,43 +227,111 @@ pub fn split(packed: &BinaryArray) -> Result<(BinaryArray, ArrayRef), SchemaErro
                 bytes: packed.value(row),
                 at: 0,
             };
+            let key_start = key_bytes.len();
+            items.clear();
             while cursor.at < cursor.bytes.len() {
-                let key_start = cursor.at;
+                let item_start = cursor.at;
                 let n = cursor.length().ok_or_else(|| bad(row))?;
                 cursor.take(n + 1).ok_or_else(|| bad(row))?;
-                key_bytes.extend_from_slice(&cursor.bytes[key_start..cursor.at]);
+                key_bytes.extend_from_slice(&cursor.bytes[item_start..cursor.at]);
                 key_bytes.push(0);
                 let n = cursor.length().ok_or_else(|| bad(row))?;
                 let value = cursor.take(n).ok_or_else(|| bad(row))?;
-                value_bytes.extend_from_slice(value);
-                value_offsets.push(offset(value_bytes.len())?);
-                n_items += 1;
+                items.push(value_entry(
+                    value,
+                    shared
+                        .then(|| last_items.get(items.len()).copied())
+                        .flatten(),
+                    &mut value_offsets,
+                    &mut value_bytes,
+                )?);
+            }
+            let n_keys = key_offsets.len() - 1;
+            let last_start = key_offsets[n_keys.saturating_sub(1)] as usize;
+            let same_keys = shared
+                && n_keys > 0
+                && key_start - last_start == key_bytes.len() - key_start
+                && key_bytes[last_start..key_start] == key_bytes[key_start..];
+            if same_keys {
+                key_bytes.truncate(key_start);
+            } else {
+                key_offsets.push(offset(key_bytes.len())?);
+            }
+            row_keys.push(key_offsets.len() as i32 - 2);
+            item_keys.extend_from_slice(&items);
+            std::mem::swap(&mut last_items, &mut items);
+        } else {
+            row_keys.push(0);
+            if !shared {
+                key_offsets.push(offset(key_bytes.len())?);
             }
         }
-        key_offsets.push(offset(key_bytes.len())?);
-        list_offsets.push(offset(n_items)?);
+        list_offsets.push(offset(item_keys.len())?);
     }
-    let keys = BinaryArray::try_new(
+    let failed =
+        |error: arrow::error::ArrowError| SchemaError(format!("a packed attribute set: {error}"));
+    let key_sets = BinaryArray::try_new(
         OffsetBuffer::new(ScalarBuffer::from(key_offsets)),
         key_bytes.into(),
-        packed.nulls().cloned(),
+        None,
     )
-    .map_err(|error| SchemaError(format!("a packed attribute set: {error}")))?;
-    let values = StringArray::try_new(
+    .map_err(failed)?;
+    let entries = StringArray::try_new(
         OffsetBuffer::new(ScalarBuffer::from(value_offsets)),
         value_bytes.into(),
         None,
     )
-    .map_err(|error| SchemaError(format!("a packed attribute set: {error}")))?;
-    let field = Arc::new(Field::new_list_field(DataType::Utf8, true));
+    .map_err(failed)?;
+    let (keys, item_type, items): (ArrayRef, DataType, ArrayRef) = if shared {
+        let keys = DictionaryArray::<Int32Type>::try_new(
+            Int32Array::new(row_keys.into(), packed.nulls().cloned()),
+            Arc::new(key_sets),
+        )
+        .map_err(failed)?;
+        let items = DictionaryArray::<Int32Type>::try_new(
+            Int32Array::new(item_keys.into(), None),
+            Arc::new(entries),
+        )
+        .map_err(failed)?;
+        let item_type = items.data_type().clone();
+        (Arc::new(keys), item_type, Arc::new(items))
+    } else {
+        let keys = BinaryArray::try_new(
+            key_sets.offsets().clone(),
+            key_sets.values().clone(),
+            packed.nulls().cloned(),
+        )
+        .map_err(failed)?;
+        (Arc::new(keys), DataType::Utf8, Arc::new(entries))
+    };
+    let field = Arc::new(Field::new_list_field(item_type, true));
     let values = ListArray::try_new(
         field,
         OffsetBuffer::new(ScalarBuffer::from(list_offsets)),
-        Arc::new(values),
+        items,
         None,
     )
-    .map_err(|error| SchemaError(format!("a packed attribute set: {error}")))?;
+    .map_err(failed)?;
     Ok((keys, Arc::new(values)))
+}
+
+/// The entry of an item's `value`: `same`, the entry of the same item of the row before, where
+/// it holds the same text, else a new entry.
+fn value_entry(
+    value: &[u8],
+    same: Option<i32>,
+    offsets: &mut Vec<i32>,
+    bytes: &mut Vec<u8>,
+) -> Result<i32, SchemaError> {
+    if let Some(entry) = same {
+        let entry = entry as usize;
+        if bytes[offsets[entry] as usize..offsets[entry + 1] as usize] == *value {
+            return Ok(entry as i32);
+        }
+    }
+    bytes.extend_from_slice(value);
+    offsets.push(offset(bytes.len())?);
+    Ok(offsets.len() as i32 - 2)
 }
 
 /// Which of the three lists to rebuild.
@@ -459,6 +550,8 @@ mod tests {
             // A flush's split fails as unpacking does.
             let error = split(&short).unwrap_err();
             assert!(error.0.contains("cut short"), "{}", error.0);
+            let error = split_shared(&short).unwrap_err();
+            assert!(error.0.contains("cut short"), "{}", error.0);
         }
         let invalid_utf8 = BinaryArray::from_vec(vec![&[1, 0xff, 0, 0][..]]);
         assert!(unpack(&invalid_utf8, &Part::ALL).is_err());
@@ -482,6 +575,45 @@ mod tests {
         let back = unpack(&keys, &[Part::Names, Part::Types]).unwrap();
         assert_eq!(back[0].as_ref(), &names as &dyn Array);
         assert_eq!(back[1].as_ref(), &types as &dyn Array);
+    }
+
+    #[test]
+    fn a_set_split_for_a_file_shares_the_keys_and_values_rows_repeat() {
+        let rows: [&[(&str, u8, &str)]; 6] = [
+            &[("http.method", 0, "GET"), ("http.status_code", 2, "200")],
+            &[("http.method", 0, "GET"), ("http.status_code", 2, "500")],
+            &[],
+            &[("http.method", 0, "GET"), ("http.status_code", 2, "500")],
+            &[
+                ("db.system", 0, "GET"),
+                ("db.statement", 0, "500"),
+                ("x", 0, ""),
+            ],
+            &[("http.method", 0, "POST"), ("http.status_code", 2, "500")],
+        ];
+        let (_, packed) = packed(&rows);
+        let (plain_keys, plain_values) = split(&packed).unwrap();
+        let (keys, values) = split_shared(&packed).unwrap();
+        // Read as plain columns, the same as `split` makes.
+        let keys_back = arrow::compute::cast(&keys, &DataType::Binary).unwrap();
+        assert_eq!(keys_back.as_binary::<i32>(), &plain_keys);
+        let values_back = arrow::compute::cast(&values, plain_values.data_type()).unwrap();
+        assert_eq!(values_back.as_ref(), plain_values.as_ref());
+        // Three runs of keys (the empty set is null, and does not end a run). Entries for GET,
+        // 200 and 500; the fifth row's first two items hold the text of the items at their
+        // places in the row before, though under other keys, and share their entries; then
+        // its empty value and the sixth row's POST.
+        let keys = keys.as_dictionary::<Int32Type>();
+        assert_eq!(keys.values().len(), 3);
+        assert!(keys.is_null(2));
+        let items = values
+            .as_list::<i32>()
+            .values()
+            .as_dictionary::<Int32Type>()
+            .clone();
+        let entries = items.values().as_string::<i32>();
+        let entries: Vec<&str> = entries.iter().map(Option::unwrap).collect();
+        assert_eq!(entries, ["GET", "200", "500", "", "POST"]);
     }
 
     #[test]

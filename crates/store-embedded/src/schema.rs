@@ -455,8 +455,14 @@ fn unbuffer(batch: &RecordBatch, plain: bool) -> Result<RecordBatch, SchemaError
     for field in FILE_SCHEMA.fields() {
         match packed_part_of_file_column(field.name()) {
             Some(Part::Names) => {
-                let (keys, values) = packed::split(packed_column(batch, BUFFER_PACKED_SET.0)?)?;
-                columns.push(Arc::new(keys) as ArrayRef);
+                let packed = packed_column(batch, BUFFER_PACKED_SET.0)?;
+                let (keys, values) = if plain {
+                    let (keys, values) = packed::split(packed)?;
+                    (Arc::new(keys) as ArrayRef, values)
+                } else {
+                    packed::split_shared(packed)?
+                };
+                columns.push(keys);
                 attribute_values = Some(values);
             }
             Some(_) => {
@@ -480,7 +486,8 @@ fn unbuffer(batch: &RecordBatch, plain: bool) -> Result<RecordBatch, SchemaError
             }
         }
         if !plain {
-            fields.push(buffer_field(field));
+            let column = columns.last().expect("a column for each field");
+            fields.push(buffer_field(field).with_data_type(column.data_type().clone()));
         }
     }
     let schema = if plain {
