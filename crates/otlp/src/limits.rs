@@ -70,9 +70,23 @@ impl Marks {
     }
 }
 
+/// Resource attributes found within the limits: the spans of a resource share its attributes,
+/// which [`SpanLimits::apply_checked`] then checks once, not at every span. It holds them, so
+/// that their address is not another's while it is kept.
+#[derive(Debug, Default)]
+pub struct Checked {
+    resource: Option<Arc<[Attribute]>>,
+}
+
 impl SpanLimits {
     /// Applies the limits to `row`; whether anything was dropped or shortened.
     pub fn apply(&self, row: &mut SpanRow) -> bool {
+        self.apply_checked(row, &mut Checked::default())
+    }
+
+    /// [`SpanLimits::apply`], for rows one after another, noting in `checked` the resource
+    /// attributes found within the limits.
+    pub fn apply_checked(&self, row: &mut SpanRow, checked: &mut Checked) -> bool {
         let mut marks = Marks {
             names: Vec::new(),
             n_cut: 0,
@@ -140,14 +154,22 @@ impl SpanLimits {
             dropped |= n > 0;
         }
         // Shared by a resource's spans: copied only when something in it must change.
-        if self.resource_needs_limits(&row.resource_attributes) {
-            let mut resource_attributes = row.resource_attributes.to_vec();
-            let n = self.attributes(&mut resource_attributes, "resource", &mut marks);
-            if n > 0 {
-                marks.add(|| format!("resource.dropped_attributes_count={n}"));
-                dropped = true;
+        let known_within = checked
+            .resource
+            .as_ref()
+            .is_some_and(|within| Arc::ptr_eq(within, &row.resource_attributes));
+        if !known_within {
+            if self.resource_needs_limits(&row.resource_attributes) {
+                let mut resource_attributes = row.resource_attributes.to_vec();
+                let n = self.attributes(&mut resource_attributes, "resource", &mut marks);
+                if n > 0 {
+                    marks.add(|| format!("resource.dropped_attributes_count={n}"));
+                    dropped = true;
+                }
+                row.resource_attributes = Arc::from(resource_attributes);
+            } else {
+                checked.resource = Some(row.resource_attributes.clone());
             }
-            row.resource_attributes = Arc::from(resource_attributes);
         }
         if marks.n_cut > 0 {
             let mut names = marks.names.join(",");
@@ -331,5 +353,34 @@ mod tests {
             row.attribute(TRUNCATED_ATTRIBUTE),
             Some(&text("resource.dropped_attributes_count=2"))
         );
+    }
+
+    /// Rows one after another: a resource within the limits is checked once for its spans,
+    /// and one past them is still cut at each of its spans, after or before the other.
+    #[test]
+    fn the_resources_of_rows_in_turn_are_checked_as_each_row_alone() {
+        let attributes = |n: usize| -> Arc<[Attribute]> {
+            (0..n)
+                .map(|i| Attribute::new(format!("k{i}"), AttrValue::Int(1)))
+                .collect::<Vec<_>>()
+                .into()
+        };
+        let (within, past) = (attributes(2), attributes(5));
+        let row = |resource: &Arc<[Attribute]>| SpanRow {
+            endpoint: "GET /".into(),
+            resource_attributes: resource.clone(),
+            ..SpanRow::default()
+        };
+        let mut checked = Checked::default();
+        for resource in [&within, &within, &past, &within, &past] {
+            let (mut alone, mut in_turn) = (row(resource), row(resource));
+            let cut = limits().apply(&mut alone);
+            assert_eq!(limits().apply_checked(&mut in_turn, &mut checked), cut);
+            assert_eq!(in_turn, alone);
+            assert_eq!(in_turn.resource_attributes.len(), if cut { 3 } else { 2 });
+        }
+        assert!(checked
+            .resource
+            .is_some_and(|resource| Arc::ptr_eq(&resource, &within)));
     }
 }

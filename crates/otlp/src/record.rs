@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use spanflow_model::{AutoType, Place, SpanRow};
 
 use crate::decompress::{decompress, Encoding};
-use crate::limits::SpanLimits;
+use crate::limits::{Checked, SpanLimits};
 use crate::map::Sender;
 use crate::places::Places;
 use crate::wire::{map_payload, RowPool};
@@ -248,6 +248,7 @@ pub fn replay(
     });
     let n_payloads = cursor.u32()?;
     let mut pool = RowPool::default();
+    let mut checked = Checked::default();
     let mut replayed = Replayed {
         n_rows: 0,
         n_rows_recorded,
@@ -275,7 +276,7 @@ pub fn replay(
         map_payload(&otlp, &sender, &mut pool)
             .map_err(|error| RecordError(format!("a payload: {error}")))?;
         for row in pool.rows_mut() {
-            limits.apply(row);
+            limits.apply_checked(row, &mut checked);
             each(row);
             replayed.n_rows += 1;
         }

@@ -14,7 +14,7 @@ use axum::Router;
 use http_body_util::BodyExt;
 use spanflow_model::{metric_names, SpanRow};
 use spanflow_otlp::decompress::{decompress, DecompressError, Encoding};
-use spanflow_otlp::limits::SpanLimits;
+use spanflow_otlp::limits::{Checked, SpanLimits};
 use spanflow_otlp::map::Sender;
 use spanflow_otlp::places::Places;
 use spanflow_otlp::record::{RecordBuilder, RecordingPlaces};
@@ -307,6 +307,7 @@ fn decode_batch(
     let mut budget = max_batch_bytes;
     // Each payload's rows are mapped into the buffers the payload before left.
     let mut pool = RowPool::default();
+    let mut checked = Checked::default();
     for (i, payload) in batch.payloads.iter().enumerate() {
         let encoding = match payload.checked_encoding()? {
             spanflow_transport::Encoding::Identity => Encoding::Identity,
@@ -349,7 +350,7 @@ fn decode_batch(
             }
         };
         for row in pool.rows_mut() {
-            if limits.apply(row) {
+            if limits.apply_checked(row, &mut checked) {
                 outcome.n_spans_limited += 1;
             }
         }

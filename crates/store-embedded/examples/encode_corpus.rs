@@ -13,7 +13,7 @@
 //! The difference of the two counts over 30,000 is the instructions a span. A second argument,
 //! `prepare` or `parquet`, runs only that half; `ingest` maps the corpus's payloads and
 //! prepares their write as the server does (each payload's spans mapped into the rows the one
-//! before left, each row appended to the write's builders, the payloads as received kept as the
+//! before left and held to the span limits, each row appended to the write's builders, the payloads as received kept as the
 //! write's log entry), `ingest-logging-rows` the same with the rows encoded for the log instead,
 //! and `ingest-rows` the same with every row mapped into a vector of rows first and the write
 //! prepared from it, its rows encoded for the log.
@@ -53,7 +53,7 @@ fn main() {
 /// Maps the corpus's payloads and prepares their write, `rounds` times.
 fn ingest(rounds: usize, whole_rows: bool, log_rows: bool) {
     use spanflow_otlp::decompress::Encoding;
-    use spanflow_otlp::limits::SpanLimits;
+    use spanflow_otlp::limits::{Checked, SpanLimits};
     use spanflow_otlp::record::RecordBuilder;
     use spanflow_otlp::wire::{map_payload, map_payload_into, RowPool};
 
@@ -71,9 +71,14 @@ fn ingest(rounds: usize, whole_rows: bool, log_rows: bool) {
         } else {
             let mut pool = RowPool::default();
             let mut builder = schema::BufferBuilder::expecting(10_000, &sizes);
-            let mut record = RecordBuilder::new("bench", SpanLimits::default());
+            let limits = SpanLimits::default();
+            let mut checked = Checked::default();
+            let mut record = RecordBuilder::new("bench", limits);
             for payload in &payloads {
                 map_payload(&payload.protobuf, &sender, &mut pool).unwrap();
+                for row in pool.rows_mut() {
+                    limits.apply_checked(row, &mut checked);
+                }
                 for row in pool.rows() {
                     builder.append(row);
                 }
