@@ -371,6 +371,7 @@ pub fn file_schema_of(format: u32) -> SchemaRef {
 fn buffered_as_dictionary(field: &Field) -> bool {
     matches!(field.data_type(), DataType::Utf8 | DataType::Binary)
         && (is_place_column(field.name())
+            || ADDRESS_COLUMNS.contains(&field.name().as_str())
             || RUN_COLUMNS.contains(&field.name().as_str())
             || RESOURCE_COLUMNS
                 .iter()
@@ -379,6 +380,9 @@ fn buffered_as_dictionary(field: &Field) -> bool {
                 .iter()
                 .any(|set| set.values && set.column == field.name()))
 }
+
+/// The ends' addresses, which the buffer holds as dictionaries ([`AddressDictionary`]).
+const ADDRESS_COLUMNS: [&str; 2] = ["ip_0", "ip_1"];
 
 /// Text that the spans of a run share, one after another in a write: a resource's instance,
 /// the agent that forwarded the batch, the instrumentation scope. The buffer holds each as a
@@ -860,7 +864,8 @@ fn dictionary(keys: &ScalarBuffer<i32>, values: ArrayRef) -> ArrayRef {
         .iter()
         .all(|&key| key >= 0 && (key as usize) < values.len()));
     // SAFETY: every caller builds `keys` as indexes of `values` (`SharedKeys` numbers the
-    // distinct objects it lists, `RunDictionary` the values it appends).
+    // distinct objects it lists, `RunDictionary` and `AddressDictionary` the values they
+    // append).
     Arc::new(unsafe { DictionaryArray::<Int32Type>::new_unchecked(keys, values) })
 }
 
@@ -1004,8 +1009,8 @@ pub struct BufferBuilder {
     status_code: Vec<u8>,
     status_message: StringBuilder,
     response_duration: Vec<u64>,
-    ip_0: StringBuilder,
-    ip_1: StringBuilder,
+    ip_0: AddressDictionary,
+    ip_1: AddressDictionary,
     client_port: Vec<u16>,
     server_port: Vec<u16>,
     places: [SharedKeys<Place>; 2],
@@ -1072,8 +1077,8 @@ impl BufferBuilder {
             status_code: Vec::with_capacity(n),
             status_message: strings(text[9]),
             response_duration: Vec::with_capacity(n),
-            ip_0: strings(n * 15),
-            ip_1: strings(n * 15),
+            ip_0: AddressDictionary::default(),
+            ip_1: AddressDictionary::default(),
             client_port: Vec::with_capacity(n),
             server_port: Vec::with_capacity(n),
             places: [SharedKeys::new(n), SharedKeys::new(n)],
@@ -1157,8 +1162,8 @@ impl BufferBuilder {
         self.status_code.push(row.status_code);
         self.status_message.append_value(&row.status_message);
         self.response_duration.push(row.response_duration);
-        append_ip(&mut self.ip_0, row.ip_0);
-        append_ip(&mut self.ip_1, row.ip_1);
+        self.ip_0.append(row.ip_0);
+        self.ip_1.append(row.ip_1);
         self.client_port.push(row.client_port);
         self.server_port.push(row.server_port);
         self.places[0].append(&row.place_0);
@@ -1234,8 +1239,8 @@ impl BufferBuilder {
         columns.push(Arc::new(UInt8Array::from(self.status_code)));
         columns.push(strings(self.status_message));
         columns.push(Arc::new(UInt64Array::from(self.response_duration)));
-        columns.push(strings(self.ip_0));
-        columns.push(strings(self.ip_1));
+        columns.push(self.ip_0.finish());
+        columns.push(self.ip_1.finish());
         columns.push(Arc::new(UInt16Array::from(self.client_port)));
         columns.push(Arc::new(UInt16Array::from(self.server_port)));
         for places in self.places {
@@ -1276,11 +1281,38 @@ impl BufferBuilder {
     }
 }
 
-/// An address as text; `None` is null.
-fn append_ip(builder: &mut StringBuilder, ip: Option<IpAddr>) {
-    match ip {
-        Some(ip) => builder.append_value(IpText::new(ip).as_str()),
-        None => builder.append_null(),
+/// A dictionary column of addresses as text, each distinct one written once, found by a hash
+/// of the address rather than formatted at every row: a write's spans come from and call a
+/// few hundred addresses. No address is a null value, which the buffer makes a null key.
+#[derive(Default)]
+struct AddressDictionary {
+    index: std::collections::HashMap<Option<IpAddr>, i32, foldhash::fast::RandomState>,
+    values: StringBuilder,
+    keys: Vec<i32>,
+}
+
+impl AddressDictionary {
+    fn append(&mut self, ip: Option<IpAddr>) {
+        let AddressDictionary {
+            index,
+            values,
+            keys,
+        } = self;
+        let key = *index.entry(ip).or_insert_with(|| {
+            match ip {
+                Some(ip) => values.append_value(IpText::new(ip).as_str()),
+                None => values.append_null(),
+            }
+            values.offsets_slice().len() as i32 - 2
+        });
+        keys.push(key);
+    }
+
+    fn finish(mut self) -> ArrayRef {
+        dictionary(
+            &ScalarBuffer::from(self.keys),
+            Arc::new(self.values.finish()),
+        )
     }
 }
 
@@ -1897,6 +1929,41 @@ mod tests {
     use datafusion::prelude::SessionContext;
     use proptest::collection::vec;
     use proptest::prelude::*;
+
+    #[test]
+    fn the_buffer_holds_each_address_once_and_no_address_as_null() {
+        let addresses = ["10.1.2.3", "fd00::7"].map(|ip| Some(ip.parse().unwrap()));
+        let ips = [addresses[0], None, addresses[1], addresses[0], None];
+        let rows: Vec<SpanRow> = ips
+            .iter()
+            .map(|&ip_0| SpanRow {
+                ip_0,
+                ..SpanRow::default()
+            })
+            .collect();
+        let batch = rows_to_buffer(&rows);
+        let column = batch.column_by_name("ip_0").unwrap();
+        let dictionary = column.as_dictionary::<Int32Type>();
+        assert_eq!(
+            dictionary.values().len() - dictionary.values().null_count(),
+            2
+        );
+        let text = arrow::compute::cast(column, &DataType::Utf8).unwrap();
+        let text: Vec<Option<&str>> = text.as_string::<i32>().iter().collect();
+        assert_eq!(
+            text,
+            [
+                Some("10.1.2.3"),
+                None,
+                Some("fd00::7"),
+                Some("10.1.2.3"),
+                None
+            ]
+        );
+        let back = batch_to_rows(&from_file(&from_buffer(&batch).unwrap()).unwrap()).unwrap();
+        let back: Vec<_> = back.iter().map(|row| row.ip_0).collect();
+        assert_eq!(back, ips);
+    }
 
     #[test]
     fn a_column_of_runs_becomes_a_dictionary_of_a_value_a_run_and_reads_the_same() {
