@@ -89,13 +89,14 @@ pub struct RecordBuilder {
 }
 
 impl RecordBuilder {
-    pub fn new(agent_id: &str, limits: SpanLimits) -> RecordBuilder {
+    /// A record of payloads of about `n_bytes` together, as received.
+    pub fn new(agent_id: &str, limits: SpanLimits, n_bytes: usize) -> RecordBuilder {
         RecordBuilder {
             agent_id: agent_id.to_owned(),
             limits,
             n_rows: 0,
             n_payloads: 0,
-            payloads: Vec::new(),
+            payloads: Vec::with_capacity(n_bytes),
         }
     }
 
@@ -530,7 +531,7 @@ mod tests {
             ..SpanLimits::default()
         };
         let places = Arc::new(RecordingPlaces::new(Arc::new(Changing::default())));
-        let mut record = RecordBuilder::new("node-a", limits);
+        let mut record = RecordBuilder::new("node-a", limits, 0);
         let mut rows = Vec::new();
         let mut pool = RowPool::default();
         let payloads = [

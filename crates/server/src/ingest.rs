@@ -362,7 +362,12 @@ fn decode_batch(
                 // Room for as many spans again in each payload left: the payloads of one
                 // batch are alike, and rows moved through doublings cost a copy of each.
                 let guess = pool.rows().len() * (batch.payloads.len() - i);
-                let record = RecordBuilder::new(&batch.agent_id, *limits);
+                // Room for every payload left, with the few bytes each adds.
+                let n_bytes = batch.payloads[i..]
+                    .iter()
+                    .map(|payload| payload.otlp.len() + 32)
+                    .sum();
+                let record = RecordBuilder::new(&batch.agent_id, *limits, n_bytes);
                 let sink = Sink::new(open(&payload.org_id), guess, record, recording);
                 groups.push((payload.org_id.clone(), sink));
                 groups.len() - 1

@@ -73,7 +73,8 @@ fn ingest(rounds: usize, whole_rows: bool, log_rows: bool) {
             let mut builder = schema::BufferBuilder::expecting(10_000, &sizes);
             let limits = SpanLimits::default();
             let mut checked = Checked::default();
-            let mut record = RecordBuilder::new("bench", limits);
+            let n_bytes = payloads.iter().map(|payload| payload.gzip.len() + 32).sum();
+            let mut record = RecordBuilder::new("bench", limits, n_bytes);
             for payload in &payloads {
                 map_payload(&payload.protobuf, &sender, &mut pool).unwrap();
                 for row in pool.rows_mut() {
