@@ -186,7 +186,7 @@ fn pack_sets(
 /// Full packed sets (as [`pack`] packs them) split into each row's key set (as [`pack_keys`]
 /// packs it) and its values' list (`List<Utf8>`), as files of storage format 7 hold a span's
 /// own attributes.
-pub fn split(packed: Packed<'_>) -> Result<(BinaryArray, ArrayRef), SchemaError> {
+pub fn split(packed: &BinaryArray) -> Result<(BinaryArray, ArrayRef), SchemaError> {
     let (keys, values) = split_sets(packed, false)?;
     let keys = arrow::compute::cast(&keys, &DataType::Binary)
         .map_err(|error| SchemaError(format!("a packed attribute set: {error}")))?;
@@ -200,77 +200,15 @@ pub fn split(packed: Packed<'_>) -> Result<(BinaryArray, ArrayRef), SchemaError>
 /// file's rows are sorted by service and endpoint, so rows in turn mostly carry the same keys
 /// and many of the same values (a method, a status code, a peer); the writer interns an
 /// entry once, where it interns a plain item at every row, and the entries are copied once.
-pub fn split_shared(packed: Packed<'_>) -> Result<(ArrayRef, ArrayRef), SchemaError> {
+pub fn split_shared(packed: &BinaryArray) -> Result<(ArrayRef, ArrayRef), SchemaError> {
     split_sets(packed, true)
 }
 
-/// Packed sets, a row's each: a binary column, or a dictionary over one, as the store's buffer
-/// holds them (its keys in file order, its values in the order the rows were written, so that
-/// sorting the rows gathers the keys alone).
-#[derive(Clone, Copy)]
-pub enum Packed<'a> {
-    Plain(&'a BinaryArray),
-    Dictionary(&'a DictionaryArray<Int32Type>, &'a BinaryArray),
-}
-
-impl<'a> Packed<'a> {
-    /// The packed sets of `column`, a binary column or a dictionary of one.
-    pub fn of(column: &'a ArrayRef) -> Result<Packed<'a>, SchemaError> {
-        if let Some(plain) = column.as_binary_opt::<i32>() {
-            return Ok(Packed::Plain(plain));
-        }
-        let dictionary = column.as_dictionary_opt::<Int32Type>();
-        match dictionary
-            .and_then(|dictionary| Some((dictionary, dictionary.values().as_binary_opt::<i32>()?)))
-        {
-            Some((dictionary, values)) => Ok(Packed::Dictionary(dictionary, values)),
-            None => Err(SchemaError(format!(
-                "packed attribute sets are {}, expected Binary",
-                column.data_type()
-            ))),
-        }
-    }
-
-    fn len(&self) -> usize {
-        match self {
-            Packed::Plain(plain) => plain.len(),
-            Packed::Dictionary(dictionary, _) => dictionary.len(),
-        }
-    }
-
-    /// Row `row`'s set; `None` where it is null (empty).
-    fn value(&self, row: usize) -> Option<&'a [u8]> {
-        match *self {
-            Packed::Plain(plain) => plain.is_valid(row).then(|| plain.value(row)),
-            Packed::Dictionary(dictionary, values) => {
-                let keys = dictionary.keys();
-                let key = keys.is_valid(row).then(|| keys.value(row) as usize)?;
-                values.is_valid(key).then(|| values.value(key))
-            }
-        }
-    }
-
-    /// Which rows' sets are null.
-    fn nulls(&self) -> Option<arrow::buffer::NullBuffer> {
-        match self {
-            Packed::Plain(plain) => plain.nulls().cloned(),
-            Packed::Dictionary(dictionary, _) => dictionary.logical_nulls(),
-        }
-    }
-
-    /// The bytes of the sets, together.
-    fn total_bytes(&self) -> usize {
-        let values = match self {
-            Packed::Plain(plain) => plain,
-            Packed::Dictionary(_, values) => values,
-        };
-        let offsets = values.value_offsets();
+fn split_sets(packed: &BinaryArray, shared: bool) -> Result<(ArrayRef, ArrayRef), SchemaError> {
+    let total = {
+        let offsets = packed.value_offsets();
         (offsets[offsets.len() - 1] - offsets[0]) as usize
-    }
-}
-
-fn split_sets(packed: Packed<'_>, shared: bool) -> Result<(ArrayRef, ArrayRef), SchemaError> {
-    let total = packed.total_bytes();
+    };
     let n_rows = packed.len();
     let (mut key_offsets, mut key_bytes) = (Vec::with_capacity(n_rows + 1), Vec::new());
     key_offsets.push(0i32);
@@ -284,8 +222,11 @@ fn split_sets(packed: Packed<'_>, shared: bool) -> Result<(ArrayRef, ArrayRef), 
     let (mut last_items, mut items): (Vec<i32>, Vec<i32>) = (Vec::new(), Vec::new());
     let bad = |row: usize| SchemaError(format!("row {row}: a packed attribute set is cut short"));
     for row in 0..n_rows {
-        if let Some(bytes) = packed.value(row) {
-            let mut cursor = Cursor { bytes, at: 0 };
+        if packed.is_valid(row) {
+            let mut cursor = Cursor {
+                bytes: packed.value(row),
+                at: 0,
+            };
             let key_start = key_bytes.len();
             items.clear();
             while cursor.at < cursor.bytes.len() {
@@ -343,7 +284,7 @@ fn split_sets(packed: Packed<'_>, shared: bool) -> Result<(ArrayRef, ArrayRef), 
     .map_err(failed)?;
     let (keys, item_type, items): (ArrayRef, DataType, ArrayRef) = if shared {
         let keys = DictionaryArray::<Int32Type>::try_new(
-            Int32Array::new(row_keys.into(), packed.nulls()),
+            Int32Array::new(row_keys.into(), packed.nulls().cloned()),
             Arc::new(key_sets),
         )
         .map_err(failed)?;
@@ -358,7 +299,7 @@ fn split_sets(packed: Packed<'_>, shared: bool) -> Result<(ArrayRef, ArrayRef), 
         let keys = BinaryArray::try_new(
             key_sets.offsets().clone(),
             key_sets.values().clone(),
-            packed.nulls(),
+            packed.nulls().cloned(),
         )
         .map_err(failed)?;
         (Arc::new(keys), DataType::Utf8, Arc::new(entries))
@@ -607,9 +548,9 @@ mod tests {
             let error = unpack(&short, &Part::ALL).unwrap_err();
             assert!(error.0.contains("cut short"), "{}", error.0);
             // A flush's split fails as unpacking does.
-            let error = split(Packed::Plain(&short)).unwrap_err();
+            let error = split(&short).unwrap_err();
             assert!(error.0.contains("cut short"), "{}", error.0);
-            let error = split_shared(Packed::Plain(&short)).unwrap_err();
+            let error = split_shared(&short).unwrap_err();
             assert!(error.0.contains("cut short"), "{}", error.0);
         }
         let invalid_utf8 = BinaryArray::from_vec(vec![&[1, 0xff, 0, 0][..]]);
@@ -625,7 +566,7 @@ mod tests {
             &[("", 0, ""), ("db.statement", 0, &"v".repeat(300))],
         ];
         let ([names, values, types], packed) = packed(&rows);
-        let (keys, split_values) = split(Packed::Plain(&packed)).unwrap();
+        let (keys, split_values) = split(&packed).unwrap();
         assert_eq!(keys, pack_keys(&names, &types).unwrap());
         assert_eq!(split_values.as_ref(), &values as &dyn Array);
         // Spans with the same keys and other values share one key set.
@@ -651,8 +592,8 @@ mod tests {
             &[("http.method", 0, "POST"), ("http.status_code", 2, "500")],
         ];
         let (_, packed) = packed(&rows);
-        let (plain_keys, plain_values) = split(Packed::Plain(&packed)).unwrap();
-        let (keys, values) = split_shared(Packed::Plain(&packed)).unwrap();
+        let (plain_keys, plain_values) = split(&packed).unwrap();
+        let (keys, values) = split_shared(&packed).unwrap();
         // Read as plain columns, the same as `split` makes.
         let keys_back = arrow::compute::cast(&keys, &DataType::Binary).unwrap();
         assert_eq!(keys_back.as_binary::<i32>(), &plain_keys);

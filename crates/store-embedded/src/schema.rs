@@ -423,13 +423,7 @@ static BUFFER_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         .fields()
         .iter()
         .filter_map(|field| match buffer_packed_part(field.name()) {
-            // A dictionary over the sets as they were written: sorting a write's rows gathers
-            // its keys, not the sets, the largest of a row's values.
-            Some(Part::Names) => Some(Field::new(
-                BUFFER_PACKED_SET.0,
-                DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Binary)),
-                true,
-            )),
+            Some(Part::Names) => Some(Field::new(BUFFER_PACKED_SET.0, DataType::Binary, true)),
             Some(_) => None,
             None => Some(buffer_field(field)),
         })
@@ -465,10 +459,7 @@ fn unbuffer(batch: &RecordBatch, plain: bool) -> Result<RecordBatch, SchemaError
     for field in FILE_SCHEMA.fields() {
         match packed_part_of_file_column(field.name()) {
             Some(Part::Names) => {
-                let packed = batch
-                    .column_by_name(BUFFER_PACKED_SET.0)
-                    .ok_or_else(|| missing(BUFFER_PACKED_SET.0))?;
-                let packed = packed::Packed::of(packed)?;
+                let packed = packed_column(batch, BUFFER_PACKED_SET.0)?;
                 let (keys, values) = if plain {
                     let (keys, values) = packed::split(packed)?;
                     (Arc::new(keys) as ArrayRef, values)
@@ -552,15 +543,11 @@ pub fn to_buffer(batch: &RecordBatch) -> Result<RecordBatch, SchemaError> {
         if field.name() == BUFFER_PACKED_SET.0 {
             let list =
                 |part: &str| column::<ListArray>(batch, &format!("{}_{part}", BUFFER_PACKED_SET.1));
-            let packed: ArrayRef = Arc::new(packed::pack(packed::Lists {
+            columns.push(Arc::new(packed::pack(packed::Lists {
                 names: list("names")?,
                 values: list("values")?,
                 types: list("types")?,
-            })?);
-            columns.push(
-                arrow::compute::cast(&packed, field.data_type())
-                    .map_err(|error| SchemaError(format!("packed attributes: {error}")))?,
-            );
+            })?) as ArrayRef);
             continue;
         }
         let column = file
@@ -586,9 +573,7 @@ pub fn recast_to_buffer(batch: &RecordBatch) -> Option<Result<RecordBatch, Schem
             .all(|(field, buffered)| {
                 field.name() == buffered.name()
                     && (field.data_type() == buffered.data_type()
-                        || buffer_field(field).data_type() == buffered.data_type()
-                        || matches!(buffered.data_type(),
-                            DataType::Dictionary(_, value) if value.as_ref() == field.data_type()))
+                        || buffer_field(field).data_type() == buffered.data_type())
             });
     if !same_columns {
         return None;
@@ -618,7 +603,7 @@ pub fn from_buffer_frame(frame: DataFrame) -> datafusion::error::Result<DataFram
         .iter()
         .map(|field| match buffer_packed_part(field.name()) {
             Some(part) => UNPACK[part as usize]
-                .call(vec![cast(col(BUFFER_PACKED_SET.0), DataType::Binary)])
+                .call(vec![col(BUFFER_PACKED_SET.0)])
                 .alias(field.name()),
             None if buffered_as_dictionary(field) => {
                 cast(col(field.name()), field.data_type().clone()).alias(field.name())
@@ -1272,8 +1257,7 @@ impl BufferBuilder {
                 )),
             ));
         }
-        let sets = bytes(self.attributes);
-        columns.push(dictionary(&(0..sets.len() as i32).collect(), sets));
+        columns.push(bytes(self.attributes));
         let (keys, sets) = self.resource_attributes.finish();
         columns.push(dictionary(
             &keys,
