@@ -167,14 +167,17 @@ pub fn sort_batch(
 }
 
 /// The rows of `batch` at `rows`, as `take_record_batch` gathers them, but with one gather of
-/// each key buffer that dictionary columns share: the buffer's forty-three dictionary columns
-/// (both ends' places, the resource's tags, the runs) share eight, and the gathered batch shares
-/// them too, where a gather a column held a buffer of keys for each.
+/// each key buffer and each null buffer that dictionary columns share: the buffer's forty-odd
+/// dictionary columns (both ends' places, the resource's tags, the runs) share eight key
+/// buffers and fewer null buffers, and the gathered batch shares them too, where a gather a
+/// column held buffers of its own.
 fn take_rows(
     batch: &RecordBatch,
     rows: &UInt32Array,
 ) -> Result<RecordBatch, arrow::error::ArrowError> {
     let mut gathered: Vec<(ScalarBuffer<i32>, ScalarBuffer<i32>)> = Vec::new();
+    // Columns that share keys mostly share their null buffer too (`schema::KeyNulls`).
+    let mut gathered_nulls: Vec<(NullBuffer, Option<NullBuffer>)> = Vec::new();
     let columns = batch
         .columns()
         .iter()
@@ -199,12 +202,23 @@ fn take_rows(
                     taken
                 }
             };
-            let nulls = keys.nulls().map(|nulls| {
-                NullBuffer::new(BooleanBuffer::collect_bool(rows.len(), |row| {
+            let nulls = keys.nulls().and_then(|nulls| {
+                let shared = gathered_nulls.iter().find(|(from, _)| {
+                    from.buffer().as_ptr() == nulls.buffer().as_ptr()
+                        && from.offset() == nulls.offset()
+                        && from.len() == nulls.len()
+                });
+                if let Some((_, taken)) = shared {
+                    return taken.clone();
+                }
+                let taken = NullBuffer::new(BooleanBuffer::collect_bool(rows.len(), |row| {
                     nulls.is_valid(rows.value(row) as usize)
-                }))
+                }));
+                let taken = Some(taken).filter(|taken| taken.null_count() > 0);
+                gathered_nulls.push((nulls.clone(), taken.clone()));
+                taken
             });
-            let keys = Int32Array::new(values, nulls.filter(|nulls| nulls.null_count() > 0));
+            let keys = Int32Array::new(values, nulls);
             // SAFETY: each key, or its being null, is one of `dictionary`'s, over the same
             // values.
             let taken = unsafe {
@@ -434,6 +448,13 @@ mod tests {
             row(2, 2, "a", "DELETE /", 5 * hour + 40),
             row(3, 1, "a", "GET /", 5 * hour + 5),
         ];
+        // A pod at one client end: the place columns of that end hold values and nulls.
+        let mut rows = rows;
+        rows[2].place_0 = Arc::new(spanflow_model::Place {
+            pod: "web-0".into(),
+            host: "node-1".into(),
+            ..Default::default()
+        });
         let hours = |time: i64| time.div_euclid(3600);
         let batch = sort_batch(schema::rows_to_buffer(&rows), hours).unwrap();
         let order: Vec<(u8, u8)> =
@@ -458,6 +479,14 @@ mod tests {
         assert_eq!(keys("pod_0"), keys("host_0"));
         assert_eq!(keys("host_name"), keys("k8s_pod_name"));
         assert_ne!(keys("pod_0"), keys("pod_1"));
+        // And so do those that shared their nulls.
+        let nulls = |name: &str| {
+            let column = batch.column_by_name(name).unwrap();
+            let nulls = column.as_dictionary::<Int32Type>().keys().nulls().unwrap();
+            (nulls.null_count(), nulls.buffer().as_ptr())
+        };
+        assert_eq!(nulls("pod_0").0, 4);
+        assert_eq!(nulls("pod_0"), nulls("host_0"));
         // A sorted batch is kept as it is.
         let again = sort_batch(batch.clone(), hours).unwrap();
         assert_eq!(
