@@ -6,13 +6,17 @@
 //! cost an encoding and a compression of every write.
 //!
 //! A record, all numbers little-endian, lengths `u32`:
-//! - the magic `SFREC\0\0\x01` and the number of rows it maps to (`u64`);
-//! - the agent's id; the four span limits (`u64` each);
-//! - the places lookups answered with (each text field, the two auto types, the labels), and
-//!   the lookups in the order they were made: address, time (`i64`), the index of the answer
-//!   in the places, or `u32::MAX` for none;
+//! - the magic `SFREC\0\0\x01`, the number of rows it maps to (`u64`) and where its tail
+//!   begins (`u64`, from the record's start);
 //! - the payloads: the sender's address, the encoding (`0` none, `1` gzip, `2` zstd), the length
-//!   decompressed, the bytes as received.
+//!   decompressed, the bytes as received;
+//! - the tail: the agent's id; the four span limits (`u64` each); the places lookups answered
+//!   with (each text field, the two auto types, the labels), and the lookups in the order they
+//!   were made: address, time (`i64`), the index of the answer in the places, or `u32::MAX` for
+//!   none.
+//!
+//! The payloads come first so that a record is built where its payloads are added, and the
+//! tail, known only once the last is mapped, is appended without copying them.
 //!
 //! An address is a byte (`0` none, `4`, `6`) and sixteen bytes (an IPv4 address mapped).
 
@@ -29,6 +33,8 @@ use crate::places::Places;
 use crate::wire::{map_payload, RowPool};
 
 const MAGIC: [u8; 8] = *b"SFREC\0\0\x01";
+/// The magic, the number of rows and where the tail begins.
+const HEADER_BYTES: usize = MAGIC.len() + 16;
 
 /// A lookup: the address, the time it was asked of, and the answer.
 type Lookup = (IpAddr, i64, Option<Arc<Place>>);
@@ -84,19 +90,22 @@ pub struct RecordBuilder {
     agent_id: String,
     limits: SpanLimits,
     n_rows: u64,
-    n_payloads: u32,
-    payloads: Vec<u8>,
+    /// The record so far: its header, the number of rows and the tail's place left to fill,
+    /// then the payloads.
+    out: Vec<u8>,
 }
 
 impl RecordBuilder {
     /// A record of payloads of about `n_bytes` together, as received.
     pub fn new(agent_id: &str, limits: SpanLimits, n_bytes: usize) -> RecordBuilder {
+        let mut out = Vec::with_capacity(HEADER_BYTES + n_bytes);
+        out.extend_from_slice(&MAGIC);
+        out.resize(HEADER_BYTES, 0);
         RecordBuilder {
             agent_id: agent_id.to_owned(),
             limits,
             n_rows: 0,
-            n_payloads: 0,
-            payloads: Vec::with_capacity(n_bytes),
+            out,
         }
     }
 
@@ -110,15 +119,14 @@ impl RecordBuilder {
         n_bytes: usize,
         n_rows: usize,
     ) {
-        put_ip(&mut self.payloads, peer_ip);
-        self.payloads.push(match encoding {
+        put_ip(&mut self.out, peer_ip);
+        self.out.push(match encoding {
             Encoding::Identity => 0,
             Encoding::Gzip => 1,
             Encoding::Zstd => 2,
         });
-        put_len(&mut self.payloads, n_bytes);
-        put_bytes(&mut self.payloads, body);
-        self.n_payloads += 1;
+        put_len(&mut self.out, n_bytes);
+        put_bytes(&mut self.out, body);
         self.n_rows += n_rows as u64;
     }
 
@@ -137,9 +145,10 @@ impl RecordBuilder {
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
         });
         let lookups = lookups.as_deref().map_or(&[][..], Vec::as_slice);
-        let mut out = Vec::with_capacity(self.payloads.len() + 64 + 48 * lookups.len());
-        out.extend_from_slice(&MAGIC);
-        out.extend_from_slice(&self.n_rows.to_le_bytes());
+        let mut out = self.out;
+        let tail = out.len() as u64;
+        out[MAGIC.len()..MAGIC.len() + 8].copy_from_slice(&self.n_rows.to_le_bytes());
+        out[MAGIC.len() + 8..HEADER_BYTES].copy_from_slice(&tail.to_le_bytes());
         put_bytes(&mut out, self.agent_id.as_bytes());
         for limit in [
             self.limits.max_attributes,
@@ -173,8 +182,6 @@ impl RecordBuilder {
                 .map_or(NO_PLACE, |place| indexes[&Arc::as_ptr(place)]);
             out.extend_from_slice(&index.to_le_bytes());
         }
-        out.extend_from_slice(&self.n_payloads.to_le_bytes());
-        out.extend_from_slice(&self.payloads);
         out
     }
 }
@@ -199,14 +206,22 @@ pub fn replay(
     record: bytes::Bytes,
     each: &mut dyn FnMut(&SpanRow),
 ) -> Result<Replayed, RecordError> {
-    let mut cursor = Cursor {
+    let mut header = Cursor {
         bytes: &record,
         at: 0,
     };
-    if cursor.take(MAGIC.len())? != MAGIC {
+    if header.take(MAGIC.len())? != MAGIC {
         return Err(RecordError("no record's magic".into()));
     }
-    let n_rows_recorded = cursor.u64()?;
+    let n_rows_recorded = header.u64()?;
+    let tail = usize::try_from(header.u64()?)
+        .ok()
+        .filter(|tail| (HEADER_BYTES..=record.len()).contains(tail))
+        .ok_or_else(|| RecordError("its tail is not within it".into()))?;
+    let mut cursor = Cursor {
+        bytes: &record,
+        at: tail,
+    };
     let agent_id = cursor.text()?.to_owned();
     let mut limit = || cursor.u64().map(|limit| limit as usize);
     let limits = SpanLimits {
@@ -244,17 +259,27 @@ pub fn replay(
     for answers in answers.values_mut() {
         answers.reverse();
     }
+    if cursor.left() > 0 {
+        return Err(RecordError(format!(
+            "{} bytes past its last lookup",
+            cursor.left()
+        )));
+    }
     let recorded: Arc<dyn Places> = Arc::new(Recorded {
         answers: Mutex::new(answers),
     });
-    let n_payloads = cursor.u32()?;
+    // The payloads lie between the header and the tail.
+    let mut cursor = Cursor {
+        bytes: &record[..tail],
+        at: HEADER_BYTES,
+    };
     let mut pool = RowPool::default();
     let mut checked = Checked::default();
     let mut replayed = Replayed {
         n_rows: 0,
         n_rows_recorded,
     };
-    for _ in 0..n_payloads {
+    while cursor.left() > 0 {
         let peer_ip = cursor.ip()?;
         let encoding = match cursor.byte()? {
             0 => Encoding::Identity,
@@ -281,12 +306,6 @@ pub fn replay(
             each(row);
             replayed.n_rows += 1;
         }
-    }
-    if cursor.left() > 0 {
-        return Err(RecordError(format!(
-            "{} bytes past its last payload",
-            cursor.left()
-        )));
     }
     Ok(replayed)
 }
@@ -605,9 +624,10 @@ mod tests {
         let mut longer = record.clone();
         longer.push(0);
         assert!(replay_of(longer).is_err());
+        // A byte of the last payload, which ends where the tail begins.
         let mut flipped = record.clone();
-        let last = flipped.len() - 10;
-        flipped[last] ^= 0xff;
+        let tail = u64::from_le_bytes(record[16..24].try_into().unwrap()) as usize;
+        flipped[tail - 10] ^= 0xff;
         assert!(replay_of(flipped).is_err());
         assert!(!is_record(b"\xff\xff\xff\xff"));
         assert_eq!(n_rows(b"SFREC"), None);

@@ -277,9 +277,7 @@ fn encode_into<W: std::io::Write + Send>(
     )
     .map_err(|error| EmbeddedError::parquet_write(path, error))?;
     for run in runs {
-        let run = to_writer_batch(&schema::batch_with_allocated_values(
-            &with_runs_as_dictionaries(&prepare(run)?),
-        ))?;
+        let run = to_writer_batch(&for_writer(&prepare(run)?))?;
         writer
             .write(&run)
             .map_err(|error| EmbeddedError::parquet_write(path, error))?;
@@ -289,10 +287,11 @@ fn encode_into<W: std::io::Write + Send>(
         .map_err(|error| EmbeddedError::parquet_write(path, error))
 }
 
-/// `batch` with its text and byte columns as dictionaries of their runs where they come in runs
-/// ([`schema::runs_as_dictionary`]), but for those written without a dictionary (`span_id`)
-/// and `trace_id`, whose rows a trace's spans hold apart.
-fn with_runs_as_dictionaries(batch: &RecordBatch) -> RecordBatch {
+/// `batch` as the writer is given it: its text and byte columns as dictionaries of their runs
+/// where they come in runs ([`schema::runs_as_dictionary`]), but for those written without a
+/// dictionary (`span_id`) and `trace_id`, whose rows a trace's spans hold apart; and every
+/// column's values in an allocation of their own ([`schema::with_allocated_values`]).
+fn for_writer(batch: &RecordBatch) -> RecordBatch {
     let (fields, columns): (Vec<_>, Vec<_>) = batch
         .schema()
         .fields()
@@ -300,9 +299,9 @@ fn with_runs_as_dictionaries(batch: &RecordBatch) -> RecordBatch {
         .zip(batch.columns())
         .map(|(field, column)| {
             if matches!(field.name().as_str(), "span_id" | "trace_id") {
-                return (field.clone(), column.clone());
+                return (field.clone(), schema::with_allocated_values(column));
             }
-            let column = schema::runs_as_dictionary(column);
+            let column = schema::with_allocated_values(&schema::runs_as_dictionary(column));
             let field = field
                 .as_ref()
                 .clone()
@@ -314,7 +313,7 @@ fn with_runs_as_dictionaries(batch: &RecordBatch) -> RecordBatch {
         fields,
         batch.schema().metadata().clone(),
     ));
-    RecordBatch::try_new(schema, columns).expect("the same columns, as dictionaries of their runs")
+    RecordBatch::try_new(schema, columns).expect("the same columns, of the types they were given")
 }
 
 /// `batch` as the Parquet writer's Arrow takes it, its buffers shared, not copied: handed over

@@ -188,10 +188,7 @@ fn pack_sets(
 /// own attributes.
 pub fn split(packed: &BinaryArray) -> Result<(BinaryArray, ArrayRef), SchemaError> {
     let (keys, values) = split_sets(packed, false)?;
-    let keys = arrow::compute::cast(&keys, &DataType::Binary)
-        .map_err(|error| SchemaError(format!("a packed attribute set: {error}")))?;
-    let keys = keys.as_binary::<i32>().clone();
-    Ok((keys, values))
+    Ok((keys.as_binary::<i32>().clone(), values))
 }
 
 /// [`split`], with what rows repeat shared, for a file's writer: the key sets as a dictionary

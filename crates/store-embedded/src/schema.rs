@@ -1523,12 +1523,6 @@ pub(crate) fn runs_as_dictionary(column: &ArrayRef) -> ArrayRef {
     }
 }
 
-/// `batch` with [`with_allocated_values`] applied to every column.
-pub(crate) fn batch_with_allocated_values(batch: &RecordBatch) -> RecordBatch {
-    let columns = batch.columns().iter().map(with_allocated_values).collect();
-    RecordBatch::try_new(batch.schema(), columns).expect("the same columns, of the same types")
-}
-
 /// A column as the buffer holds it: empty text null where files hold it so ([`empty_as_null`]),
 /// for plain text and for dictionaries of text; a packed set's null value a null key.
 fn empty_to_null(field: &Field, column: &ArrayRef, key_nulls: &mut KeyNulls) -> ArrayRef {

@@ -183,9 +183,10 @@ impl EmbeddedStore {
         let partition_of = config.partition_of();
         let text_sizes: Arc<schema::TextSizes> = Default::default();
         for (seq, payload) in replayed.entries {
-            for batch in replay_entry(payload, config.partition_seconds, &text_sizes)? {
+            for batch in replay_entry(payload, &text_sizes)? {
                 n_replayed += batch.num_rows();
-                // Every buffered batch is in file order (earlier versions logged them unsorted).
+                // Every buffered batch is in file order (a record's rows come in the order they
+                // were received, and earlier versions logged rows unsorted).
                 active.push(batches::sort_batch(batch, partition_of)?);
             }
             active.max_seq.fetch_max(seq, Ordering::SeqCst);
@@ -776,20 +777,18 @@ impl RowEncoder for Encoder {
     }
 }
 
-/// The rows a WAL entry holds, as the buffer holds them: decoded, or mapped again from the
-/// record of payloads the entry is.
+/// The rows a WAL entry holds, as the buffer holds them (not yet sorted): decoded, or mapped
+/// again from the record of payloads the entry is.
 fn replay_entry(
     payload: Vec<u8>,
-    partition_seconds: i64,
-    sizes: &Arc<schema::TextSizes>,
+    sizes: &schema::TextSizes,
 ) -> Result<Vec<RecordBatch>, EmbeddedError> {
     if !spanflow_otlp::record::is_record(&payload) {
         return decode_batches(&payload);
     }
-    let mut encoder = Encoder::new(0, partition_seconds, sizes);
-    let replayed =
-        spanflow_otlp::record::replay(payload.into(), &mut |row| encoder.builder.append(row))
-            .map_err(|error| EmbeddedError::corrupt(format!("WAL entry: {error}")))?;
+    let mut builder = schema::BufferBuilder::expecting(0, sizes);
+    let replayed = spanflow_otlp::record::replay(payload.into(), &mut |row| builder.append(row))
+        .map_err(|error| EmbeddedError::corrupt(format!("WAL entry: {error}")))?;
     if replayed.n_rows != replayed.n_rows_recorded {
         tracing::warn!(
             n_rows = replayed.n_rows,
@@ -797,8 +796,7 @@ fn replay_entry(
             "a WAL entry of received payloads mapped to another number of rows than when it was written"
         );
     }
-    let (_, batch, _) = encoder.finish_batch()?;
-    Ok(vec![batch])
+    Ok(vec![builder.finish_noting(sizes)])
 }
 
 /// The newest `limit` rows, newest first, one per span: of several copies the first in `rows`.
