@@ -190,12 +190,10 @@ impl WriteBuilder {
         }
     }
 
-    /// The write, its trace index's rows kept once per trace, second, service and endpoint.
+    /// The write. Its trace index holds a row for every span; an insert sends each distinct
+    /// one once ([`index_order`]).
     pub fn finish(self) -> Encoded {
-        let mut encoded = self.encoded;
-        let keys = std::mem::take(&mut encoded.index_keys);
-        encoded.index_keys = Encoder::distinct_index(&encoded.index, keys);
-        encoded
+        self.encoded
     }
 }
 
@@ -467,20 +465,17 @@ impl Encoder {
         w.fixed(&self.json);
     }
 
-    /// Appends the `l7_trace_index` rows for `rows`: one per distinct trace id, end second,
-    /// service and endpoint. Returns each row's sort key.
+    /// Appends the `l7_trace_index` rows for `rows`, one a span. Returns each row's sort key.
     #[cfg(test)]
     pub fn index(rows: &[SpanRow], out: &mut Vec<u8>) -> Vec<IndexKey> {
-        let keys = rows
-            .iter()
+        rows.iter()
             .map(|row| Encoder::index_row(row, out))
-            .collect();
-        Encoder::distinct_index(out, keys)
+            .collect()
     }
 
     /// Appends a row's `l7_trace_index` row; returns its sort key. Several spans of a trace
-    /// in one second, service and endpoint give the same row, which
-    /// [`Encoder::distinct_index`] then keeps once.
+    /// in one second, service and endpoint give the same row, which [`index_order`] sends
+    /// once.
     pub fn index_row(row: &SpanRow, out: &mut Vec<u8>) -> IndexKey {
         let start = out.len();
         let mut w = RowBinary::new(out);
@@ -496,20 +491,6 @@ impl Encoder {
             endpoint,
             row: offset(start)..offset(out.len()),
         }
-    }
-
-    /// The first of each distinct row among `keys`, whose rows are in `out`.
-    pub fn distinct_index(out: &[u8], keys: Vec<IndexKey>) -> Vec<IndexKey> {
-        // Nearly every span is the only one of its trace in its second, service and endpoint.
-        let mut seen: HashSet<IndexRow<'_>, FastHash> =
-            HashSet::with_capacity_and_hasher(keys.len(), FastHash::default());
-        keys.into_iter()
-            .filter(|key| {
-                let service = slice(out, &key.service);
-                let endpoint = slice(out, &key.endpoint);
-                seen.insert((key.trace_id, key.time, service, endpoint))
-            })
-            .collect()
     }
 }
 
@@ -569,9 +550,6 @@ pub struct SpanKey {
     span_id: [u8; 8],
     row: Range<u32>,
 }
-
-/// What tells `l7_trace_index` rows apart: trace id, second, service and endpoint.
-type IndexRow<'a> = ([u8; 16], u32, &'a [u8], &'a [u8]);
 
 /// Where an `l7_trace_index` row lies in its write's bytes, and its `ORDER BY` key there.
 #[derive(Clone, Debug)]
@@ -633,7 +611,9 @@ pub fn span_order(writes: &[(&[u8], &[SpanKey])]) -> RowOrder {
         .collect()
 }
 
-/// [`span_order`] for the index: `ORDER BY (trace_id, time, app_service, endpoint)`.
+/// [`span_order`] for the index: `ORDER BY (trace_id, time, app_service, endpoint)`, each
+/// distinct row once. Spans of one trace, second, service and endpoint give the same row;
+/// sorted, the copies lie next to each other, in one write or in several.
 pub fn index_order(writes: &[(&[u8], &[IndexKey])]) -> RowOrder {
     let n_rows = writes.iter().map(|(_, keys)| keys.len()).sum();
     let mut pairs = PairRanks::default();
@@ -655,6 +635,7 @@ pub fn index_order(writes: &[(&[u8], &[IndexKey])]) -> RowOrder {
         *number = ranks[*number as usize];
     }
     order.sort_unstable();
+    order.dedup_by_key(|(trace_id, time, pair, ..)| (*trace_id, *time, *pair));
     order
         .into_iter()
         .map(|(.., write, index)| (write, writes[write as usize].1[index as usize].row.clone()))
@@ -836,12 +817,15 @@ mod tests {
             row(1, 3, "a", "y", 1_000_200),
             row(2, 1, "a", "x", 1_000_000),
         ];
-        let mut out = Vec::new();
-        let keys = Encoder::index(&rows, &mut out);
-        assert_eq!(keys.len(), 3);
+        // In one write, and the first again in another.
+        let (mut one, mut two) = (Vec::new(), Vec::new());
+        let one_keys = Encoder::index(&rows, &mut one);
+        let two_keys = Encoder::index(&rows[..1], &mut two);
+        let order = index_order(&[(&one, &one_keys), (&two, &two_keys)]);
+        assert_eq!(order.len(), 3);
         // 16 id bytes, 4 time bytes, then "a" and a one-letter endpoint, each with its length.
-        let sent: usize = keys.iter().map(|key| slice(&out, &key.row).len()).sum();
-        assert_eq!(sent, 3 * (16 + 4 + 2 + 2));
+        let sent: Vec<u8> = chunks(&[&one, &two], &order, 1 << 20).flatten().collect();
+        assert_eq!(sent.len(), 3 * (16 + 4 + 2 + 2));
     }
 
     #[test]
@@ -1041,9 +1025,17 @@ mod tests {
             )
         };
         let order = index_order(&index);
-        let total: usize = index.iter().map(|(_, keys)| keys.len()).sum();
-        assert_eq!(order.len(), total);
+        // Each distinct row once, in order.
+        let distinct: std::collections::BTreeSet<_> = index
+            .iter()
+            .enumerate()
+            .flat_map(|(write, (_, keys))| {
+                keys.iter().map(move |key| (write as u32, key.row.clone()))
+            })
+            .map(|place| key_of(&place))
+            .collect();
+        assert_eq!(order.len(), distinct.len());
         let sorted: Vec<_> = order.iter().map(key_of).collect();
-        assert!(sorted.windows(2).all(|pair| pair[0] <= pair[1]));
+        assert!(sorted.windows(2).all(|pair| pair[0] < pair[1]));
     }
 }
