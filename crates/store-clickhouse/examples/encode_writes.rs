@@ -7,9 +7,9 @@
 //! writes are put in the order an insert sends them.
 //!
 //! ```sh
-//! cargo build --release -p spanflow-store-clickhouse --example encode_corpus
-//! valgrind --tool=cachegrind --cache-sim=no target/release/examples/encode_corpus 0
-//! valgrind --tool=cachegrind --cache-sim=no target/release/examples/encode_corpus 5
+//! cargo build --release -p spanflow-store-clickhouse --example encode_writes
+//! valgrind --tool=cachegrind --cache-sim=no target/release/examples/encode_writes 0
+//! valgrind --tool=cachegrind --cache-sim=no target/release/examples/encode_writes 5
 //! ```
 //!
 //! The difference of the two counts over 50,000 is the instructions a span. A second argument,
