@@ -1,7 +1,7 @@
 //! The ClickHouse store's encoding of a write, as `SpanStore::prepare` does it: 10,000 span
 //! rows of the load corpus as `l7_flow_log` rows (with the `l7_resource` rows they need) and
 //! as `l7_trace_index` rows, in `RowBinary`; and the order an insert sends the rows of five
-//! such writes in (`span_order`, `index_order`).
+//! such writes in (`insert_order`).
 //!
 //! `cargo bench -p spanflow-store-clickhouse --bench encode`
 
@@ -9,7 +9,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use spanflow_loadgen::corpus::Random;
 use spanflow_loadgen::rows::trace;
 use spanflow_model::SpanRow;
-use spanflow_store_clickhouse::rowbinary::{index_order, span_order, Encoded, WriteBuilder};
+use spanflow_store_clickhouse::rowbinary::{insert_order, Encoded, WriteBuilder};
 
 /// The rows encoded as the store's `prepare` encodes them.
 fn encode_write(rows: &[SpanRow]) -> Encoded {
@@ -50,17 +50,7 @@ fn encode(c: &mut Criterion) {
     let writes: Vec<Encoded> = (0..5).map(|_| encode_write(&rows)).collect();
     group.throughput(Throughput::Elements(5 * rows.len() as u64));
     group.bench_function("order_insert", |b| {
-        b.iter(|| {
-            let spans: Vec<_> = writes
-                .iter()
-                .map(|write| (&write.spans[..], &write.span_keys[..]))
-                .collect();
-            let index: Vec<_> = writes
-                .iter()
-                .map(|write| (&write.index[..], &write.index_keys[..]))
-                .collect();
-            std::hint::black_box((span_order(&spans), index_order(&index)))
-        })
+        b.iter(|| std::hint::black_box(insert_order(writes.iter())))
     });
     group.finish();
 }

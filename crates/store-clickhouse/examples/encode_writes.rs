@@ -18,7 +18,7 @@
 use spanflow_otlp::limits::{Checked, SpanLimits};
 use spanflow_otlp::map::Sender;
 use spanflow_otlp::wire::{map_payload, RowPool};
-use spanflow_store_clickhouse::rowbinary::{index_order, span_order, Encoded, WriteBuilder};
+use spanflow_store_clickhouse::rowbinary::{insert_order, Encoded, WriteBuilder};
 
 /// The allocator the `spanflow` binary runs with.
 #[global_allocator]
@@ -60,15 +60,7 @@ fn main() {
         }
         writes.push(write.finish());
         if writes.len() == WRITES_AN_INSERT {
-            let spans: Vec<_> = writes
-                .iter()
-                .map(|write| (&write.spans[..], &write.span_keys[..]))
-                .collect();
-            let index: Vec<_> = writes
-                .iter()
-                .map(|write| (&write.index[..], &write.index_keys[..]))
-                .collect();
-            std::hint::black_box((span_order(&spans), index_order(&index)));
+            std::hint::black_box(insert_order(writes.iter()));
             writes.clear();
         }
     }

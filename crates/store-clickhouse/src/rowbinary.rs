@@ -642,6 +642,18 @@ pub fn index_order(writes: &[(&[u8], &[IndexKey])]) -> RowOrder {
         .collect()
 }
 
+/// The orders an insert of `writes` sends their span rows and their index rows in.
+pub fn insert_order<'a>(writes: impl Iterator<Item = &'a Encoded> + Clone) -> (RowOrder, RowOrder) {
+    let spans: Vec<_> = writes
+        .clone()
+        .map(|write| (&write.spans[..], &write.span_keys[..]))
+        .collect();
+    let index: Vec<_> = writes
+        .map(|write| (&write.index[..], &write.index_keys[..]))
+        .collect();
+    (span_order(&spans), index_order(&index))
+}
+
 /// Numbers (service, endpoint) pairs as they are met, then ranks the numbers in the pairs'
 /// order: strings compared byte by byte and then by length, as ClickHouse compares them.
 #[derive(Default)]

@@ -456,18 +456,8 @@ impl Inner {
         let n_rows: usize = batch.iter().map(|pending| pending.n_rows).sum();
         // Decided once, kept for the retries: the order to send every write's rows in, the
         // table's.
-        let span_order = rowbinary::span_order(
-            &batch
-                .iter()
-                .map(|pending| (&pending.encoded.spans[..], &pending.encoded.span_keys[..]))
-                .collect::<Vec<_>>(),
-        );
-        let index_order = rowbinary::index_order(
-            &batch
-                .iter()
-                .map(|pending| (&pending.encoded.index[..], &pending.encoded.index_keys[..]))
-                .collect::<Vec<_>>(),
-        );
+        let (span_order, index_order) =
+            rowbinary::insert_order(batch.iter().map(|pending| &pending.encoded));
         let spans: Vec<&[u8]> = batch
             .iter()
             .map(|pending| &pending.encoded.spans[..])
