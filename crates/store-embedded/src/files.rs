@@ -836,6 +836,35 @@ mod tests {
     }
 
     #[test]
+    fn numbers_nearly_always_zero_hold_their_zeros_as_null() {
+        // Three spans, none of them with TLS, a client port, an end past start plus duration
+        // or anything dropped.
+        let chunk = first_row_group();
+        for name in [
+            "end_time_offset",
+            "is_tls",
+            "client_port",
+            "dropped_attributes_count",
+            "dropped_events_count",
+            "dropped_links_count",
+        ] {
+            let statistics = chunk(name).statistics().cloned();
+            assert_eq!(
+                statistics.and_then(|statistics| statistics.null_count_opt()),
+                Some(3),
+                "{name}"
+            );
+        }
+        // A zero that is not the rule stays a number.
+        assert_eq!(
+            chunk("server_port")
+                .statistics()
+                .and_then(|statistics| statistics.null_count_opt()),
+            Some(0)
+        );
+    }
+
+    #[test]
     fn times_are_delta_packed_and_attribute_keys_and_values_keep_a_dictionary() {
         let chunk = first_row_group();
         let encodings = |name: &str| chunk(name).encodings().collect::<Vec<_>>();

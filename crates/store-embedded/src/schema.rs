@@ -28,13 +28,17 @@ use std::sync::{Arc, LazyLock};
 
 use arrow::array::{
     Array, ArrayRef, AsArray, BinaryArray, BinaryBuilder, BooleanArray, BooleanBufferBuilder,
-    DictionaryArray, Int32Array, Int32Builder, Int64Array, Int64Builder, ListArray, StringArray,
-    StringBuilder, TimestampMicrosecondArray, TimestampSecondArray, UInt16Array, UInt32Array,
-    UInt64Array, UInt8Array,
+    DictionaryArray, Int32Array, Int32Builder, Int64Array, Int64Builder, ListArray, PrimitiveArray,
+    StringArray, StringBuilder, TimestampMicrosecondArray, TimestampSecondArray, UInt16Array,
+    UInt32Array, UInt64Array, UInt8Array,
 };
-use arrow::buffer::{BooleanBuffer, ScalarBuffer};
-use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef, TimeUnit};
+use arrow::buffer::{BooleanBuffer, NullBuffer, ScalarBuffer};
+use arrow::datatypes::{
+    ArrowPrimitiveType, DataType, Field, Int32Type, Int64Type, Schema, SchemaRef, TimeUnit,
+    UInt16Type, UInt32Type,
+};
 use arrow::record_batch::RecordBatch;
+use datafusion::common::ScalarValue;
 use datafusion::dataframe::DataFrame;
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
@@ -270,6 +274,29 @@ fn empty_as_null(field: &Field) -> bool {
         && !crate::files::TEXT_STATISTICS_COLUMNS.contains(&field.name().as_str())
 }
 
+/// The number columns files hold a zero of as null: what a span nearly always leaves at zero
+/// (its end's offset from start plus duration, TLS, the client's port, the counts of what its
+/// sender dropped). A Parquet writer looks every number it writes up in the column's dictionary,
+/// a hash a value, but only marks a null: for these six columns that was a twentieth of a
+/// flush's encoding. Searches prune by none of them.
+const ZERO_AS_NULL_COLUMNS: [&str; 6] = [
+    "end_time_offset",
+    "is_tls",
+    "client_port",
+    "dropped_attributes_count",
+    "dropped_events_count",
+    "dropped_links_count",
+];
+
+/// The first storage format that holds [`ZERO_AS_NULL_COLUMNS`]' zeros as null.
+const ZERO_AS_NULL_SINCE: u32 = 8;
+
+/// Whether files hold this column's zero (`false`) as null ([`ZERO_AS_NULL_COLUMNS`]). Reads
+/// take a null of these columns as zero whatever the file's format.
+fn zero_as_null(name: &str) -> bool {
+    ZERO_AS_NULL_COLUMNS.contains(&name)
+}
+
 /// An attribute set that files hold packed ([`crate::packed`]) in place of the row schema's
 /// three lists (`<prefix>_names`, `<prefix>_values`, `<prefix>_types`).
 struct PackedSet {
@@ -322,8 +349,10 @@ fn packed_part(name: &str, format: u32) -> Option<(&'static PackedSet, Part)> {
         })
 }
 
-fn file_field(field: &Field) -> Field {
-    let nullable = field.is_nullable() || empty_as_null(field);
+fn file_field(field: &Field, format: u32) -> Field {
+    let nullable = field.is_nullable()
+        || empty_as_null(field)
+        || (format >= ZERO_AS_NULL_SINCE && zero_as_null(field.name()));
     field.clone().with_nullable(nullable)
 }
 
@@ -334,18 +363,19 @@ fn file_schema_for(format: u32) -> SchemaRef {
         .filter_map(|field| match packed_part(field.name(), format) {
             Some((set, Part::Names)) => Some(Field::new(set.column, DataType::Binary, true)),
             Some(_) => None,
-            None => Some(file_field(field)),
+            None => Some(file_field(field, format)),
         })
         .collect();
     Arc::new(Schema::new(fields))
 }
 
 static FILE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| file_schema_for(FILE_FORMAT));
+static FORMAT_7_FILE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| file_schema_for(7));
 static FORMAT_6_FILE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| file_schema_for(6));
 static LIST_FILE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| file_schema_for(5));
 
-/// The schema of the Parquet files: [`schema()`] with the columns files hold empty text of as
-/// null made nullable, the resource attributes' three lists as one packed column
+/// The schema of the Parquet files: [`schema()`] with the columns files hold empty text or a
+/// zero of as null made nullable, the resource attributes' three lists as one packed column
 /// (`resource_attributes`) and the span attributes' names and types as one key set a span
 /// (`attribute_keys`) beside their values' list. Rows read from a file go back through
 /// [`from_file`], and SQL sees the row schema (see [`from_file_frame`]).
@@ -355,11 +385,13 @@ pub fn file_schema() -> SchemaRef {
 
 /// The schema of the files of storage `format` (4 on): format 4's and 5's hold the attribute
 /// sets as lists (format 4's text columns hold no nulls, which the schema allows), format 6's
-/// the resource attributes packed and the span's as lists, later ones as [`file_schema()`].
+/// the resource attributes packed and the span's as lists, format 7's as [`file_schema()`] with
+/// no nulls in its numbers, later ones as [`file_schema()`].
 pub fn file_schema_of(format: u32) -> SchemaRef {
     match format {
         ..=5 => LIST_FILE_SCHEMA.clone(),
         6 => FORMAT_6_FILE_SCHEMA.clone(),
+        7 => FORMAT_7_FILE_SCHEMA.clone(),
         _ => FILE_SCHEMA.clone(),
     }
 }
@@ -483,6 +515,9 @@ fn unbuffer(batch: &RecordBatch, plain: bool) -> Result<RecordBatch, SchemaError
                     arrow::compute::cast(column, field.data_type()).map_err(|error| {
                         SchemaError(format!("column `{}`: {error}", field.name()))
                     })?
+                } else if zero_as_null(field.name()) {
+                    // Here rather than in the buffer, whose rows a sort gathers first.
+                    zeros_to_null(column)
                 } else {
                     column.clone()
                 };
@@ -537,7 +572,9 @@ fn packed_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a BinaryArr
 /// A batch of [`schema()`] as the store buffers it (of [`buffer_schema()`]), as the write-ahead
 /// logs of earlier versions hold rows.
 pub fn to_buffer(batch: &RecordBatch) -> Result<RecordBatch, SchemaError> {
-    let file = to_file(batch)?;
+    // The buffer holds zeros as numbers, as format 7's files do: a flush makes them null, once
+    // its sort has gathered the rows (a gather of a column with nulls costs more).
+    let file = to_file_of(batch, ZERO_AS_NULL_SINCE - 1)?;
     let mut columns = Vec::with_capacity(BUFFER_SCHEMA.fields().len());
     for field in BUFFER_SCHEMA.fields() {
         if field.name() == BUFFER_PACKED_SET.0 {
@@ -644,10 +681,85 @@ pub fn to_file_of(batch: &RecordBatch, format: u32) -> Result<RecordBatch, Schem
                 columns.push(Arc::new(packed) as ArrayRef);
             }
             Some(_) => {}
-            None => columns.push(text_to_file(field, array)),
+            None => columns.push(to_file_column(field, array, format)),
         }
     }
     RecordBatch::try_new(file_schema, columns).map_err(|error| SchemaError(error.to_string()))
+}
+
+/// A column of [`schema()`] as a file of `format` holds it: empty text null where
+/// [`empty_as_null`] says so, zero null where [`zero_as_null`] does.
+fn to_file_column(field: &Field, column: &ArrayRef, format: u32) -> ArrayRef {
+    if zero_as_null(field.name()) && format >= ZERO_AS_NULL_SINCE {
+        zeros_to_null(column)
+    } else {
+        text_to_file(field, column)
+    }
+}
+
+/// A number or boolean column with its zeros (`false`) null; its values stay as they are.
+fn zeros_to_null(column: &ArrayRef) -> ArrayRef {
+    fn numbers<T: ArrowPrimitiveType>(column: &ArrayRef) -> ArrayRef {
+        let numbers = column.as_primitive::<T>();
+        let values = numbers.values();
+        let zero = T::Native::default();
+        let nonzero = BooleanBuffer::collect_bool(values.len(), |row| values[row] != zero);
+        Arc::new(PrimitiveArray::<T>::new(
+            values.clone(),
+            with_nulls(numbers.nulls(), nonzero),
+        ))
+    }
+    match column.data_type() {
+        DataType::Int64 => numbers::<Int64Type>(column),
+        DataType::UInt16 => numbers::<UInt16Type>(column),
+        DataType::UInt32 => numbers::<UInt32Type>(column),
+        DataType::Boolean => {
+            let flags = column.as_boolean();
+            let nulls = with_nulls(flags.nulls(), flags.values().clone());
+            Arc::new(BooleanArray::new(flags.values().clone(), nulls))
+        }
+        _ => column.clone(),
+    }
+}
+
+/// `nulls` with the rows not `valid` null too; `None` where every row is valid.
+fn with_nulls(nulls: Option<&NullBuffer>, valid: BooleanBuffer) -> Option<NullBuffer> {
+    NullBuffer::union(nulls, Some(&NullBuffer::new(valid))).filter(|nulls| nulls.null_count() > 0)
+}
+
+/// A number or boolean column read from a file as [`schema()`] has it: null back to zero
+/// (`false`).
+fn nulls_to_zero(column: &ArrayRef) -> ArrayRef {
+    fn numbers<T: ArrowPrimitiveType>(column: &ArrayRef) -> ArrayRef {
+        let numbers = column.as_primitive::<T>();
+        let values: ScalarBuffer<T::Native> = (0..numbers.len())
+            .map(|row| {
+                if numbers.is_null(row) {
+                    T::Native::default()
+                } else {
+                    numbers.value(row)
+                }
+            })
+            .collect();
+        Arc::new(PrimitiveArray::<T>::new(values, None))
+    }
+    if column.null_count() == 0 {
+        return column.clone();
+    }
+    match column.data_type() {
+        DataType::Int64 => numbers::<Int64Type>(column),
+        DataType::UInt16 => numbers::<UInt16Type>(column),
+        DataType::UInt32 => numbers::<UInt32Type>(column),
+        DataType::Boolean => {
+            let flags = column.as_boolean();
+            let values = match flags.nulls() {
+                Some(nulls) => flags.values() & nulls.inner(),
+                None => flags.values().clone(),
+            };
+            Arc::new(BooleanArray::new(values, None))
+        }
+        _ => column.clone(),
+    }
 }
 
 /// A text column as a file holds it: empty text null where [`empty_as_null`] says so.
@@ -670,6 +782,9 @@ fn text_to_file(field: &Field, column: &ArrayRef) -> ArrayRef {
 /// A column read from a file as [`schema()`] has it: null text back to `''`. Shares the
 /// column's buffers where its null rows are empty, as the Parquet reader leaves them.
 fn from_file_column(field: &Field, column: &ArrayRef) -> ArrayRef {
+    if zero_as_null(field.name()) {
+        return nulls_to_zero(column);
+    }
     let strings = match column.as_any().downcast_ref::<StringArray>() {
         Some(strings) if empty_as_null(field) && strings.null_count() > 0 => strings,
         _ => return column.clone(),
@@ -739,6 +854,11 @@ pub fn from_file_frame(frame: DataFrame) -> datafusion::error::Result<DataFrame>
         .map(|field| {
             if empty_as_null(field) {
                 return coalesce(vec![col(field.name()), lit("")]).alias(field.name());
+            }
+            if zero_as_null(field.name()) {
+                let zero = ScalarValue::new_zero(field.data_type())
+                    .expect("the columns files hold a zero of as null are numbers or booleans");
+                return coalesce(vec![col(field.name()), lit(zero)]).alias(field.name());
             }
             match packed_part(field.name(), FILE_FORMAT) {
                 Some((set, part)) if !has(field.name()) => UNPACK[part as usize]

@@ -497,7 +497,7 @@ async fn a_store_of_an_older_format_is_refused_with_a_clear_error() {
     let path = dir.path().join("manifest.json");
     let mut manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    assert_eq!(manifest["format"], 7);
+    assert_eq!(manifest["format"], 8);
     manifest.as_object_mut().unwrap().remove("format");
     std::fs::write(&path, serde_json::to_vec(&manifest).unwrap()).unwrap();
 
@@ -582,6 +582,11 @@ async fn a_store_of_format_6_reads_as_before_and_takes_new_rows() {
     an_older_store_reads_as_before_and_takes_new_rows(6).await;
 }
 
+#[tokio::test]
+async fn a_store_of_format_7_reads_as_before_and_takes_new_rows() {
+    an_older_store_reads_as_before_and_takes_new_rows(7).await;
+}
+
 async fn an_older_store_reads_as_before_and_takes_new_rows(format: u32) {
     let dir = tempfile::tempdir().unwrap();
     let base = this_hour_us();
@@ -643,11 +648,15 @@ async fn an_older_store_reads_as_before_and_takes_new_rows(format: u32) {
         2,
         "the full span in an older file and its copy in a new one"
     );
+    // Zeros read as zeros from either format's files, where this version's hold them as null.
+    let zeros = "SELECT count(*) FROM l7_flow_log WHERE client_port = 0 AND NOT is_tls \
+         AND dropped_links_count = 0 AND CAST(end_time AS BIGINT) = CAST(start_time AS BIGINT) + CAST(response_duration AS BIGINT)";
+    assert_eq!(count(&store, zeros).await, 3, "every span but the full one");
     store.close().await.unwrap();
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("manifest.json")).unwrap()).unwrap();
     assert_eq!(
-        manifest["format"], 7,
+        manifest["format"], 8,
         "stored as this version's format once written"
     );
     let formats: Vec<u64> = manifest["files"]
@@ -658,7 +667,7 @@ async fn an_older_store_reads_as_before_and_takes_new_rows(format: u32) {
         .collect();
     let old = if format == 4 { 5 } else { format as u64 };
     assert!(
-        formats.contains(&old) && formats.contains(&7),
+        formats.contains(&old) && formats.contains(&8),
         "old files kept as they were beside new ones: {formats:?}"
     );
 
@@ -672,7 +681,7 @@ async fn an_older_store_reads_as_before_and_takes_new_rows(format: u32) {
     store.upkeep_now().await.unwrap();
     let files = store.files();
     assert_eq!(files.len(), 1, "{files:?}");
-    assert_eq!(files[0].format, 7);
+    assert_eq!(files[0].format, 8);
     for span in [full, plain, later, packed] {
         assert_eq!(store.trace(span.trace_id).await.unwrap(), vec![span]);
     }
