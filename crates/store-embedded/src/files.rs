@@ -89,7 +89,8 @@ pub(crate) const TEXT_STATISTICS_COLUMNS: [&str; 7] = [
 
 /// Columns written without statistics: the byte columns (random ids, the packed resource
 /// attributes), the span attribute lists (whose items mix every key's values) and the text
-/// columns not in [`TEXT_STATISTICS_COLUMNS`]. Numbers keep theirs, which cost little.
+/// columns not in [`TEXT_STATISTICS_COLUMNS`]. Numbers keep theirs, which cost little, but for
+/// the codes packed together.
 fn no_statistics_columns() -> Vec<String> {
     let mut names = Vec::new();
     for field in schema::file_schema().fields() {
@@ -98,6 +99,10 @@ fn no_statistics_columns() -> Vec<String> {
                 names.push(field.name().clone())
             }
             DataType::Binary => names.push(field.name().clone()),
+            // Eight codes in one number, whose minimum and maximum say nothing of any one.
+            DataType::UInt64 if field.name() == schema::CODES_COLUMN => {
+                names.push(field.name().clone())
+            }
             DataType::List(_) => names.push(format!("{}.list.item", field.name())),
             _ => {}
         }
@@ -124,7 +129,8 @@ fn uncompressed_columns() -> Vec<String> {
     names
 }
 
-const UNCOMPRESSED_COLUMNS: [&str; 42] = [
+const UNCOMPRESSED_COLUMNS: [&str; 43] = [
+    schema::CODES_COLUMN,
     "end_time_offset",
     "span_id",
     "response_code",
@@ -889,13 +895,7 @@ mod tests {
     fn columns_with_nothing_to_compress_are_stored_uncompressed() {
         let chunk = first_row_group();
         let compression = |name: &str| chunk(name).compression();
-        for name in [
-            "pod_0",
-            "labels_1",
-            "auto_service_type_1",
-            "span_id",
-            "events",
-        ] {
+        for name in ["pod_0", "labels_1", "codes", "span_id", "events"] {
             assert_eq!(compression(name), Compression::UNCOMPRESSED, "{name}");
         }
         for name in [

@@ -297,6 +297,65 @@ fn zero_as_null(name: &str) -> bool {
     ZERO_AS_NULL_COLUMNS.contains(&name)
 }
 
+/// One-byte codes that files hold together as one number, [`CODES_COLUMN`], the first in its
+/// lowest byte: a Parquet writer hashes every number it writes into a column's dictionary, so
+/// one number a span costs it an eighth of eight. None of them is a column searches prune pages
+/// by (the response status, which searches for errors do, stays apart).
+const CODE_COLUMNS: [&str; 8] = [
+    "span_kind",
+    "l7_protocol",
+    "protocol",
+    "status_code",
+    "auto_instance_type_0",
+    "auto_service_type_0",
+    "auto_instance_type_1",
+    "auto_service_type_1",
+];
+
+/// The file column of [`CODE_COLUMNS`], where the first of them is in the row schema.
+pub(crate) const CODES_COLUMN: &str = "codes";
+
+/// The first storage format that holds [`CODE_COLUMNS`] as [`CODES_COLUMN`].
+const CODES_SINCE: u32 = 8;
+
+/// For a column of the row schema that files of `format` hold in [`CODES_COLUMN`]: its byte.
+fn code_byte(name: &str, format: u32) -> Option<usize> {
+    if format < CODES_SINCE {
+        return None;
+    }
+    CODE_COLUMNS.iter().position(|code| *code == name)
+}
+
+/// The codes of `batch`'s [`CODE_COLUMNS`] (of the row schema's `UInt8`) as one number a row.
+fn pack_codes(batch: &RecordBatch) -> Result<ArrayRef, SchemaError> {
+    let mut codes = vec![0u64; batch.num_rows()];
+    for (byte, name) in CODE_COLUMNS.iter().enumerate() {
+        let column = column::<UInt8Array>(batch, name)?;
+        for (packed, code) in codes.iter_mut().zip(column.values().iter()) {
+            *packed |= u64::from(*code) << (8 * byte);
+        }
+    }
+    Ok(Arc::new(UInt64Array::from(codes)))
+}
+
+/// Byte `byte` of each of a file's [`CODES_COLUMN`] numbers, as its column of the row schema.
+fn unpack_code(codes: &ArrayRef, byte: usize) -> Result<ArrayRef, SchemaError> {
+    let codes = codes
+        .as_primitive_opt::<arrow::datatypes::UInt64Type>()
+        .ok_or_else(|| {
+            SchemaError(format!(
+                "column `{CODES_COLUMN}` is {}, expected UInt64",
+                codes.data_type()
+            ))
+        })?;
+    let values: ScalarBuffer<u8> = codes
+        .values()
+        .iter()
+        .map(|packed| (packed >> (8 * byte)) as u8)
+        .collect();
+    Ok(Arc::new(UInt8Array::new(values, None)))
+}
+
 /// An attribute set that files hold packed ([`crate::packed`]) in place of the row schema's
 /// three lists (`<prefix>_names`, `<prefix>_values`, `<prefix>_types`).
 struct PackedSet {
@@ -363,7 +422,11 @@ fn file_schema_for(format: u32) -> SchemaRef {
         .filter_map(|field| match packed_part(field.name(), format) {
             Some((set, Part::Names)) => Some(Field::new(set.column, DataType::Binary, true)),
             Some(_) => None,
-            None => Some(file_field(field, format)),
+            None => match code_byte(field.name(), format) {
+                Some(0) => Some(Field::new(CODES_COLUMN, DataType::UInt64, false)),
+                Some(_) => None,
+                None => Some(file_field(field, format)),
+            },
         })
         .collect();
     Arc::new(Schema::new(fields))
@@ -507,6 +570,7 @@ fn unbuffer(batch: &RecordBatch, plain: bool) -> Result<RecordBatch, SchemaError
                     .ok_or_else(|| missing(field.name()))?;
                 columns.push(values);
             }
+            None if field.name() == CODES_COLUMN => columns.push(pack_codes(batch)?),
             None => {
                 let column = batch
                     .column_by_name(field.name())
@@ -681,7 +745,11 @@ pub fn to_file_of(batch: &RecordBatch, format: u32) -> Result<RecordBatch, Schem
                 columns.push(Arc::new(packed) as ArrayRef);
             }
             Some(_) => {}
-            None => columns.push(to_file_column(field, array, format)),
+            None => match code_byte(field.name(), format) {
+                Some(0) => columns.push(pack_codes(batch)?),
+                Some(_) => {}
+                None => columns.push(to_file_column(field, array, format)),
+            },
         }
     }
     RecordBatch::try_new(file_schema, columns).map_err(|error| SchemaError(error.to_string()))
@@ -817,6 +885,11 @@ pub fn from_file(batch: &RecordBatch) -> Result<RecordBatch, SchemaError> {
             continue;
         }
         let missing = || SchemaError(format!("missing column `{}`", field.name()));
+        if let Some(byte) = code_byte(field.name(), FILE_FORMAT) {
+            let codes = batch.column_by_name(CODES_COLUMN).ok_or_else(missing)?;
+            columns.push(unpack_code(codes, byte)?);
+            continue;
+        }
         let (set, part) = packed_part(field.name(), FILE_FORMAT).ok_or_else(missing)?;
         if !unpacked.iter().any(|(name, _)| *name == set.column) {
             let parts: &[Part] = if set.values {
@@ -846,7 +919,8 @@ pub fn from_file(batch: &RecordBatch) -> Result<RecordBatch, SchemaError> {
 /// shown as `''`, packed attribute sets as their lists, every other column as it is.
 pub fn from_file_frame(frame: DataFrame) -> datafusion::error::Result<DataFrame> {
     use datafusion::functions::expr_fn::coalesce;
-    use datafusion::prelude::{col, lit};
+    use datafusion::logical_expr::{binary_expr, Operator};
+    use datafusion::prelude::{cast, col, lit};
     let has = |name: &str| frame.schema().has_column_with_unqualified_name(name);
     let columns = SCHEMA
         .fields()
@@ -859,6 +933,16 @@ pub fn from_file_frame(frame: DataFrame) -> datafusion::error::Result<DataFrame>
                 let zero = ScalarValue::new_zero(field.data_type())
                     .expect("the columns files hold a zero of as null are numbers or booleans");
                 return coalesce(vec![col(field.name()), lit(zero)]).alias(field.name());
+            }
+            if let Some(byte) = code_byte(field.name(), FILE_FORMAT).filter(|_| !has(field.name()))
+            {
+                let shifted = binary_expr(
+                    col(CODES_COLUMN),
+                    Operator::BitwiseShiftRight,
+                    lit(8 * byte as u64),
+                );
+                let code = binary_expr(shifted, Operator::BitwiseAnd, lit(0xff_u64));
+                return cast(code, DataType::UInt8).alias(field.name());
             }
             match packed_part(field.name(), FILE_FORMAT) {
                 Some((set, part)) if !has(field.name()) => UNPACK[part as usize]
@@ -2176,6 +2260,41 @@ mod tests {
             sizes.for_rows(1_000_000),
             [TextSizes::MAX_RESERVED; N_SIZED]
         );
+    }
+
+    #[test]
+    fn files_hold_the_one_byte_codes_as_one_number_and_read_them_apart() {
+        let full = full_row();
+        let rows = [full.clone(), SpanRow::default()];
+        let file = to_file(&rows_to_batch(&rows)).unwrap();
+        for name in CODE_COLUMNS {
+            assert!(file.column_by_name(name).is_none(), "{name} is a column");
+        }
+        let expected = u64::from_le_bytes([
+            full.span_kind as u8,
+            full.l7_protocol as u8,
+            full.protocol,
+            full.status_code,
+            full.place_0.auto_instance_type as u8,
+            full.place_0.auto_service_type as u8,
+            full.place_1.auto_instance_type as u8,
+            full.place_1.auto_service_type as u8,
+        ]);
+        let codes = file.column_by_name(CODES_COLUMN).unwrap();
+        assert_eq!(
+            codes
+                .as_primitive::<arrow::datatypes::UInt64Type>()
+                .value(0),
+            expected
+        );
+        // A flush packs the buffer's codes the same way.
+        let flushed = buffer_to_file(&rows_to_buffer(&rows)).unwrap();
+        assert_eq!(flushed.column_by_name(CODES_COLUMN).unwrap(), codes);
+        assert_eq!(batch_to_rows(&from_file(&file).unwrap()).unwrap(), rows);
+        // Files of format 7 keep a column a code.
+        let older = to_file_of(&rows_to_batch(&rows), 7).unwrap();
+        assert!(older.column_by_name(CODES_COLUMN).is_none());
+        assert_eq!(batch_to_rows(&from_file(&older).unwrap()).unwrap(), rows);
     }
 
     #[test]
