@@ -28,15 +28,12 @@ use std::sync::{Arc, LazyLock};
 
 use arrow::array::{
     Array, ArrayRef, AsArray, BinaryArray, BinaryBuilder, BooleanArray, BooleanBufferBuilder,
-    DictionaryArray, Int32Array, Int32Builder, Int64Array, Int64Builder, ListArray, PrimitiveArray,
-    StringArray, StringBuilder, TimestampMicrosecondArray, TimestampSecondArray, UInt16Array,
-    UInt32Array, UInt64Array, UInt8Array,
+    DictionaryArray, Int32Array, Int32Builder, Int64Array, Int64Builder, ListArray, StringArray,
+    StringBuilder, TimestampMicrosecondArray, TimestampSecondArray, UInt16Array, UInt32Array,
+    UInt64Array, UInt8Array,
 };
-use arrow::buffer::{BooleanBuffer, NullBuffer, ScalarBuffer};
-use arrow::datatypes::{
-    ArrowPrimitiveType, DataType, Field, Int32Type, Int64Type, Schema, SchemaRef, TimeUnit,
-    UInt16Type, UInt32Type,
-};
+use arrow::buffer::{BooleanBuffer, ScalarBuffer};
+use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
 use datafusion::dataframe::DataFrame;
@@ -277,8 +274,8 @@ fn empty_as_null(field: &Field) -> bool {
 /// The number columns files hold a zero of as null: what a span nearly always leaves at zero
 /// (its end's offset from start plus duration, TLS, the client's port, the counts of what its
 /// sender dropped). A Parquet writer looks every number it writes up in the column's dictionary,
-/// a hash a value, but only marks a null: for these six columns that was a twentieth of a
-/// flush's encoding. Searches prune by none of them.
+/// a hash a value, but only marks a null: for these six columns that was a twentieth of the
+/// writer's work in a flush. Searches prune by none of them.
 const ZERO_AS_NULL_COLUMNS: [&str; 6] = [
     "end_time_offset",
     "is_tls",
@@ -581,7 +578,7 @@ fn unbuffer(batch: &RecordBatch, plain: bool) -> Result<RecordBatch, SchemaError
                     })?
                 } else if zero_as_null(field.name()) {
                     // Here rather than in the buffer, whose rows a sort gathers first.
-                    zeros_to_null(column)
+                    zeros_to_null(column)?
                 } else {
                     column.clone()
                 };
@@ -636,8 +633,9 @@ fn packed_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a BinaryArr
 /// A batch of [`schema()`] as the store buffers it (of [`buffer_schema()`]), as the write-ahead
 /// logs of earlier versions hold rows.
 pub fn to_buffer(batch: &RecordBatch) -> Result<RecordBatch, SchemaError> {
-    // The buffer holds zeros as numbers, as format 7's files do: a flush makes them null, once
-    // its sort has gathered the rows (a gather of a column with nulls costs more).
+    // The buffer holds its columns as format 7's files do, zeros as numbers and each code
+    // apart: a flush nulls the zeros and packs the codes once its sort has gathered the rows
+    // (a gather of a column with nulls costs more).
     let file = to_file_of(batch, ZERO_AS_NULL_SINCE - 1)?;
     let mut columns = Vec::with_capacity(BUFFER_SCHEMA.fields().len());
     for field in BUFFER_SCHEMA.fields() {
@@ -748,7 +746,7 @@ pub fn to_file_of(batch: &RecordBatch, format: u32) -> Result<RecordBatch, Schem
             None => match code_byte(field.name(), format) {
                 Some(0) => columns.push(pack_codes(batch)?),
                 Some(_) => {}
-                None => columns.push(to_file_column(field, array, format)),
+                None => columns.push(to_file_column(field, array, format)?),
             },
         }
     }
@@ -757,77 +755,42 @@ pub fn to_file_of(batch: &RecordBatch, format: u32) -> Result<RecordBatch, Schem
 
 /// A column of [`schema()`] as a file of `format` holds it: empty text null where
 /// [`empty_as_null`] says so, zero null where [`zero_as_null`] does.
-fn to_file_column(field: &Field, column: &ArrayRef, format: u32) -> ArrayRef {
+fn to_file_column(field: &Field, column: &ArrayRef, format: u32) -> Result<ArrayRef, SchemaError> {
     if zero_as_null(field.name()) && format >= ZERO_AS_NULL_SINCE {
         zeros_to_null(column)
     } else {
-        text_to_file(field, column)
+        Ok(text_to_file(field, column))
     }
+}
+
+/// The zero (`false`) of a column [`zero_as_null`] names, as files' nulls stand for it.
+fn zero_of(data_type: &DataType) -> ScalarValue {
+    ScalarValue::new_zero(data_type)
+        .expect("the columns files hold a zero of as null are numbers or booleans")
 }
 
 /// A number or boolean column with its zeros (`false`) null; its values stay as they are.
-fn zeros_to_null(column: &ArrayRef) -> ArrayRef {
-    fn numbers<T: ArrowPrimitiveType>(column: &ArrayRef) -> ArrayRef {
-        let numbers = column.as_primitive::<T>();
-        let values = numbers.values();
-        let zero = T::Native::default();
-        let nonzero = BooleanBuffer::collect_bool(values.len(), |row| values[row] != zero);
-        Arc::new(PrimitiveArray::<T>::new(
-            values.clone(),
-            with_nulls(numbers.nulls(), nonzero),
-        ))
-    }
-    match column.data_type() {
-        DataType::Int64 => numbers::<Int64Type>(column),
-        DataType::UInt16 => numbers::<UInt16Type>(column),
-        DataType::UInt32 => numbers::<UInt32Type>(column),
-        DataType::Boolean => {
-            let flags = column.as_boolean();
-            let nulls = with_nulls(flags.nulls(), flags.values().clone());
-            Arc::new(BooleanArray::new(flags.values().clone(), nulls))
-        }
-        _ => column.clone(),
-    }
-}
-
-/// `nulls` with the rows not `valid` null too; `None` where every row is valid.
-fn with_nulls(nulls: Option<&NullBuffer>, valid: BooleanBuffer) -> Option<NullBuffer> {
-    NullBuffer::union(nulls, Some(&NullBuffer::new(valid))).filter(|nulls| nulls.null_count() > 0)
+fn zeros_to_null(column: &ArrayRef) -> Result<ArrayRef, SchemaError> {
+    let failed = |error: arrow::error::ArrowError| SchemaError(error.to_string());
+    let zero = zero_of(column.data_type())
+        .to_scalar()
+        .map_err(|error| SchemaError(error.to_string()))?;
+    let is_zero = arrow::compute::kernels::cmp::eq(column, &zero).map_err(failed)?;
+    arrow::compute::nullif(column, &is_zero).map_err(failed)
 }
 
 /// A number or boolean column read from a file as [`schema()`] has it: null back to zero
 /// (`false`).
-fn nulls_to_zero(column: &ArrayRef) -> ArrayRef {
-    fn numbers<T: ArrowPrimitiveType>(column: &ArrayRef) -> ArrayRef {
-        let numbers = column.as_primitive::<T>();
-        let values: ScalarBuffer<T::Native> = (0..numbers.len())
-            .map(|row| {
-                if numbers.is_null(row) {
-                    T::Native::default()
-                } else {
-                    numbers.value(row)
-                }
-            })
-            .collect();
-        Arc::new(PrimitiveArray::<T>::new(values, None))
-    }
+fn nulls_to_zero(column: &ArrayRef) -> Result<ArrayRef, SchemaError> {
     if column.null_count() == 0 {
-        return column.clone();
+        return Ok(column.clone());
     }
-    match column.data_type() {
-        DataType::Int64 => numbers::<Int64Type>(column),
-        DataType::UInt16 => numbers::<UInt16Type>(column),
-        DataType::UInt32 => numbers::<UInt32Type>(column),
-        DataType::Boolean => {
-            let flags = column.as_boolean();
-            let values = match flags.nulls() {
-                Some(nulls) => flags.values() & nulls.inner(),
-                None => flags.values().clone(),
-            };
-            Arc::new(BooleanArray::new(values, None))
-        }
-        _ => column.clone(),
-    }
+    let failed = |error: arrow::error::ArrowError| SchemaError(error.to_string());
+    let zero = zero_of(column.data_type())
+        .to_scalar()
+        .map_err(|error| SchemaError(error.to_string()))?;
+    let is_null = arrow::compute::is_null(column).map_err(failed)?;
+    arrow::compute::kernels::zip::zip(&is_null, &zero, column).map_err(failed)
 }
 
 /// A text column as a file holds it: empty text null where [`empty_as_null`] says so.
@@ -849,13 +812,13 @@ fn text_to_file(field: &Field, column: &ArrayRef) -> ArrayRef {
 
 /// A column read from a file as [`schema()`] has it: null text back to `''`. Shares the
 /// column's buffers where its null rows are empty, as the Parquet reader leaves them.
-fn from_file_column(field: &Field, column: &ArrayRef) -> ArrayRef {
+fn from_file_column(field: &Field, column: &ArrayRef) -> Result<ArrayRef, SchemaError> {
     if zero_as_null(field.name()) {
         return nulls_to_zero(column);
     }
     let strings = match column.as_any().downcast_ref::<StringArray>() {
         Some(strings) if empty_as_null(field) && strings.null_count() > 0 => strings,
-        _ => return column.clone(),
+        _ => return Ok(column.clone()),
     };
     let offsets = strings.value_offsets();
     let nulls_empty = (0..strings.len())
@@ -865,12 +828,12 @@ fn from_file_column(field: &Field, column: &ArrayRef) -> ArrayRef {
         if let Ok(plain) =
             StringArray::try_new(strings.offsets().clone(), strings.values().clone(), None)
         {
-            return Arc::new(plain);
+            return Ok(Arc::new(plain));
         }
     }
-    Arc::new(StringArray::from_iter_values(
+    Ok(Arc::new(StringArray::from_iter_values(
         strings.iter().map(|value| value.unwrap_or_default()),
-    ))
+    )))
 }
 
 /// A batch read from a file of any format this version reads, whatever its columns' order, as
@@ -881,7 +844,7 @@ pub fn from_file(batch: &RecordBatch) -> Result<RecordBatch, SchemaError> {
     let mut columns = Vec::with_capacity(SCHEMA.fields().len());
     for field in SCHEMA.fields() {
         if let Some(column) = batch.column_by_name(field.name()) {
-            columns.push(from_file_column(field, column));
+            columns.push(from_file_column(field, column)?);
             continue;
         }
         let missing = || SchemaError(format!("missing column `{}`", field.name()));
@@ -930,9 +893,8 @@ pub fn from_file_frame(frame: DataFrame) -> datafusion::error::Result<DataFrame>
                 return coalesce(vec![col(field.name()), lit("")]).alias(field.name());
             }
             if zero_as_null(field.name()) {
-                let zero = ScalarValue::new_zero(field.data_type())
-                    .expect("the columns files hold a zero of as null are numbers or booleans");
-                return coalesce(vec![col(field.name()), lit(zero)]).alias(field.name());
+                let zero = lit(zero_of(field.data_type()));
+                return coalesce(vec![col(field.name()), zero]).alias(field.name());
             }
             if let Some(byte) = code_byte(field.name(), FILE_FORMAT).filter(|_| !has(field.name()))
             {
