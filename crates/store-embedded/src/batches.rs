@@ -302,7 +302,7 @@ pub fn interleave(
         |error: arrow::error::ArrowError| EmbeddedError::corrupt(format!("merging rows: {error}"));
     if let [one] = batches {
         let rows = UInt32Array::from_iter_values(positions.iter().map(|&(_, row)| row as u32));
-        return arrow::compute::take_record_batch(one, &rows).map_err(merging);
+        return take_rows(one, &rows).map_err(merging);
     }
     // Several batches are gathered column by column, without first copying them into one:
     // the files a compaction merges can be large.

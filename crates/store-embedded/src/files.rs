@@ -118,14 +118,7 @@ fn no_statistics_columns() -> Vec<String> {
 /// Both ends' place columns are among them.
 fn uncompressed_columns() -> Vec<String> {
     let mut names: Vec<String> = UNCOMPRESSED_COLUMNS.map(String::from).to_vec();
-    names.extend(
-        schema::schema()
-            .fields()
-            .iter()
-            .map(|field| field.name())
-            .filter(|name| schema::is_place_column(name))
-            .cloned(),
-    );
+    names.extend(schema::PLACE_COLUMNS.map(String::from));
     names
 }
 
@@ -895,7 +888,7 @@ mod tests {
     fn columns_with_nothing_to_compress_are_stored_uncompressed() {
         let chunk = first_row_group();
         let compression = |name: &str| chunk(name).compression();
-        for name in ["pod_0", "labels_1", "codes", "span_id", "events"] {
+        for name in ["place_0", "place_1", "codes", "span_id", "events"] {
             assert_eq!(compression(name), Compression::UNCOMPRESSED, "{name}");
         }
         for name in [
@@ -925,9 +918,10 @@ mod tests {
             .unwrap()
             .unwrap();
         let nulls = |name: &str| Some(raw.column_by_name(name).unwrap().null_count());
-        // The rows have no status message and no peer pod; every one has a service.
+        // The rows have no status message and nothing known of the peer's place; every one
+        // has a service.
         assert_eq!(nulls("status_message"), Some(3));
-        assert_eq!(nulls("pod_1"), Some(3));
+        assert_eq!(nulls("place_1"), Some(3));
         assert_eq!(nulls("app_service"), Some(0));
 
         let batches = read_file(dir.path(), &entry).unwrap();

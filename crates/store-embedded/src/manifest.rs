@@ -16,12 +16,13 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 /// version 5 stores most text columns' empty values as null; version 6 packs a span's resource
 /// attributes into one value; version 7 packs a span's attribute names and types into one key
 /// set beside the values' list; version 8 stores the zeros of six number columns that are
-/// nearly always zero as null, and eight one-byte codes as one number. This version reads 4 to
-/// 8, and records each file's format in its entry.
-pub const FORMAT: u32 = 8;
+/// nearly always zero as null, and eight one-byte codes as one number; version 9 packs the
+/// thirteen texts of each end's place into one value. This version reads 4 to 9, and records
+/// each file's format in its entry.
+pub const FORMAT: u32 = 9;
 
 /// The formats this version reads: 4's files are 5's with no nulls in their text.
-const READS: [u32; 5] = [4, 5, 6, 7, FORMAT];
+const READS: [u32; 6] = [4, 5, 6, 7, 8, FORMAT];
 
 fn format_1() -> u32 {
     1

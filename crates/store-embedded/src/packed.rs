@@ -482,6 +482,101 @@ fn offset(n: usize) -> Result<i32, SchemaError> {
     i32::try_from(n).map_err(|_| SchemaError("attribute sets too large for one batch".into()))
 }
 
+/// Texts packed as one value a row, as files hold the place of each end of a span: each
+/// text's length (LEB128) and bytes, one of each column in turn; a null text packs as empty, and
+/// a row of nothing but empty texts is null.
+/// The spans of a file come from few places, so the packed column's dictionary holds each once
+/// and a span costs the writer one index, where thirteen text columns cost it thirteen.
+pub fn pack_texts(columns: &[&StringArray]) -> BinaryArray {
+    let n_rows = columns.first().map_or(0, |column| column.len());
+    let n_bytes: usize = columns
+        .iter()
+        .map(|column| column.value_data().len() + column.len())
+        .sum();
+    let mut builder = BinaryBuilder::with_capacity(n_rows, n_bytes);
+    fn text(column: &StringArray, row: usize) -> &str {
+        if column.is_valid(row) {
+            column.value(row)
+        } else {
+            ""
+        }
+    }
+    for row in 0..n_rows {
+        if columns.iter().all(|column| text(column, row).is_empty()) {
+            builder.append_null();
+            continue;
+        }
+        for column in columns {
+            let text = text(column, row);
+            push_length(&mut builder, text.len());
+            builder.bytes(text.as_bytes());
+        }
+        builder.append_value([]);
+    }
+    builder.finish()
+}
+
+/// The texts of values [`pack_texts`] packed, `n` a value: all `n` columns, or only the one at
+/// `only`. A null value, or an empty one, holds `n` empty texts.
+pub fn unpack_texts(
+    packed: &BinaryArray,
+    n: usize,
+    only: Option<usize>,
+) -> Result<Vec<StringArray>, SchemaError> {
+    let wanted = |index: usize| only.is_none_or(|only| only == index);
+    let n_columns = if only.is_some() { 1 } else { n };
+    let mut offsets: Vec<Vec<i32>> = (0..n_columns)
+        .map(|_| {
+            let mut offsets = Vec::with_capacity(packed.len() + 1);
+            offsets.push(0);
+            offsets
+        })
+        .collect();
+    let mut bytes: Vec<Vec<u8>> = vec![Vec::new(); n_columns];
+    let bad = |row: usize| SchemaError(format!("row {row}: a packed place is cut short"));
+    for row in 0..packed.len() {
+        let mut cursor = Cursor {
+            bytes: if packed.is_valid(row) {
+                packed.value(row)
+            } else {
+                &[]
+            },
+            at: 0,
+        };
+        let mut column = 0;
+        for index in 0..n {
+            let text = if cursor.bytes.is_empty() {
+                &[][..]
+            } else {
+                let length = cursor.length().ok_or_else(|| bad(row))?;
+                cursor.take(length).ok_or_else(|| bad(row))?
+            };
+            if wanted(index) {
+                bytes[column].extend_from_slice(text);
+                offsets[column].push(offset(bytes[column].len())?);
+                column += 1;
+            }
+        }
+        if cursor.at != cursor.bytes.len() {
+            return Err(SchemaError(format!(
+                "row {row}: a packed place holds more than {n} texts"
+            )));
+        }
+    }
+    offsets
+        .into_iter()
+        .zip(bytes)
+        .map(|(offsets, bytes)| {
+            StringArray::try_new(
+                OffsetBuffer::new(ScalarBuffer::from(offsets)),
+                bytes.into(),
+                None,
+            )
+            .map_err(|error| SchemaError(format!("a packed place: {error}")))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -552,6 +647,37 @@ mod tests {
         }
         let invalid_utf8 = BinaryArray::from_vec(vec![&[1, 0xff, 0, 0][..]]);
         assert!(unpack(&invalid_utf8, &Part::ALL).is_err());
+    }
+
+    #[test]
+    fn texts_round_trip_one_value_a_row_and_a_bad_value_is_an_error() {
+        let pods = StringArray::from(vec![Some("web-1"), None, Some(""), Some("é")]);
+        let zones = StringArray::from(vec![Some("eu-1a"), None, Some(""), Some("")]);
+        let packed = pack_texts(&[&pods, &zones]);
+        assert_eq!(packed.len(), 4);
+        assert_eq!(packed.value(0), b"\x05web-1\x05eu-1a");
+        // Nothing known packs as null; null and empty texts read as empty.
+        assert!(packed.is_null(1) && packed.is_null(2));
+        let texts = unpack_texts(&packed, 2, None).unwrap();
+        let expected = [
+            StringArray::from(vec!["web-1", "", "", "é"]),
+            StringArray::from(vec!["eu-1a", "", "", ""]),
+        ];
+        assert_eq!(texts, expected);
+        assert_eq!(
+            unpack_texts(&packed, 2, Some(1)).unwrap(),
+            [expected[1].clone()]
+        );
+        let whole = packed.value(0);
+        for cut in 1..whole.len() {
+            let short = BinaryArray::from_vec(vec![&whole[..cut]]);
+            let error = unpack_texts(&short, 2, None).unwrap_err();
+            assert!(error.0.contains("cut short"), "{cut}: {}", error.0);
+        }
+        let error = unpack_texts(&packed, 1, None).unwrap_err();
+        assert!(error.0.contains("more than 1"), "{}", error.0);
+        let invalid_utf8 = BinaryArray::from_vec(vec![&[1, 0xff, 0][..]]);
+        assert!(unpack_texts(&invalid_utf8, 2, None).is_err());
     }
 
     #[test]

@@ -32,7 +32,7 @@ use arrow::array::{
     StringBuilder, TimestampMicrosecondArray, TimestampSecondArray, UInt16Array, UInt32Array,
     UInt64Array, UInt8Array,
 };
-use arrow::buffer::{BooleanBuffer, ScalarBuffer};
+use arrow::buffer::{BooleanBuffer, NullBuffer, ScalarBuffer};
 use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
@@ -353,6 +353,160 @@ fn unpack_code(codes: &ArrayRef, byte: usize) -> Result<ArrayRef, SchemaError> {
     Ok(Arc::new(UInt8Array::new(values, None)))
 }
 
+/// The first storage format that holds each end's place packed, as [`PLACE_COLUMNS`].
+const PLACES_SINCE: u32 = 9;
+
+/// The file columns of both ends' places, each where the end's first place column
+/// (`pod_0`, `pod_1`) is in the row schema: the end's [`PLACE_TEXTS`] packed as one value
+/// ([`packed::pack_texts`]), null for a place of which nothing is known. The spans of a file come from few places, so each column's
+/// dictionary holds each place once and a span costs the writer one index an end, where the
+/// end's thirteen text columns cost it thirteen. No search prunes by a place (those columns
+/// kept no statistics), and SQL reads each text through a function that unpacks it
+/// ([`from_file_frame`]). The places' two codes are in [`CODES_COLUMN`].
+pub(crate) const PLACE_COLUMNS: [&str; 2] = ["place_0", "place_1"];
+
+/// The text columns of a place, without the end's suffix, in the order files pack them.
+const PLACE_TEXTS: [&str; 13] = [
+    "pod",
+    "pod_ns",
+    "pod_group",
+    "pod_group_type",
+    "pod_node",
+    "pod_cluster",
+    "service",
+    "host",
+    "region",
+    "az",
+    "auto_instance",
+    "auto_service",
+    "labels",
+];
+
+/// For a column of the row schema that files of `format` hold in an end's packed place: the
+/// end and the text's position in the packed value.
+fn place_part(name: &str, format: u32) -> Option<(usize, usize)> {
+    if format < PLACES_SINCE {
+        return None;
+    }
+    let (base, side) = match (name.strip_suffix("_0"), name.strip_suffix("_1")) {
+        (Some(base), _) => (base, 0),
+        (_, Some(base)) => (base, 1),
+        _ => return None,
+    };
+    PLACE_TEXTS
+        .iter()
+        .position(|text| *text == base)
+        .map(|index| (side, index))
+}
+
+/// The place of end `side` of `batch`'s rows packed as one value a row ([`PLACE_COLUMNS`]).
+/// The buffer holds an end's texts as dictionaries over the same keys; the packed column is
+/// then a dictionary over those keys, each distinct place packed once. Otherwise (rows of
+/// the row schema) each row's place is packed.
+fn pack_places(batch: &RecordBatch, side: usize) -> Result<ArrayRef, SchemaError> {
+    let columns = PLACE_TEXTS
+        .iter()
+        .map(|text| {
+            let name = format!("{text}_{side}");
+            batch
+                .column_by_name(&name)
+                .ok_or_else(|| SchemaError(format!("missing column `{name}`")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let dictionaries: Option<Vec<&DictionaryArray<Int32Type>>> = columns
+        .iter()
+        .map(|column| column.as_dictionary_opt::<Int32Type>())
+        .collect();
+    if let Some(dictionaries) = dictionaries {
+        let keys = dictionaries[0].keys();
+        let shared = dictionaries.iter().all(|dictionary| {
+            let (these, values) = (dictionary.keys(), dictionary.values());
+            // A sort gathers them once (`batches::sort_batch`); a plain gather, one at a time.
+            let Some(texts) = values.as_string_opt::<i32>() else {
+                return false;
+            };
+            if these.len() != keys.len() || values.len() != dictionaries[0].values().len() {
+                return false;
+            }
+            // One key buffer for all: the buffer built them together, and its keys are null
+            // only where their text is empty (`KeyNulls`).
+            if these.values().as_ptr() == keys.values().as_ptr() {
+                return true;
+            }
+            // Otherwise equal keys, and a null key must index an empty text, so that each
+            // key's texts are its rows'.
+            these.values() == keys.values()
+                && these.nulls().is_none_or(|nulls| {
+                    (!nulls.inner()).set_indices().all(|row| {
+                        let key = these.values()[row] as usize;
+                        key < texts.len() && (texts.is_null(key) || texts.value_length(key) == 0)
+                    })
+                })
+        });
+        if shared {
+            // The buffer's keys are null where their column's text is empty (`KeyNulls`), and
+            // index the row's place all the same: the packed keys are the key values, null
+            // where the whole place is unknown.
+            let values: Vec<&StringArray> = dictionaries
+                .iter()
+                .map(|dictionary| dictionary.values().as_string::<i32>())
+                .collect();
+            let packed = packed::pack_texts(&values);
+            let keys = keys.values();
+            let bad_key = || SchemaError("packing places: a key past the places".into());
+            if keys
+                .iter()
+                .any(|&key| key < 0 || key as usize >= packed.len())
+            {
+                return Err(bad_key());
+            }
+            let nulls = packed.nulls().map(|unknown| {
+                NullBuffer::new(BooleanBuffer::collect_bool(keys.len(), |row| {
+                    unknown.is_valid(keys[row] as usize)
+                }))
+            });
+            let keys = Int32Array::new(keys.clone(), nulls);
+            // SAFETY: every key was checked above to index a packed place.
+            let packed =
+                unsafe { DictionaryArray::<Int32Type>::new_unchecked(keys, Arc::new(packed)) };
+            return Ok(Arc::new(packed));
+        }
+    }
+    let texts = columns
+        .iter()
+        .map(|column| {
+            arrow::compute::cast(column, &DataType::Utf8)
+                .map_err(|error| SchemaError(format!("packing places: {error}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let texts: Vec<&StringArray> = texts.iter().map(|text| text.as_string::<i32>()).collect();
+    Ok(Arc::new(packed::pack_texts(&texts)))
+}
+
+/// The texts of a file's packed places ([`PLACE_COLUMNS`]), as the row schema's columns, in
+/// [`PLACE_TEXTS`]' order: all of them, or only the one at `only`.
+fn unpack_places(column: &ArrayRef, only: Option<usize>) -> Result<Vec<ArrayRef>, SchemaError> {
+    let not_packed = || {
+        SchemaError(format!(
+            "a packed place column is {}, expected Binary",
+            column.data_type()
+        ))
+    };
+    let (packed, keys) = match column.as_dictionary_opt::<Int32Type>() {
+        Some(dictionary) => (dictionary.values(), Some(dictionary.keys())),
+        None => (column, None),
+    };
+    let packed = packed.as_binary_opt::<i32>().ok_or_else(not_packed)?;
+    packed::unpack_texts(packed, PLACE_TEXTS.len(), only)?
+        .into_iter()
+        .map(|texts| match keys {
+            Some(keys) => arrow::compute::take(&texts, keys, None)
+                .map_err(|error| SchemaError(format!("unpacking places: {error}"))),
+            None => Ok(Arc::new(texts) as ArrayRef),
+        })
+        .collect()
+}
+
 /// An attribute set that files hold packed ([`crate::packed`]) in place of the row schema's
 /// three lists (`<prefix>_names`, `<prefix>_values`, `<prefix>_types`).
 struct PackedSet {
@@ -419,10 +573,16 @@ fn file_schema_for(format: u32) -> SchemaRef {
         .filter_map(|field| match packed_part(field.name(), format) {
             Some((set, Part::Names)) => Some(Field::new(set.column, DataType::Binary, true)),
             Some(_) => None,
-            None => match code_byte(field.name(), format) {
-                Some(0) => Some(Field::new(CODES_COLUMN, DataType::UInt64, false)),
-                Some(_) => None,
-                None => Some(file_field(field, format)),
+            None => match (
+                code_byte(field.name(), format),
+                place_part(field.name(), format),
+            ) {
+                (Some(0), _) => Some(Field::new(CODES_COLUMN, DataType::UInt64, false)),
+                (_, Some((side, 0))) => {
+                    Some(Field::new(PLACE_COLUMNS[side], DataType::Binary, true))
+                }
+                (Some(_), _) | (_, Some(_)) => None,
+                (None, None) => Some(file_field(field, format)),
             },
         })
         .collect();
@@ -430,6 +590,7 @@ fn file_schema_for(format: u32) -> SchemaRef {
 }
 
 static FILE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| file_schema_for(FILE_FORMAT));
+static FORMAT_8_FILE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| file_schema_for(8));
 static FORMAT_7_FILE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| file_schema_for(7));
 static FORMAT_6_FILE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| file_schema_for(6));
 static LIST_FILE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| file_schema_for(5));
@@ -452,6 +613,7 @@ pub fn file_schema_of(format: u32) -> SchemaRef {
         ..=5 => LIST_FILE_SCHEMA.clone(),
         6 => FORMAT_6_FILE_SCHEMA.clone(),
         7 => FORMAT_7_FILE_SCHEMA.clone(),
+        8 => FORMAT_8_FILE_SCHEMA.clone(),
         _ => FILE_SCHEMA.clone(),
     }
 }
@@ -568,6 +730,19 @@ fn unbuffer(batch: &RecordBatch, plain: bool) -> Result<RecordBatch, SchemaError
                 columns.push(values);
             }
             None if field.name() == CODES_COLUMN => columns.push(pack_codes(batch)?),
+            None if PLACE_COLUMNS.contains(&field.name().as_str()) => {
+                let side = PLACE_COLUMNS
+                    .iter()
+                    .position(|column| column == field.name())
+                    .expect("a place column");
+                let places = pack_places(batch, side)?;
+                columns.push(if plain {
+                    arrow::compute::cast(&places, field.data_type())
+                        .map_err(|error| SchemaError(format!("packing places: {error}")))?
+                } else {
+                    places
+                });
+            }
             None => {
                 let column = batch
                     .column_by_name(field.name())
@@ -743,10 +918,14 @@ pub fn to_file_of(batch: &RecordBatch, format: u32) -> Result<RecordBatch, Schem
                 columns.push(Arc::new(packed) as ArrayRef);
             }
             Some(_) => {}
-            None => match code_byte(field.name(), format) {
-                Some(0) => columns.push(pack_codes(batch)?),
-                Some(_) => {}
-                None => columns.push(to_file_column(field, array, format)?),
+            None => match (
+                code_byte(field.name(), format),
+                place_part(field.name(), format),
+            ) {
+                (Some(0), _) => columns.push(pack_codes(batch)?),
+                (_, Some((side, 0))) => columns.push(pack_places(batch, side)?),
+                (Some(_), _) | (_, Some(_)) => {}
+                (None, None) => columns.push(to_file_column(field, array, format)?),
             },
         }
     }
@@ -841,6 +1020,8 @@ fn from_file_column(field: &Field, column: &ArrayRef) -> Result<ArrayRef, Schema
 pub fn from_file(batch: &RecordBatch) -> Result<RecordBatch, SchemaError> {
     // The lists of a packed set, unpacked together when its first list is asked for.
     let mut unpacked: Vec<(&str, [Option<ArrayRef>; 3])> = Vec::new();
+    // Each end's place texts, unpacked together when the first is asked for.
+    let mut places: [Vec<ArrayRef>; 2] = [Vec::new(), Vec::new()];
     let mut columns = Vec::with_capacity(SCHEMA.fields().len());
     for field in SCHEMA.fields() {
         if let Some(column) = batch.column_by_name(field.name()) {
@@ -851,6 +1032,16 @@ pub fn from_file(batch: &RecordBatch) -> Result<RecordBatch, SchemaError> {
         if let Some(byte) = code_byte(field.name(), FILE_FORMAT) {
             let codes = batch.column_by_name(CODES_COLUMN).ok_or_else(missing)?;
             columns.push(unpack_code(codes, byte)?);
+            continue;
+        }
+        if let Some((side, index)) = place_part(field.name(), FILE_FORMAT) {
+            if places[side].is_empty() {
+                let packed = batch
+                    .column_by_name(PLACE_COLUMNS[side])
+                    .ok_or_else(missing)?;
+                places[side] = unpack_places(packed, None)?;
+            }
+            columns.push(places[side][index].clone());
             continue;
         }
         let (set, part) = packed_part(field.name(), FILE_FORMAT).ok_or_else(missing)?;
@@ -889,6 +1080,13 @@ pub fn from_file_frame(frame: DataFrame) -> datafusion::error::Result<DataFrame>
         .fields()
         .iter()
         .map(|field| {
+            if let Some((side, index)) =
+                place_part(field.name(), FILE_FORMAT).filter(|_| !has(field.name()))
+            {
+                return UNPACK_PLACE[index]
+                    .call(vec![col(PLACE_COLUMNS[side])])
+                    .alias(field.name());
+            }
             if empty_as_null(field) {
                 return coalesce(vec![col(field.name()), lit("")]).alias(field.name());
             }
@@ -930,6 +1128,66 @@ static UNPACK: LazyLock<[ScalarUDF; 3]> = LazyLock::new(|| {
         })
     })
 });
+
+/// The functions that give SQL over files the texts of a packed place, one for each text.
+static UNPACK_PLACE: LazyLock<[ScalarUDF; PLACE_TEXTS.len()]> = LazyLock::new(|| {
+    std::array::from_fn(|index| {
+        ScalarUDF::new_from_impl(UnpackPlace {
+            index,
+            name: format!("unpack_place_{}", PLACE_TEXTS[index]),
+            signature: Signature::exact(
+                vec![DataType::Binary],
+                datafusion::logical_expr::Volatility::Immutable,
+            ),
+        })
+    })
+});
+
+/// One text of a packed place ([`PLACE_COLUMNS`]).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct UnpackPlace {
+    index: usize,
+    name: String,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for UnpackPlace {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::common::Result<ColumnarValue> {
+        use datafusion::common::DataFusionError;
+        let [packed] = args.args.as_slice() else {
+            return Err(DataFusionError::Internal(format!(
+                "{} takes one argument",
+                self.name
+            )));
+        };
+        let is_scalar = matches!(packed, ColumnarValue::Scalar(_));
+        let packed = packed.to_array(args.number_rows)?;
+        let text = unpack_places(&packed, Some(self.index))
+            .map_err(|error| DataFusionError::Execution(error.0))?
+            .pop()
+            .expect("the one text asked for");
+        Ok(if is_scalar {
+            ColumnarValue::Scalar(ScalarValue::try_from_array(&text, 0)?)
+        } else {
+            ColumnarValue::Array(text)
+        })
+    }
+}
 
 /// One list of a packed attribute set (see [`crate::packed`]).
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -2256,6 +2514,55 @@ mod tests {
         // Files of format 7 keep a column a code.
         let older = to_file_of(&rows_to_batch(&rows), 7).unwrap();
         assert!(older.column_by_name(CODES_COLUMN).is_none());
+        assert_eq!(batch_to_rows(&from_file(&older).unwrap()).unwrap(), rows);
+    }
+
+    #[test]
+    fn files_hold_each_ends_place_as_one_value_and_read_its_texts_apart() {
+        let first = full_row();
+        let mut second = full_row();
+        second.place_0 = first.place_0.clone();
+        second.place_1 = Place::unknown();
+        let rows = [first, second, SpanRow::default()];
+        let names: Vec<&str> = Place::TEXT_COLUMNS
+            .iter()
+            .map(|(name, _)| *name)
+            .chain(["labels"])
+            .collect();
+        assert_eq!(names, PLACE_TEXTS, "files pack every text of a place");
+        let file = to_file(&rows_to_batch(&rows)).unwrap();
+        for text in PLACE_TEXTS {
+            for side in SIDES {
+                let name = format!("{text}_{side}");
+                assert!(file.column_by_name(&name).is_none(), "{name} is a column");
+            }
+        }
+        let packed = file.column_by_name("place_0").unwrap().as_binary::<i32>();
+        assert_eq!(packed.value(0), packed.value(1), "one place, one value");
+        assert_ne!(packed.value(0), packed.value(2));
+        assert_eq!(batch_to_rows(&from_file(&file).unwrap()).unwrap(), rows);
+
+        // A flush packs the buffer's places once each, over the buffer's keys.
+        let buffer = rows_to_buffer(&rows);
+        // As a write holds it, and gathered in another order column by column.
+        let gathered =
+            arrow::compute::take_record_batch(&buffer, &UInt32Array::from(vec![2, 0, 1])).unwrap();
+        for batch in [buffer, gathered] {
+            let in_order =
+                batch_to_rows(&from_file(&from_buffer(&batch).unwrap()).unwrap()).unwrap();
+            let from_rows = to_file(&rows_to_batch(&in_order)).unwrap();
+            let flushed = buffer_to_file(&batch).unwrap();
+            for name in PLACE_COLUMNS {
+                let column = flushed.column_by_name(name).unwrap();
+                assert!(column.as_dictionary_opt::<Int32Type>().is_some(), "{name}");
+                let plain = arrow::compute::cast(column, &DataType::Binary).unwrap();
+                assert_eq!(&plain, from_rows.column_by_name(name).unwrap(), "{name}");
+            }
+        }
+        // Files of format 8 keep a column a text.
+        let older = to_file_of(&rows_to_batch(&rows), 8).unwrap();
+        assert!(older.column_by_name("place_0").is_none());
+        assert!(older.column_by_name("pod_0").is_some());
         assert_eq!(batch_to_rows(&from_file(&older).unwrap()).unwrap(), rows);
     }
 

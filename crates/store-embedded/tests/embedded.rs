@@ -497,7 +497,7 @@ async fn a_store_of_an_older_format_is_refused_with_a_clear_error() {
     let path = dir.path().join("manifest.json");
     let mut manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    assert_eq!(manifest["format"], 8);
+    assert_eq!(manifest["format"], 9);
     manifest.as_object_mut().unwrap().remove("format");
     std::fs::write(&path, serde_json::to_vec(&manifest).unwrap()).unwrap();
 
@@ -509,7 +509,7 @@ async fn a_store_of_an_older_format_is_refused_with_a_clear_error() {
     assert!(error.contains("Move the directory aside"), "{error}");
 }
 
-/// Rewrites every file of `dir` as `format` (4 or 6) wrote them and marks the manifest so:
+/// Rewrites every file of `dir` as `format` (4 to 8) wrote them and marks the manifest so:
 /// format 4's files hold the row schema as it is (attribute lists, empty text as `''`, never
 /// null) and its entries no format; format 6's pack the resource attributes only.
 fn rewrite_as_format(dir: &std::path::Path, format: u32) {
@@ -585,6 +585,11 @@ async fn a_store_of_format_6_reads_as_before_and_takes_new_rows() {
 #[tokio::test]
 async fn a_store_of_format_7_reads_as_before_and_takes_new_rows() {
     an_older_store_reads_as_before_and_takes_new_rows(7).await;
+}
+
+#[tokio::test]
+async fn a_store_of_format_8_reads_as_before_and_takes_new_rows() {
+    an_older_store_reads_as_before_and_takes_new_rows(8).await;
 }
 
 async fn an_older_store_reads_as_before_and_takes_new_rows(format: u32) {
@@ -667,11 +672,29 @@ async fn an_older_store_reads_as_before_and_takes_new_rows(format: u32) {
         full.place_1.auto_service_type as u8,
     );
     assert_eq!(count(&store, &by_codes).await, 1, "the full span");
+    // Places, which this version's files hold packed a value an end, read text by text.
+    let by_places = format!(
+        "SELECT count(*) FROM l7_flow_log WHERE pod_0 = '{}' AND az_0 = '{}' \
+         AND labels_0 = '{}' AND pod_1 = '' AND pod_ns_1 = '{}' AND auto_service_1 = '{}'",
+        full.place_0.pod,
+        full.place_0.az,
+        full.place_0.labels_json(),
+        full.place_1.pod_ns,
+        full.place_1.auto_service,
+    );
+    assert_eq!(count(&store, &by_places).await, 1, "the full span");
+    let no_place = "SELECT count(*) FROM l7_flow_log WHERE pod_0 = '' AND region_0 = '' \
+         AND labels_0 = '' AND host_1 = ''";
+    assert_eq!(
+        count(&store, no_place).await,
+        3,
+        "every span but the full one"
+    );
     store.close().await.unwrap();
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("manifest.json")).unwrap()).unwrap();
     assert_eq!(
-        manifest["format"], 8,
+        manifest["format"], 9,
         "stored as this version's format once written"
     );
     let formats: Vec<u64> = manifest["files"]
@@ -682,7 +705,7 @@ async fn an_older_store_reads_as_before_and_takes_new_rows(format: u32) {
         .collect();
     let old = if format == 4 { 5 } else { format as u64 };
     assert!(
-        formats.contains(&old) && formats.contains(&8),
+        formats.contains(&old) && formats.contains(&9),
         "old files kept as they were beside new ones: {formats:?}"
     );
 
@@ -696,12 +719,14 @@ async fn an_older_store_reads_as_before_and_takes_new_rows(format: u32) {
     store.upkeep_now().await.unwrap();
     let files = store.files();
     assert_eq!(files.len(), 1, "{files:?}");
-    assert_eq!(files[0].format, 8);
+    assert_eq!(files[0].format, 9);
     for span in [full, plain, later, packed] {
         assert_eq!(store.trace(span.trace_id).await.unwrap(), vec![span]);
     }
     assert_eq!(count(&store, by_attributes).await, 2);
     assert_eq!(count(&store, &by_codes).await, 1);
+    assert_eq!(count(&store, &by_places).await, 1);
+    assert_eq!(count(&store, no_place).await, 3);
     assert_eq!(count(&store, zeros).await, 3);
 }
 
