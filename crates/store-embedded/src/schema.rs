@@ -32,13 +32,14 @@ use arrow::array::{
     StringBuilder, TimestampMicrosecondArray, TimestampSecondArray, UInt16Array, UInt32Array,
     UInt64Array, UInt8Array,
 };
-use arrow::buffer::{BooleanBuffer, NullBuffer, ScalarBuffer};
+use arrow::buffer::{BooleanBuffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
 use datafusion::dataframe::DataFrame;
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    TypeSignature,
 };
 use spanflow_model::{
     Attribute, AutoType, IpText, L7Protocol, ObservationPoint, Place, ResourceTags, ResponseStatus,
@@ -358,12 +359,18 @@ const PLACES_SINCE: u32 = 9;
 
 /// The file columns of both ends' places, each where the end's first place column
 /// (`pod_0`, `pod_1`) is in the row schema: the end's [`PLACE_TEXTS`] packed as one value
-/// ([`packed::pack_texts`]), null for a place of which nothing is known. The spans of a file come from few places, so each column's
-/// dictionary holds each place once and a span costs the writer one index an end, where the
-/// end's thirteen text columns cost it thirteen. No search prunes by a place (those columns
+/// ([`packed::pack_texts`]), null for a place of which nothing is known. The spans of a file
+/// come from few places, so each column's dictionary holds each place once and a span costs
+/// the writer one index an end, where the end's thirteen text columns cost it thirteen. No search prunes by a place (those columns
 /// kept no statistics), and SQL reads each text through a function that unpacks it
 /// ([`from_file_frame`]). The places' two codes are in [`CODES_COLUMN`].
 pub(crate) const PLACE_COLUMNS: [&str; 2] = ["place_0", "place_1"];
+
+/// The type of [`PLACE_COLUMNS`]: a dictionary, as the Parquet writer writes them, so that a
+/// reader gets each place of a row group once and unpacks a place rather than a row.
+fn place_type() -> DataType {
+    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Binary))
+}
 
 /// The text columns of a place, without the end's suffix, in the order files pack them.
 const PLACE_TEXTS: [&str; 13] = [
@@ -421,20 +428,20 @@ fn pack_places(batch: &RecordBatch, side: usize) -> Result<ArrayRef, SchemaError
         let keys = dictionaries[0].keys();
         let shared = dictionaries.iter().all(|dictionary| {
             let (these, values) = (dictionary.keys(), dictionary.values());
-            // A sort gathers them once (`batches::sort_batch`); a plain gather, one at a time.
             let Some(texts) = values.as_string_opt::<i32>() else {
                 return false;
             };
             if these.len() != keys.len() || values.len() != dictionaries[0].values().len() {
                 return false;
             }
-            // One key buffer for all: the buffer built them together, and its keys are null
-            // only where their text is empty (`KeyNulls`).
+            // One key buffer for all, as the buffer builds them and a write's sort gathers
+            // them (`batches::take_rows`); the buffer's keys are null only where their text
+            // is empty (`KeyNulls`).
             if these.values().as_ptr() == keys.values().as_ptr() {
                 return true;
             }
-            // Otherwise equal keys, and a null key must index an empty text, so that each
-            // key's texts are its rows'.
+            // Otherwise (gathered a column at a time) equal keys, and a null key must index an
+            // empty text, so that each key's texts are its rows'.
             these.values() == keys.values()
                 && these.nulls().is_none_or(|nulls| {
                     (!nulls.inner()).set_indices().all(|row| {
@@ -453,12 +460,11 @@ fn pack_places(batch: &RecordBatch, side: usize) -> Result<ArrayRef, SchemaError
                 .collect();
             let packed = packed::pack_texts(&values);
             let keys = keys.values();
-            let bad_key = || SchemaError("packing places: a key past the places".into());
             if keys
                 .iter()
                 .any(|&key| key < 0 || key as usize >= packed.len())
             {
-                return Err(bad_key());
+                return Err(SchemaError("packing places: a key past the places".into()));
             }
             let nulls = packed.nulls().map(|unknown| {
                 NullBuffer::new(BooleanBuffer::collect_bool(keys.len(), |row| {
@@ -480,7 +486,9 @@ fn pack_places(batch: &RecordBatch, side: usize) -> Result<ArrayRef, SchemaError
         })
         .collect::<Result<Vec<_>, _>>()?;
     let texts: Vec<&StringArray> = texts.iter().map(|text| text.as_string::<i32>()).collect();
-    Ok(Arc::new(packed::pack_texts(&texts)))
+    let packed: ArrayRef = Arc::new(packed::pack_texts(&texts));
+    arrow::compute::cast(&packed, &place_type())
+        .map_err(|error| SchemaError(format!("packing places: {error}")))
 }
 
 /// The texts of a file's packed places ([`PLACE_COLUMNS`]), as the row schema's columns, in
@@ -497,12 +505,38 @@ fn unpack_places(column: &ArrayRef, only: Option<usize>) -> Result<Vec<ArrayRef>
         None => (column, None),
     };
     let packed = packed.as_binary_opt::<i32>().ok_or_else(not_packed)?;
-    packed::unpack_texts(packed, PLACE_TEXTS.len(), only)?
+    let texts = packed::unpack_texts(packed, PLACE_TEXTS.len(), only)?;
+    let Some(keys) = keys else {
+        return Ok(texts
+            .into_iter()
+            .map(|texts| Arc::new(texts) as ArrayRef)
+            .collect());
+    };
+    // A null key (nothing known of the place) takes an empty text, one past the places.
+    let n_places = packed.len() as i32;
+    let mut rows = Vec::with_capacity(keys.len());
+    for key in keys.iter() {
+        match key {
+            Some(key) if !(0..n_places).contains(&key) => {
+                return Err(SchemaError(format!(
+                    "a place key {key} past the column's {n_places} places"
+                )))
+            }
+            Some(key) => rows.push(key),
+            None => rows.push(n_places),
+        }
+    }
+    let rows = Int32Array::from(rows);
+    texts
         .into_iter()
-        .map(|texts| match keys {
-            Some(keys) => arrow::compute::take(&texts, keys, None)
-                .map_err(|error| SchemaError(format!("unpacking places: {error}"))),
-            None => Ok(Arc::new(texts) as ArrayRef),
+        .map(|texts| {
+            let (offsets, values, _) = texts.into_parts();
+            let last = *offsets.last().expect("offsets are never empty");
+            let offsets: Vec<i32> = offsets.iter().copied().chain([last]).collect();
+            let texts = StringArray::try_new(OffsetBuffer::new(offsets.into()), values, None)
+                .map_err(|error| SchemaError(format!("unpacking places: {error}")))?;
+            arrow::compute::take(&texts, &rows, None)
+                .map_err(|error| SchemaError(format!("unpacking places: {error}")))
         })
         .collect()
 }
@@ -578,9 +612,7 @@ fn file_schema_for(format: u32) -> SchemaRef {
                 place_part(field.name(), format),
             ) {
                 (Some(0), _) => Some(Field::new(CODES_COLUMN, DataType::UInt64, false)),
-                (_, Some((side, 0))) => {
-                    Some(Field::new(PLACE_COLUMNS[side], DataType::Binary, true))
-                }
+                (_, Some((side, 0))) => Some(Field::new(PLACE_COLUMNS[side], place_type(), true)),
                 (Some(_), _) | (_, Some(_)) => None,
                 (None, None) => Some(file_field(field, format)),
             },
@@ -597,8 +629,9 @@ static LIST_FILE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| file_schema_for(
 
 /// The schema of the Parquet files: [`schema()`] with the columns files hold empty text or a
 /// zero of as null made nullable, the resource attributes' three lists as one packed column
-/// (`resource_attributes`) and the span attributes' names and types as one key set a span
-/// (`attribute_keys`) beside their values' list. Rows read from a file go back through
+/// (`resource_attributes`), the span attributes' names and types as one key set a span
+/// (`attribute_keys`) beside their values' list, eight one-byte codes as one number
+/// ([`CODES_COLUMN`]) and each end's place as one packed value ([`PLACE_COLUMNS`]). Rows read from a file go back through
 /// [`from_file`], and SQL sees the row schema (see [`from_file_frame`]).
 pub fn file_schema() -> SchemaRef {
     FILE_SCHEMA.clone()
@@ -606,8 +639,9 @@ pub fn file_schema() -> SchemaRef {
 
 /// The schema of the files of storage `format` (4 on): format 4's and 5's hold the attribute
 /// sets as lists (format 4's text columns hold no nulls, which the schema allows), format 6's
-/// the resource attributes packed and the span's as lists, format 7's as [`file_schema()`] with
-/// no nulls in its numbers, later ones as [`file_schema()`].
+/// the resource attributes packed and the span's as lists, format 7's as format 8's with no
+/// nulls in its numbers and a column a code, format 8's as [`file_schema()`] with a column a
+/// place text, later ones as [`file_schema()`].
 pub fn file_schema_of(format: u32) -> SchemaRef {
     match format {
         ..=5 => LIST_FILE_SCHEMA.clone(),
@@ -735,13 +769,7 @@ fn unbuffer(batch: &RecordBatch, plain: bool) -> Result<RecordBatch, SchemaError
                     .iter()
                     .position(|column| column == field.name())
                     .expect("a place column");
-                let places = pack_places(batch, side)?;
-                columns.push(if plain {
-                    arrow::compute::cast(&places, field.data_type())
-                        .map_err(|error| SchemaError(format!("packing places: {error}")))?
-                } else {
-                    places
-                });
+                columns.push(pack_places(batch, side)?);
             }
             None => {
                 let column = batch
@@ -1135,8 +1163,11 @@ static UNPACK_PLACE: LazyLock<[ScalarUDF; PLACE_TEXTS.len()]> = LazyLock::new(||
         ScalarUDF::new_from_impl(UnpackPlace {
             index,
             name: format!("unpack_place_{}", PLACE_TEXTS[index]),
-            signature: Signature::exact(
-                vec![DataType::Binary],
+            signature: Signature::one_of(
+                vec![
+                    TypeSignature::Exact(vec![place_type()]),
+                    TypeSignature::Exact(vec![DataType::Binary]),
+                ],
                 datafusion::logical_expr::Volatility::Immutable,
             ),
         })
@@ -2537,9 +2568,11 @@ mod tests {
                 assert!(file.column_by_name(&name).is_none(), "{name} is a column");
             }
         }
-        let packed = file.column_by_name("place_0").unwrap().as_binary::<i32>();
+        let plain = |column: &ArrayRef| arrow::compute::cast(column, &DataType::Binary).unwrap();
+        let packed = plain(file.column_by_name("place_0").unwrap());
+        let packed = packed.as_binary::<i32>();
         assert_eq!(packed.value(0), packed.value(1), "one place, one value");
-        assert_ne!(packed.value(0), packed.value(2));
+        assert!(packed.is_null(2), "nothing known of the place");
         assert_eq!(batch_to_rows(&from_file(&file).unwrap()).unwrap(), rows);
 
         // A flush packs the buffer's places once each, over the buffer's keys.
@@ -2555,8 +2588,11 @@ mod tests {
             for name in PLACE_COLUMNS {
                 let column = flushed.column_by_name(name).unwrap();
                 assert!(column.as_dictionary_opt::<Int32Type>().is_some(), "{name}");
-                let plain = arrow::compute::cast(column, &DataType::Binary).unwrap();
-                assert_eq!(&plain, from_rows.column_by_name(name).unwrap(), "{name}");
+                assert_eq!(
+                    &plain(column),
+                    &plain(from_rows.column_by_name(name).unwrap()),
+                    "{name}"
+                );
             }
         }
         // Files of format 8 keep a column a text.

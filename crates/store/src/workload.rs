@@ -167,6 +167,18 @@ pub async fn run(store: &dyn SpanStore, now_us: i64, window_us: i64, rounds: usi
         })
         .await,
     );
+    // The same by workload: each end's node is its place's service, read from both ends'
+    // place columns.
+    timings.push(
+        time("service map by workload, 1 hour", rounds, || async {
+            store
+                .service_map(last_hour, crate::analytics::MapBy::Workload)
+                .await
+                .expect("service map")
+                .len()
+        })
+        .await,
+    );
     let six_hours = TimeRange::new(Some(now_us - 6 * HOUR_US), Some(now_us));
     timings.push(
         time("service map, 6 hours", rounds, || async {
