@@ -209,7 +209,18 @@ impl SpanLimits {
     fn attributes(&self, attributes: &mut Vec<Attribute>, what: &str, marks: &mut Marks) -> usize {
         let n_dropped = attributes.len().saturating_sub(self.max_attributes);
         attributes.truncate(self.max_attributes);
+        let max = self.max_string_bytes;
         for attribute in attributes.iter_mut() {
+            // Nearly every attribute is a short key of a short text or a number: checked
+            // without a call.
+            let value_within = match &attribute.value {
+                AttrValue::String(text) => text.len() <= max,
+                AttrValue::Array(_) | AttrValue::KeyValueList(_) | AttrValue::Bytes(_) => false,
+                _ => true,
+            };
+            if value_within && attribute.key.len() <= max {
+                continue;
+            }
             // Named by the key as sent (the list cuts it short).
             let sent_key = (attribute.key.len() > self.max_string_bytes).then(|| {
                 let mut key = attribute.key.clone();
@@ -294,7 +305,7 @@ mod tests {
             attributes: vec![
                 Attribute::new("a", text("ünïcödé-text")),
                 Attribute::new("b", AttrValue::Array(vec![text("0123456789")])),
-                Attribute::new("c", AttrValue::Int(1)),
+                Attribute::new("c-long-key", AttrValue::Int(1)),
                 Attribute::new("d", AttrValue::Int(2)),
                 Attribute::new("e", AttrValue::Int(3)),
             ],
@@ -316,6 +327,9 @@ mod tests {
             row.attributes[1].value,
             AttrValue::Array(vec![text("01234567")])
         );
+        // A key too long is cut whatever its value.
+        assert_eq!(row.attributes[2].key, "c-long-k");
+        assert_eq!(row.attributes[2].value, AttrValue::Int(1));
         assert_eq!(row.dropped_attributes_count, 3, "1 sent dropped + 2 here");
         assert_eq!(row.events.len(), 2);
         assert_eq!(row.dropped_events_count, 1);
@@ -323,7 +337,8 @@ mod tests {
         assert_eq!(
             row.attribute(TRUNCATED_ATTRIBUTE),
             Some(&text(
-                "endpoint,request_domain,attributes.a,attributes.b,resource.service.name"
+                "endpoint,request_domain,attributes.a,attributes.b,attributes.c-long-key,\
+                 resource.service.name"
             ))
         );
     }
