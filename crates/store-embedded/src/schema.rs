@@ -361,9 +361,10 @@ const PLACES_SINCE: u32 = 9;
 /// (`pod_0`, `pod_1`) is in the row schema: the end's [`PLACE_TEXTS`] packed as one value
 /// ([`packed::pack_texts`]), null for a place of which nothing is known. The spans of a file
 /// come from few places, so each column's dictionary holds each place once and a span costs
-/// the writer one index an end, where the end's thirteen text columns cost it thirteen. No search prunes by a place (those columns
-/// kept no statistics), and SQL reads each text through a function that unpacks it
-/// ([`from_file_frame`]). The places' two codes are in [`CODES_COLUMN`].
+/// the writer one index an end, where the end's thirteen text columns cost it thirteen. No
+/// search prunes by a place (those columns kept no statistics), and SQL reads each text
+/// through a function that unpacks it ([`from_file_frame`]). The places' two codes are in
+/// [`CODES_COLUMN`].
 pub(crate) const PLACE_COLUMNS: [&str; 2] = ["place_0", "place_1"];
 
 /// The type of [`PLACE_COLUMNS`]: a dictionary, as the Parquet writer writes them, so that a
@@ -631,8 +632,9 @@ static LIST_FILE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| file_schema_for(
 /// zero of as null made nullable, the resource attributes' three lists as one packed column
 /// (`resource_attributes`), the span attributes' names and types as one key set a span
 /// (`attribute_keys`) beside their values' list, eight one-byte codes as one number
-/// ([`CODES_COLUMN`]) and each end's place as one packed value ([`PLACE_COLUMNS`]). Rows read from a file go back through
-/// [`from_file`], and SQL sees the row schema (see [`from_file_frame`]).
+/// ([`CODES_COLUMN`]) and each end's place as one packed value ([`PLACE_COLUMNS`]). Rows read
+/// from a file go back through [`from_file`], and SQL sees the row schema (see
+/// [`from_file_frame`]).
 pub fn file_schema() -> SchemaRef {
     FILE_SCHEMA.clone()
 }

@@ -157,28 +157,25 @@ pub async fn run(store: &dyn SpanStore, now_us: i64, window_us: i64, rounds: usi
         .await,
     );
     let last_hour = TimeRange::new(Some(now_us - HOUR_US), Some(now_us));
-    timings.push(
-        time("service map, 1 hour", rounds, || async {
-            store
-                .service_map(last_hour, crate::analytics::MapBy::Service)
-                .await
-                .expect("service map")
-                .len()
-        })
-        .await,
-    );
-    // The same by workload: each end's node is its place's service, read from both ends'
-    // place columns.
-    timings.push(
-        time("service map by workload, 1 hour", rounds, || async {
-            store
-                .service_map(last_hour, crate::analytics::MapBy::Workload)
-                .await
-                .expect("service map")
-                .len()
-        })
-        .await,
-    );
+    // By workload, each end's node is its place's service, read from both ends' place columns.
+    for (name, by) in [
+        ("service map, 1 hour", crate::analytics::MapBy::Service),
+        (
+            "service map by workload, 1 hour",
+            crate::analytics::MapBy::Workload,
+        ),
+    ] {
+        timings.push(
+            time(name, rounds, || async move {
+                store
+                    .service_map(last_hour, by)
+                    .await
+                    .expect("service map")
+                    .len()
+            })
+            .await,
+        );
+    }
     let six_hours = TimeRange::new(Some(now_us - 6 * HOUR_US), Some(now_us));
     timings.push(
         time("service map, 6 hours", rounds, || async {
